@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Builds the real backends from their Go modules and caches the binaries outside the repo.
+#
+#   scripts/build-backends.sh [otelcol|prometheus|tempo|alertmanager|all]   build what is missing
+#   scripts/build-backends.sh --print                                       print NAME=path lines
+#
+# Versions come from deploy/versions.env; the Collector's components from collector/builder-config.yaml.
+# Each binary lives in  $LLMTEL_CACHE_DIR/bin/<name>-<version>[-<manifest hash>]/ , so a version or
+# manifest change builds a new one and an unchanged one is reused at once. Go's own module and build
+# caches (GOMODCACHE, GOCACHE) are left where the user keeps them, so a rebuild is incremental.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=../deploy/versions.env
+source "$repo/deploy/versions.env"
+cache=${LLMTEL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/llm-telemetry}
+manifest="$repo/collector/builder-config.yaml"
+# The checksum database is reached through the module proxy; the mirror our build machines use lacks
+# sum.golang.org entries for some contrib modules (lookup answers 404), so those prefixes are checked
+# against go.sum files only. Extend with LLMTEL_GONOSUMDB; set GONOSUMDB yourself to override.
+export GONOSUMDB=${GONOSUMDB:-github.com/open-telemetry/opentelemetry-collector-contrib${LLMTEL_GONOSUMDB:+,$LLMTEL_GONOSUMDB}}
+manifest_hash=$( (cat "$manifest"; go env GOVERSION 2>/dev/null || true) | sha256sum | cut -c1-12)
+
+otelcol_dir="$cache/bin/otelcol-llm-$OTELCOL_VERSION-$manifest_hash"
+prometheus_dir="$cache/bin/prometheus-$PROMETHEUS_VERSION"
+tempo_dir="$cache/bin/tempo-$TEMPO_VERSION"
+alertmanager_dir="$cache/bin/alertmanager-$ALERTMANAGER_VERSION"
+
+print_paths() {
+  echo "OTELCOL=$otelcol_dir/otelcol-llm"
+  echo "PROMETHEUS=$prometheus_dir/prometheus"
+  echo "PROMTOOL=$prometheus_dir/promtool"
+  echo "TEMPO=$tempo_dir/tempo"
+  echo "ALERTMANAGER=$alertmanager_dir/alertmanager"
+}
+
+log() { printf '[backends %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# Runs a long command, printing a heartbeat every 30 s so a cold build never looks hung.
+# Its own output goes to a log that is shown only when it fails.
+with_progress() {
+  local what=$1; shift
+  local logf; logf=$(mktemp)
+  local start=$SECONDS
+  "$@" >"$logf" 2>&1 &
+  local pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    if (( (SECONDS - start) % 30 == 0 )) && kill -0 "$pid" 2>/dev/null; then
+      log "  … $what: $((SECONDS - start)) s"
+    fi
+  done
+  if ! wait "$pid"; then
+    log "FAILED: $what (last 40 lines of its output follow)"
+    tail -n 40 "$logf" >&2
+    rm -f "$logf"
+    return 1
+  fi
+  rm -f "$logf"
+  log "  done: $what in $((SECONDS - start)) s"
+}
+
+require_go() {
+  command -v go >/dev/null || { log "Go is required (1.25 or newer) and was not found on PATH"; exit 1; }
+}
+
+build_otelcol() {
+  [[ -x $otelcol_dir/otelcol-llm ]] && { log "otelcol-llm $OTELCOL_VERSION cached ($otelcol_dir)"; return; }
+  grep -q "version: $OTELCOL_VERSION" "$manifest" \
+    || { log "collector/builder-config.yaml does not match OTELCOL_VERSION=$OTELCOL_VERSION"; exit 1; }
+  require_go
+  log "building otelcol-llm $OTELCOL_VERSION (cold: several minutes)"
+  local tools="$cache/tools/builder-$OTELCOL_VERSION"
+  if [[ ! -x $tools/builder ]]; then
+    mkdir -p "$tools"
+    with_progress "go install OCB builder v$OTELCOL_VERSION" \
+      env GOBIN="$tools" go install "go.opentelemetry.io/collector/cmd/builder@v$OTELCOL_VERSION"
+  fi
+  local work="$cache/work/otelcol-$manifest_hash"
+  rm -rf "$work"; mkdir -p "$work"
+  cp "$manifest" "$work/builder-config.yaml"
+  (cd "$work" && with_progress "OCB build of otelcol-llm" "$tools/builder" --config=builder-config.yaml)
+  mkdir -p "$otelcol_dir"
+  mv "$work/_build/otelcol-llm" "$otelcol_dir/otelcol-llm"
+  rm -rf "$work"
+}
+
+build_prometheus() {
+  [[ -x $prometheus_dir/prometheus && -x $prometheus_dir/promtool ]] \
+    && { log "prometheus $PROMETHEUS_VERSION cached ($prometheus_dir)"; return; }
+  require_go
+  log "building prometheus + promtool $PROMETHEUS_VERSION (module $PROMETHEUS_MODULE_VERSION)"
+  mkdir -p "$prometheus_dir.tmp"
+  # No builtinassets tag: the web UI needs an npm build; the HTTP API works without it.
+  local ldflags="-X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION"
+  with_progress "go install prometheus, promtool" env GOBIN="$prometheus_dir.tmp" CGO_ENABLED=0 \
+    go install -ldflags "$ldflags" \
+    "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_MODULE_VERSION" \
+    "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_MODULE_VERSION"
+  rm -rf "$prometheus_dir"; mv "$prometheus_dir.tmp" "$prometheus_dir"
+}
+
+build_alertmanager() {
+  [[ -x $alertmanager_dir/alertmanager ]] && { log "alertmanager $ALERTMANAGER_VERSION cached"; return; }
+  require_go
+  log "building alertmanager $ALERTMANAGER_VERSION"
+  mkdir -p "$alertmanager_dir.tmp"
+  with_progress "go install alertmanager" env GOBIN="$alertmanager_dir.tmp" CGO_ENABLED=0 \
+    go install "github.com/prometheus/alertmanager/cmd/alertmanager@v$ALERTMANAGER_VERSION"
+  rm -rf "$alertmanager_dir"; mv "$alertmanager_dir.tmp" "$alertmanager_dir"
+}
+
+build_tempo() {
+  [[ -x $tempo_dir/tempo ]] && { log "tempo $TEMPO_VERSION cached ($tempo_dir)"; return; }
+  require_go
+  log "building tempo $TEMPO_VERSION (module $TEMPO_MODULE_VERSION; cold: several minutes)"
+  # go install refuses Tempo (its go.mod has replace lines), so build inside a copy of the module:
+  # as the main module its replaces apply and its go.sum pins the exact upstream dependency set.
+  local src
+  src=$(go mod download -json "github.com/grafana/tempo@$TEMPO_MODULE_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
+  [[ -d $src ]] || { log "go mod download of tempo@$TEMPO_MODULE_VERSION gave no source dir"; exit 1; }
+  local work="$cache/work/tempo-$TEMPO_VERSION"
+  rm -rf "$work"; mkdir -p "$work"
+  cp -r "$src/." "$work/"; chmod -R u+w "$work"
+  mkdir -p "$tempo_dir.tmp"
+  (cd "$work" && with_progress "go build tempo" env CGO_ENABLED=0 \
+    go build -mod=mod -ldflags "-X main.Version=$TEMPO_VERSION" -o "$tempo_dir.tmp/tempo" ./cmd/tempo)
+  rm -rf "$tempo_dir" "$work"; mv "$tempo_dir.tmp" "$tempo_dir"
+}
+
+main() {
+  if [[ ${1:-} == --print ]]; then print_paths; return; fi
+  mkdir -p "$cache"
+  # One builder at a time per cache: the stack runner, the tests and CI may all ask at once.
+  exec 9>"$cache/.build.lock"
+  flock 9
+  local target=${1:-all}
+  case $target in
+    otelcol) build_otelcol ;;
+    prometheus) build_prometheus ;;
+    tempo) build_tempo ;;
+    alertmanager) build_alertmanager ;;
+    all) build_otelcol; build_prometheus; build_tempo; build_alertmanager ;;
+    *) log "unknown target '$target' (otelcol, prometheus, tempo, alertmanager, all)"; exit 2 ;;
+  esac
+}
+
+main "$@"

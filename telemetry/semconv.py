@@ -1,0 +1,296 @@
+"""Every metric name, unit, instrument kind and attribute key this project emits.
+
+Names are contracts: dashboards, alert rules and users' queries depend on them. Metrics defined by the
+OpenTelemetry semantic conventions use their names, units and advisory buckets verbatim (GenAI, HTTP, RPC,
+hardware). Where semconv has no name we use the ``llm.`` namespace and the same rules: lowercase dotted
+names, UCUM units (``s``, ``By``, ``1``, ``{token}``), no unit or ``_total`` in the name (the Prometheus
+exporters add those).
+
+``tests/unit/test_semconv_contract.py`` collects every instrument the library and services create and
+compares it with :data:`METRICS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Final
+
+
+class Kind(str, Enum):
+    COUNTER = "counter"
+    UP_DOWN_COUNTER = "up_down_counter"
+    HISTOGRAM = "histogram"
+    GAUGE = "gauge"
+    OBSERVABLE_COUNTER = "observable_counter"
+    OBSERVABLE_UP_DOWN_COUNTER = "observable_up_down_counter"
+    OBSERVABLE_GAUGE = "observable_gauge"
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    unit: str
+    kind: Kind
+    description: str
+    buckets: tuple[float, ...] | None = None
+    """Explicit bucket boundaries (histograms only): the semconv advisory where one exists."""
+
+    @property
+    def prometheus_name(self) -> str:
+        """The name Prometheus stores, per the OTLP→Prometheus translation our Collector uses."""
+        base = self.name.replace(".", "_")
+        unit = _PROM_UNIT_SUFFIX.get(self.unit, "")
+        if unit and not base.endswith(f"_{unit}"):
+            base = f"{base}_{unit}"
+        if self.kind in (Kind.COUNTER, Kind.OBSERVABLE_COUNTER):
+            base = f"{base}_total"
+        return base
+
+
+# OTLP unit → Prometheus suffix (collector's translation: annotations like {token} add nothing, "1" is
+# "ratio" only for gauges, which we never rely on in queries).
+_PROM_UNIT_SUFFIX: Final = {"s": "seconds", "By": "bytes", "W": "watts", "J": "joules", "Cel": "celsius"}
+
+# ---- advisory bucket boundaries ---------------------------------------------------------------------
+HTTP_DURATION_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+RPC_DURATION_BUCKETS: Final = HTTP_DURATION_BUCKETS
+GENAI_DURATION_BUCKETS: Final = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)
+GENAI_TTFT_BUCKETS: Final = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)
+GENAI_TPOT_BUCKETS: Final = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
+GENAI_TOKEN_BUCKETS: Final = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)
+# Our own short durations (queue waits, tokenization, stages): sub-millisecond to tens of seconds.
+SHORT_DURATION_BUCKETS: Final = (
+    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)
+BODY_SIZE_BUCKETS: Final = (0, 128, 512, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
+BATCH_SIZE_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128)
+RATIO_BUCKETS: Final = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+# ---- attribute keys ------------------------------------------------------------------------------------
+# semconv
+ERROR_TYPE: Final = "error.type"
+HTTP_REQUEST_METHOD: Final = "http.request.method"
+HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
+HTTP_ROUTE: Final = "http.route"
+URL_SCHEME: Final = "url.scheme"
+URL_PATH: Final = "url.path"
+NETWORK_PROTOCOL_NAME: Final = "network.protocol.name"
+NETWORK_PROTOCOL_VERSION: Final = "network.protocol.version"
+SERVER_ADDRESS: Final = "server.address"
+SERVER_PORT: Final = "server.port"
+USER_AGENT_ORIGINAL: Final = "user_agent.original"
+RPC_SYSTEM_NAME: Final = "rpc.system.name"
+RPC_METHOD: Final = "rpc.method"
+RPC_STATUS_CODE: Final = "rpc.status_code"
+GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+GEN_AI_REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
+GEN_AI_REQUEST_TEMPERATURE: Final = "gen_ai.request.temperature"
+GEN_AI_REQUEST_STREAM: Final = "gen_ai.request.stream"
+GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
+GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
+GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
+GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
+GEN_AI_DATA_SOURCE_ID: Final = "gen_ai.data_source.id"
+HW_ID: Final = "hw.id"
+HW_NAME: Final = "hw.name"
+HW_VENDOR: Final = "hw.vendor"
+HW_TYPE: Final = "hw.type"
+HW_STATE: Final = "hw.state"
+HW_PARENT: Final = "hw.parent"
+HW_DRIVER_VERSION: Final = "hw.driver_version"
+HW_GPU_TASK: Final = "hw.gpu.task"
+# ours (no semconv key exists)
+LLM_STAGE: Final = "llm.stage"
+LLM_CACHE_RESULT: Final = "llm.cache.result"
+LLM_SHED_REASON: Final = "llm.shed.reason"
+LLM_GPU_INDEX: Final = "llm.gpu.index"
+LLM_GPU_MIG_INSTANCE: Final = "llm.gpu.mig.instance_id"
+LLM_GPU_THROTTLE_REASON: Final = "llm.gpu.throttle.reason"
+LLM_TELEMETRY_STATUS_REASON: Final = "llm.telemetry.reason"
+
+OTHER: Final = "_OTHER"
+"""Value an attribute takes when a request supplied something outside its known set (semconv's convention)."""
+
+# ---- well-known values -------------------------------------------------------------------------------
+OPERATION_CHAT: Final = "chat"
+OPERATION_TEXT_COMPLETION: Final = "text_completion"
+OPERATION_RETRIEVAL: Final = "retrieval"
+TOKEN_TYPE_INPUT: Final = "input"
+TOKEN_TYPE_OUTPUT: Final = "output"
+RPC_SYSTEM_GRPC: Final = "grpc"
+
+
+def _h(name: str, unit: str, description: str, buckets: tuple[float, ...]) -> MetricSpec:
+    return MetricSpec(name, unit, Kind.HISTOGRAM, description, buckets)
+
+
+# ---- metrics ---------------------------------------------------------------------------------------
+HTTP_SERVER_REQUEST_DURATION: Final = _h(
+    "http.server.request.duration", "s", "Duration of HTTP server requests.", HTTP_DURATION_BUCKETS
+)
+HTTP_SERVER_ACTIVE_REQUESTS: Final = MetricSpec(
+    "http.server.active_requests", "{request}", Kind.UP_DOWN_COUNTER, "Number of active HTTP server requests."
+)
+HTTP_SERVER_REQUEST_BODY_SIZE: Final = _h(
+    "http.server.request.body.size", "By", "Size of HTTP server request bodies.", BODY_SIZE_BUCKETS
+)
+HTTP_SERVER_RESPONSE_BODY_SIZE: Final = _h(
+    "http.server.response.body.size", "By", "Size of HTTP server response bodies.", BODY_SIZE_BUCKETS
+)
+HTTP_CLIENT_REQUEST_DURATION: Final = _h(
+    "http.client.request.duration", "s", "Duration of HTTP client requests.", HTTP_DURATION_BUCKETS
+)
+RPC_SERVER_CALL_DURATION: Final = _h(
+    "rpc.server.call.duration", "s", "Duration of RPCs measured by the server.", RPC_DURATION_BUCKETS
+)
+RPC_CLIENT_CALL_DURATION: Final = _h(
+    "rpc.client.call.duration", "s", "Duration of RPCs measured by the client.", RPC_DURATION_BUCKETS
+)
+GEN_AI_CLIENT_OPERATION_DURATION: Final = _h(
+    "gen_ai.client.operation.duration", "s", "GenAI operation duration seen by the client.",
+    GENAI_DURATION_BUCKETS,
+)
+GEN_AI_CLIENT_TOKEN_USAGE: Final = MetricSpec(
+    "gen_ai.client.token.usage", "{token}", Kind.HISTOGRAM, "Input and output tokens used.",
+    GENAI_TOKEN_BUCKETS,
+)
+GEN_AI_CLIENT_TIME_TO_FIRST_CHUNK: Final = _h(
+    "gen_ai.client.operation.time_to_first_chunk", "s",
+    "Time from the request to the first streamed chunk, seen by the client.", GENAI_DURATION_BUCKETS,
+)
+GEN_AI_SERVER_REQUEST_DURATION: Final = _h(
+    "gen_ai.server.request.duration", "s", "Time from request receipt to the last output token.",
+    GENAI_DURATION_BUCKETS,
+)
+GEN_AI_SERVER_TIME_TO_FIRST_TOKEN: Final = _h(
+    "gen_ai.server.time_to_first_token", "s", "Time to generate the first token (queue + prefill).",
+    GENAI_TTFT_BUCKETS,
+)
+GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN: Final = _h(
+    "gen_ai.server.time_per_output_token", "s", "Decode time per output token after the first.",
+    GENAI_TPOT_BUCKETS,
+)
+
+# gateway
+LLM_GATEWAY_CACHE_REQUESTS: Final = MetricSpec(
+    "llm.gateway.cache.requests", "{request}", Kind.COUNTER,
+    "Response-cache lookups, by llm.cache.result (hit or miss).",
+)
+LLM_GATEWAY_CACHE_ENTRIES: Final = MetricSpec(
+    "llm.gateway.cache.entries", "{entry}", Kind.OBSERVABLE_GAUGE, "Entries held in the response cache."
+)
+LLM_GATEWAY_REJECTED_REQUESTS: Final = MetricSpec(
+    "llm.gateway.rejected_requests", "{request}", Kind.COUNTER,
+    "Requests refused before reaching the upstream, by error.type (auth, validation, overload, ...).",
+)
+
+# orchestrator
+LLM_ORCHESTRATOR_STAGE_DURATION: Final = _h(
+    "llm.orchestrator.stage.duration", "s", "Duration of one pipeline stage, by llm.stage.",
+    SHORT_DURATION_BUCKETS,
+)
+LLM_ORCHESTRATOR_QUEUE_SIZE: Final = MetricSpec(
+    "llm.orchestrator.queue.size", "{request}", Kind.OBSERVABLE_GAUGE,
+    "Requests waiting or running in a stage's bounded queue, by llm.stage.",
+)
+LLM_ORCHESTRATOR_QUEUE_LIMIT: Final = MetricSpec(
+    "llm.orchestrator.queue.limit", "{request}", Kind.OBSERVABLE_GAUGE, "Capacity of a stage's queue."
+)
+LLM_ORCHESTRATOR_SHED_REQUESTS: Final = MetricSpec(
+    "llm.orchestrator.shed_requests", "{request}", Kind.COUNTER,
+    "Requests shed because a stage's queue was full, by llm.stage.",
+)
+LLM_ORCHESTRATOR_ERRORS: Final = MetricSpec(
+    "llm.orchestrator.errors", "{error}", Kind.COUNTER, "Pipeline failures, by llm.stage and error.type."
+)
+LLM_ORCHESTRATOR_COALESCED_REQUESTS: Final = MetricSpec(
+    "llm.orchestrator.coalesced_requests", "{request}", Kind.COUNTER,
+    "Requests answered by joining an identical request already in flight.",
+)
+LLM_ORCHESTRATOR_REQUESTS: Final = MetricSpec(
+    "llm.orchestrator.requests", "{request}", Kind.COUNTER, "Pipeline requests completed, by outcome."
+)
+
+# inference
+LLM_INFERENCE_QUEUE_DURATION: Final = _h(
+    "llm.inference.queue.duration", "s", "Time a request waited for the batching scheduler.",
+    SHORT_DURATION_BUCKETS,
+)
+LLM_INFERENCE_QUEUE_SIZE: Final = MetricSpec(
+    "llm.inference.queue.size", "{request}", Kind.OBSERVABLE_GAUGE, "Requests waiting to be batched."
+)
+LLM_INFERENCE_BATCH_SIZE: Final = MetricSpec(
+    "llm.inference.batch.size", "{request}", Kind.HISTOGRAM, "Requests per executed batch.",
+    BATCH_SIZE_BUCKETS,
+)
+LLM_INFERENCE_BATCH_PADDING_RATIO: Final = MetricSpec(
+    "llm.inference.batch.padding_ratio", "1", Kind.HISTOGRAM,
+    "Share of a batch's prefill tokens that are padding (0..1).", RATIO_BUCKETS,
+)
+LLM_INFERENCE_TOKENIZATION_DURATION: Final = _h(
+    "llm.inference.tokenization.duration", "s", "Time to tokenize a prompt.", SHORT_DURATION_BUCKETS
+)
+LLM_INFERENCE_PADDED_TOKENS: Final = MetricSpec(
+    "llm.inference.padded_tokens", "{token}", Kind.COUNTER, "Padding tokens added by batching."
+)
+
+# hardware (semconv hw.*; GPU gauges are fed by NVML in telemetry.gpu)
+HW_GPU_UTILIZATION: Final = MetricSpec(
+    "hw.gpu.utilization", "1", Kind.OBSERVABLE_GAUGE, "Fraction of time the GPU was busy (0..1)."
+)
+HW_GPU_MEMORY_UTILIZATION: Final = MetricSpec(
+    "hw.gpu.memory.utilization", "1", Kind.OBSERVABLE_GAUGE, "Fraction of time GPU memory was read or written."
+)
+HW_GPU_MEMORY_USAGE: Final = MetricSpec(
+    "hw.gpu.memory.usage", "By", Kind.OBSERVABLE_UP_DOWN_COUNTER, "GPU memory in use."
+)
+HW_GPU_MEMORY_LIMIT: Final = MetricSpec(
+    "hw.gpu.memory.limit", "By", Kind.OBSERVABLE_UP_DOWN_COUNTER, "GPU memory size."
+)
+HW_POWER: Final = MetricSpec("hw.power", "W", Kind.OBSERVABLE_GAUGE, "Power drawn by the device.")
+HW_ENERGY: Final = MetricSpec(
+    "hw.energy", "J", Kind.OBSERVABLE_COUNTER, "Energy consumed by the device since the driver loaded."
+)
+HW_TEMPERATURE: Final = MetricSpec("hw.temperature", "Cel", Kind.OBSERVABLE_GAUGE, "Device temperature.")
+HW_ERRORS: Final = MetricSpec(
+    "hw.errors", "{error}", Kind.OBSERVABLE_COUNTER, "ECC errors, by error.type (corrected, uncorrected)."
+)
+HW_STATUS: Final = MetricSpec(
+    "hw.status", "1", Kind.OBSERVABLE_UP_DOWN_COUNTER,
+    "1 for the device's current hw.state (ok, degraded, failed), 0 for the others.",
+)
+# ours: semconv has no clock, throttle or per-process names yet
+LLM_GPU_CLOCK_SM: Final = MetricSpec(
+    "llm.gpu.clock.sm", "Hz", Kind.OBSERVABLE_GAUGE, "Current streaming-multiprocessor clock."
+)
+LLM_GPU_THROTTLED: Final = MetricSpec(
+    "llm.gpu.throttled", "1", Kind.OBSERVABLE_GAUGE,
+    "1 while the clocks are held down for llm.gpu.throttle.reason, else 0.",
+)
+LLM_GPU_PROCESS_MEMORY_USAGE: Final = MetricSpec(
+    "llm.gpu.process.memory.usage", "By", Kind.OBSERVABLE_UP_DOWN_COUNTER,
+    "GPU memory used by this process.",
+)
+LLM_TELEMETRY_GPU_AVAILABLE: Final = MetricSpec(
+    "llm.telemetry.gpu.available", "1", Kind.OBSERVABLE_GAUGE,
+    "1 when NVML collection works; 0 with llm.telemetry.reason saying why not.",
+)
+
+METRICS: Final[dict[str, MetricSpec]] = {
+    spec.name: spec for spec in globals().copy().values() if isinstance(spec, MetricSpec)
+}
+"""Every metric we emit, by name: the contract the semconv test and the views check against."""
