@@ -31,6 +31,6 @@ proto=services/proto/inference.proto
 gen=services/proto/inference_pb2.py
 if [[ ! -f $gen || $proto -nt $gen ]]; then
   say "generating gRPC code from $proto"
-  .venv/bin/python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. \
+  PATH="$repo/.venv/bin:$PATH" .venv/bin/python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. \
     --mypy_out=quiet:. --mypy_grpc_out=quiet:. "$proto"
 fi
