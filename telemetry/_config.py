@@ -1,0 +1,163 @@
+"""Our own settings: declared once here, read from the environment only here.
+
+Precedence: an argument to ``configure()`` > the environment variable > the default. A value that cannot
+be parsed fails at start-up with :class:`TelemetryConfigError` naming the variable and the value.
+
+Standard ``OTEL_*`` variables (endpoint, headers, protocol, sampler, exemplar filter, resource attributes,
+batch-processor and attribute limits, ``OTEL_SDK_DISABLED``) are not redeclared: the SDK reads them itself,
+and ``configure()`` leaves them effective. The few we must interpret (protocol, SDK disabled) are read here.
+
+| variable | type | default | meaning |
+|---|---|---|---|
+| ``OTEL_SERVICE_NAME`` | str | ``unknown_service`` | ``service.name`` (standard) |
+| ``LLM_TELEMETRY_SERVICE_VERSION`` | str | package version | ``service.version`` |
+| ``LLM_TELEMETRY_ENVIRONMENT`` | str | ``development`` | ``deployment.environment.name`` |
+| ``LLM_TELEMETRY_TRACES`` | bool | ``true`` | export spans |
+| ``LLM_TELEMETRY_METRICS`` | bool | ``true`` | export metrics |
+| ``LLM_TELEMETRY_GPU`` | ``auto``/bool | ``auto`` | NVML GPU gauges (auto: on when NVML is importable) |
+| ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` | bool | ``false`` | record prompt and completion text (opt-in, standard name) |
+| ``OTEL_EXPORTER_OTLP_PROTOCOL`` | ``grpc``/``http/protobuf`` | ``grpc`` | exporter transport (standard) |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Generic, TypeVar
+
+from telemetry._errors import TelemetryConfigError
+
+T = TypeVar("T")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"expected one of {sorted(_TRUE | _FALSE)}")
+
+
+def parse_tristate(raw: str) -> bool | None:
+    """``auto`` → None (decide at run time), otherwise a boolean."""
+    return None if raw.strip().lower() == "auto" else parse_bool(raw)
+
+
+def parse_protocol(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in {"grpc", "http/protobuf"}:
+        raise ValueError("expected 'grpc' or 'http/protobuf'")
+    return value
+
+
+def parse_nonempty(raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+@dataclass(frozen=True)
+class Setting(Generic[T]):
+    env: str
+    parse: Callable[[str], T]
+    default: T
+    doc: str
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("llm-telemetry")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+SETTINGS: dict[str, Setting[Any]] = {
+    "service_name": Setting("OTEL_SERVICE_NAME", parse_nonempty, "unknown_service", "service.name"),
+    "service_version": Setting("LLM_TELEMETRY_SERVICE_VERSION", parse_nonempty, "", "service.version"),
+    "environment": Setting(
+        "LLM_TELEMETRY_ENVIRONMENT", parse_nonempty, "development", "deployment.environment.name"
+    ),
+    "traces": Setting("LLM_TELEMETRY_TRACES", parse_bool, True, "export spans"),
+    "metrics": Setting("LLM_TELEMETRY_METRICS", parse_bool, True, "export metrics"),
+    "gpu": Setting("LLM_TELEMETRY_GPU", parse_tristate, None, "NVML GPU gauges; auto when unset"),
+    "capture_content": Setting(
+        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", parse_bool, False, "record prompt/completion text"
+    ),
+    "protocol": Setting("OTEL_EXPORTER_OTLP_PROTOCOL", parse_protocol, "grpc", "OTLP transport"),
+    "sdk_disabled": Setting("OTEL_SDK_DISABLED", parse_bool, False, "disable the SDK entirely"),
+}
+
+
+@dataclass(frozen=True)
+class TelemetrySettings:
+    service_name: str
+    service_version: str
+    environment: str
+    traces: bool
+    metrics: bool
+    gpu: bool | None
+    capture_content: bool
+    protocol: str
+    sdk_disabled: bool
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> TelemetrySettings:
+    """Resolve every setting: argument > environment > default."""
+    env = os.environ if environ is None else environ
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    unknown = set(given) - set(SETTINGS)
+    if unknown:
+        raise TelemetryConfigError(f"unknown telemetry setting(s): {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for key, setting in SETTINGS.items():
+        if key in given:
+            values[key] = given[key]
+            continue
+        raw = env.get(setting.env)
+        if raw is None or raw == "":
+            values[key] = setting.default
+            continue
+        try:
+            values[key] = setting.parse(raw)
+        except ValueError as exc:
+            raise TelemetryConfigError(f"{setting.env}={raw!r} is invalid: {exc}") from None
+    # The protocol may also be set per signal; the traces one wins for our exporter choice.
+    per_signal = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+    if "protocol" not in given and per_signal:
+        try:
+            values["protocol"] = parse_protocol(per_signal)
+        except ValueError as exc:
+            raise TelemetryConfigError(
+                f"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL={per_signal!r} is invalid: {exc}"
+            ) from None
+    if not values["service_version"]:
+        values["service_version"] = _version()
+    assert {f.name for f in fields(TelemetrySettings)} == set(values)
+    return TelemetrySettings(**values)
+
+
+def explicit_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> set[str]:
+    """Settings given as an argument or through their own environment variable (not defaulted)."""
+    env = os.environ if environ is None else environ
+    return {k for k, v in arguments.items() if v is not None} | {
+        key for key, setting in SETTINGS.items() if env.get(setting.env)
+    }
+
+
+def env_table_markdown() -> str:
+    """The settings table for the README, generated so docs and code cannot drift."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for setting in SETTINGS.values():
+        default = "auto" if setting.default is None else str(setting.default).lower()
+        rows.append(f"| `{setting.env}` | `{default}` | {setting.doc} |")
+    return "\n".join(rows)

@@ -1,0 +1,203 @@
+"""Resource, TracerProvider, MeterProvider and OTLP exporters: ``configure()`` and ``shutdown()``."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import metrics, propagate, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanProcessor
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from telemetry._config import TelemetrySettings, explicit_settings, load_settings
+from telemetry._errors import TelemetryConfigError
+from telemetry._handle import InstrumentationHandle
+from telemetry.views import DEFAULT_VIEWS
+
+logger = logging.getLogger("telemetry")
+
+
+@dataclass
+class Telemetry:
+    """What ``configure()`` set up; ``shutdown()`` flushes and stops all of it."""
+
+    settings: TelemetrySettings
+    resource: Resource
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    handles: list[InstrumentationHandle] = field(default_factory=list)
+    _arguments: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def shutdown(self, timeout_millis: int = 5000) -> None:
+        for handle in reversed(self.handles):
+            handle.uninstrument()
+        self.handles.clear()
+        self.tracer_provider.force_flush(timeout_millis)
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown(timeout_millis=timeout_millis)
+
+
+_lock = threading.Lock()
+_current: Telemetry | None = None
+
+
+def configure(
+    *,
+    service_name: str | None = None,
+    service_version: str | None = None,
+    environment: str | None = None,
+    traces: bool | None = None,
+    metrics_enabled: bool | None = None,
+    gpu: bool | None = None,
+    capture_content: bool | None = None,
+    resource_attributes: Mapping[str, str] | None = None,
+    span_processors: Sequence[SpanProcessor] | None = None,
+    metric_readers: Sequence[MetricReader] | None = None,
+    id_generator: IdGenerator | None = None,
+    set_global: bool = True,
+) -> Telemetry:
+    """Set up tracing and metrics for this process. Idempotent: a second call returns the first result.
+
+    Each argument overrides its environment variable (see ``telemetry._config``): ``service_name``
+    (``OTEL_SERVICE_NAME``), ``service_version`` (``LLM_TELEMETRY_SERVICE_VERSION``), ``environment``
+    (``LLM_TELEMETRY_ENVIRONMENT``), ``traces`` (``LLM_TELEMETRY_TRACES``), ``metrics_enabled``
+    (``LLM_TELEMETRY_METRICS``), ``gpu`` (``LLM_TELEMETRY_GPU``), ``capture_content``
+    (``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``).
+
+    ``span_processors`` and ``metric_readers`` replace the OTLP exporters (``telemetry.testing`` uses them).
+    The SDK keeps honouring the standard variables: ``OTEL_EXPORTER_OTLP_*``, ``OTEL_TRACES_SAMPLER[_ARG]``,
+    ``OTEL_METRICS_EXEMPLAR_FILTER``, ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_BSP_*``, ``OTEL_ATTRIBUTE_*``,
+    ``OTEL_METRIC_EXPORT_INTERVAL``, ``OTEL_SDK_DISABLED``.
+    """
+    global _current  # noqa: PLW0603 - the process has one telemetry set-up, guarded by _lock
+    arguments = {
+        "service_name": service_name, "service_version": service_version, "environment": environment,
+        "traces": traces, "metrics": metrics_enabled, "gpu": gpu, "capture_content": capture_content,
+    }
+    with _lock:
+        if _current is not None:
+            if {k: v for k, v in arguments.items() if v is not None} != _current._arguments:
+                logger.warning("telemetry.configure() called again with other arguments; keeping the first")
+            return _current
+        built = build_telemetry(
+            arguments, resource_attributes=resource_attributes, span_processors=span_processors,
+            metric_readers=metric_readers, id_generator=id_generator,
+        )
+        if set_global:
+            trace.set_tracer_provider(built.tracer_provider)
+            metrics.set_meter_provider(built.meter_provider)
+            propagate.set_global_textmap(
+                CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
+            )
+        _current = built
+        return built
+
+
+def build_telemetry(
+    arguments: Mapping[str, Any],
+    *,
+    resource_attributes: Mapping[str, str] | None = None,
+    span_processors: Sequence[SpanProcessor] | None = None,
+    metric_readers: Sequence[MetricReader] | None = None,
+    id_generator: IdGenerator | None = None,
+) -> Telemetry:
+    """A complete set-up that touches no global state (``configure()`` registers one globally).
+
+    Several can live in one process, e.g. three services under test, each with its own resource.
+    """
+    settings = load_settings(arguments)
+    resource = _resource(settings, explicit_settings(arguments), resource_attributes)
+    tracer_provider = TracerProvider(resource=resource, id_generator=id_generator)
+    meter_provider = MeterProvider(
+        resource=resource,
+        metric_readers=_metric_readers(settings, metric_readers),
+        views=DEFAULT_VIEWS,
+    )
+    if settings.traces and not settings.sdk_disabled:
+        for processor in span_processors or [BatchSpanProcessor(_span_exporter(settings))]:
+            tracer_provider.add_span_processor(processor)
+    built = Telemetry(settings, resource, tracer_provider, meter_provider)
+    built._arguments = {k: v for k, v in arguments.items() if v is not None}
+    _start_gpu(built)
+    return built
+
+
+def current() -> Telemetry | None:
+    return _current
+
+
+def shutdown(timeout_millis: int = 5000) -> None:
+    """Flush and stop what ``configure()`` started; a later ``configure()`` starts afresh."""
+    global _current  # noqa: PLW0603
+    with _lock:
+        done, _current = _current, None
+    if done is not None:
+        done.shutdown(timeout_millis)
+
+
+def _resource(settings: TelemetrySettings, explicit: set[str], extra: Mapping[str, str] | None) -> Resource:
+    """Resource from OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME, then ours.
+
+    A value set explicitly (argument or our env var) wins; our defaults only fill keys the standard
+    variables left empty, so ``OTEL_RESOURCE_ATTRIBUTES=deployment.environment.name=prod`` keeps working.
+    """
+    attributes = dict(Resource.create(dict(extra or {})).attributes)
+    ours = {
+        "service.name": ("service_name", settings.service_name),
+        "service.version": ("service_version", settings.service_version),
+        "deployment.environment.name": ("environment", settings.environment),
+    }
+    for key, (setting, value) in ours.items():
+        unset = key not in attributes or str(attributes[key]).startswith("unknown_service")
+        if setting in explicit or unset:
+            attributes[key] = value
+    attributes.setdefault("service.instance.id", str(uuid.uuid4()))
+    return Resource(attributes)
+
+
+def _metric_readers(
+    settings: TelemetrySettings, readers: Sequence[MetricReader] | None
+) -> list[MetricReader]:
+    if readers is not None:
+        return list(readers)
+    if not settings.metrics or settings.sdk_disabled:
+        return []
+    if settings.protocol == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExp
+
+        return [PeriodicExportingMetricReader(HttpExp())]
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+    return [PeriodicExportingMetricReader(OTLPMetricExporter())]
+
+
+def _span_exporter(settings: TelemetrySettings) -> SpanExporter:
+    if settings.protocol == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExp
+
+        return HttpExp()
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter()
+
+
+def _start_gpu(current: Telemetry) -> None:
+    wanted = current.settings.gpu
+    if wanted is False or current.settings.sdk_disabled or not current.settings.metrics:
+        return
+    try:
+        from telemetry.gpu import instrument_gpu
+    except ImportError as exc:  # gpu.py itself is ours; only a broken install gets here
+        raise TelemetryConfigError(f"LLM_TELEMETRY_GPU: GPU support unavailable: {exc}") from exc
+    current.handles.append(instrument_gpu(current.meter_provider))

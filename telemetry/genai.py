@@ -1,0 +1,185 @@
+"""GenAI semantic conventions: span attributes and the token, TTFT, TPOT and duration metrics.
+
+Every histogram is recorded with the context of the request's span, so its point carries an exemplar
+with that span's trace and span ids (the SDK's default ``trace_based`` exemplar filter) even when the
+caller is not inside ``use_span``. Prompt and completion text are recorded only when content capture is
+enabled (``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``), never by default.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from opentelemetry import metrics, trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span
+from opentelemetry.util.types import AttributeValue
+
+from telemetry import instruments, semconv as sc
+from telemetry._errors import contained
+from telemetry.views import bounded
+
+_METER = "telemetry.genai"
+
+
+@dataclass(frozen=True)
+class GenAIRequest:
+    """The low-cardinality identity of a GenAI operation: what goes on both spans and metric points."""
+
+    operation: str
+    provider: str
+    model: str
+
+    def metric_attributes(self, error_type: str | None = None) -> dict[str, AttributeValue]:
+        attributes: dict[str, AttributeValue] = {
+            sc.GEN_AI_OPERATION_NAME: self.operation,
+            sc.GEN_AI_PROVIDER_NAME: self.provider,
+            sc.GEN_AI_REQUEST_MODEL: bounded(sc.GEN_AI_REQUEST_MODEL, self.model),
+        }
+        if error_type:
+            attributes[sc.ERROR_TYPE] = error_type
+        return attributes
+
+    def span_name(self) -> str:
+        return f"{self.operation} {self.model}"
+
+
+def set_request_attributes(
+    span: Span,
+    request: GenAIRequest,
+    *,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    stream: bool | None = None,
+) -> None:
+    """Request-side GenAI span attributes (the model name is kept verbatim on spans: spans are not series)."""
+    span.set_attribute(sc.GEN_AI_OPERATION_NAME, request.operation)
+    span.set_attribute(sc.GEN_AI_PROVIDER_NAME, request.provider)
+    span.set_attribute(sc.GEN_AI_REQUEST_MODEL, request.model)
+    if max_tokens:
+        span.set_attribute(sc.GEN_AI_REQUEST_MAX_TOKENS, max_tokens)
+    if temperature is not None:
+        span.set_attribute(sc.GEN_AI_REQUEST_TEMPERATURE, temperature)
+    if stream:
+        span.set_attribute(sc.GEN_AI_REQUEST_STREAM, True)
+
+
+def set_response_attributes(
+    span: Span,
+    *,
+    response_id: str | None = None,
+    response_model: str | None = None,
+    finish_reasons: Sequence[str] = (),
+    input_tokens: int | None = None,
+    output_tokens: int | None = None,
+    time_to_first_chunk: float | None = None,
+) -> None:
+    if response_id:
+        span.set_attribute(sc.GEN_AI_RESPONSE_ID, response_id)
+    if response_model:
+        span.set_attribute(sc.GEN_AI_RESPONSE_MODEL, response_model)
+    if finish_reasons:
+        span.set_attribute(sc.GEN_AI_RESPONSE_FINISH_REASONS, list(finish_reasons))
+    if input_tokens is not None:
+        span.set_attribute(sc.GEN_AI_USAGE_INPUT_TOKENS, input_tokens)
+    if output_tokens is not None:
+        span.set_attribute(sc.GEN_AI_USAGE_OUTPUT_TOKENS, output_tokens)
+    if time_to_first_chunk is not None:
+        span.set_attribute(sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, time_to_first_chunk)
+
+
+def content_capture_enabled() -> bool:
+    from telemetry._setup import current
+
+    configured = current()
+    return configured is not None and configured.settings.capture_content
+
+
+def capture_messages(
+    span: Span, *, input_messages: object = None, output_messages: object = None, enabled: bool | None = None
+) -> bool:
+    """Record prompt/completion as ``gen_ai.input.messages``/``gen_ai.output.messages`` if opted in.
+
+    ``enabled`` is the caller's ``Telemetry.settings.capture_content``; None asks the global set-up.
+    Returns whether anything was recorded, so callers and tests can see the decision.
+    """
+    if not (content_capture_enabled() if enabled is None else enabled):
+        return False
+    with contained("genai.capture_messages"):
+        if input_messages is not None:
+            span.set_attribute(sc.GEN_AI_INPUT_MESSAGES, json.dumps(input_messages, ensure_ascii=False))
+        if output_messages is not None:
+            span.set_attribute(sc.GEN_AI_OUTPUT_MESSAGES, json.dumps(output_messages, ensure_ascii=False))
+    return True
+
+
+def _context_of(span: Span | None) -> Context | None:
+    return trace.set_span_in_context(span) if span is not None else None
+
+
+class GenAIServerMetrics:
+    """``gen_ai.server.*``: what a model server measures per request."""
+
+    def __init__(self, meter_provider: metrics.MeterProvider | None = None) -> None:
+        meter = metrics.get_meter(_METER, meter_provider=meter_provider)
+        self.request_duration = instruments.create(meter, sc.GEN_AI_SERVER_REQUEST_DURATION)
+        self.time_to_first_token = instruments.create(meter, sc.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN)
+        self.time_per_output_token = instruments.create(meter, sc.GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN)
+
+    def record(
+        self,
+        request: GenAIRequest,
+        *,
+        duration: float,
+        time_to_first_token: float | None,
+        output_tokens: int,
+        span: Span | None = None,
+        error_type: str | None = None,
+    ) -> None:
+        """One finished request. TTFT and TPOT are recorded for successful responses only (semconv)."""
+        with contained("genai.server.record"):
+            ctx = _context_of(span)
+            self.request_duration.record(duration, request.metric_attributes(error_type), context=ctx)
+            if error_type is not None or time_to_first_token is None:
+                return
+            attributes = request.metric_attributes()
+            self.time_to_first_token.record(time_to_first_token, attributes, context=ctx)
+            if output_tokens > 1:
+                tpot = (duration - time_to_first_token) / (output_tokens - 1)
+                self.time_per_output_token.record(tpot, attributes, context=ctx)
+
+
+class GenAIClientMetrics:
+    """``gen_ai.client.*``: what the caller of a model (our gateway) measures per operation."""
+
+    def __init__(self, meter_provider: metrics.MeterProvider | None = None) -> None:
+        meter = metrics.get_meter(_METER, meter_provider=meter_provider)
+        self.operation_duration = instruments.create(meter, sc.GEN_AI_CLIENT_OPERATION_DURATION)
+        self.token_usage = instruments.create(meter, sc.GEN_AI_CLIENT_TOKEN_USAGE)
+        self.time_to_first_chunk = instruments.create(meter, sc.GEN_AI_CLIENT_TIME_TO_FIRST_CHUNK)
+
+    def record(
+        self,
+        request: GenAIRequest,
+        *,
+        duration: float,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        time_to_first_chunk: float | None = None,
+        span: Span | None = None,
+        error_type: str | None = None,
+    ) -> None:
+        with contained("genai.client.record"):
+            ctx = _context_of(span)
+            self.operation_duration.record(duration, request.metric_attributes(error_type), context=ctx)
+            attributes = request.metric_attributes()
+            if time_to_first_chunk is not None:
+                self.time_to_first_chunk.record(time_to_first_chunk, attributes, context=ctx)
+            # Usage only when the counts are known: semconv says not to report guesses.
+            for token_type, count in ((sc.TOKEN_TYPE_INPUT, input_tokens), (sc.TOKEN_TYPE_OUTPUT, output_tokens)):
+                if count is not None:
+                    self.token_usage.record(
+                        count, {**attributes, sc.GEN_AI_TOKEN_TYPE: token_type}, context=ctx
+                    )

@@ -1,0 +1,260 @@
+"""gRPC (asyncio) server and client interceptors: spans plus ``rpc.{server,client}.call.duration``.
+
+The contrib gRPC instrumentation records spans only (no meter at all), so the RPC duration metrics,
+with ``rpc.system.name``, ``rpc.method`` and the string ``rpc.status_code`` of current semconv, come
+from here. Streaming calls are measured until the stream ends, is cancelled, or fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from time import perf_counter
+from typing import Any
+
+import grpc
+from grpc import aio
+from opentelemetry import context as otel_context, metrics, propagate, trace
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from telemetry import instruments, semconv as sc
+from telemetry._errors import contained
+
+# Server-side codes that mean the server failed (semconv); everything else is the caller's problem.
+_SERVER_ERROR_CODES = frozenset({
+    grpc.StatusCode.UNKNOWN, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNIMPLEMENTED,
+    grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DATA_LOSS,
+})
+
+
+class _MetadataGetter(Getter[Sequence[tuple[str, str | bytes]]]):
+    def get(self, carrier: Sequence[tuple[str, str | bytes]], key: str) -> list[str] | None:
+        found = [v if isinstance(v, str) else v.decode("latin-1") for k, v in carrier if k == key]
+        return found or None
+
+    def keys(self, carrier: Sequence[tuple[str, str | bytes]]) -> list[str]:
+        return [k for k, _ in carrier]
+
+
+_GETTER = _MetadataGetter()
+
+
+@lru_cache(maxsize=1024)
+def _point_attributes(method: str, code: str, error_type: str | None) -> dict[str, AttributeValue]:
+    attributes: dict[str, AttributeValue] = {
+        sc.RPC_SYSTEM_NAME: sc.RPC_SYSTEM_GRPC, sc.RPC_METHOD: method, sc.RPC_STATUS_CODE: code,
+    }
+    if error_type is not None:
+        attributes[sc.ERROR_TYPE] = error_type
+    return attributes
+
+
+@dataclass
+class _Call:
+    """One RPC in flight: its span, timer and the context token to restore."""
+
+    span: Span
+    ctx: otel_context.Context
+    method: str
+    start: float = field(default_factory=perf_counter)
+
+
+class _RpcTelemetry:
+    def __init__(
+        self, side: str, tracer_provider: trace.TracerProvider | None,
+        meter_provider: metrics.MeterProvider | None,
+    ) -> None:
+        self.server = side == "server"
+        self.tracer = trace.get_tracer(f"telemetry.grpc.{side}", tracer_provider=tracer_provider)
+        meter = metrics.get_meter(f"telemetry.grpc.{side}", meter_provider=meter_provider)
+        spec = sc.RPC_SERVER_CALL_DURATION if self.server else sc.RPC_CLIENT_CALL_DURATION
+        self.duration = instruments.create(meter, spec)
+
+    def start(self, full_method: str, parent: otel_context.Context | None) -> _Call:
+        method = full_method.lstrip("/")
+        span = self.tracer.start_span(
+            method,
+            context=parent,
+            kind=SpanKind.SERVER if self.server else SpanKind.CLIENT,
+            attributes={sc.RPC_SYSTEM_NAME: sc.RPC_SYSTEM_GRPC, sc.RPC_METHOD: method},
+        )
+        return _Call(span, trace.set_span_in_context(span, parent), method)
+
+    def finish(self, call: _Call, code: grpc.StatusCode, exc: BaseException | None = None) -> None:
+        with contained("grpc.finish"):
+            is_error = code in _SERVER_ERROR_CODES if self.server else code != grpc.StatusCode.OK
+            error_type = code.name if is_error else None
+            span = call.span
+            span.set_attribute(sc.RPC_STATUS_CODE, code.name)
+            if code == grpc.StatusCode.CANCELLED:
+                span.add_event("rpc.cancelled", {"rpc.cancelled.by": "client" if self.server else "caller"})
+            if exc is not None and is_error:
+                span.record_exception(exc)
+            if error_type is not None:
+                span.set_attribute(sc.ERROR_TYPE, error_type)
+                span.set_status(Status(StatusCode.ERROR, f"{code.name}"))
+            self.duration.record(
+                perf_counter() - call.start, _point_attributes(call.method, code.name, error_type),
+                context=call.ctx,
+            )
+            span.end()
+
+
+def _server_code(context: aio.ServicerContext, exc: BaseException | None) -> grpc.StatusCode:
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code
+    if isinstance(exc, asyncio.CancelledError):
+        return grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.OK if exc is None else grpc.StatusCode.UNKNOWN
+
+
+class TelemetryServerInterceptor(aio.ServerInterceptor):
+    """Continues the caller's trace (W3C traceparent in metadata) in a SERVER span per call."""
+
+    def __init__(
+        self, tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+    ) -> None:
+        self._rpc = _RpcTelemetry("server", tracer_provider, meter_provider)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        rpc = self._rpc
+        full_method: str = handler_call_details.method
+
+        def begin(context: aio.ServicerContext) -> tuple[_Call, object]:
+            metadata = tuple(context.invocation_metadata() or ())
+            call = rpc.start(full_method, propagate.extract(metadata, getter=_GETTER))
+            return call, otel_context.attach(call.ctx)
+
+        if handler.unary_unary is not None:
+            inner_unary = handler.unary_unary
+
+            async def unary(request: Any, context: aio.ServicerContext) -> Any:
+                call, token = begin(context)
+                exc: BaseException | None = None
+                try:
+                    return await inner_unary(request, context)
+                except BaseException as e:
+                    exc = e
+                    raise
+                finally:
+                    rpc.finish(call, _server_code(context, exc), exc)
+                    otel_context.detach(token)  # type: ignore[arg-type]
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary, handler.request_deserializer, handler.response_serializer
+            )
+
+        if handler.unary_stream is not None:
+            inner_stream = handler.unary_stream
+
+            async def stream(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+                call, token = begin(context)
+                exc: BaseException | None = None
+                try:
+                    async for item in inner_stream(request, context):
+                        yield item
+                except BaseException as e:
+                    exc = e
+                    raise
+                finally:
+                    rpc.finish(call, _server_code(context, exc), exc)
+                    with contained("grpc.detach"):
+                        otel_context.detach(token)  # type: ignore[arg-type]
+
+            return grpc.unary_stream_rpc_method_handler(
+                stream, handler.request_deserializer, handler.response_serializer
+            )
+        # Client-streaming and bidi calls are served untraced rather than mis-measured.
+        return handler
+
+
+class _ClientCallDetails(aio.ClientCallDetails):
+    pass
+
+
+def _with_trace_metadata(details: aio.ClientCallDetails, ctx: otel_context.Context) -> aio.ClientCallDetails:
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=ctx)
+    metadata = aio.Metadata(*(details.metadata or ()))
+    for key, value in carrier.items():
+        metadata.add(key, value)
+    return _ClientCallDetails(
+        details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+    )
+
+
+def _method_name(details: aio.ClientCallDetails) -> str:
+    method = details.method
+    return method.decode() if isinstance(method, bytes) else method
+
+
+class TelemetryUnaryUnaryClientInterceptor(aio.UnaryUnaryClientInterceptor):
+    def __init__(self, rpc: _RpcTelemetry) -> None:
+        self._rpc = rpc
+
+    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        call = self._rpc.start(_method_name(client_call_details), None)
+        try:
+            rpc_call = await continuation(_with_trace_metadata(client_call_details, call.ctx), request)
+            response = await rpc_call
+        except aio.AioRpcError as exc:
+            self._rpc.finish(call, exc.code(), exc)
+            raise
+        except asyncio.CancelledError as exc:
+            self._rpc.finish(call, grpc.StatusCode.CANCELLED, exc)
+            raise
+        self._rpc.finish(call, grpc.StatusCode.OK)
+        return response
+
+
+class TelemetryUnaryStreamClientInterceptor(aio.UnaryStreamClientInterceptor):
+    def __init__(self, rpc: _RpcTelemetry) -> None:
+        self._rpc = rpc
+
+    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        call = self._rpc.start(_method_name(client_call_details), None)
+        try:
+            rpc_call = await continuation(_with_trace_metadata(client_call_details, call.ctx), request)
+        except aio.AioRpcError as exc:
+            self._rpc.finish(call, exc.code(), exc)
+            raise
+        return self._observe(rpc_call, call)
+
+    async def _observe(self, rpc_call: Any, call: _Call) -> AsyncIterator[Any]:
+        code = grpc.StatusCode.OK
+        exc: BaseException | None = None
+        try:
+            async for item in rpc_call:
+                yield item
+        except aio.AioRpcError as e:
+            code, exc = e.code(), e
+            raise
+        except (asyncio.CancelledError, GeneratorExit) as e:
+            # The caller stopped reading (or was cancelled): cancel the RPC so the server stops too.
+            rpc_call.cancel()
+            code, exc = grpc.StatusCode.CANCELLED, e
+            raise
+        finally:
+            self._rpc.finish(call, code, exc)
+
+
+def client_interceptors(
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+) -> list[aio.ClientInterceptor]:
+    """Interceptors for ``grpc.aio.insecure_channel(..., interceptors=client_interceptors())``."""
+    rpc = _RpcTelemetry("client", tracer_provider, meter_provider)
+    return [TelemetryUnaryUnaryClientInterceptor(rpc), TelemetryUnaryStreamClientInterceptor(rpc)]

@@ -1,0 +1,117 @@
+"""``instrument_httpx(client)``: a CLIENT span per request, W3C context injected, ``http.client.request.duration``.
+
+Implemented as a transport wrapper rather than event hooks: hooks cannot hold a span open across the
+request or see transport errors, and a streamed response (server-sent events) must keep its span open
+until the body is closed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from time import perf_counter
+
+import httpx
+from opentelemetry import metrics, propagate, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from telemetry import instruments, semconv as sc
+from telemetry._errors import contained
+from telemetry._handle import InstrumentationHandle
+
+
+class _ObservedStream(httpx.AsyncByteStream):
+    def __init__(self, inner: httpx.AsyncByteStream, on_close: _Finish) -> None:
+        self._inner = inner
+        self._on_close = on_close
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            self._on_close(None)
+
+
+class _Finish:
+    """Ends one request's span and records its duration, exactly once."""
+
+    def __init__(self, owner: _TracedTransport, span: Span, attributes: dict[str, AttributeValue]) -> None:
+        self.owner, self.span, self.attributes = owner, span, attributes
+        self.start = perf_counter()
+        self.done = False
+
+    def __call__(self, error_type: str | None) -> None:
+        if self.done:
+            return
+        self.done = True
+        with contained("httpx.finish"):
+            if error_type is not None:
+                self.attributes[sc.ERROR_TYPE] = error_type
+                self.span.set_attribute(sc.ERROR_TYPE, error_type)
+                self.span.set_status(Status(StatusCode.ERROR))
+            self.owner.duration.record(
+                perf_counter() - self.start, self.attributes, context=trace.set_span_in_context(self.span)
+            )
+            self.span.end()
+
+
+class _TracedTransport(httpx.AsyncBaseTransport):
+    def __init__(
+        self, inner: httpx.AsyncBaseTransport, tracer: trace.Tracer, duration: metrics.Histogram
+    ) -> None:
+        self.inner, self.tracer, self.duration = inner, tracer, duration
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        attributes: dict[str, AttributeValue] = {
+            sc.HTTP_REQUEST_METHOD: request.method,
+            sc.SERVER_ADDRESS: url.host,
+            sc.SERVER_PORT: url.port or (443 if url.scheme == "https" else 80),
+            sc.URL_SCHEME: url.scheme,
+        }
+        span = self.tracer.start_span(request.method, kind=SpanKind.CLIENT, attributes=attributes)
+        span.set_attribute("url.full", str(url.copy_with(query=None)))
+        propagate.inject(request.headers, context=trace.set_span_in_context(span))
+        finish = _Finish(self, span, dict(attributes))
+        try:
+            response = await self.inner.handle_async_request(request)
+        except Exception as exc:
+            span.record_exception(exc)
+            finish(type(exc).__qualname__)
+            raise
+        with contained("httpx.response"):
+            span.set_attribute(sc.HTTP_RESPONSE_STATUS_CODE, response.status_code)
+            finish.attributes[sc.HTTP_RESPONSE_STATUS_CODE] = response.status_code
+            if response.status_code >= 400:
+                finish.attributes[sc.ERROR_TYPE] = str(response.status_code)
+                span.set_attribute(sc.ERROR_TYPE, str(response.status_code))
+                span.set_status(Status(StatusCode.ERROR))
+            assert isinstance(response.stream, httpx.AsyncByteStream)
+            response.stream = _ObservedStream(response.stream, finish)
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def instrument_httpx(
+    client: httpx.AsyncClient,
+    *,
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+) -> InstrumentationHandle:
+    """Trace and measure every request ``client`` sends; the handle restores its original transport."""
+    tracer = trace.get_tracer("telemetry.httpx", tracer_provider=tracer_provider)
+    meter = metrics.get_meter("telemetry.httpx", meter_provider=meter_provider)
+    duration = instruments.create(meter, sc.HTTP_CLIENT_REQUEST_DURATION)
+    original = client._transport
+    client._transport = _TracedTransport(original, tracer, duration)
+
+    def undo() -> None:
+        client._transport = original
+
+    return InstrumentationHandle("httpx", undo)

@@ -1,0 +1,155 @@
+"""Test support: in-memory exporters, deterministic ids, and exports turned into plain dicts.
+
+For our tests and for users' tests::
+
+    capture = telemetry.testing.capture("gateway")
+    ... exercise code with capture.telemetry's providers ...
+    assert capture.spans()[0]["name"] == "POST /v1/chat/completions"
+
+Several captures can share one span exporter (``capture("b", spans=first.exporter)``) so spans from
+several in-process services land in one list, as they would in one trace backend.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.sdk.metrics.export import (
+    ExponentialHistogramDataPoint,
+    HistogramDataPoint,
+    InMemoryMetricReader,
+    MetricsData,
+    NumberDataPoint,
+)
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.trace import format_span_id, format_trace_id
+
+from telemetry._errors import raise_internal_errors
+from telemetry._setup import Telemetry, build_telemetry
+
+__all__ = [
+    "Capture", "DeterministicIdGenerator", "capture", "metrics_as_dicts", "spans_as_dicts",
+]
+
+
+class DeterministicIdGenerator(IdGenerator):
+    """Trace and span ids counting up from 1: stable across runs, unique within one."""
+
+    def __init__(self) -> None:
+        self._trace = itertools.count(1)
+        self._span = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def generate_trace_id(self) -> int:
+        with self._lock:
+            return next(self._trace)
+
+    def generate_span_id(self) -> int:
+        with self._lock:
+            return next(self._span)
+
+
+def spans_as_dicts(spans: Sequence[ReadableSpan]) -> list[dict[str, Any]]:
+    """Each finished span as a plain dict, ids as the hex strings backends show."""
+    out = []
+    for span in spans:
+        ctx = span.get_span_context()
+        assert ctx is not None
+        out.append({
+            "name": span.name,
+            "kind": span.kind.name,
+            "service": span.resource.attributes.get("service.name"),
+            "trace_id": format_trace_id(ctx.trace_id),
+            "span_id": format_span_id(ctx.span_id),
+            "parent_span_id": format_span_id(span.parent.span_id) if span.parent else None,
+            "attributes": dict(span.attributes or {}),
+            "status": span.status.status_code.name,
+            "events": [{"name": e.name, "attributes": dict(e.attributes or {})} for e in span.events],
+            "start_time": span.start_time,
+            "end_time": span.end_time,
+        })
+    return out
+
+
+def _point(point: Any) -> dict[str, Any]:
+    result: dict[str, Any] = {"attributes": dict(point.attributes or {})}
+    if isinstance(point, HistogramDataPoint):
+        result.update(count=point.count, sum=point.sum, bounds=list(point.explicit_bounds),
+                      bucket_counts=list(point.bucket_counts))
+    elif isinstance(point, NumberDataPoint):
+        result["value"] = point.value
+    elif isinstance(point, ExponentialHistogramDataPoint):
+        result.update(count=point.count, sum=point.sum)
+    result["exemplars"] = [
+        {
+            "value": e.value,
+            "trace_id": format_trace_id(e.trace_id) if e.trace_id else None,
+            "span_id": format_span_id(e.span_id) if e.span_id else None,
+        }
+        for e in getattr(point, "exemplars", ()) or ()
+    ]
+    return result
+
+
+def metrics_as_dicts(data: MetricsData | None) -> dict[str, dict[str, Any]]:
+    """``{metric name: {"unit", "kind", "service", "points": [...]}}`` over every resource and scope."""
+    out: dict[str, dict[str, Any]] = {}
+    if data is None:
+        return out
+    for resource_metrics in data.resource_metrics:
+        service = resource_metrics.resource.attributes.get("service.name")
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                entry = out.setdefault(metric.name, {
+                    "unit": metric.unit, "kind": type(metric.data).__name__, "service": service, "points": [],
+                })
+                entry["points"].extend(_point(p) for p in metric.data.data_points)
+    return out
+
+
+@dataclass
+class Capture:
+    telemetry: Telemetry
+    exporter: InMemorySpanExporter
+    reader: InMemoryMetricReader
+
+    def spans(self) -> list[dict[str, Any]]:
+        return spans_as_dicts(self.exporter.get_finished_spans())
+
+    def metrics(self) -> dict[str, dict[str, Any]]:
+        return metrics_as_dicts(self.reader.get_metrics_data())
+
+    def shutdown(self) -> None:
+        self.telemetry.shutdown()
+
+
+def capture(
+    service_name: str = "test",
+    *,
+    spans: InMemorySpanExporter | None = None,
+    ids: IdGenerator | None = None,
+    gpu: bool = False,
+    capture_content: bool = False,
+    raise_errors: bool = True,
+) -> Capture:
+    """A non-global telemetry set-up that keeps everything in memory.
+
+    Internal errors in our instrumentation are re-raised (``raise_errors``) so a bug fails the test.
+    """
+    raise_internal_errors(raise_errors)
+    exporter = spans or InMemorySpanExporter()
+    reader = InMemoryMetricReader()
+    built = build_telemetry(
+        {"service_name": service_name, "gpu": gpu, "capture_content": capture_content},
+        span_processors=[SimpleSpanProcessor(exporter)],
+        metric_readers=[reader],
+        id_generator=ids,
+    )
+    return Capture(built, exporter, reader)
