@@ -41,13 +41,14 @@ log() { printf '[backends %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 with_progress() {
   local what=$1; shift
   local logf; logf=$(mktemp)
-  local start=$SECONDS
+  local start=$SECONDS next_beat=$((SECONDS + 30))
   "$@" >"$logf" 2>&1 &
   local pid=$!
   while kill -0 "$pid" 2>/dev/null; do
     sleep 1
-    if (( (SECONDS - start) % 30 == 0 )) && kill -0 "$pid" 2>/dev/null; then
+    if (( SECONDS >= next_beat )) && kill -0 "$pid" 2>/dev/null; then
       log "  … $what: $((SECONDS - start)) s"
+      next_beat=$((SECONDS + 30))
     fi
   done
   if ! wait "$pid"; then
@@ -92,9 +93,11 @@ build_prometheus() {
   log "building prometheus + promtool $PROMETHEUS_VERSION (module $PROMETHEUS_MODULE_VERSION)"
   mkdir -p "$prometheus_dir.tmp"
   # No builtinassets tag: the web UI needs an npm build; the HTTP API works without it.
+  # remove_all_sd: cloud service-discovery plugins are compiled out (static, file and HTTP SD stay).
+  # Our stack needs none, and some of their modules (nomad's API) are missing from the module mirror.
   local ldflags="-X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION"
   with_progress "go install prometheus, promtool" env GOBIN="$prometheus_dir.tmp" CGO_ENABLED=0 \
-    go install -ldflags "$ldflags" \
+    go install -tags remove_all_sd -ldflags "$ldflags" \
     "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_MODULE_VERSION" \
     "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_MODULE_VERSION"
   rm -rf "$prometheus_dir"; mv "$prometheus_dir.tmp" "$prometheus_dir"
