@@ -1,0 +1,591 @@
+"""GPU telemetry from NVML: semconv ``hw.*`` metrics, our ``llm.gpu.*`` ones, and GPU state for spans.
+
+``instrument_gpu()`` registers one observable instrument per metric in :mod:`telemetry.semconv`'s hardware
+section. Every instrument reads the same per-cycle snapshot: one walk over the devices, with handles and
+identity (UUID, name, driver version) looked up once at start. Each MIG instance is a device of its own
+(``hw.id`` = its MIG UUID, ``hw.parent`` = the GPU's UUID).
+
+Failure is reported, not hidden: without the NVML library or driver no ``hw.*`` instrument exists, one log
+line says why, and ``llm.telemetry.gpu.available`` is 0 with ``llm.telemetry.reason``. A field a device does
+not support is left out (never 0); a device that falls off the bus turns ``hw.status`` to ``failed`` while
+the others keep reporting.
+
+``annotate_span()`` puts the serving GPU's identity and its memory use and utilization at request start and
+end on a span, which the asynchronous gauges cannot do (they carry no exemplars).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, Final, Literal
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+from opentelemetry.trace import Span
+from opentelemetry.util.types import AttributeValue
+
+from telemetry import semconv as sc
+from telemetry._errors import contained
+from telemetry._handle import InstrumentationHandle
+from telemetry.instruments import create
+
+__all__ = [
+    "HW_SENSOR_LOCATION",
+    "LLM_GPU_MEMORY_USAGE",
+    "LLM_GPU_UTILIZATION",
+    "annotate_span",
+    "gpu_span_snapshot",
+    "instrument_gpu",
+]
+
+logger = logging.getLogger("telemetry.gpu")
+
+# Span attribute keys (ours; semconv has none for request-time GPU state). annotate_span adds ".start"/".end".
+LLM_GPU_MEMORY_USAGE: Final = "llm.gpu.memory.usage"
+"""GPU memory in use on the device, in bytes."""
+LLM_GPU_UTILIZATION: Final = "llm.gpu.utilization"
+"""Fraction of the last NVML sample window (1/6 to 1 s) the GPU was busy, 0..1."""
+# semconv key for hw.temperature's sensor; not yet in telemetry.semconv.
+HW_SENSOR_LOCATION: Final = "hw.sensor_location"
+
+_VENDOR: Final = "nvidia"
+_STATES: Final = ("ok", "degraded", "failed")
+
+# The snapshot serves each instrument once: the second time an instrument asks, a new collection cycle has
+# begun (of this reader or of another reader on the same provider), so a fresh walk is taken. That keys the
+# cache on the cycle itself without knowing any reader's export interval. The age cap covers a cycle in
+# which some instrument is not called (a disabled meter) and would otherwise hand the next cycle an old
+# snapshot; it is well above the milliseconds a cycle's callbacks take back to back, and equal to NVML's own
+# refresh (utilization over 1/6-1 s, power as a 1 s average), so a second walk inside it would read the same.
+_SNAPSHOT_MAX_AGE_S: Final = 1.0
+
+# Clock event reasons: (pynvml constant, our llm.gpu.throttle.reason value). A fixed set bounds cardinality.
+_THROTTLE_REASONS: Final = (
+    ("nvmlClocksEventReasonGpuIdle", "gpu_idle"),
+    ("nvmlClocksEventReasonApplicationsClocksSetting", "applications_clocks_setting"),
+    ("nvmlClocksEventReasonSwPowerCap", "sw_power_cap"),
+    ("nvmlClocksEventReasonHwSlowdown", "hw_slowdown"),
+    ("nvmlClocksEventReasonSyncBoost", "sync_boost"),
+    ("nvmlClocksEventReasonSwThermalSlowdown", "sw_thermal_slowdown"),
+    ("nvmlClocksEventReasonHwThermalSlowdown", "hw_thermal_slowdown"),
+    ("nvmlClocksEventReasonHwPowerBrakeSlowdown", "hw_power_brake_slowdown"),
+    ("nvmlClocksEventReasonDisplayClockSetting", "display_clock_setting"),
+)
+# The hardware itself pulling clocks down (heat, power brake) marks the device degraded, not a software cap.
+_HW_SLOWDOWNS: Final = frozenset({"hw_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown"})
+
+
+@dataclass(frozen=True)
+class _Field:
+    """A reading taken through nvmlDeviceGetFieldValues, with the plain call used where a device lacks it."""
+
+    key: str
+    field_id: str
+    fallback: str
+    fallback_args: tuple[str, ...] = ()
+    divisor: int = 1
+
+
+# Batched in one call per device: these four are otherwise four calls (ECC alone is two).
+_FIELDS: Final = (
+    _Field("power", "NVML_FI_DEV_POWER_INSTANT", "nvmlDeviceGetPowerUsage", divisor=1000),  # mW
+    _Field(
+        "energy", "NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "nvmlDeviceGetTotalEnergyConsumption", divisor=1000
+    ),  # mJ
+    _Field(
+        "ecc_corrected",
+        "NVML_FI_DEV_ECC_SBE_VOL_TOTAL",
+        "nvmlDeviceGetTotalEccErrors",
+        ("NVML_MEMORY_ERROR_TYPE_CORRECTED", "NVML_VOLATILE_ECC"),
+    ),
+    _Field(
+        "ecc_uncorrected",
+        "NVML_FI_DEV_ECC_DBE_VOL_TOTAL",
+        "nvmlDeviceGetTotalEccErrors",
+        ("NVML_MEMORY_ERROR_TYPE_UNCORRECTED", "NVML_VOLATILE_ECC"),
+    ),
+)
+_VALUE_MEMBERS: Final = (
+    ("NVML_VALUE_TYPE_DOUBLE", "dVal"),
+    ("NVML_VALUE_TYPE_UNSIGNED_INT", "uiVal"),
+    ("NVML_VALUE_TYPE_UNSIGNED_LONG", "ulVal"),
+    ("NVML_VALUE_TYPE_UNSIGNED_LONG_LONG", "ullVal"),
+    ("NVML_VALUE_TYPE_SIGNED_LONG_LONG", "sllVal"),
+    ("NVML_VALUE_TYPE_SIGNED_INT", "siVal"),
+    ("NVML_VALUE_TYPE_UNSIGNED_SHORT", "usVal"),
+)
+
+
+@dataclass(frozen=True)
+class _Device:
+    """A GPU or MIG instance, with everything about it that does not change while the driver is loaded."""
+
+    handle: Any
+    uuid: str
+    attributes: Mapping[str, AttributeValue]
+    """On every point of this device."""
+    typed_attributes: Mapping[str, AttributeValue]
+    """With hw.type, which the common hw.* metrics (power, energy, errors, status) require."""
+    sensor_attributes: Mapping[str, AttributeValue]
+    """Of its temperature sensor, a component of its own under semconv (hw.parent = the GPU)."""
+    span_attributes: Mapping[str, AttributeValue]
+    index: int
+    is_mig: bool
+
+
+@dataclass
+class _Reading:
+    """One device at one instant, in OTel units. None: the device did not answer; the point is left out."""
+
+    device: _Device
+    state: str = "ok"
+    utilization: float | None = None
+    memory_utilization: float | None = None
+    memory_used: int | None = None
+    memory_limit: int | None = None
+    power: float | None = None
+    energy: float | None = None
+    temperature: float | None = None
+    ecc_corrected: int | None = None
+    ecc_uncorrected: int | None = None
+    sm_clock: int | None = None
+    throttle: dict[str, int] = field(default_factory=dict)
+    process_memory: int | None = None
+
+
+@dataclass
+class _Snapshot:
+    readings: tuple[_Reading, ...]
+    taken_at: float
+    served: set[str] = field(default_factory=set)
+
+
+class _DeviceLostError(Exception):
+    """NVML says the device is gone (GpuIsLost, ResetRequired): only a reset and a driver reload help."""
+
+
+def _code(exc: BaseException) -> int | None:
+    value = getattr(exc, "value", None)
+    return value if isinstance(value, int) else None
+
+
+def _reason(exc: BaseException) -> str:
+    """``NVMLError_LibraryNotFound`` → ``library_not_found``: the llm.telemetry.reason value."""
+    name = type(exc).__name__
+    if not name.startswith("NVMLError_"):
+        return f"nvml_error_{_code(exc)}"
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name.removeprefix("NVMLError_")).lower()
+
+
+_warned: set[tuple[str, int | None]] = set()
+
+
+def _warn_once(what: str, exc: BaseException) -> None:
+    key = (what, _code(exc))
+    if key not in _warned:
+        _warned.add(key)
+        logger.warning("telemetry.gpu: %s failed: %s (%s); left out", what, exc, _reason(exc))
+
+
+class _NvmlSession:
+    """NVML from one nvmlInit to its nvmlShutdown, and the devices found in between."""
+
+    def __init__(self, nvml: ModuleType, devices: Sequence[_Device]) -> None:
+        self.nvml = nvml
+        self.devices = tuple(devices)
+        self.clock: Callable[[], float] = time.monotonic
+        self._lock = threading.Lock()
+        self._snapshot: _Snapshot | None = None
+        # NotSupported and missing functions do not come back while the driver stays loaded: never ask again.
+        self._unsupported: dict[str, set[str]] = {d.uuid: set() for d in self.devices}
+        self._lost: set[str] = set()
+        self._lost_codes = {nvml.NVML_ERROR_GPU_IS_LOST, nvml.NVML_ERROR_RESET_REQUIRED}
+        self._unsupported_codes = {nvml.NVML_ERROR_NOT_SUPPORTED, nvml.NVML_ERROR_FUNCTION_NOT_FOUND}
+        self._value_members = {getattr(nvml, t): member for t, member in _VALUE_MEMBERS}
+        self._throttle = tuple((int(getattr(nvml, const)), reason) for const, reason in _THROTTLE_REASONS)
+
+    # ---- one call ---------------------------------------------------------------------------------------
+    def _call(self, device: _Device, fn: str, *args: Any) -> Any:
+        """``nvml.<fn>(handle, *args)``, or None when the device cannot answer it."""
+        unsupported = self._unsupported[device.uuid]
+        if fn in unsupported:
+            return None
+        try:
+            return getattr(self.nvml, fn)(device.handle, *args)
+        except self.nvml.NVMLError as exc:
+            code = _code(exc)
+            if code in self._lost_codes:
+                raise _DeviceLostError(device.uuid) from exc
+            if code in self._unsupported_codes:
+                unsupported.add(fn)
+            else:
+                _warn_once(fn, exc)
+            return None
+
+    # ---- one device -------------------------------------------------------------------------------------
+    def read(self, device: _Device) -> _Reading:
+        reading = _Reading(device)
+        if device.uuid in self._lost:
+            reading.state = "failed"
+            return reading
+        try:
+            self._read_into(reading)
+        except _DeviceLostError:
+            self._lost.add(device.uuid)
+            logger.error("telemetry.gpu: GPU %s is lost; reporting hw.status=failed", device.uuid)
+            return _Reading(device, state="failed")
+        degraded = bool(reading.ecc_uncorrected) or any(
+            reading.throttle.get(reason) for reason in _HW_SLOWDOWNS
+        )
+        reading.state = "degraded" if degraded else "ok"
+        return reading
+
+    def _read_into(self, r: _Reading) -> None:
+        nvml, device = self.nvml, r.device
+        self._read_fields(r)
+        if (memory := self._call(device, "nvmlDeviceGetMemoryInfo")) is not None:
+            r.memory_used, r.memory_limit = int(memory.used), int(memory.total)
+        if (rates := self._call(device, "nvmlDeviceGetUtilizationRates")) is not None:
+            r.utilization, r.memory_utilization = rates.gpu / 100, rates.memory / 100
+        if (celsius := self._call(device, "nvmlDeviceGetTemperature", nvml.NVML_TEMPERATURE_GPU)) is not None:
+            r.temperature = celsius
+        if (mhz := self._call(device, "nvmlDeviceGetClockInfo", nvml.NVML_CLOCK_SM)) is not None:
+            r.sm_clock = int(mhz) * 1_000_000
+        if (mask := self._call(device, "nvmlDeviceGetCurrentClocksEventReasons")) is not None:
+            r.throttle = {reason: int(bool(mask & bit)) for bit, reason in self._throttle}
+        if (processes := self._call(device, "nvmlDeviceGetComputeRunningProcesses")) is not None:
+            pid = os.getpid()
+            # NVML lists host PIDs: inside a PID namespace this process is not found and the point is left
+            # out, as it is where NVML cannot tell a process's memory (usedGpuMemory None).
+            mine = [p.usedGpuMemory for p in processes if p.pid == pid]
+            if mine and None not in mine:
+                r.process_memory = sum(int(m) for m in mine)
+
+    def _read_fields(self, r: _Reading) -> None:
+        nvml, device = self.nvml, r.device
+        unsupported = self._unsupported[device.uuid]
+        batch = [f for f in _FIELDS if f.field_id not in unsupported]
+        answered: set[str] = set()
+        if batch and "nvmlDeviceGetFieldValues" not in unsupported:
+            ids = [getattr(nvml, f.field_id) for f in batch]
+            values = self._call(device, "nvmlDeviceGetFieldValues", ids)
+            for f, value in zip(batch, values if values is not None else (), strict=False):
+                ret = value.nvmlReturn
+                if ret == nvml.NVML_SUCCESS:
+                    raw = getattr(value.value, self._value_members[value.valueType])
+                    setattr(r, f.key, raw if f.divisor == 1 else raw / f.divisor)
+                    answered.add(f.key)
+                elif ret in self._lost_codes:
+                    raise _DeviceLostError(device.uuid)
+                elif ret in self._unsupported_codes:
+                    unsupported.add(f.field_id)
+                else:
+                    _warn_once(f"nvmlDeviceGetFieldValues({f.field_id})", nvml.NVMLError(ret))
+        batch_missing = "nvmlDeviceGetFieldValues" in unsupported
+        for f in _FIELDS:
+            if f.key in answered or not (batch_missing or f.field_id in unsupported):
+                continue
+            raw = self._call(device, f.fallback, *(getattr(nvml, a) for a in f.fallback_args))
+            if raw is not None:
+                setattr(r, f.key, raw if f.divisor == 1 else raw / f.divisor)
+
+    # ---- per collection cycle ---------------------------------------------------------------------------
+    def snapshot_for(self, instrument: str) -> _Snapshot:
+        with self._lock:
+            now = self.clock()
+            snapshot = self._snapshot
+            if (
+                snapshot is None
+                or instrument in snapshot.served
+                or now - snapshot.taken_at > _SNAPSHOT_MAX_AGE_S
+            ):
+                snapshot = self._snapshot = _Snapshot(self._walk(), now)
+            snapshot.served.add(instrument)
+            return snapshot
+
+    def _walk(self) -> tuple[_Reading, ...]:
+        readings = []
+        for device in self.devices:
+            with contained("telemetry.gpu read"):
+                readings.append(self.read(device))
+        return tuple(readings)
+
+    # ---- for spans ----------------------------------------------------------------------------------
+    def find(self, index: int, uuid: str | None) -> _Device | None:
+        for device in self.devices:
+            if (device.uuid == uuid) if uuid is not None else (device.index == index and not device.is_mig):
+                return device
+        return None
+
+    def span_snapshot(self, device: _Device) -> dict[str, AttributeValue]:
+        attributes = dict(device.span_attributes)
+        if device.uuid in self._lost:
+            return attributes
+        try:
+            if (memory := self._call(device, "nvmlDeviceGetMemoryInfo")) is not None:
+                attributes[LLM_GPU_MEMORY_USAGE] = int(memory.used)
+            if (rates := self._call(device, "nvmlDeviceGetUtilizationRates")) is not None:
+                attributes[LLM_GPU_UTILIZATION] = rates.gpu / 100
+        except _DeviceLostError:
+            self._lost.add(device.uuid)
+        return attributes
+
+
+# ---- opening NVML ---------------------------------------------------------------------------------------
+def _identify(nvml: ModuleType, handle: Any, index: int, driver: str, parent: _Device | None) -> _Device:
+    uuid, name = str(nvml.nvmlDeviceGetUUID(handle)), str(nvml.nvmlDeviceGetName(handle))
+    identity: dict[str, AttributeValue] = {
+        sc.HW_ID: uuid,
+        sc.HW_NAME: name,
+        sc.HW_VENDOR: _VENDOR,
+        sc.HW_DRIVER_VERSION: driver,
+        sc.LLM_GPU_INDEX: index,
+    }
+    span: dict[str, AttributeValue] = {sc.HW_ID: uuid, sc.HW_NAME: name, sc.LLM_GPU_INDEX: index}
+    if parent is not None:
+        instance = int(nvml.nvmlDeviceGetGpuInstanceId(handle))
+        mig: dict[str, AttributeValue] = {sc.HW_PARENT: parent.uuid, sc.LLM_GPU_MIG_INSTANCE: instance}
+        identity.update(mig)
+        span.update(mig)
+    sensor: dict[str, AttributeValue] = {
+        sc.HW_ID: f"{uuid}:temperature",
+        sc.HW_NAME: f"{name} temperature",
+        sc.HW_PARENT: uuid,
+        HW_SENSOR_LOCATION: "gpu",
+        sc.LLM_GPU_INDEX: index,
+    }
+    return _Device(
+        handle, uuid, identity, {**identity, sc.HW_TYPE: "gpu"}, sensor, span, index, parent is not None
+    )
+
+
+def _mig_handles(nvml: ModuleType, handle: Any) -> list[Any]:
+    try:
+        current, _pending = nvml.nvmlDeviceGetMigMode(handle)
+    except nvml.NVMLError:
+        return []  # GPUs without MIG answer NotSupported
+    if current != nvml.NVML_DEVICE_MIG_ENABLE:
+        return []
+    handles = []
+    for slot in range(int(nvml.nvmlDeviceGetMaxMigDeviceCount(handle))):
+        try:
+            handles.append(nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot))
+        except nvml.NVMLError_NotFound:
+            continue  # an empty slot
+    return handles
+
+
+def _discover(nvml: ModuleType) -> list[_Device]:
+    """Every GPU and MIG instance, identified once. A device NVML will not open is skipped and logged."""
+    driver = str(nvml.nvmlSystemGetDriverVersion())
+    devices = []
+    # MIG layout and device set are read once: changing them needs the GPUs idle, and a restart re-reads them.
+    for index in range(int(nvml.nvmlDeviceGetCount())):
+        try:
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            gpu = _identify(nvml, handle, index, driver, None)
+            devices.append(gpu)
+            devices.extend(_identify(nvml, h, index, driver, gpu) for h in _mig_handles(nvml, handle))
+        except nvml.NVMLError as exc:
+            logger.warning("telemetry.gpu: GPU %d skipped: %s (%s)", index, exc, _reason(exc))
+    return devices
+
+
+def _open(nvml: ModuleType | None) -> tuple[_NvmlSession | None, str]:
+    """A session, or None and the reason NVML cannot be used (logged once here)."""
+    if nvml is None:
+        try:
+            import pynvml
+        except ImportError as exc:
+            logger.warning(
+                "telemetry.gpu: GPU metrics off, nvidia-ml-py is not installed (%s); "
+                "reporting llm.telemetry.gpu.available=0",
+                exc,
+            )
+            return None, "library_not_found"
+        nvml = pynvml
+    try:
+        nvml.nvmlInit()
+    except nvml.NVMLError as exc:
+        reason = _reason(exc)
+        logger.warning(
+            "telemetry.gpu: GPU metrics off, NVML cannot start: %s; reporting "
+            "llm.telemetry.gpu.available=0 with llm.telemetry.reason=%s",
+            exc,
+            reason,
+        )
+        return None, reason
+    try:
+        devices = _discover(nvml)
+    except nvml.NVMLError as exc:
+        devices, reason = [], _reason(exc)
+    else:
+        reason = "no_devices"
+    if not devices:
+        with contained("telemetry.gpu nvmlShutdown"):
+            nvml.nvmlShutdown()
+        logger.warning(
+            "telemetry.gpu: GPU metrics off, NVML found no usable GPU; reporting "
+            "llm.telemetry.gpu.available=0 with llm.telemetry.reason=%s",
+            reason,
+        )
+        return None, reason
+    return _NvmlSession(nvml, devices), ""
+
+
+# ---- instruments ----------------------------------------------------------------------------------------
+_Points = Iterable[tuple[float, Mapping[str, AttributeValue]]]
+
+
+def _plain(
+    attr: str, extra: Mapping[str, AttributeValue] | None = None, typed: bool = False
+) -> Callable[[_Reading], _Points]:
+    def observe(r: _Reading) -> _Points:
+        value = getattr(r, attr)
+        if value is None:
+            return ()
+        base = r.device.typed_attributes if typed else r.device.attributes
+        return ((value, {**base, **extra} if extra else base),)
+
+    return observe
+
+
+def _temperature(r: _Reading) -> _Points:
+    return () if r.temperature is None else ((r.temperature, r.device.sensor_attributes),)
+
+
+def _errors(r: _Reading) -> _Points:
+    for error_type, count in (("corrected", r.ecc_corrected), ("uncorrected", r.ecc_uncorrected)):
+        if count is not None:
+            yield count, {**r.device.typed_attributes, sc.ERROR_TYPE: error_type}
+
+
+def _status(r: _Reading) -> _Points:
+    for state in _STATES:
+        yield int(state == r.state), {**r.device.typed_attributes, sc.HW_STATE: state}
+
+
+def _throttled(r: _Reading) -> _Points:
+    for reason, flag in r.throttle.items():
+        yield flag, {**r.device.attributes, sc.LLM_GPU_THROTTLE_REASON: reason}
+
+
+_OBSERVERS: Final[tuple[tuple[sc.MetricSpec, Callable[[_Reading], _Points]], ...]] = (
+    (sc.HW_GPU_UTILIZATION, _plain("utilization", {sc.HW_GPU_TASK: "general"})),
+    (sc.HW_GPU_MEMORY_UTILIZATION, _plain("memory_utilization")),
+    (sc.HW_GPU_MEMORY_USAGE, _plain("memory_used")),
+    (sc.HW_GPU_MEMORY_LIMIT, _plain("memory_limit")),
+    (sc.HW_POWER, _plain("power", typed=True)),
+    (sc.HW_ENERGY, _plain("energy", typed=True)),
+    (sc.HW_TEMPERATURE, _temperature),
+    (sc.HW_ERRORS, _errors),
+    (sc.HW_STATUS, _status),
+    (sc.LLM_GPU_CLOCK_SM, _plain("sm_clock")),
+    (sc.LLM_GPU_THROTTLED, _throttled),
+    (sc.LLM_GPU_PROCESS_MEMORY_USAGE, _plain("process_memory")),
+)
+
+_sessions: list[_NvmlSession] = []
+_sessions_lock = threading.Lock()
+
+
+class _GpuInstrumentation:
+    def __init__(self, session: _NvmlSession | None, reason: str) -> None:
+        self.session = session
+        self.reason = reason
+        self.closed = False
+
+    def register(self, meter: metrics.Meter) -> None:
+        create(meter, sc.LLM_TELEMETRY_GPU_AVAILABLE, [self._available])
+        if self.session is not None:
+            for spec, observe in _OBSERVERS:
+                create(meter, spec, [self._callback(self.session, spec.name, observe)])
+            with _sessions_lock:
+                _sessions.append(self.session)
+
+    def _available(self, _options: CallbackOptions) -> Iterable[Observation]:
+        if self.closed:
+            return []
+        if self.session is None:
+            return [Observation(0, {sc.LLM_TELEMETRY_STATUS_REASON: self.reason})]
+        return [Observation(1)]
+
+    def _callback(
+        self, session: _NvmlSession, name: str, observe: Callable[[_Reading], _Points]
+    ) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def callback(_options: CallbackOptions) -> Iterable[Observation]:
+            observations: list[Observation] = []
+            with contained(f"telemetry.gpu callback {name}"):
+                if not self.closed:
+                    for reading in session.snapshot_for(name).readings:
+                        observations.extend(Observation(v, a) for v, a in observe(reading))
+            return observations
+
+        return callback
+
+    def close(self) -> None:
+        self.closed = True
+        if self.session is not None:
+            with _sessions_lock:
+                _sessions.remove(self.session)
+            with contained("telemetry.gpu nvmlShutdown"):
+                self.session.nvml.nvmlShutdown()
+
+
+def instrument_gpu(
+    meter_provider: MeterProvider | None = None, *, nvml: ModuleType | None = None
+) -> InstrumentationHandle:
+    """Report NVML GPU metrics on ``meter_provider`` (default: the global one) until the handle is undone.
+
+    ``nvml`` replaces the ``pynvml`` module (tests pass :class:`telemetry.testing_nvml.FakeNvml`). NVML is
+    initialized here once and shut down by the handle. Never raises: without NVML only
+    ``llm.telemetry.gpu.available`` = 0 is reported, with the reason.
+    """
+    instrumentation = _GpuInstrumentation(None, "internal_error")
+    with contained("telemetry.gpu instrument_gpu"):
+        provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
+        instrumentation = _GpuInstrumentation(*_open(nvml))
+        instrumentation.register(provider.get_meter(__name__))
+    return InstrumentationHandle("gpu", instrumentation.close)
+
+
+# ---- spans ----------------------------------------------------------------------------------------------
+def gpu_span_snapshot(index: int = 0, *, uuid: str | None = None) -> dict[str, AttributeValue]:
+    """Identity, memory in use (bytes) and utilization (0..1) of one device, read now: two NVML calls.
+
+    ``index`` is NVML's GPU index (``llm.gpu.index``; NVML ignores CUDA_VISIBLE_DEVICES). ``uuid`` picks a
+    device by ``hw.id`` instead, which is how a process confined to a MIG instance names it. Uses the NVML
+    session of the latest active :func:`instrument_gpu`; {} without one, without NVML, or for an unknown
+    device. Utilization is left out where NVML has none (MIG).
+    """
+    with contained("telemetry.gpu gpu_span_snapshot"):
+        with _sessions_lock:
+            session = _sessions[-1] if _sessions else None
+        device = session.find(index, uuid) if session is not None else None
+        if session is not None and device is not None:
+            return session.span_snapshot(device)
+    return {}
+
+
+_CHANGING: Final = (LLM_GPU_MEMORY_USAGE, LLM_GPU_UTILIZATION)
+
+
+def annotate_span(
+    span: Span, phase: Literal["start", "end"], index: int = 0, *, uuid: str | None = None
+) -> None:
+    """Put :func:`gpu_span_snapshot` on ``span``: identity under plain keys, memory and utilization under
+    ``<key>.start`` / ``<key>.end``. Skips the NVML reads for a span that is not recording."""
+    with contained("telemetry.gpu annotate_span"):
+        if phase not in ("start", "end"):
+            raise ValueError(f"annotate_span: phase must be 'start' or 'end', not {phase!r}")
+        if not span.is_recording():
+            return
+        snapshot = gpu_span_snapshot(index, uuid=uuid)
+        span.set_attributes({f"{k}.{phase}" if k in _CHANGING else k: v for k, v in snapshot.items()})
