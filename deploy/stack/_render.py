@@ -1,0 +1,93 @@
+"""Config rendering: the repo's files stay valid for compose; runs get loopback addresses and timings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from deploy.stack._binaries import REPO_ROOT
+
+COLLECTOR_CONFIG_DIR = REPO_ROOT / "collector" / "config"
+PROMETHEUS_CONFIG = REPO_ROOT / "deploy" / "prometheus" / "prometheus.yml"
+PROMETHEUS_RULES_DIR = REPO_ROOT / "deploy" / "prometheus" / "rules"
+TEMPO_CONFIG = REPO_ROOT / "deploy" / "tempo" / "tempo.yaml"
+
+MetricsPath = Literal["remote_write", "scrape"]
+"""How the stack's Prometheus gets OTLP-derived metrics: pushed by the Collector, or scraped from it."""
+
+# Scrape job added when metrics_path="scrape" (the repo file carries it as a comment: see its header).
+EXPORTER_JOB = "otelcol-exporter"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Every address of one stack run. ``*_url`` values are complete URLs, the others host:port."""
+
+    otlp_grpc: str
+    otlp_http_url: str
+    collector_health_url: str
+    collector_metrics_url: str
+    """The Collector's prometheus exporter (span metrics, SDK metrics; OpenMetrics with exemplars)."""
+    collector_telemetry_url: str
+    """The Collector's own metrics (otelcol_*)."""
+    prometheus_url: str
+    tempo_url: str
+    tempo_otlp_grpc: str
+
+
+def collector_config_args(overlays: tuple[str, ...]) -> list[str]:
+    """``--config`` flags for base.yaml then each overlay (a file name under collector/config)."""
+    files = [COLLECTOR_CONFIG_DIR / "base.yaml", *(COLLECTOR_CONFIG_DIR / name for name in overlays)]
+    for path in files:
+        if not path.is_file():
+            raise FileNotFoundError(f"collector config {path} does not exist")
+    return [f"--config=file:{path}" for path in files]
+
+
+def render_prometheus_config(
+    dest: Path,
+    *,
+    prometheus_addr: str,
+    collector_telemetry_addr: str,
+    collector_exporter_addr: str,
+    metrics_path: MetricsPath,
+    scrape_interval: str,
+    rules_dir: Path = PROMETHEUS_RULES_DIR,
+    source: Path = PROMETHEUS_CONFIG,
+) -> Path:
+    """Write a copy of deploy/prometheus/prometheus.yml with this run's targets, rules path and interval.
+
+    Structured (YAML in, YAML out) rather than text templating, so the repo file needs no placeholders
+    and `promtool check config` accepts both the original and the rendered copy.
+    """
+    config: dict[str, Any] = yaml.safe_load(source.read_text())
+    config.setdefault("global", {})
+    config["global"]["scrape_interval"] = scrape_interval
+    config["global"]["evaluation_interval"] = scrape_interval
+    # The copy lives in the run dir, so the relative glob would look there; point it back at the repo.
+    config["rule_files"] = [str(rules_dir / Path(pattern).name) for pattern in config.get("rule_files", [])]
+    targets = {"otelcol": collector_telemetry_addr, "prometheus": prometheus_addr}
+    jobs: list[dict[str, Any]] = config.get("scrape_configs") or []
+    for job in jobs:
+        addr = targets.get(job["job_name"])
+        if addr is not None:
+            job["static_configs"] = [{"targets": [addr]}]
+    if metrics_path == "scrape":
+        jobs.append(
+            {
+                "job_name": EXPORTER_JOB,
+                "honor_labels": True,
+                "scrape_protocols": ["OpenMetricsText1.0.0", "PrometheusText0.0.4"],
+                "static_configs": [{"targets": [collector_exporter_addr]}],
+            }
+        )
+    config["scrape_configs"] = jobs
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(
+        "# Rendered by deploy.stack from deploy/prometheus/prometheus.yml; edit that file instead.\n"
+        + yaml.safe_dump(config, sort_keys=False)
+    )
+    return dest

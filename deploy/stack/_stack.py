@@ -1,0 +1,231 @@
+"""The local stack: Prometheus, Tempo and the Collector on free loopback ports, then any services."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from deploy.stack._binaries import Binaries, locate_binaries
+from deploy.stack._ports import LOOPBACK, PortAllocator
+from deploy.stack._process import ManagedProcess, ProcessSpec, StackError, http_ready, progress, start_process
+from deploy.stack._render import (
+    TEMPO_CONFIG,
+    Endpoints,
+    MetricsPath,
+    collector_config_args,
+    render_prometheus_config,
+)
+from deploy.stack.clients import PrometheusClient, TempoClient
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Choices for one run. The defaults are the test settings: fast flushes, remote write."""
+
+    overlays: tuple[str, ...] = ()
+    """Collector overlays after base.yaml, by file name under collector/config."""
+    metrics_path: MetricsPath = "remote_write"
+    """``scrape`` also applies overlay-scrape-only.yaml and adds the exporter scrape job."""
+    scrape_interval: str = "1s"
+    connector_flush: str = "1s"
+    """Span-metrics and service-graph flush interval (15s in the config's own default)."""
+    run_dir: Path | None = None
+    """Configs, data and logs. ``None``: a new temporary directory, removed by a clean :meth:`Stack.stop`."""
+    keep_run_dir: bool = False
+    ready_timeout: float = 90.0
+
+
+class Stack:
+    """Start with ``with Stack() as stack:`` (or :meth:`start` / :meth:`stop`).
+
+    Ports are allocated at construction, so :attr:`endpoints` and :meth:`otel_env` are usable before
+    :meth:`start`, e.g. to build the :class:`ProcessSpec` of a service.
+    """
+
+    def __init__(self, config: StackConfig | None = None, binaries: Binaries | None = None) -> None:
+        self.config = config or StackConfig()
+        self._binaries = binaries
+        self._owns_run_dir = self.config.run_dir is None
+        self.run_dir = self.config.run_dir or Path(tempfile.mkdtemp(prefix="llmtel-stack-"))
+        self.log_dir = self.run_dir / "logs"
+        ports = PortAllocator()
+        self._ports = {
+            name: ports.port()
+            for name in (
+                "otlp_grpc", "otlp_http", "health", "exporter", "telemetry",
+                "prometheus", "tempo_http", "tempo_grpc", "tempo_otlp", "tempo_memberlist",
+            )
+        }  # fmt: skip
+        p = self._ports
+        self.endpoints = Endpoints(
+            otlp_grpc=f"{LOOPBACK}:{p['otlp_grpc']}",
+            otlp_http_url=f"http://{LOOPBACK}:{p['otlp_http']}",
+            collector_health_url=f"http://{LOOPBACK}:{p['health']}/",
+            collector_metrics_url=f"http://{LOOPBACK}:{p['exporter']}/metrics",
+            collector_telemetry_url=f"http://{LOOPBACK}:{p['telemetry']}/metrics",
+            prometheus_url=f"http://{LOOPBACK}:{p['prometheus']}",
+            tempo_url=f"http://{LOOPBACK}:{p['tempo_http']}",
+            tempo_otlp_grpc=f"{LOOPBACK}:{p['tempo_otlp']}",
+        )
+        self.prometheus = PrometheusClient(self.endpoints.prometheus_url)
+        self.tempo = TempoClient(self.endpoints.tempo_url)
+        self.processes: list[ManagedProcess] = []
+        self.prometheus_config = self.run_dir / "prometheus.yml"
+
+    # ---- what each backend gets ----------------------------------------------------------------
+
+    @property
+    def overlays(self) -> tuple[str, ...]:
+        extra = ("overlay-scrape-only.yaml",) if self.config.metrics_path == "scrape" else ()
+        return tuple(o for o in self.config.overlays if o not in extra) + extra
+
+    def collector_env(self) -> dict[str, str]:
+        """The variables collector/config/base.yaml reads (see its header)."""
+        p = self._ports
+        return {
+            "OTELCOL_OTLP_GRPC_ENDPOINT": self.endpoints.otlp_grpc,
+            "OTELCOL_OTLP_HTTP_ENDPOINT": f"{LOOPBACK}:{p['otlp_http']}",
+            "OTELCOL_HEALTH_ENDPOINT": f"{LOOPBACK}:{p['health']}",
+            "OTELCOL_PROMETHEUS_ENDPOINT": f"{LOOPBACK}:{p['exporter']}",
+            "OTELCOL_TELEMETRY_HOST": LOOPBACK,
+            "OTELCOL_TELEMETRY_PORT": str(p["telemetry"]),
+            "OTELCOL_STORAGE_DIR": str(self.run_dir / "otelcol" / "file_storage"),
+            "OTELCOL_TEMPO_ENDPOINT": self.endpoints.tempo_otlp_grpc,
+            "OTELCOL_PROMETHEUS_RW_URL": f"{self.endpoints.prometheus_url}/api/v1/write",
+            "OTELCOL_CONNECTOR_FLUSH": self.config.connector_flush,
+            "OTELCOL_ZPAGES_ENDPOINT": f"{LOOPBACK}:0",
+        }
+
+    def tempo_env(self) -> dict[str, str]:
+        p = self._ports
+        return {
+            "TEMPO_LISTEN_ADDRESS": LOOPBACK,
+            "TEMPO_HTTP_PORT": str(p["tempo_http"]),
+            "TEMPO_GRPC_PORT": str(p["tempo_grpc"]),
+            "TEMPO_OTLP_GRPC_PORT": str(p["tempo_otlp"]),
+            "TEMPO_MEMBERLIST_PORT": str(p["tempo_memberlist"]),
+            "TEMPO_DATA_DIR": str(self.run_dir / "tempo"),
+        }
+
+    def otel_env(self, service_name: str | None = None) -> dict[str, str]:
+        """Standard SDK variables that point a service at this stack's Collector (OTLP/gRPC)."""
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{self.endpoints.otlp_grpc}",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_EXPORTER_OTLP_INSECURE": "true",
+            "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
+        }
+        if service_name:
+            env["OTEL_SERVICE_NAME"] = service_name
+        return env
+
+    def render(self) -> None:
+        """Write the run's Prometheus config (the other backends take env vars). Also used by tests."""
+        render_prometheus_config(
+            self.prometheus_config,
+            prometheus_addr=f"{LOOPBACK}:{self._ports['prometheus']}",
+            collector_telemetry_addr=f"{LOOPBACK}:{self._ports['telemetry']}",
+            collector_exporter_addr=f"{LOOPBACK}:{self._ports['exporter']}",
+            metrics_path=self.config.metrics_path,
+            scrape_interval=self.config.scrape_interval,
+        )
+
+    def backend_specs(self) -> list[ProcessSpec]:
+        """Prometheus and Tempo first, so the Collector's exporters find them on their first try."""
+        bins = (self._binaries or locate_binaries()).require("prometheus", "tempo", "otelcol")
+        timeout = self.config.ready_timeout
+        ep = self.endpoints
+        return [
+            ProcessSpec(
+                "prometheus",
+                [
+                    str(bins["prometheus"]),
+                    f"--config.file={self.prometheus_config}",
+                    f"--storage.tsdb.path={self.run_dir / 'prometheus'}",
+                    f"--web.listen-address={LOOPBACK}:{self._ports['prometheus']}",
+                    "--enable-feature=exemplar-storage",
+                    "--web.enable-remote-write-receiver",
+                ],
+                ready_check=http_ready(f"{ep.prometheus_url}/-/ready"),
+                ready_timeout=timeout,
+            ),
+            ProcessSpec(
+                "tempo",
+                [str(bins["tempo"]), f"-config.file={TEMPO_CONFIG}", "-config.expand-env=true"],
+                env=self.tempo_env(),
+                ready_check=http_ready(f"{ep.tempo_url}/ready"),
+                ready_timeout=timeout,
+            ),
+            ProcessSpec(
+                "otelcol",
+                [str(bins["otelcol"]), *collector_config_args(self.overlays)],
+                env=self.collector_env(),
+                ready_check=http_ready(ep.collector_health_url),
+                ready_timeout=timeout,
+            ),
+        ]
+
+    # ---- lifecycle --------------------------------------------------------------------------------
+
+    def start(self, services: Sequence[ProcessSpec] = ()) -> Stack:
+        """Start the backends, then ``services`` in order, each ready before the next starts.
+
+        On any failure everything already started is stopped and :class:`StackError` (with the log tail
+        of the process that failed) or :class:`BinaryMissingError` propagates.
+        """
+        started = time.monotonic()
+        progress(f"run dir {self.run_dir}")
+        try:
+            specs = self.backend_specs()
+            self.render()
+            for spec in [*specs, *services]:
+                self.start_process(spec)
+        except BaseException:
+            self.stop(failed=True)
+            raise
+        progress(
+            f"stack ready in {time.monotonic() - started:.1f} s: OTLP grpc {self.endpoints.otlp_grpc}, "
+            f"Prometheus {self.endpoints.prometheus_url}, Tempo {self.endpoints.tempo_url}"
+        )
+        return self
+
+    def start_process(self, spec: ProcessSpec) -> ManagedProcess:
+        """Start one more process (a service under test), wait until it is ready; :meth:`stop` ends it."""
+        progress(f"starting {spec.name}")
+        proc = start_process(spec, self.log_dir)
+        self.processes.append(proc)
+        took = proc.wait_ready()
+        progress(f"{spec.name} ready in {took:.1f} s (pid {proc.pid}, log {proc.log_path})")
+        return proc
+
+    def stop(self, failed: bool = False) -> None:
+        """Stop every process, newest first (services before the Collector, so it can flush)."""
+        for proc in reversed(self.processes):
+            try:
+                proc.stop()
+            except Exception as exc:  # keep stopping the others; report what went wrong
+                progress(f"stopping {proc.spec.name} (pid {proc.pid}) failed: {exc}")
+        self.processes.clear()
+        self.prometheus.close()
+        self.tempo.close()
+        if failed or self.config.keep_run_dir or not self._owns_run_dir:
+            progress(f"logs kept in {self.log_dir}")
+        else:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop(failed=exc_type is not None)
+
+
+__all__ = ["Stack", "StackConfig", "StackError"]

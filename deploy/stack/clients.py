@@ -1,0 +1,204 @@
+"""Small typed HTTP clients for the two backends the tests and tools read from."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+
+class BackendError(RuntimeError):
+    """A backend answered with an error status or an unexpected body."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    labels: dict[str, str]
+    value: float
+
+
+@dataclass(frozen=True)
+class Exemplar:
+    labels: dict[str, str]
+    value: float
+    timestamp: float
+
+    @property
+    def trace_id(self) -> str | None:
+        """The trace id whichever way the writer spelled the label (OTel ``trace_id``, Tempo ``traceID``)."""
+        return self.labels.get("trace_id") or self.labels.get("traceID")
+
+
+@dataclass(frozen=True)
+class ExemplarSeries:
+    series_labels: dict[str, str]
+    exemplars: list[Exemplar]
+
+
+class PrometheusClient:
+    """``/api/v1`` queries; every call raises :class:`BackendError` unless Prometheus says success."""
+
+    def __init__(self, base_url: str, timeout: float = 5.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _get(self, path: str, params: dict[str, str]) -> Any:
+        response = self._http.get(path, params=params)
+        try:
+            body = response.json()
+        except ValueError:
+            status, text = response.status_code, response.text[:200]
+            raise BackendError(f"GET {path}: HTTP {status}, not JSON: {text!r}") from None
+        if response.status_code != 200 or body.get("status") != "success":
+            raise BackendError(f"GET {path} {params}: HTTP {response.status_code}: {body.get('error', body)}")
+        return body["data"]
+
+    def query(self, expr: str, at: float | None = None) -> list[Sample]:
+        """An instant query; only vector results (one sample per series) are supported."""
+        params = {"query": expr}
+        if at is not None:
+            params["time"] = f"{at:.3f}"
+        data = self._get("/api/v1/query", params)
+        if data["resultType"] != "vector":
+            raise BackendError(f"query {expr!r} gave a {data['resultType']}, not a vector")
+        return [Sample(dict(r["metric"]), float(r["value"][1])) for r in data["result"]]
+
+    def query_exemplars(self, expr: str, start: float, end: float) -> list[ExemplarSeries]:
+        data = self._get(
+            "/api/v1/query_exemplars", {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}"}
+        )
+        return [
+            ExemplarSeries(
+                dict(s["seriesLabels"]),
+                [
+                    Exemplar(dict(e["labels"]), float(e["value"]), float(e["timestamp"]))
+                    for e in s["exemplars"]
+                ],
+            )
+            for s in data or []
+        ]
+
+    def series(
+        self, match: str, start: float | None = None, end: float | None = None
+    ) -> list[dict[str, str]]:
+        params = {"match[]": match}
+        if start is not None:
+            params["start"] = f"{start:.3f}"
+        if end is not None:
+            params["end"] = f"{end:.3f}"
+        return [dict(s) for s in self._get("/api/v1/series", params)]
+
+
+@dataclass(frozen=True)
+class Span:
+    """One span of a trace as Tempo returned it, ids as lowercase hex."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    name: str
+    kind: str
+    """``SPAN_KIND_SERVER``, ``SPAN_KIND_CLIENT``, ..."""
+    service_name: str
+    start_ns: int
+    end_ns: int
+    status_code: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+    resource: dict[str, Any] = field(default_factory=dict)
+
+
+class TempoClient:
+    def __init__(self, base_url: str, timeout: float = 5.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def get_trace_json(self, trace_id: str) -> dict[str, Any] | None:
+        """The trace as Tempo's OTLP JSON, or ``None`` while Tempo does not know it (HTTP 404)."""
+        response = self._http.get(f"/api/traces/{trace_id}", headers={"Accept": "application/json"})
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise BackendError(
+                f"GET /api/traces/{trace_id}: HTTP {response.status_code} {response.text[:200]!r}"
+            )
+        body: dict[str, Any] = response.json()
+        return body
+
+    def get_trace(self, trace_id: str) -> list[Span]:
+        """The trace's spans (empty while Tempo does not have it), in the order Tempo returned them."""
+        body = self.get_trace_json(trace_id)
+        return [] if body is None else spans_from_otlp_json(body)
+
+
+def spans_from_otlp_json(body: dict[str, Any]) -> list[Span]:
+    """Flatten OTLP JSON (Tempo's ``batches`` or the standard ``resourceSpans``) into spans."""
+    spans: list[Span] = []
+    for batch in body.get("batches") or body.get("resourceSpans") or []:
+        resource = _attributes((batch.get("resource") or {}).get("attributes"))
+        service = str(resource.get("service.name", ""))
+        for scope_spans in batch.get("scopeSpans") or batch.get("instrumentationLibrarySpans") or []:
+            for raw in scope_spans.get("spans") or []:
+                spans.append(
+                    Span(
+                        trace_id=_hex_id(raw.get("traceId", "")),
+                        span_id=_hex_id(raw.get("spanId", "")),
+                        parent_span_id=_hex_id(raw.get("parentSpanId", "")),
+                        name=raw.get("name", ""),
+                        kind=_kind(raw.get("kind")),
+                        service_name=service,
+                        start_ns=int(raw.get("startTimeUnixNano", 0)),
+                        end_ns=int(raw.get("endTimeUnixNano", 0)),
+                        status_code=str((raw.get("status") or {}).get("code", "STATUS_CODE_UNSET")),
+                        attributes=_attributes(raw.get("attributes")),
+                        resource=resource,
+                    )
+                )
+    return spans
+
+
+_KINDS = ["SPAN_KIND_UNSPECIFIED", "SPAN_KIND_INTERNAL", "SPAN_KIND_SERVER", "SPAN_KIND_CLIENT",
+          "SPAN_KIND_PRODUCER", "SPAN_KIND_CONSUMER"]  # fmt: skip
+
+
+def _kind(raw: object) -> str:
+    if isinstance(raw, int):
+        return _KINDS[raw] if 0 <= raw < len(_KINDS) else str(raw)
+    return str(raw or "SPAN_KIND_UNSPECIFIED")
+
+
+def _hex_id(raw: str) -> str:
+    """OTLP JSON spells ids as hex; protobuf-JSON (Tempo) as base64 of the bytes. Accept both."""
+    if not raw:
+        return ""
+    if len(raw) in (16, 32) and all(c in "0123456789abcdefABCDEF" for c in raw):
+        return raw.lower()
+    try:
+        return base64.b64decode(raw, validate=True).hex()
+    except (binascii.Error, ValueError):
+        return raw
+
+
+def _attributes(raw: list[dict[str, Any]] | None) -> dict[str, Any]:
+    return {item["key"]: _any_value(item.get("value") or {}) for item in raw or []}
+
+
+def _any_value(value: dict[str, Any]) -> Any:
+    for key in ("stringValue", "boolValue", "doubleValue"):
+        if key in value:
+            return value[key]
+    if "intValue" in value:
+        return int(value["intValue"])
+    if "arrayValue" in value:
+        return [_any_value(v) for v in value["arrayValue"].get("values", [])]
+    if "kvlistValue" in value:
+        return _attributes(value["kvlistValue"].get("values"))
+    return None
