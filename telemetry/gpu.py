@@ -306,11 +306,11 @@ class _NvmlSession:
                 or instrument in snapshot.served
                 or now - snapshot.taken_at > _SNAPSHOT_MAX_AGE_S
             ):
-                snapshot = self._snapshot = _Snapshot(self._walk(), now)
+                snapshot = self._snapshot = _Snapshot(self.read_all(), now)
             snapshot.served.add(instrument)
             return snapshot
 
-    def _walk(self) -> tuple[_Reading, ...]:
+    def read_all(self) -> tuple[_Reading, ...]:
         readings = []
         for device in self.devices:
             with contained("telemetry.gpu read"):
