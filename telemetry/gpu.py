@@ -171,6 +171,10 @@ class _DeviceLostError(Exception):
     """NVML says the device is gone (GpuIsLost, ResetRequired): only a reset and a driver reload help."""
 
 
+class _NeverRaisedError(Exception):
+    """Stands in for an exception class a pynvml module lacks."""
+
+
 def _code(exc: BaseException) -> int | None:
     value = getattr(exc, "value", None)
     return value if isinstance(value, int) else None
@@ -210,6 +214,8 @@ class _NvmlSession:
         self._unsupported_codes = {nvml.NVML_ERROR_NOT_SUPPORTED, nvml.NVML_ERROR_FUNCTION_NOT_FOUND}
         self._value_members = {getattr(nvml, t): member for t, member in _VALUE_MEMBERS}
         self._throttle = tuple((int(getattr(nvml, const)), reason) for const, reason in _THROTTLE_REASONS)
+        # pynvml raises this (not an NVMLError) where the driver lacks the versioned function it wraps.
+        self._mismatch: type[Exception] = getattr(nvml, "NVMLLibraryMismatchError", _NeverRaisedError)
 
     # ---- one call ---------------------------------------------------------------------------------------
     def _call(self, device: _Device, fn: str, *args: Any) -> Any:
@@ -228,6 +234,15 @@ class _NvmlSession:
             else:
                 _warn_once(fn, exc)
             return None
+        except self._mismatch as exc:
+            unsupported.add(fn)
+            _warn_once(fn, exc)
+            return None
+
+    def _mark_lost(self, device: _Device) -> None:
+        if device.uuid not in self._lost:
+            self._lost.add(device.uuid)
+            logger.error("telemetry.gpu: GPU %s is lost; reporting hw.status=failed", device.uuid)
 
     # ---- one device -------------------------------------------------------------------------------------
     def read(self, device: _Device) -> _Reading:
@@ -238,8 +253,7 @@ class _NvmlSession:
         try:
             self._read_into(reading)
         except _DeviceLostError:
-            self._lost.add(device.uuid)
-            logger.error("telemetry.gpu: GPU %s is lost; reporting hw.status=failed", device.uuid)
+            self._mark_lost(device)
             return _Reading(device, state="failed")
         degraded = bool(reading.ecc_uncorrected) or any(
             reading.throttle.get(reason) for reason in _HW_SLOWDOWNS
@@ -334,7 +348,7 @@ class _NvmlSession:
             if (rates := self._call(device, "nvmlDeviceGetUtilizationRates")) is not None:
                 attributes[LLM_GPU_UTILIZATION] = rates.gpu / 100
         except _DeviceLostError:
-            self._lost.add(device.uuid)
+            self._mark_lost(device)
         return attributes
 
 
@@ -394,7 +408,9 @@ def _discover(nvml: ModuleType) -> list[_Device]:
             devices.append(gpu)
             devices.extend(_identify(nvml, h, index, driver, gpu) for h in _mig_handles(nvml, handle))
         except nvml.NVMLError as exc:
-            logger.warning("telemetry.gpu: GPU %d skipped: %s (%s)", index, exc, _reason(exc))
+            logger.warning(
+                "telemetry.gpu: GPU %d (or its MIG instances) skipped: %s (%s)", index, exc, _reason(exc)
+            )
     return devices
 
 

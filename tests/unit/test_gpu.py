@@ -338,6 +338,30 @@ def test_other_nvml_errors_leave_the_field_out_and_are_logged_once(
     ]
 
 
+def test_a_binding_newer_than_the_driver_leaves_that_reading_out(
+    instrument: Callable[[ModuleType], InstrumentationHandle],
+    reader: InMemoryMetricReader,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(gpu, "_warned", set())
+    fake = FakeNvml([FakeDevice(uuid="GPU-aaaa", processes=[FakeProcess(os.getpid(), GIB)])])
+    calls = []
+
+    def old_driver(handle: FakeDevice) -> Any:
+        calls.append(handle)
+        raise pynvml.NVMLLibraryMismatchError("use nvmlDeviceGetComputeRunningProcesses_v2")
+
+    monkeypatch.setattr(fake, "nvmlDeviceGetComputeRunningProcesses", old_driver)
+    instrument(fake)
+
+    first, second = points(reader), points(reader)
+
+    assert "llm.gpu.process.memory.usage" not in first
+    assert first["hw.gpu.memory.usage"] == [(identity("GPU-aaaa", 0), 20 * GIB + 123)]
+    assert second == first
+    assert len(calls) == 1
+
+
 # ---- health ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("device", "state"),
@@ -429,6 +453,30 @@ def test_missing_pynvml_module_counts_as_library_not_found(
         assert points(reader) == {
             "llm.telemetry.gpu.available": [({"llm.telemetry.reason": "library_not_found"}, 0)]
         }
+
+
+def test_a_gpu_nvml_will_not_open_is_skipped_and_logged(
+    instrument: Callable[[ModuleType], InstrumentationHandle],
+    reader: InMemoryMetricReader,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = FakeNvml([FakeDevice(uuid="GPU-aaaa"), FakeDevice(uuid="GPU-bbbb")])
+    open_handle = fake.nvmlDeviceGetHandleByIndex
+
+    def no_permission_for_gpu_0(index: int) -> FakeDevice:
+        if index == 0:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NO_PERMISSION)
+        return open_handle(index)
+
+    monkeypatch.setattr(fake, "nvmlDeviceGetHandleByIndex", no_permission_for_gpu_0)
+    with caplog.at_level(logging.WARNING, logger="telemetry.gpu"):
+        instrument(fake)
+
+    assert points(reader)["hw.gpu.memory.limit"] == [(identity("GPU-bbbb", 1), 80 * GIB)]
+    assert [r.getMessage() for r in caplog.records] == [
+        "telemetry.gpu: GPU 0 (or its MIG instances) skipped: Insufficient Permissions (no_permission)"
+    ]
 
 
 def test_nvml_without_gpus_reports_no_devices_and_shuts_nvml_down(
