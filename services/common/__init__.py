@@ -1,0 +1,1 @@
+"""Pieces the three services share: settings parsing, the model catalog, process entry helpers."""

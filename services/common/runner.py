@@ -1,0 +1,55 @@
+"""Process entry points: logging, telemetry set-up, signal handling, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import telemetry
+from services.common.env import SettingError
+
+logger = logging.getLogger("services")
+
+
+def run_service(name: str, main: Callable[[telemetry.Telemetry, asyncio.Event], Awaitable[None]]) -> None:
+    """Configure telemetry for ``name`` and run ``main`` until SIGTERM/SIGINT sets its stop event.
+
+    A bad setting exits with status 2 and one line naming the variable, never a traceback.
+    """
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s")
+    try:
+        configured = telemetry.configure(service_name=name)
+    except telemetry.TelemetryConfigError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+    async def supervise() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await main(configured, stop)
+
+    try:
+        asyncio.run(supervise())
+    except SettingError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    finally:
+        telemetry.shutdown()
+
+
+async def serve_http(app: Any, host: str, port: int, stop: asyncio.Event) -> None:
+    """Serve an ASGI app with uvicorn until ``stop`` is set (uvicorn's own signal handling stays off)."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    await stop.wait()
+    server.should_exit = True
+    await task

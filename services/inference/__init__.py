@@ -1,0 +1,1 @@
+"""gRPC inference server: model registry, batching scheduler, simulated engine."""

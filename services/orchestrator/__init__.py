@@ -1,0 +1,1 @@
+"""HTTP orchestrator: staged pipeline with bounded queues, shedding and coalescing."""

@@ -1,0 +1,312 @@
+"""The orchestrator: retrieve → infer (gRPC stream to inference) → post-process, one span per stage.
+
+``POST /v1/generate`` answers JSON, or NDJSON lines when ``stream`` is true:
+``{"type": "chunk", "text": ...}`` … ``{"type": "end", "finish_reason": ..., "usage": {...}}``
+(or ``{"type": "error", ...}`` if the stream fails after it began).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any, Literal
+
+import grpc
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from grpc import aio
+from opentelemetry import trace
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.trace import Status, StatusCode
+from pydantic import BaseModel, Field, ValidationError
+
+from services.common.env import env_float, env_int, env_str
+from services.orchestrator.pipeline import Coalescer, Retriever, Shed, StageGate
+from services.proto import inference_pb2 as pb, inference_pb2_grpc as pb_grpc
+from telemetry import Telemetry, client_interceptors, instrument_fastapi, instruments, semconv as sc
+
+STAGES = ("retrieve", "infer", "postprocess")
+
+
+@dataclass(frozen=True)
+class OrchestratorSettings:
+    host: str
+    port: int
+    inference_target: str
+    stage_concurrency: int
+    queue_capacity: int
+    infer_timeout: float
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> OrchestratorSettings:
+        return cls(
+            host=env_str("LLM_ORCHESTRATOR_HOST", "127.0.0.1", env),
+            port=env_int("LLM_ORCHESTRATOR_PORT", 8081, env),
+            inference_target=env_str("LLM_INFERENCE_TARGET", "127.0.0.1:50051", env),
+            stage_concurrency=env_int("LLM_ORCHESTRATOR_STAGE_CONCURRENCY", 16, env, minimum=1),
+            queue_capacity=env_int("LLM_ORCHESTRATOR_QUEUE_CAPACITY", 64, env, minimum=1),
+            infer_timeout=env_float("LLM_ORCHESTRATOR_INFER_TIMEOUT_SECONDS", 30.0, env),
+        )
+
+
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class GenerateBody(BaseModel):
+    model: str = Field(min_length=1, max_length=256)
+    messages: list[Message] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=4096)
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    stream: bool = False
+
+
+class PipelineError(Exception):
+    """A failure with the HTTP status and error type the caller should see."""
+
+    def __init__(self, status: int, error_type: str, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.status, self.error_type, self.retry_after = status, error_type, retry_after
+
+
+_GRPC_TO_HTTP = {
+    grpc.StatusCode.NOT_FOUND: (404, "model_not_found"),
+    grpc.StatusCode.INVALID_ARGUMENT: (400, "invalid_request"),
+    grpc.StatusCode.DEADLINE_EXCEEDED: (504, "upstream_timeout"),
+    grpc.StatusCode.UNAVAILABLE: (502, "upstream_unavailable"),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (503, "overloaded"),
+}
+
+
+def _from_grpc(exc: aio.AioRpcError) -> PipelineError:
+    status, error_type = _GRPC_TO_HTTP.get(exc.code(), (502, "upstream_error"))
+    return PipelineError(status, error_type, exc.details() or exc.code().name)
+
+
+class Orchestrator:
+    def __init__(self, settings: OrchestratorSettings, telemetry: Telemetry) -> None:
+        self.settings = settings
+        self.telemetry = telemetry
+        self.tracer = trace.get_tracer("services.orchestrator", tracer_provider=telemetry.tracer_provider)
+        meter = telemetry.meter_provider.get_meter("services.orchestrator")
+        self.stage_duration = instruments.create(meter, sc.LLM_ORCHESTRATOR_STAGE_DURATION)
+        self.shed = instruments.create(meter, sc.LLM_ORCHESTRATOR_SHED_REQUESTS)
+        self.errors = instruments.create(meter, sc.LLM_ORCHESTRATOR_ERRORS)
+        self.coalesced = instruments.create(meter, sc.LLM_ORCHESTRATOR_COALESCED_REQUESTS)
+        self.requests = instruments.create(meter, sc.LLM_ORCHESTRATOR_REQUESTS)
+        instruments.create(meter, sc.LLM_ORCHESTRATOR_QUEUE_SIZE, callbacks=[self._observe_occupancy])
+        instruments.create(meter, sc.LLM_ORCHESTRATOR_QUEUE_LIMIT, callbacks=[self._observe_capacity])
+        self.gates = {
+            name: StageGate(name, settings.stage_concurrency, settings.queue_capacity) for name in STAGES
+        }
+        self.retriever = Retriever()
+        self.coalescer: Coalescer[dict[str, Any]] = Coalescer()
+        self.channel: aio.Channel | None = None
+        self.stub: pb_grpc.InferenceStub | None = None
+
+    def _observe_occupancy(self, options: CallbackOptions) -> list[Observation]:
+        return [Observation(g.occupancy, {sc.LLM_STAGE: n}) for n, g in self.gates.items()]
+
+    def _observe_capacity(self, options: CallbackOptions) -> list[Observation]:
+        return [Observation(g.capacity, {sc.LLM_STAGE: n}) for n, g in self.gates.items()]
+
+    async def start(self) -> None:
+        self.channel = aio.insecure_channel(
+            self.settings.inference_target,
+            interceptors=client_interceptors(self.telemetry.tracer_provider, self.telemetry.meter_provider),
+        )
+        self.stub = pb_grpc.InferenceStub(self.channel)
+
+    async def close(self) -> None:
+        if self.channel is not None:
+            await self.channel.close()
+
+    @asynccontextmanager
+    async def stage(self, name: str, span_name: str | None = None) -> AsyncIterator[trace.Span]:
+        """One pipeline stage: its gate (shedding when full), span, duration, and error count."""
+        attributes = {sc.LLM_STAGE: name}
+        try:
+            gate = self.gates[name].slot()
+            await gate.__aenter__()
+        except Shed:
+            self.shed.add(1, attributes)
+            raise
+        start = perf_counter()
+        error: BaseException | None = None
+        try:
+            with self.tracer.start_as_current_span(span_name or name, attributes=attributes) as span:
+                yield span
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            if error is not None:
+                error_type = _error_type(error)
+                self.errors.add(1, {**attributes, sc.ERROR_TYPE: error_type})
+            self.stage_duration.record(perf_counter() - start, attributes)
+            await gate.__aexit__(None, None, None)
+
+    def _prompt(self, body: GenerateBody, documents: list[str]) -> str:
+        context = "".join(f"[context] {d}\n" for d in documents)
+        return context + "\n".join(f"{m.role}: {m.content}" for m in body.messages)
+
+    async def _retrieve(self, body: GenerateBody) -> str:
+        async with self.stage("retrieve", "retrieval corpus") as span:
+            span.set_attribute(sc.GEN_AI_OPERATION_NAME, sc.OPERATION_RETRIEVAL)
+            span.set_attribute(sc.GEN_AI_DATA_SOURCE_ID, "corpus")
+            query = next((m.content for m in reversed(body.messages) if m.role == "user"), "")
+            documents = self.retriever.retrieve(query)
+            span.set_attribute("llm.retrieval.documents", len(documents))
+            return self._prompt(body, documents)
+
+    async def _infer(self, body: GenerateBody, prompt: str) -> AsyncIterator[pb.GenerateResponse]:
+        assert self.stub is not None
+        request = pb.GenerateRequest(model=body.model, prompt=prompt, max_tokens=body.max_tokens or 0,
+                                     temperature=body.temperature, request_id=uuid.uuid4().hex)
+        try:
+            async for chunk in self.stub.Generate(request, timeout=self.settings.infer_timeout):
+                yield chunk
+        except aio.AioRpcError as exc:
+            raise _from_grpc(exc) from None
+
+    async def complete(self, body: GenerateBody) -> dict[str, Any]:
+        key = (body.model, json.dumps([m.model_dump() for m in body.messages]), body.max_tokens, body.temperature)
+        result, joined = await self.coalescer.run(key, lambda: self._complete(body))
+        if joined:
+            self.coalesced.add(1)
+            trace.get_current_span().set_attribute("llm.orchestrator.coalesced", True)
+        return result
+
+    async def _complete(self, body: GenerateBody) -> dict[str, Any]:
+        prompt = await self._retrieve(body)
+        pieces: list[str] = []
+        last: pb.GenerateResponse | None = None
+        async with self.stage("infer"):
+            async for chunk in self._infer(body, prompt):
+                pieces.append(chunk.text)
+                last = chunk
+        async with self.stage("postprocess"):
+            text = "".join(pieces).strip()
+        if last is None:
+            raise PipelineError(502, "upstream_error", "inference returned no output")
+        return {
+            "id": f"gen-{uuid.uuid4().hex[:24]}", "model": last.response_model or body.model, "text": text,
+            "finish_reason": last.finish_reason,
+            "usage": {"input_tokens": last.usage.input_tokens, "output_tokens": last.usage.output_tokens},
+        }
+
+    async def stream(self, body: GenerateBody, prompt: str) -> AsyncIterator[bytes]:
+        """NDJSON lines of one streamed generation; failures raise (see ``_guarded_stream``)."""
+        async with self.stage("infer"):
+            async for chunk in self._infer(body, prompt):
+                if not chunk.finish_reason:
+                    yield (json.dumps({"type": "chunk", "text": chunk.text}) + "\n").encode()
+                    continue
+                async with self.stage("postprocess"):
+                    line = {"type": "end", "finish_reason": chunk.finish_reason, "model": chunk.response_model,
+                            "usage": {"input_tokens": chunk.usage.input_tokens,
+                                      "output_tokens": chunk.usage.output_tokens}}
+                yield (json.dumps(line) + "\n").encode()
+        self.requests.add(1, {"llm.outcome": "ok"})
+
+
+async def _guarded_stream(
+    orchestrator: Orchestrator, first: bytes, rest: AsyncIterator[bytes]
+) -> AsyncIterator[bytes]:
+    """After the status line is sent a failure can only be reported in-band, as an error line."""
+    yield first
+    try:
+        async for line in rest:
+            yield line
+    except (PipelineError, Shed) as exc:
+        error_type = exc.error_type if isinstance(exc, PipelineError) else "overloaded"
+        orchestrator.requests.add(1, {"llm.outcome": "error"})
+        yield (json.dumps({"type": "error", "error": {"type": error_type, "message": str(exc)}}) + "\n").encode()
+
+
+def _error_type(error: BaseException) -> str:
+    if isinstance(error, PipelineError):
+        return error.error_type
+    if isinstance(error, GeneratorExit | asyncio.CancelledError):
+        return "cancelled"  # the caller went away mid-stream
+    return type(error).__qualname__
+
+
+def _error(status: int, error_type: str, message: str, retry_after: int | None = None) -> JSONResponse:
+    span = trace.get_current_span()
+    span.set_attribute(sc.ERROR_TYPE, error_type)
+    span.set_status(Status(StatusCode.ERROR, message))
+    headers = {"Retry-After": str(retry_after)} if retry_after else None
+    return JSONResponse({"error": {"type": error_type, "message": message}}, status, headers=headers)
+
+
+def create_app(settings: OrchestratorSettings, telemetry: Telemetry) -> FastAPI:
+    orchestrator = Orchestrator(settings, telemetry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await orchestrator.start()
+        yield
+        await orchestrator.close()
+
+    app = FastAPI(title="orchestrator", lifespan=lifespan)
+    app.state.orchestrator = orchestrator
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    async def ready() -> JSONResponse:
+        assert orchestrator.stub is not None
+        try:
+            await orchestrator.stub.ListModels(pb.ListModelsRequest(), timeout=2)
+        except aio.AioRpcError as exc:
+            return JSONResponse({"status": "inference unavailable", "detail": exc.code().name}, 503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/v1/models")
+    async def models() -> JSONResponse:
+        assert orchestrator.stub is not None
+        try:
+            reply = await orchestrator.stub.ListModels(pb.ListModelsRequest(), timeout=5)
+        except aio.AioRpcError as exc:
+            err = _from_grpc(exc)
+            return _error(err.status, err.error_type, str(err))
+        return JSONResponse({"models": [
+            {"name": m.name, "provider": m.provider, "max_output_tokens": m.max_output_tokens}
+            for m in reply.models
+        ]})
+
+    @app.post("/v1/generate")
+    async def generate(request: Request) -> Any:
+        try:
+            body = GenerateBody.model_validate_json(await request.body())
+        except ValidationError as exc:
+            return _error(422, "invalid_request", exc.errors(include_url=False)[0]["msg"])
+        try:
+            if body.stream:
+                prompt = await orchestrator._retrieve(body)
+                lines = orchestrator.stream(body, prompt)
+                first = await anext(lines)  # errors before the first token still get a real status
+                return StreamingResponse(
+                    _guarded_stream(orchestrator, first, lines), media_type="application/x-ndjson"
+                )
+            result = await orchestrator.complete(body)
+            orchestrator.requests.add(1, {"llm.outcome": "ok"})
+            return JSONResponse(result)
+        except Shed as exc:
+            orchestrator.requests.add(1, {"llm.outcome": "shed"})
+            return _error(503, "overloaded", str(exc), retry_after=1)
+        except PipelineError as exc:
+            orchestrator.requests.add(1, {"llm.outcome": "error"})
+            return _error(exc.status, exc.error_type, str(exc), exc.retry_after)
+
+    instrument_fastapi(app, tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    return app

@@ -1,0 +1,156 @@
+"""The three services, really serving on loopback sockets, with in-memory telemetry.
+
+One background thread runs an asyncio loop hosting the inference gRPC server and two uvicorn servers
+(orchestrator, gateway). All three export spans into one in-memory exporter with deterministic ids,
+as one trace backend would receive them; each keeps its own metric reader and resource.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+import uvicorn
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from services.common.models import ModelSpec
+from services.gateway.app import GatewaySettings, create_app as create_gateway
+from services.inference.server import InferenceSettings, start_server
+from services.orchestrator.app import OrchestratorSettings, create_app as create_orchestrator
+from telemetry import testing
+from telemetry.views import clear_known_values
+
+T = TypeVar("T")
+API_KEY = "test-key-not-secret"
+MODELS = {
+    "fast-model": ModelSpec("fast-model", prefill_seconds_per_token=0.00002, decode_seconds_per_token=0.001),
+    "slow-model": ModelSpec("slow-model", prefill_seconds_per_token=0.0001, decode_seconds_per_token=0.02,
+                            max_output_tokens=64),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class LoopThread:
+    """An asyncio loop in a daemon thread; ``run`` executes a coroutine there and waits for it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@dataclass
+class Stack:
+    gateway_url: str
+    orchestrator_url: str
+    inference_port: int
+    spans_exporter: InMemorySpanExporter
+    captures: dict[str, testing.Capture]
+    loop: LoopThread
+    stop_inference: Callable[[], None]
+    start_inference: Callable[[], None]
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {API_KEY}", **kwargs.pop("headers", {})}
+        return httpx.Client(base_url=self.gateway_url, headers=headers, timeout=30, **kwargs)
+
+    def spans(self) -> list[dict[str, Any]]:
+        return testing.spans_as_dicts(self.spans_exporter.get_finished_spans())
+
+    def metrics(self, service: str) -> dict[str, dict[str, Any]]:
+        return self.captures[service].metrics()
+
+
+async def _serve_uvicorn(app: Any, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="on", access_log=False))
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # not the main thread
+    task = asyncio.get_running_loop().create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()  # surfaces the start-up error
+        await asyncio.sleep(0.01)
+    return server, task
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    clear_known_values()
+    exporter = InMemorySpanExporter()
+    ids = testing.DeterministicIdGenerator()
+    captures = {name: testing.capture(name, spans=exporter, ids=ids)
+                for name in ("gateway", "orchestrator", "inference")}
+    loop = LoopThread()
+    inference_port = free_port()
+    orchestrator_port, gateway_port = free_port(), free_port()
+    inference_settings = InferenceSettings(
+        address=f"127.0.0.1:{inference_port}", max_batch_size=4, max_wait=0.002, time_scale=1.0, gpu_index=0
+    )
+    state: dict[str, Any] = {}
+
+    async def start_inference() -> None:
+        server, _, scheduler = await start_server(inference_settings, captures["inference"].telemetry, MODELS)
+        state["inference"] = (server, scheduler)
+
+    async def stop_inference() -> None:
+        server, scheduler = state.pop("inference")
+        await server.stop(grace=None)
+        await scheduler.close()
+
+    loop.run(start_inference())
+    orchestrator_settings = OrchestratorSettings(
+        host="127.0.0.1", port=orchestrator_port, inference_target=f"127.0.0.1:{inference_port}",
+        stage_concurrency=4, queue_capacity=8, infer_timeout=10.0,
+    )
+    gateway_settings = GatewaySettings(
+        host="127.0.0.1", port=gateway_port, orchestrator_url=f"http://127.0.0.1:{orchestrator_port}",
+        api_keys=(API_KEY,), insecure_no_auth=False, max_body_bytes=64 * 1024, max_in_flight=64,
+        upstream_timeout=10.0, cache_entries=128, cache_ttl=60.0,
+    )
+    servers = [
+        loop.run(_serve_uvicorn(create_orchestrator(orchestrator_settings, captures["orchestrator"].telemetry),
+                                orchestrator_port)),
+        loop.run(_serve_uvicorn(create_gateway(gateway_settings, captures["gateway"].telemetry, MODELS),
+                                gateway_port)),
+    ]
+    yield Stack(
+        gateway_url=f"http://127.0.0.1:{gateway_port}",
+        orchestrator_url=f"http://127.0.0.1:{orchestrator_port}",
+        inference_port=inference_port,
+        spans_exporter=exporter,
+        captures=captures,
+        loop=loop,
+        stop_inference=lambda: loop.run(stop_inference()),
+        start_inference=lambda: loop.run(start_inference()),
+    )
+    async def stop_http() -> None:
+        for server, _ in servers:
+            server.should_exit = True
+        await asyncio.gather(*(task for _, task in servers))
+
+    loop.run(stop_http())
+    if "inference" in state:
+        loop.run(stop_inference())
+    loop.stop()
+    for capture in captures.values():
+        capture.shutdown()
+    clear_known_values()
