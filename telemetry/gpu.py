@@ -550,7 +550,8 @@ class _GpuInstrumentation:
         self.closed = True
         if self.session is not None:
             with _sessions_lock:
-                _sessions.remove(self.session)
+                if self.session in _sessions:  # absent when register() failed part-way
+                    _sessions.remove(self.session)
             with contained("telemetry.gpu nvmlShutdown"):
                 self.session.nvml.nvmlShutdown()
 
