@@ -66,17 +66,16 @@ _STATES: Final = ("ok", "degraded", "failed")
 # refresh (utilization over 1/6-1 s, power as a 1 s average), so a second walk inside it would read the same.
 _SNAPSHOT_MAX_AGE_S: Final = 1.0
 
-# Clock event reasons: (pynvml constant, our llm.gpu.throttle.reason value). A fixed set bounds cardinality.
+# Clock event reasons that are throttling: (pynvml constant, our llm.gpu.throttle.reason value). Idle, and
+# clocks an operator set (applications, display), also hold clocks low but are not throttling: as reasons they
+# would make every idle GPU look throttled to the alert rules. A fixed set bounds cardinality.
 _THROTTLE_REASONS: Final = (
-    ("nvmlClocksEventReasonGpuIdle", "gpu_idle"),
-    ("nvmlClocksEventReasonApplicationsClocksSetting", "applications_clocks_setting"),
     ("nvmlClocksEventReasonSwPowerCap", "sw_power_cap"),
     ("nvmlClocksEventReasonHwSlowdown", "hw_slowdown"),
     ("nvmlClocksEventReasonSyncBoost", "sync_boost"),
     ("nvmlClocksEventReasonSwThermalSlowdown", "sw_thermal_slowdown"),
     ("nvmlClocksEventReasonHwThermalSlowdown", "hw_thermal_slowdown"),
     ("nvmlClocksEventReasonHwPowerBrakeSlowdown", "hw_power_brake_slowdown"),
-    ("nvmlClocksEventReasonDisplayClockSetting", "display_clock_setting"),
 )
 # The hardware itself pulling clocks down (heat, power brake) marks the device degraded, not a software cap.
 _HW_SLOWDOWNS: Final = frozenset({"hw_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown"})

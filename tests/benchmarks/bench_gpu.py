@@ -40,7 +40,7 @@ def _ecc(nvml: ModuleType, h: Any) -> Iterable[float]:
 
 def _throttle(nvml: ModuleType, h: Any) -> Iterable[float]:
     mask = nvml.nvmlDeviceGetCurrentClocksEventReasons(h)
-    return [float(bool(mask & (1 << bit))) for bit in range(9)]
+    return [float(bool(mask & (1 << bit))) for bit in range(2, 8)]  # the six reasons telemetry.gpu reports
 
 
 def _process(nvml: ModuleType, h: Any) -> Iterable[float]:
