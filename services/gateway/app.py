@@ -317,6 +317,7 @@ class Gateway:
             error_type = "cancelled"  # the client went away; closing upstream cancels the whole pipeline
             raise
         finally:
+            self.in_flight -= 1
             await upstream.aclose()
             if error_type is not None:
                 span.set_attribute(sc.ERROR_TYPE, error_type)
@@ -395,23 +396,28 @@ def create_app(
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        try:
-            gateway.authenticate(request.headers.get("authorization"))
-            if gateway.in_flight >= settings.max_in_flight:
-                raise ApiError(429, "rate_limit_exceeded", "too many requests in flight", retry_after=1)
-            body = await gateway.read_body(request)
-            spec = gateway.model(body.model)
-        except ApiError as exc:
-            return gateway.reject(exc)
+        # Admission counts from the first byte: checking before the body read's await let bursts through.
+        if gateway.in_flight >= settings.max_in_flight:
+            return gateway.reject(ApiError(429, "rate_limit_exceeded", "too many requests in flight", retry_after=1))
         gateway.in_flight += 1
+        handed_to_stream = False
         try:
+            try:
+                gateway.authenticate(request.headers.get("authorization"))
+                body = await gateway.read_body(request)
+                spec = gateway.model(body.model)
+            except ApiError as exc:
+                return gateway.reject(exc)
             if body.stream:
-                return await gateway.open_stream(body, spec)
+                response = await gateway.open_stream(body, spec)
+                handed_to_stream = True  # the stream releases its slot when it ends (see _sse)
+                return response
             return JSONResponse(await gateway.complete(body, spec))
         except ApiError as exc:
             return exc.response()
         finally:
-            gateway.in_flight -= 1
+            if not handed_to_stream:
+                gateway.in_flight -= 1
 
     instrument_fastapi(app, tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
     return app

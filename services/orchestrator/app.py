@@ -119,6 +119,8 @@ class Orchestrator:
     async def start(self) -> None:
         self.channel = aio.insecure_channel(
             self.settings.inference_target,
+            # Reconnect quickly after an inference restart instead of gRPC's default 1 s..120 s backoff.
+            options=[("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 2000)],
             interceptors=client_interceptors(self.telemetry.tracer_provider, self.telemetry.meter_provider),
         )
         self.stub = pb_grpc.InferenceStub(self.channel)

@@ -154,3 +154,30 @@ def stack() -> Iterator[Stack]:
     for capture in captures.values():
         capture.shutdown()
     clear_known_values()
+
+
+@pytest.fixture
+def extra_gateway(stack: Stack) -> Iterator[Callable[..., str]]:
+    """Start another real gateway with some settings changed; returns its base URL. Stopped after the test."""
+    started: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
+
+    def start(**overrides: Any) -> str:
+        port = free_port()
+        settings = GatewaySettings(**{
+            "host": "127.0.0.1", "port": port, "orchestrator_url": stack.orchestrator_url,
+            "api_keys": (API_KEY,), "insecure_no_auth": False, "max_body_bytes": 64 * 1024,
+            "max_in_flight": 64, "upstream_timeout": 10.0, "cache_entries": 0, "cache_ttl": 0.0,
+            **overrides,
+        })
+        app = create_gateway(settings, stack.captures["gateway"].telemetry, MODELS)
+        started.append(stack.loop.run(_serve_uvicorn(app, port)))
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+
+    async def stop() -> None:
+        for server, _ in started:
+            server.should_exit = True
+        await asyncio.gather(*(task for _, task in started))
+
+    stack.loop.run(stop())

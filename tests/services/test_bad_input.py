@@ -1,0 +1,154 @@
+"""Bad input gets a clear error in OpenAI's shape and an error span; the services keep serving."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.services.conftest import API_KEY, Stack, free_port
+from tests.services.helpers import poll_until
+
+CHAT = {"model": "fast-model", "messages": [{"role": "user", "content": "hello"}]}
+SLOW = {"model": "slow-model", "max_tokens": 64, "messages": [{"role": "user", "content": "a slow answer"}]}
+
+
+def _error_span(stack: Stack, error_type: str, service: str = "gateway") -> dict[str, Any]:
+    """The server span that recorded ``error_type`` (spans end just after the response is sent: poll)."""
+
+    def find() -> dict[str, Any] | None:
+        return next((s for s in reversed(stack.spans()) if s["service"] == service and s["kind"] == "SERVER"
+                     and s["attributes"].get("error.type") == error_type), None)
+
+    return poll_until(find, f"{service} server span with error.type={error_type}")
+
+
+def _assert_error(response: httpx.Response, status: int, error_type: str, stack: Stack) -> None:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["type"] == error_type and error["message"]
+    span = _error_span(stack, error_type)
+    assert span["status"] == "ERROR"
+    assert span["attributes"]["http.response.status_code"] == status
+    stack.spans_exporter.clear()  # the next request's span must be its own, not this one
+
+
+@pytest.fixture(autouse=True)
+def _fresh_spans(stack: Stack) -> None:
+    stack.spans_exporter.clear()
+
+
+_probe = itertools.count()
+
+
+def _still_serving(stack: Stack) -> None:
+    """A fresh (uncacheable) request succeeds within a few seconds: the services recovered."""
+
+    def ok() -> bool:
+        body = {**CHAT, "messages": [{"role": "user", "content": f"still serving {next(_probe)}"}]}
+        with stack.client() as client:
+            return client.post("/v1/chat/completions", json=body).status_code == 200
+
+    poll_until(ok, "a successful request after the error")
+
+
+@pytest.mark.parametrize(
+    ("headers", "content", "status", "error_type"),
+    [
+        ({"Content-Type": "application/json"}, b"{not json", 400, "invalid_request_error"),
+        ({"Content-Type": "application/json"}, b'{"model": "fast-model"}', 422, "invalid_request_error"),
+        ({"Content-Type": "application/json"},
+         b'{"model": "fast-model", "messages": [{"role": "user", "content": "x"}], "max_tokens": -3}',
+         422, "invalid_request_error"),
+        ({}, b'{"model": "gpt-99", "messages": [{"role": "user", "content": "x"}]}', 404, "model_not_found"),
+        ({"Authorization": ""}, b"{}", 401, "invalid_api_key"),
+        ({"Authorization": "Bearer"}, b"{}", 401, "invalid_api_key"),
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, b"{}", 401, "invalid_api_key"),
+        ({"Authorization": "Bearer wrong-key"}, b"{}", 401, "invalid_api_key"),
+    ],
+    ids=["malformed-json", "missing-messages", "negative-max-tokens", "unknown-model", "no-auth",
+         "bearer-without-token", "basic-auth", "wrong-key"],
+)
+def test_bad_request_gets_its_status_and_an_error_span(
+    stack: Stack, headers: dict[str, str], content: bytes, status: int, error_type: str
+) -> None:
+    with stack.client(headers=headers) as client:
+        response = client.post("/v1/chat/completions", content=content)
+    _assert_error(response, status, error_type, stack)
+    rejected = stack.metrics("gateway")["llm.gateway.rejected_requests"]["points"]
+    assert any(p["attributes"]["error.type"] == error_type for p in rejected)
+    _still_serving(stack)
+
+
+def test_oversized_body_is_refused_with_413_whether_declared_or_chunked(stack: Stack) -> None:
+    big = b'{"model": "fast-model", "messages": [{"role": "user", "content": "' + b"x" * 70_000 + b'"}]}'
+    with stack.client() as client:
+        declared = client.post("/v1/chat/completions", content=big)
+        _assert_error(declared, 413, "request_too_large", stack)
+        chunked = client.post("/v1/chat/completions", content=iter([big[:40_000], big[40_000:]]))
+        _assert_error(chunked, 413, "request_too_large", stack)
+    _still_serving(stack)
+
+
+def test_inference_down_gives_502_then_recovers(stack: Stack) -> None:
+    stack.stop_inference()
+    try:
+        with stack.client() as client:
+            response = client.post("/v1/chat/completions", json={**CHAT, "messages": [
+                {"role": "user", "content": "while inference is down"}]})
+        assert _error_span(stack, "upstream_unavailable", "orchestrator")["status"] == "ERROR"
+        _assert_error(response, 502, "upstream_unavailable", stack)
+        errors = stack.metrics("orchestrator")["llm.orchestrator.errors"]["points"]
+        assert any(p["attributes"] == {"llm.stage": "infer", "error.type": "upstream_unavailable"} for p in errors)
+    finally:
+        stack.start_inference()
+    _still_serving(stack)
+
+
+def test_orchestrator_unreachable_gives_502(stack: Stack, extra_gateway: Any) -> None:
+    url = extra_gateway(orchestrator_url=f"http://127.0.0.1:{free_port()}")
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {API_KEY}"}) as client:
+        response = client.post("/v1/chat/completions", json=CHAT)
+        _assert_error(response, 502, "upstream_unavailable", stack)
+        streamed = client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+        _assert_error(streamed, 502, "upstream_unavailable", stack)
+
+
+def test_upstream_timeout_gives_504(stack: Stack, extra_gateway: Any) -> None:
+    url = extra_gateway(upstream_timeout=0.2)
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10) as client:
+        response = client.post("/v1/chat/completions", json=SLOW)
+    _assert_error(response, 504, "upstream_timeout", stack)
+    _still_serving(stack)
+
+
+async def _burst(url: str, body: dict[str, Any], n: int) -> list[httpx.Response]:
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {API_KEY}"},
+                                 timeout=30) as client:
+        return await asyncio.gather(*(client.post("/v1/chat/completions", json={
+            **body, "messages": [{"role": "user", "content": f"burst {i}"}]}) for i in range(n)))
+
+
+def test_overload_is_refused_with_429_and_retry_after(stack: Stack, extra_gateway: Any) -> None:
+    url = extra_gateway(max_in_flight=2)
+    responses = asyncio.run(_burst(url, SLOW, 8))
+    refused = [r for r in responses if r.status_code == 429]
+    assert refused, [r.status_code for r in responses]
+    assert all(r.headers["retry-after"] == "1" for r in refused)
+    assert refused[0].json()["error"]["type"] == "rate_limit_exceeded"
+    assert {r.status_code for r in responses} <= {200, 429}
+
+
+def test_full_stage_queue_sheds_with_503_and_counts_the_stage(stack: Stack) -> None:
+    # The orchestrator's queues hold 8 (4 running); 24 slow requests at once must overflow the infer stage.
+    responses = asyncio.run(_burst(stack.gateway_url, SLOW, 24))
+    shed = [r for r in responses if r.status_code == 503]
+    assert shed, [r.status_code for r in responses]
+    assert shed[0].headers["retry-after"] == "1"
+    assert shed[0].json()["error"]["type"] == "overloaded"
+    points = stack.metrics("orchestrator")["llm.orchestrator.shed_requests"]["points"]
+    assert sum(p["value"] for p in points if p["attributes"] == {"llm.stage": "infer"}) >= len(shed)
+    _still_serving(stack)

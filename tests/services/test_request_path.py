@@ -1,0 +1,146 @@
+"""One request through gateway → orchestrator → inference, as a trace and as metrics with exemplars."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.services.conftest import Stack
+from tests.services.helpers import poll_until, spans_of_trace
+
+CHAT = {"model": "fast-model", "messages": [{"role": "user", "content": "how do exemplars work"}]}
+
+
+def _post(stack: Stack, body: dict[str, Any]) -> Any:
+    with stack.client() as client:
+        return client.post("/v1/chat/completions", json=body)
+
+
+def _root_trace_id(stack: Stack, route: str = "POST /v1/chat/completions") -> str:
+    roots = [s for s in stack.spans() if s["name"] == route and s["parent_span_id"] is None]
+    return str(roots[-1]["trace_id"])
+
+
+def test_one_request_yields_one_trace_linking_all_three_services(stack: Stack) -> None:
+    stack.spans_exporter.clear()
+    response = _post(stack, {**CHAT, "messages": [{"role": "user", "content": "trace one request"}]})
+    assert response.status_code == 200
+    trace_id = _root_trace_id(stack)
+    spans = poll_until(lambda: spans_of_trace(stack, trace_id, minimum=12), "12 spans of the trace")
+    by_id = {s["span_id"]: s for s in spans}
+
+    def chain(leaf: str) -> list[tuple[str, str, str]]:
+        span = next(s for s in spans if s["name"] == leaf)
+        out = []
+        while span is not None:
+            out.append((span["service"], span["name"], span["kind"]))
+            span = by_id.get(span["parent_span_id"])
+        return out[::-1]
+
+    assert chain("decode") == [
+        ("gateway", "POST /v1/chat/completions", "SERVER"),
+        ("gateway", "chat fast-model", "INTERNAL"),
+        ("gateway", "POST", "CLIENT"),
+        ("orchestrator", "POST /v1/generate", "SERVER"),
+        ("orchestrator", "infer", "INTERNAL"),
+        ("orchestrator", "llm.inference.v1.Inference/Generate", "CLIENT"),
+        ("inference", "llm.inference.v1.Inference/Generate", "SERVER"),
+        ("inference", "decode", "INTERNAL"),
+    ]
+    names = {(s["service"], s["name"]) for s in spans}
+    assert {("orchestrator", "retrieval corpus"), ("orchestrator", "postprocess"), ("inference", "queue"),
+            ("inference", "prefill")} <= names
+    assert len({s["trace_id"] for s in spans}) == 1
+
+    server = next(s for s in spans if s["kind"] == "SERVER" and s["service"] == "inference")
+    assert server["attributes"]["gen_ai.operation.name"] == "text_completion"
+    assert server["attributes"]["gen_ai.request.model"] == "fast-model"
+    assert server["attributes"]["gen_ai.usage.output_tokens"] > 0
+    assert server["attributes"]["rpc.status_code"] == "OK"
+    chat = next(s for s in spans if s["name"] == "chat fast-model")
+    assert chat["attributes"]["gen_ai.provider.name"] == "self_hosted"
+    assert chat["attributes"]["gen_ai.usage.input_tokens"] > 0
+
+
+def _exemplar_trace_ids(metrics: dict[str, Any], name: str) -> set[str]:
+    return {e["trace_id"] for p in metrics[name]["points"] for e in p["exemplars"]}
+
+
+def test_duration_histograms_carry_exemplars_of_the_request_trace(stack: Stack) -> None:
+    response = _post(stack, {**CHAT, "messages": [{"role": "user", "content": "exemplar check"}]})
+    assert response.status_code == 200
+    trace_id = _root_trace_id(stack)
+    gateway, orchestrator, inference = (stack.metrics(s) for s in ("gateway", "orchestrator", "inference"))
+    for metrics, name in [
+        (gateway, "http.server.request.duration"),
+        (gateway, "gen_ai.client.operation.duration"),
+        (gateway, "http.client.request.duration"),
+        (orchestrator, "http.server.request.duration"),
+        (orchestrator, "rpc.client.call.duration"),
+        (orchestrator, "llm.orchestrator.stage.duration"),
+        (inference, "rpc.server.call.duration"),
+        (inference, "gen_ai.server.request.duration"),
+        (inference, "gen_ai.server.time_to_first_token"),
+    ]:
+        assert trace_id in _exemplar_trace_ids(metrics, name), name
+    http = gateway["http.server.request.duration"]
+    assert http["unit"] == "s"
+    point = next(p for p in http["points"] if p["attributes"].get("http.route") == "/v1/chat/completions")
+    assert point["bounds"][:3] == [0.005, 0.01, 0.025]
+    assert point["attributes"]["http.response.status_code"] == 200
+
+
+def test_streaming_records_ttft_tpot_and_time_to_first_chunk(stack: Stack) -> None:
+    with stack.client() as client:
+        response = client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    events = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert chunks[-1]["choices"][0]["finish_reason"] in {"stop", "length"}
+    inference, gateway = stack.metrics("inference"), stack.metrics("gateway")
+    ttft = inference["gen_ai.server.time_to_first_token"]["points"]
+    tpot = inference["gen_ai.server.time_per_output_token"]["points"]
+    assert sum(p["count"] for p in ttft) >= 1 and sum(p["count"] for p in tpot) >= 1
+    assert all(p["attributes"]["gen_ai.request.model"] == "fast-model" for p in ttft)
+    first_chunk = gateway["gen_ai.client.operation.time_to_first_chunk"]["points"]
+    assert sum(p["count"] for p in first_chunk) >= 1
+    usage = {p["attributes"]["gen_ai.token.type"] for p in gateway["gen_ai.client.token.usage"]["points"]}
+    assert usage == {"input", "output"}
+
+
+def test_identical_requests_hit_the_response_cache(stack: Stack) -> None:
+    body = {**CHAT, "messages": [{"role": "user", "content": "cache me"}]}
+    first, second = _post(stack, body), _post(stack, body)
+    assert first.status_code == second.status_code == 200
+    assert first.json()["choices"] == second.json()["choices"]
+    points = stack.metrics("gateway")["llm.gateway.cache.requests"]["points"]
+    by_result = {p["attributes"]["llm.cache.result"]: p["value"] for p in points}
+    assert by_result["hit"] >= 1 and by_result["miss"] >= 1
+
+
+def test_prompt_text_is_not_recorded_by_default(stack: Stack) -> None:
+    secret = "my-password-is-hunter2"
+    assert _post(stack, {**CHAT, "messages": [{"role": "user", "content": secret}]}).status_code == 200
+    for span in stack.spans():
+        assert not any(secret in str(v) for v in span["attributes"].values()), span["name"]
+        assert "gen_ai.input.messages" not in span["attributes"]
+
+
+def test_models_endpoint_lists_the_catalog(stack: Stack) -> None:
+    with stack.client() as client:
+        response = client.get("/v1/models")
+    assert response.status_code == 200
+    assert [m["id"] for m in response.json()["data"]] == ["fast-model", "slow-model"]
+
+
+@pytest.mark.parametrize("path", ["/health", "/ready"])
+def test_health_and_readiness_answer_without_auth_and_without_spans(stack: Stack, path: str) -> None:
+    stack.spans_exporter.clear()
+    with stack.client(headers={"Authorization": ""}) as client:
+        assert client.get(path).status_code == 200
+    assert not [s for s in stack.spans() if s["service"] == "gateway" and s["kind"] == "SERVER"]
