@@ -1,0 +1,58 @@
+"""Cancellation stops generation, identical requests in flight coalesce, queues are observable."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from tests.services.conftest import Stack
+from tests.services.helpers import poll_until
+
+SLOW_STREAM = {"model": "slow-model", "max_tokens": 64, "stream": True,
+               "messages": [{"role": "user", "content": "stream slowly then get cancelled"}]}
+
+
+def test_client_that_disconnects_mid_stream_stops_generation_and_the_span_says_so(stack: Stack) -> None:
+    stack.spans_exporter.clear()
+    with stack.client() as client, client.stream("POST", "/v1/chat/completions", json=SLOW_STREAM) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                break  # one chunk, then hang up
+
+    def cancelled_inference_span() -> dict[str, Any] | None:
+        return next((s for s in stack.spans() if s["service"] == "inference" and s["kind"] == "SERVER"), None)
+
+    span = poll_until(cancelled_inference_span, "the inference server span to end")
+    assert span["attributes"]["rpc.status_code"] == "CANCELLED"
+    assert span["attributes"]["error.type"] == "cancelled"
+    assert [e["name"] for e in span["events"]] == ["generation.cancelled", "rpc.cancelled"]
+    # Generation stopped early: far fewer than the 64 tokens a complete answer would have produced.
+    assert span["events"][0]["attributes"]["gen_ai.usage.output_tokens"] < 32
+
+
+async def _identical_pair(url: str) -> list[httpx.Response]:
+    body = {"model": "slow-model", "max_tokens": 16, "messages": [{"role": "user", "content": "coalesce us"}]}
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        return await asyncio.gather(*(client.post("/v1/generate", json=body) for _ in range(3)))
+
+
+def test_identical_requests_in_flight_share_one_generation(stack: Stack) -> None:
+    stack.spans_exporter.clear()
+    responses = asyncio.run(_identical_pair(stack.orchestrator_url))
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    assert len({r.json()["id"] for r in responses}) == 1  # one generation, three answers
+    coalesced = stack.metrics("orchestrator")["llm.orchestrator.coalesced_requests"]["points"]
+    assert sum(p["value"] for p in coalesced) >= 2
+    generations = [s for s in stack.spans() if s["service"] == "inference" and s["kind"] == "SERVER"]
+    assert len(generations) == 1
+
+
+def test_stage_queues_report_occupancy_and_capacity(stack: Stack) -> None:
+    metrics = stack.metrics("orchestrator")
+    limits = {p["attributes"]["llm.stage"]: p["value"] for p in metrics["llm.orchestrator.queue.limit"]["points"]}
+    sizes = {p["attributes"]["llm.stage"]: p["value"] for p in metrics["llm.orchestrator.queue.size"]["points"]}
+    assert limits == {"retrieve": 8, "infer": 8, "postprocess": 8}
+    assert sizes == {"retrieve": 0, "infer": 0, "postprocess": 0}  # idle between tests
