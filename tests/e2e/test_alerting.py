@@ -1,0 +1,208 @@
+"""Alert delivery end to end: a real Collector dies, a real Prometheus fires our OTelCollectorDown rule,
+the real Alertmanager with deploy/alertmanager/alertmanager.yml (unchanged) routes it by severity, and
+a webhook receiver in this process gets it.
+
+Only the rule's ``for:`` is shortened (1m → 2s) so the test takes seconds; its expression, labels and
+annotations are the shipped ones. The processes are the stack runner's (deploy.stack): its Collector
+and Prometheus specs, started on free loopback ports and stopped by PID.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from deploy.stack import Binaries, ManagedProcess, ProcessSpec, Stack, StackConfig, http_ready, poll_until
+from tests.e2e.conftest import require
+
+pytestmark = pytest.mark.e2e
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ALERTMANAGER_CONFIG = REPO_ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
+COLLECTOR_RULES = REPO_ROOT / "deploy" / "prometheus" / "rules" / "alerts-collector.yml"
+DEADLINE = 90.0
+"""Seconds for a notification to arrive: the warning route's group_wait (30 s) plus a wide margin."""
+
+
+@dataclass
+class Notification:
+    path: str
+    body: dict[str, Any]
+
+
+@dataclass
+class WebhookReceiver:
+    """Records every Alertmanager webhook POST; Alertmanager's JSON body, by request path."""
+
+    server: ThreadingHTTPServer
+    received: list[Notification] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def at(self, path: str) -> list[Notification]:
+        with self.lock:
+            return [n for n in self.received if n.path == path]
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookReceiver]:
+    receiver: WebhookReceiver
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            body = json.loads(self.rfile.read(length))
+            with receiver.lock:
+                receiver.received.append(Notification(self.path, body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            # Quiet: pytest would show every POST as stderr noise.
+            pass
+
+    receiver = WebhookReceiver(ThreadingHTTPServer(("127.0.0.1", 0), Handler))
+    thread = threading.Thread(target=receiver.server.serve_forever, name="webhook", daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        receiver.server.shutdown()
+        receiver.server.server_close()
+        thread.join(timeout=5)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _fast_collector_rules(dest_dir: Path) -> Path:
+    rules = yaml.safe_load(COLLECTOR_RULES.read_text())
+    shortened = 0
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if rule.get("alert") == "OTelCollectorDown":
+                rule["for"] = "2s"
+                shortened += 1
+    assert shortened == 1, "OTelCollectorDown not found in the shipped rules"
+    dest_dir.mkdir(parents=True)
+    path = dest_dir / COLLECTOR_RULES.name
+    path.write_text(yaml.safe_dump(rules, sort_keys=False))
+    return path
+
+
+def _alertmanager_spec(binary: Path, work: Path, webhook: WebhookReceiver) -> tuple[ProcessSpec, str]:
+    work.mkdir(parents=True)
+    shutil.copy(ALERTMANAGER_CONFIG, work / "alertmanager.yml")
+    # What a deployment provides at runtime: one URL per receiver, in the files the config names.
+    (work / "oncall-webhook.url").write_text(f"{webhook.url}/oncall\n")
+    (work / "team-webhook.url").write_text(f"{webhook.url}/team\n")
+    url = f"http://127.0.0.1:{_free_port()}"
+    spec = ProcessSpec(
+        "alertmanager",
+        [
+            str(binary),
+            "--config.file=alertmanager.yml",
+            f"--storage.path={work / 'data'}",
+            f"--web.listen-address={url.removeprefix('http://')}",
+            "--cluster.listen-address=",
+        ],
+        cwd=work,
+        ready_check=http_ready(f"{url}/-/ready"),
+        ready_timeout=60,
+    )
+    return spec, url
+
+
+def _point_prometheus_at(stack: Stack, alertmanager_url: str, rules_dir: Path) -> None:
+    config = yaml.safe_load(stack.prometheus_config.read_text())
+    config["rule_files"] = [str(rules_dir / "*.yml")]
+    config["alerting"] = {
+        "alertmanagers": [{"static_configs": [{"targets": [alertmanager_url.removeprefix("http://")]}]}]
+    }
+    stack.prometheus_config.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def _firing(notifications: list[Notification], alertname: str) -> list[dict[str, Any]]:
+    return [
+        alert
+        for n in notifications
+        for alert in n.body.get("alerts", [])
+        if alert["labels"].get("alertname") == alertname and alert["status"] == "firing"
+    ]
+
+
+def test_collector_down_reaches_the_oncall_webhook_and_a_warning_the_team_webhook(
+    binaries: Binaries, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    bins = require(binaries, "prometheus", "tempo", "otelcol", "alertmanager")
+    stack = Stack(StackConfig(run_dir=tmp_path / "stack"), binaries)
+    am_spec, am_url = _alertmanager_spec(bins["alertmanager"], tmp_path / "alertmanager", webhook)
+    specs = {spec.name: spec for spec in stack.backend_specs()}
+    stack.render()
+    _point_prometheus_at(stack, am_url, _fast_collector_rules(tmp_path / "rules").parent)
+    try:
+        # Tempo is not needed: no trace is sent.
+        stack.start_process(am_spec)
+        stack.start_process(specs["prometheus"])
+        collector: ManagedProcess = stack.start_process(specs["otelcol"])
+
+        # A warning, posted as Prometheus would, must take the other route.
+        warning = {
+            "labels": {"alertname": "LLMQueueNearCapacity", "severity": "warning", "job": "orchestrator"},
+            "annotations": {"summary": "e2e routing probe"},
+        }
+        httpx.post(f"{am_url}/api/v2/alerts", json=[warning], timeout=5).raise_for_status()
+
+        poll_until(
+            lambda: stack.prometheus.query('up{job="otelcol"} == 1'),
+            "Prometheus scraping the live Collector (up == 1)",
+            timeout=60,
+        )
+        assert not _firing(webhook.at("/oncall"), "OTelCollectorDown"), "fired while the Collector was up"
+
+        collector.stop()
+        down_at = time.monotonic()
+        alerts = poll_until(
+            lambda: _firing(webhook.at("/oncall"), "OTelCollectorDown"),
+            "OTelCollectorDown at the oncall webhook after the Collector stopped",
+            timeout=DEADLINE,
+        )
+        took = time.monotonic() - down_at
+        print(f"\nOTelCollectorDown reached the oncall webhook {took:.1f} s after the Collector stopped")
+        alert = alerts[0]
+        assert alert["labels"]["severity"] == "critical"
+        assert alert["labels"]["job"] == "otelcol"
+        assert alert["annotations"]["summary"].startswith("OpenTelemetry Collector 127.0.0.1:")
+        oncall = webhook.at("/oncall")[0].body
+        assert oncall["receiver"] == "oncall-webhook"
+
+        team = poll_until(
+            lambda: _firing(webhook.at("/team"), "LLMQueueNearCapacity"),
+            "the warning at the team webhook",
+            timeout=DEADLINE,
+        )
+        assert team[0]["labels"]["severity"] == "warning"
+        assert not _firing(webhook.at("/team"), "OTelCollectorDown"), "a critical alert took the team route"
+        assert not _firing(webhook.at("/oncall"), "LLMQueueNearCapacity"), "a warning paged on-call"
+    finally:
+        stack.stop()
