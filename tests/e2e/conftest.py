@@ -1,0 +1,52 @@
+"""Session fixtures for the e2e tests: real Prometheus, Tempo and Collector on free loopback ports.
+
+A missing binary skips these tests with the build command in the reason, except under CI=true where
+it fails them: CI must never pass by testing nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+
+from deploy.stack import Binaries, BinaryMissingError, Stack, StackConfig, StackError, locate_binaries
+
+
+def _missing(exc: Exception) -> NoReturn:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true and {exc}", pytrace=False)
+    pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def binaries() -> Binaries:
+    try:
+        return locate_binaries()
+    except BinaryMissingError as exc:
+        _missing(exc)
+
+
+def require(binaries: Binaries, *names: str) -> dict[str, Path]:
+    """The binaries' paths, or skip (fail under CI) naming scripts/build-backends.sh."""
+    try:
+        return binaries.require(*names)
+    except BinaryMissingError as exc:
+        _missing(exc)
+
+
+@pytest.fixture(scope="session")
+def stack(binaries: Binaries) -> Iterator[Stack]:
+    require(binaries, "prometheus", "tempo", "otelcol")
+    backends = Stack(StackConfig(), binaries)
+    try:
+        backends.start()
+    except StackError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield backends
+    finally:
+        backends.stop()
