@@ -1,0 +1,121 @@
+"""Every shipped backend config is accepted by the binary that will run it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from deploy.stack import Binaries, Stack, StackConfig, render_prometheus_config
+from deploy.stack._render import COLLECTOR_CONFIG_DIR, PROMETHEUS_CONFIG, TEMPO_CONFIG, MetricsPath
+from tests.e2e.conftest import require
+
+pytestmark = pytest.mark.e2e
+
+OVERLAYS = sorted(p.name for p in COLLECTOR_CONFIG_DIR.glob("overlay-*.yaml"))
+COMBINATIONS = [
+    (),
+    *((o,) for o in OVERLAYS),
+    ("overlay-tail-sampling.yaml", "overlay-debug.yaml"),
+]
+
+
+def _run(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> str:
+    result = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=60, env=env, cwd=cwd)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{' '.join(argv)} exited {result.returncode}:\n{output[-3000:]}"
+    return output
+
+
+def test_every_overlay_opens_with_a_comment_on_what_it_adds() -> None:
+    for path in COLLECTOR_CONFIG_DIR.glob("*.yaml"):
+        assert path.read_text().startswith("# "), f"{path.name} must open with a header comment"
+    assert {"overlay-tail-sampling.yaml", "overlay-debug.yaml", "overlay-scrape-only.yaml"} <= set(OVERLAYS)
+
+
+@pytest.mark.parametrize("overlays", COMBINATIONS, ids=lambda o: "+".join(["base", *o]))
+def test_collector_config_validates(binaries: Binaries, overlays: tuple[str, ...]) -> None:
+    otelcol = require(binaries, "otelcol")["otelcol"]
+    stack = Stack(StackConfig(overlays=overlays), binaries)
+    try:
+        args = [f"--config=file:{COLLECTOR_CONFIG_DIR / 'base.yaml'}"]
+        args += [f"--config=file:{COLLECTOR_CONFIG_DIR / o}" for o in overlays]
+        # With the stack's environment, as it runs, and with none, as compose's defaults would fill in.
+        _run([str(otelcol), "validate", *args], env={**os.environ, **stack.collector_env()})
+        _run([str(otelcol), "validate", *args], env={"PATH": os.environ.get("PATH", "")})
+    finally:
+        stack.stop()
+
+
+def test_collector_validate_rejects_an_unknown_key(binaries: Binaries, tmp_path: Path) -> None:
+    """Guards the test above: validate must actually look inside component configs."""
+    otelcol = require(binaries, "otelcol")["otelcol"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("connectors:\n  span_metrics:\n    no_such_option: 1\n")
+    result = subprocess.run(
+        [
+            str(otelcol),
+            "validate",
+            f"--config=file:{COLLECTOR_CONFIG_DIR / 'base.yaml'}",
+            f"--config=file:{bad}",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "no_such_option" in result.stderr + result.stdout
+
+
+def test_repo_prometheus_config_passes_promtool(binaries: Binaries) -> None:
+    promtool = require(binaries, "promtool")["promtool"]
+    _run([str(promtool), "check", "config", PROMETHEUS_CONFIG.name], cwd=PROMETHEUS_CONFIG.parent)
+
+
+@pytest.mark.parametrize("metrics_path", ["remote_write", "scrape"])
+def test_rendered_prometheus_config_passes_promtool(
+    binaries: Binaries, tmp_path: Path, metrics_path: MetricsPath
+) -> None:
+    promtool = require(binaries, "promtool")["promtool"]
+    rendered = render_prometheus_config(
+        tmp_path / "prometheus.yml",
+        prometheus_addr="127.0.0.1:19090",
+        collector_telemetry_addr="127.0.0.1:18888",
+        collector_exporter_addr="127.0.0.1:19464",
+        metrics_path=metrics_path,
+        scrape_interval="1s",
+    )
+    output = _run([str(promtool), "check", "config", str(rendered)])
+    assert "SUCCESS" in output
+    text = rendered.read_text()
+    assert ("otelcol-exporter" in text) == (metrics_path == "scrape")
+    assert "otelcol:" not in text, "a compose hostname survived rendering"
+
+
+def test_rendered_prometheus_config_tolerates_an_empty_rules_dir(binaries: Binaries, tmp_path: Path) -> None:
+    promtool = require(binaries, "promtool")["promtool"]
+    (tmp_path / "rules").mkdir()
+    rendered = render_prometheus_config(
+        tmp_path / "prometheus.yml",
+        prometheus_addr="127.0.0.1:19090",
+        collector_telemetry_addr="127.0.0.1:18888",
+        collector_exporter_addr="127.0.0.1:19464",
+        metrics_path="remote_write",
+        scrape_interval="1s",
+        rules_dir=tmp_path / "rules",
+    )
+    _run([str(promtool), "check", "config", str(rendered)])
+
+
+def test_tempo_config_verifies(binaries: Binaries, tmp_path: Path) -> None:
+    tempo = require(binaries, "tempo")["tempo"]
+    stack = Stack(StackConfig(run_dir=tmp_path), binaries)
+    env = {**os.environ, **stack.tempo_env()}
+    stack.stop()
+    _run(
+        [str(tempo), f"-config.file={TEMPO_CONFIG}", "-config.expand-env=true", "-config.verify=true"],
+        env=env,
+    )
