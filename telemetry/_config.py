@@ -15,7 +15,7 @@ and ``configure()`` leaves them effective. The few we must interpret (protocol, 
 | ``LLM_TELEMETRY_TRACES`` | bool | ``true`` | export spans |
 | ``LLM_TELEMETRY_METRICS`` | bool | ``true`` | export metrics |
 | ``LLM_TELEMETRY_GPU`` | ``auto``/bool | ``auto`` | NVML GPU gauges (auto: on when NVML is importable) |
-| ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` | bool | ``false`` | record prompt and completion text (opt-in, standard name) |
+| ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` | bool | ``false`` | record prompt and completion |
 | ``OTEL_EXPORTER_OTLP_PROTOCOL`` | ``grpc``/``http/protobuf`` | ``grpc`` | exporter transport (standard) |
 """
 
@@ -89,7 +89,10 @@ SETTINGS: dict[str, Setting[Any]] = {
     "metrics": Setting("LLM_TELEMETRY_METRICS", parse_bool, True, "export metrics"),
     "gpu": Setting("LLM_TELEMETRY_GPU", parse_tristate, None, "NVML GPU gauges; auto when unset"),
     "capture_content": Setting(
-        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", parse_bool, False, "record prompt/completion text"
+        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+        parse_bool,
+        False,
+        "record prompt/completion text",
     ),
     "protocol": Setting("OTEL_EXPORTER_OTLP_PROTOCOL", parse_protocol, "grpc", "OTLP transport"),
     "sdk_disabled": Setting("OTEL_SDK_DISABLED", parse_bool, False, "disable the SDK entirely"),

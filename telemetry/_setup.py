@@ -15,8 +15,8 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanProcessor
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -82,8 +82,13 @@ def configure(
     """
     global _current  # noqa: PLW0603 - the process has one telemetry set-up, guarded by _lock
     arguments = {
-        "service_name": service_name, "service_version": service_version, "environment": environment,
-        "traces": traces, "metrics": metrics_enabled, "gpu": gpu, "capture_content": capture_content,
+        "service_name": service_name,
+        "service_version": service_version,
+        "environment": environment,
+        "traces": traces,
+        "metrics": metrics_enabled,
+        "gpu": gpu,
+        "capture_content": capture_content,
     }
     with _lock:
         if _current is not None:
@@ -91,8 +96,11 @@ def configure(
                 logger.warning("telemetry.configure() called again with other arguments; keeping the first")
             return _current
         built = build_telemetry(
-            arguments, resource_attributes=resource_attributes, span_processors=span_processors,
-            metric_readers=metric_readers, id_generator=id_generator,
+            arguments,
+            resource_attributes=resource_attributes,
+            span_processors=span_processors,
+            metric_readers=metric_readers,
+            id_generator=id_generator,
         )
         if set_global:
             trace.set_tracer_provider(built.tracer_provider)
@@ -139,7 +147,7 @@ def current() -> Telemetry | None:
 
 def shutdown(timeout_millis: int = 5000) -> None:
     """Flush and stop what ``configure()`` started; a later ``configure()`` starts afresh."""
-    global _current  # noqa: PLW0603
+    global _current
     with _lock:
         done, _current = _current, None
     if done is not None:

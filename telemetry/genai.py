@@ -178,7 +178,10 @@ class GenAIClientMetrics:
             if time_to_first_chunk is not None:
                 self.time_to_first_chunk.record(time_to_first_chunk, attributes, context=ctx)
             # Usage only when the counts are known: semconv says not to report guesses.
-            for token_type, count in ((sc.TOKEN_TYPE_INPUT, input_tokens), (sc.TOKEN_TYPE_OUTPUT, output_tokens)):
+            for token_type, count in (
+                (sc.TOKEN_TYPE_INPUT, input_tokens),
+                (sc.TOKEN_TYPE_OUTPUT, output_tokens),
+            ):
                 if count is not None:
                     self.token_usage.record(
                         count, {**attributes, sc.GEN_AI_TOKEN_TYPE: token_type}, context=ctx

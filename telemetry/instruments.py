@@ -12,13 +12,17 @@ from telemetry.semconv import Kind, MetricSpec
 Callback = Callable[[CallbackOptions], Iterable[Observation]]
 
 
-def create(meter: Meter, spec: MetricSpec, callbacks: Sequence[Callback] | None = None) -> Any:
+def create(meter: Meter, spec: MetricSpec, callbacks: Sequence[Callback] | None = None) -> Any:  # noqa: PLR0911
     """The instrument ``spec`` describes; observable kinds need ``callbacks``.
 
     Histograms carry their semconv buckets as an advisory too, so they are right even under a
     MeterProvider that lacks our ``DEFAULT_VIEWS``.
     """
-    observable = spec.kind in (Kind.OBSERVABLE_COUNTER, Kind.OBSERVABLE_UP_DOWN_COUNTER, Kind.OBSERVABLE_GAUGE)
+    observable = spec.kind in (
+        Kind.OBSERVABLE_COUNTER,
+        Kind.OBSERVABLE_UP_DOWN_COUNTER,
+        Kind.OBSERVABLE_GAUGE,
+    )
     if observable != (callbacks is not None):
         raise ValueError(f"{spec.name}: callbacks are required exactly for observable instruments")
     common = {"name": spec.name, "unit": spec.unit, "description": spec.description}

@@ -13,11 +13,11 @@ compares it with :data:`METRICS`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Final
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     COUNTER = "counter"
     UP_DOWN_COUNTER = "up_down_counter"
     HISTOGRAM = "histogram"
@@ -53,21 +53,92 @@ class MetricSpec:
 _PROM_UNIT_SUFFIX: Final = {"s": "seconds", "By": "bytes", "W": "watts", "J": "joules", "Cel": "celsius"}
 
 # ---- advisory bucket boundaries ---------------------------------------------------------------------
-HTTP_DURATION_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+HTTP_DURATION_BUCKETS: Final = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+)
 RPC_DURATION_BUCKETS: Final = HTTP_DURATION_BUCKETS
 GENAI_DURATION_BUCKETS: Final = (
-    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+    0.01,
+    0.02,
+    0.04,
+    0.08,
+    0.16,
+    0.32,
+    0.64,
+    1.28,
+    2.56,
+    5.12,
+    10.24,
+    20.48,
+    40.96,
+    81.92,
 )
 GENAI_TTFT_BUCKETS: Final = (
-    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
 )
 GENAI_TPOT_BUCKETS: Final = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
 GENAI_TOKEN_BUCKETS: Final = (
-    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+    1,
+    4,
+    16,
+    64,
+    256,
+    1024,
+    4096,
+    16384,
+    65536,
+    262144,
+    1048576,
+    4194304,
+    16777216,
+    67108864,
 )
 # Our own short durations (queue waits, tokenization, stages): sub-millisecond to tens of seconds.
 SHORT_DURATION_BUCKETS: Final = (
-    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    0.0001,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
 )
 BODY_SIZE_BUCKETS: Final = (0, 128, 512, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
 BATCH_SIZE_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -161,64 +232,89 @@ RPC_CLIENT_CALL_DURATION: Final = _h(
     "rpc.client.call.duration", "s", "Duration of RPCs measured by the client.", RPC_DURATION_BUCKETS
 )
 GEN_AI_CLIENT_OPERATION_DURATION: Final = _h(
-    "gen_ai.client.operation.duration", "s", "GenAI operation duration seen by the client.",
+    "gen_ai.client.operation.duration",
+    "s",
+    "GenAI operation duration seen by the client.",
     GENAI_DURATION_BUCKETS,
 )
 GEN_AI_CLIENT_TOKEN_USAGE: Final = MetricSpec(
-    "gen_ai.client.token.usage", "{token}", Kind.HISTOGRAM, "Input and output tokens used.",
+    "gen_ai.client.token.usage",
+    "{token}",
+    Kind.HISTOGRAM,
+    "Input and output tokens used.",
     GENAI_TOKEN_BUCKETS,
 )
 GEN_AI_CLIENT_TIME_TO_FIRST_CHUNK: Final = _h(
-    "gen_ai.client.operation.time_to_first_chunk", "s",
-    "Time from the request to the first streamed chunk, seen by the client.", GENAI_DURATION_BUCKETS,
+    "gen_ai.client.operation.time_to_first_chunk",
+    "s",
+    "Time from the request to the first streamed chunk, seen by the client.",
+    GENAI_DURATION_BUCKETS,
 )
 GEN_AI_SERVER_REQUEST_DURATION: Final = _h(
-    "gen_ai.server.request.duration", "s", "Time from request receipt to the last output token.",
+    "gen_ai.server.request.duration",
+    "s",
+    "Time from request receipt to the last output token.",
     GENAI_DURATION_BUCKETS,
 )
 GEN_AI_SERVER_TIME_TO_FIRST_TOKEN: Final = _h(
-    "gen_ai.server.time_to_first_token", "s", "Time to generate the first token (queue + prefill).",
+    "gen_ai.server.time_to_first_token",
+    "s",
+    "Time to generate the first token (queue + prefill).",
     GENAI_TTFT_BUCKETS,
 )
 GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN: Final = _h(
-    "gen_ai.server.time_per_output_token", "s", "Decode time per output token after the first.",
+    "gen_ai.server.time_per_output_token",
+    "s",
+    "Decode time per output token after the first.",
     GENAI_TPOT_BUCKETS,
 )
 
 # gateway
 LLM_GATEWAY_CACHE_REQUESTS: Final = MetricSpec(
-    "llm.gateway.cache.requests", "{request}", Kind.COUNTER,
+    "llm.gateway.cache.requests",
+    "{request}",
+    Kind.COUNTER,
     "Response-cache lookups, by llm.cache.result (hit or miss).",
 )
 LLM_GATEWAY_CACHE_ENTRIES: Final = MetricSpec(
     "llm.gateway.cache.entries", "{entry}", Kind.OBSERVABLE_GAUGE, "Entries held in the response cache."
 )
 LLM_GATEWAY_REJECTED_REQUESTS: Final = MetricSpec(
-    "llm.gateway.rejected_requests", "{request}", Kind.COUNTER,
+    "llm.gateway.rejected_requests",
+    "{request}",
+    Kind.COUNTER,
     "Requests refused before reaching the upstream, by error.type (auth, validation, overload, ...).",
 )
 
 # orchestrator
 LLM_ORCHESTRATOR_STAGE_DURATION: Final = _h(
-    "llm.orchestrator.stage.duration", "s", "Duration of one pipeline stage, by llm.stage.",
+    "llm.orchestrator.stage.duration",
+    "s",
+    "Duration of one pipeline stage, by llm.stage.",
     SHORT_DURATION_BUCKETS,
 )
 LLM_ORCHESTRATOR_QUEUE_SIZE: Final = MetricSpec(
-    "llm.orchestrator.queue.size", "{request}", Kind.OBSERVABLE_GAUGE,
+    "llm.orchestrator.queue.size",
+    "{request}",
+    Kind.OBSERVABLE_GAUGE,
     "Requests waiting or running in a stage's bounded queue, by llm.stage.",
 )
 LLM_ORCHESTRATOR_QUEUE_LIMIT: Final = MetricSpec(
     "llm.orchestrator.queue.limit", "{request}", Kind.OBSERVABLE_GAUGE, "Capacity of a stage's queue."
 )
 LLM_ORCHESTRATOR_SHED_REQUESTS: Final = MetricSpec(
-    "llm.orchestrator.shed_requests", "{request}", Kind.COUNTER,
+    "llm.orchestrator.shed_requests",
+    "{request}",
+    Kind.COUNTER,
     "Requests shed because a stage's queue was full, by llm.stage.",
 )
 LLM_ORCHESTRATOR_ERRORS: Final = MetricSpec(
     "llm.orchestrator.errors", "{error}", Kind.COUNTER, "Pipeline failures, by llm.stage and error.type."
 )
 LLM_ORCHESTRATOR_COALESCED_REQUESTS: Final = MetricSpec(
-    "llm.orchestrator.coalesced_requests", "{request}", Kind.COUNTER,
+    "llm.orchestrator.coalesced_requests",
+    "{request}",
+    Kind.COUNTER,
     "Requests answered by joining an identical request already in flight.",
 )
 LLM_ORCHESTRATOR_REQUESTS: Final = MetricSpec(
@@ -227,19 +323,27 @@ LLM_ORCHESTRATOR_REQUESTS: Final = MetricSpec(
 
 # inference
 LLM_INFERENCE_QUEUE_DURATION: Final = _h(
-    "llm.inference.queue.duration", "s", "Time a request waited for the batching scheduler.",
+    "llm.inference.queue.duration",
+    "s",
+    "Time a request waited for the batching scheduler.",
     SHORT_DURATION_BUCKETS,
 )
 LLM_INFERENCE_QUEUE_SIZE: Final = MetricSpec(
     "llm.inference.queue.size", "{request}", Kind.OBSERVABLE_GAUGE, "Requests waiting to be batched."
 )
 LLM_INFERENCE_BATCH_SIZE: Final = MetricSpec(
-    "llm.inference.batch.size", "{request}", Kind.HISTOGRAM, "Requests per executed batch.",
+    "llm.inference.batch.size",
+    "{request}",
+    Kind.HISTOGRAM,
+    "Requests per executed batch.",
     BATCH_SIZE_BUCKETS,
 )
 LLM_INFERENCE_BATCH_PADDING_RATIO: Final = MetricSpec(
-    "llm.inference.batch.padding_ratio", "1", Kind.HISTOGRAM,
-    "Share of a batch's prefill tokens that are padding (0..1).", RATIO_BUCKETS,
+    "llm.inference.batch.padding_ratio",
+    "1",
+    Kind.HISTOGRAM,
+    "Share of a batch's prefill tokens that are padding (0..1).",
+    RATIO_BUCKETS,
 )
 LLM_INFERENCE_TOKENIZATION_DURATION: Final = _h(
     "llm.inference.tokenization.duration", "s", "Time to tokenize a prompt.", SHORT_DURATION_BUCKETS
@@ -253,7 +357,10 @@ HW_GPU_UTILIZATION: Final = MetricSpec(
     "hw.gpu.utilization", "1", Kind.OBSERVABLE_GAUGE, "Fraction of time the GPU was busy (0..1)."
 )
 HW_GPU_MEMORY_UTILIZATION: Final = MetricSpec(
-    "hw.gpu.memory.utilization", "1", Kind.OBSERVABLE_GAUGE, "Fraction of time GPU memory was read or written."
+    "hw.gpu.memory.utilization",
+    "1",
+    Kind.OBSERVABLE_GAUGE,
+    "Fraction of time GPU memory was read or written.",
 )
 HW_GPU_MEMORY_USAGE: Final = MetricSpec(
     "hw.gpu.memory.usage", "By", Kind.OBSERVABLE_UP_DOWN_COUNTER, "GPU memory in use."
@@ -270,7 +377,9 @@ HW_ERRORS: Final = MetricSpec(
     "hw.errors", "{error}", Kind.OBSERVABLE_COUNTER, "ECC errors, by error.type (corrected, uncorrected)."
 )
 HW_STATUS: Final = MetricSpec(
-    "hw.status", "1", Kind.OBSERVABLE_UP_DOWN_COUNTER,
+    "hw.status",
+    "1",
+    Kind.OBSERVABLE_UP_DOWN_COUNTER,
     "1 for the device's current hw.state (ok, degraded, failed), 0 for the others.",
 )
 # ours: semconv has no clock, throttle or per-process names yet
@@ -278,15 +387,21 @@ LLM_GPU_CLOCK_SM: Final = MetricSpec(
     "llm.gpu.clock.sm", "Hz", Kind.OBSERVABLE_GAUGE, "Current streaming-multiprocessor clock."
 )
 LLM_GPU_THROTTLED: Final = MetricSpec(
-    "llm.gpu.throttled", "1", Kind.OBSERVABLE_GAUGE,
+    "llm.gpu.throttled",
+    "1",
+    Kind.OBSERVABLE_GAUGE,
     "1 while the clocks are held down for llm.gpu.throttle.reason, else 0.",
 )
 LLM_GPU_PROCESS_MEMORY_USAGE: Final = MetricSpec(
-    "llm.gpu.process.memory.usage", "By", Kind.OBSERVABLE_UP_DOWN_COUNTER,
+    "llm.gpu.process.memory.usage",
+    "By",
+    Kind.OBSERVABLE_UP_DOWN_COUNTER,
     "GPU memory used by this process.",
 )
 LLM_TELEMETRY_GPU_AVAILABLE: Final = MetricSpec(
-    "llm.telemetry.gpu.available", "1", Kind.OBSERVABLE_GAUGE,
+    "llm.telemetry.gpu.available",
+    "1",
+    Kind.OBSERVABLE_GAUGE,
     "1 when NVML collection works; 0 with llm.telemetry.reason saying why not.",
 )
 

@@ -35,7 +35,11 @@ from telemetry._errors import raise_internal_errors
 from telemetry._setup import Telemetry, build_telemetry
 
 __all__ = [
-    "Capture", "DeterministicIdGenerator", "capture", "metrics_as_dicts", "spans_as_dicts",
+    "Capture",
+    "DeterministicIdGenerator",
+    "capture",
+    "metrics_as_dicts",
+    "spans_as_dicts",
 ]
 
 
@@ -62,27 +66,33 @@ def spans_as_dicts(spans: Sequence[ReadableSpan]) -> list[dict[str, Any]]:
     for span in spans:
         ctx = span.get_span_context()
         assert ctx is not None
-        out.append({
-            "name": span.name,
-            "kind": span.kind.name,
-            "service": span.resource.attributes.get("service.name"),
-            "trace_id": format_trace_id(ctx.trace_id),
-            "span_id": format_span_id(ctx.span_id),
-            "parent_span_id": format_span_id(span.parent.span_id) if span.parent else None,
-            "attributes": dict(span.attributes or {}),
-            "status": span.status.status_code.name,
-            "events": [{"name": e.name, "attributes": dict(e.attributes or {})} for e in span.events],
-            "start_time": span.start_time,
-            "end_time": span.end_time,
-        })
+        out.append(
+            {
+                "name": span.name,
+                "kind": span.kind.name,
+                "service": span.resource.attributes.get("service.name"),
+                "trace_id": format_trace_id(ctx.trace_id),
+                "span_id": format_span_id(ctx.span_id),
+                "parent_span_id": format_span_id(span.parent.span_id) if span.parent else None,
+                "attributes": dict(span.attributes or {}),
+                "status": span.status.status_code.name,
+                "events": [{"name": e.name, "attributes": dict(e.attributes or {})} for e in span.events],
+                "start_time": span.start_time,
+                "end_time": span.end_time,
+            }
+        )
     return out
 
 
 def _point(point: Any) -> dict[str, Any]:
     result: dict[str, Any] = {"attributes": dict(point.attributes or {})}
     if isinstance(point, HistogramDataPoint):
-        result.update(count=point.count, sum=point.sum, bounds=list(point.explicit_bounds),
-                      bucket_counts=list(point.bucket_counts))
+        result.update(
+            count=point.count,
+            sum=point.sum,
+            bounds=list(point.explicit_bounds),
+            bucket_counts=list(point.bucket_counts),
+        )
     elif isinstance(point, NumberDataPoint):
         result["value"] = point.value
     elif isinstance(point, ExponentialHistogramDataPoint):
@@ -107,9 +117,15 @@ def metrics_as_dicts(data: MetricsData | None) -> dict[str, dict[str, Any]]:
         service = resource_metrics.resource.attributes.get("service.name")
         for scope_metrics in resource_metrics.scope_metrics:
             for metric in scope_metrics.metrics:
-                entry = out.setdefault(metric.name, {
-                    "unit": metric.unit, "kind": type(metric.data).__name__, "service": service, "points": [],
-                })
+                entry = out.setdefault(
+                    metric.name,
+                    {
+                        "unit": metric.unit,
+                        "kind": type(metric.data).__name__,
+                        "service": service,
+                        "points": [],
+                    },
+                )
                 entry["points"].extend(_point(p) for p in metric.data.data_points)
     return out
 

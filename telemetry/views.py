@@ -17,25 +17,45 @@ from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, V
 
 from telemetry import semconv as sc
 
-_HTTP_SERVER_KEYS = frozenset({
-    sc.HTTP_REQUEST_METHOD, sc.HTTP_ROUTE, sc.HTTP_RESPONSE_STATUS_CODE, sc.URL_SCHEME, sc.ERROR_TYPE,
-    sc.NETWORK_PROTOCOL_NAME, sc.NETWORK_PROTOCOL_VERSION,
-})
+_HTTP_SERVER_KEYS = frozenset(
+    {
+        sc.HTTP_REQUEST_METHOD,
+        sc.HTTP_ROUTE,
+        sc.HTTP_RESPONSE_STATUS_CODE,
+        sc.URL_SCHEME,
+        sc.ERROR_TYPE,
+        sc.NETWORK_PROTOCOL_NAME,
+        sc.NETWORK_PROTOCOL_VERSION,
+    }
+)
 _RPC_KEYS = frozenset({sc.RPC_SYSTEM_NAME, sc.RPC_METHOD, sc.RPC_STATUS_CODE, sc.ERROR_TYPE})
-_GENAI_KEYS = frozenset({
-    sc.GEN_AI_OPERATION_NAME, sc.GEN_AI_PROVIDER_NAME, sc.GEN_AI_REQUEST_MODEL, sc.GEN_AI_RESPONSE_MODEL,
-    sc.ERROR_TYPE, sc.SERVER_ADDRESS, sc.SERVER_PORT,
-})
+_GENAI_KEYS = frozenset(
+    {
+        sc.GEN_AI_OPERATION_NAME,
+        sc.GEN_AI_PROVIDER_NAME,
+        sc.GEN_AI_REQUEST_MODEL,
+        sc.GEN_AI_RESPONSE_MODEL,
+        sc.ERROR_TYPE,
+        sc.SERVER_ADDRESS,
+        sc.SERVER_PORT,
+    }
+)
 
 ATTRIBUTE_ALLOW_LISTS: dict[str, frozenset[str]] = {
     sc.HTTP_SERVER_REQUEST_DURATION.name: _HTTP_SERVER_KEYS,
     sc.HTTP_SERVER_REQUEST_BODY_SIZE.name: _HTTP_SERVER_KEYS,
     sc.HTTP_SERVER_RESPONSE_BODY_SIZE.name: _HTTP_SERVER_KEYS,
     sc.HTTP_SERVER_ACTIVE_REQUESTS.name: frozenset({sc.HTTP_REQUEST_METHOD, sc.URL_SCHEME}),
-    sc.HTTP_CLIENT_REQUEST_DURATION.name: frozenset({
-        sc.HTTP_REQUEST_METHOD, sc.HTTP_RESPONSE_STATUS_CODE, sc.SERVER_ADDRESS, sc.SERVER_PORT,
-        sc.ERROR_TYPE, sc.URL_SCHEME,
-    }),
+    sc.HTTP_CLIENT_REQUEST_DURATION.name: frozenset(
+        {
+            sc.HTTP_REQUEST_METHOD,
+            sc.HTTP_RESPONSE_STATUS_CODE,
+            sc.SERVER_ADDRESS,
+            sc.SERVER_PORT,
+            sc.ERROR_TYPE,
+            sc.URL_SCHEME,
+        }
+    ),
     sc.RPC_SERVER_CALL_DURATION.name: _RPC_KEYS,
     sc.RPC_CLIENT_CALL_DURATION.name: _RPC_KEYS,
     sc.GEN_AI_CLIENT_OPERATION_DURATION.name: _GENAI_KEYS,

@@ -41,7 +41,9 @@ def env_int(name: str, default: int, env: Mapping[str, str] | None = None, *, mi
     return _read(env, name, default, parse, f"an integer >= {minimum}")
 
 
-def env_float(name: str, default: float, env: Mapping[str, str] | None = None, *, minimum: float = 0.0) -> float:
+def env_float(
+    name: str, default: float, env: Mapping[str, str] | None = None, *, minimum: float = 0.0
+) -> float:
     def parse(raw: str) -> float:
         value = float(raw)
         if not value >= minimum:  # also rejects NaN

@@ -27,8 +27,12 @@ class ModelSpec:
 BUILTIN_CATALOG: tuple[ModelSpec, ...] = (
     ModelSpec("llama-3.1-8b-instruct", prefill_seconds_per_token=0.0002, decode_seconds_per_token=0.004),
     ModelSpec("mistral-7b-instruct", prefill_seconds_per_token=0.00015, decode_seconds_per_token=0.003),
-    ModelSpec("qwen2.5-72b-instruct", prefill_seconds_per_token=0.0008, decode_seconds_per_token=0.012,
-              max_output_tokens=512),
+    ModelSpec(
+        "qwen2.5-72b-instruct",
+        prefill_seconds_per_token=0.0008,
+        decode_seconds_per_token=0.012,
+        max_output_tokens=512,
+    ),
 )
 
 

@@ -78,7 +78,8 @@ class GatewaySettings:
         # No key ships with the product: running open must be a deliberate, visible choice.
         if not self.api_keys and not self.insecure_no_auth:
             raise SettingError(
-                "LLM_GATEWAY_API_KEYS is empty: set API keys, or LLM_GATEWAY_INSECURE_NO_AUTH=true for local dev"
+                "LLM_GATEWAY_API_KEYS is empty: set API keys, "
+                "or LLM_GATEWAY_INSECURE_NO_AUTH=true for local development"
             )
 
 
@@ -99,7 +100,11 @@ class ApiError(Exception):
     """An error answered in OpenAI's shape; ``error_type`` also becomes the span's ``error.type``."""
 
     def __init__(
-        self, status: int, error_type: str, message: str, code: str | None = None,
+        self,
+        status: int,
+        error_type: str,
+        message: str,
+        code: str | None = None,
         retry_after: int | None = None,
     ) -> None:
         super().__init__(message)
@@ -110,7 +115,9 @@ class ApiError(Exception):
         span.set_attribute(sc.ERROR_TYPE, self.error_type)
         span.set_status(Status(StatusCode.ERROR, str(self)))
         headers = {"Retry-After": str(self.retry_after)} if self.retry_after else None
-        body = {"error": {"message": str(self), "type": self.error_type, "code": self.code or self.error_type}}
+        body = {
+            "error": {"message": str(self), "type": self.error_type, "code": self.code or self.error_type}
+        }
         return JSONResponse(body, self.status, headers=headers)
 
 
@@ -132,7 +139,9 @@ def _upstream_error(response_status: int, body: bytes, retry_after: str | None) 
 
 
 class Gateway:
-    def __init__(self, settings: GatewaySettings, telemetry: Telemetry, models: Mapping[str, ModelSpec]) -> None:
+    def __init__(
+        self, settings: GatewaySettings, telemetry: Telemetry, models: Mapping[str, ModelSpec]
+    ) -> None:
         self.settings = settings
         self.telemetry = telemetry
         self.models = dict(models)
@@ -150,8 +159,9 @@ class Gateway:
             base_url=settings.orchestrator_url,
             timeout=httpx.Timeout(settings.upstream_timeout, connect=5.0),
         )
-        instrument_httpx(self.client, tracer_provider=telemetry.tracer_provider,
-                         meter_provider=telemetry.meter_provider)
+        instrument_httpx(
+            self.client, tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+        )
 
     def _observe_cache(self, options: CallbackOptions) -> list[Observation]:
         return [Observation(len(self.cache))]
@@ -171,7 +181,7 @@ class Gateway:
             raise ApiError(401, "invalid_api_key", "malformed Authorization header (expected 'Bearer <key>')")
         supplied = token.encode()
         # Compare against every key so the time taken says nothing about which key was close.
-        if not any([hmac.compare_digest(supplied, key) for key in self.keys]):  # noqa: C419
+        if not any([hmac.compare_digest(supplied, key) for key in self.keys]):
             raise ApiError(401, "invalid_api_key", "invalid API key")
 
     async def read_body(self, request: Request) -> ChatCompletionRequest:
@@ -200,7 +210,9 @@ class Gateway:
     def model(self, name: str) -> ModelSpec:
         spec = self.models.get(name)
         if spec is None:
-            raise ApiError(404, "model_not_found", f"The model '{name}' does not exist", code="model_not_found")
+            raise ApiError(
+                404, "model_not_found", f"The model '{name}' does not exist", code="model_not_found"
+            )
         return spec
 
     async def complete(self, body: ChatCompletionRequest, spec: ModelSpec) -> dict[str, Any]:
@@ -215,8 +227,9 @@ class Gateway:
         start = perf_counter()
         with self.tracer.start_as_current_span(genai.span_name(), kind=SpanKind.INTERNAL) as span:
             set_request_attributes(span, genai, max_tokens=body.max_tokens, temperature=body.temperature)
-            capture_messages(span, input_messages=payload["messages"],
-                             enabled=self.telemetry.settings.capture_content)
+            capture_messages(
+                span, input_messages=payload["messages"], enabled=self.telemetry.settings.capture_content
+            )
             error_type: str | None = None
             result: dict[str, Any] | None = None
             try:
@@ -228,15 +241,28 @@ class Gateway:
                 raise
             finally:
                 usage = result["usage"] if result is not None else {}
-                self.genai.record(genai, duration=perf_counter() - start, span=span, error_type=error_type,
-                                  input_tokens=usage.get("input_tokens"), output_tokens=usage.get("output_tokens"))
+                self.genai.record(
+                    genai,
+                    duration=perf_counter() - start,
+                    span=span,
+                    error_type=error_type,
+                    input_tokens=usage.get("input_tokens"),
+                    output_tokens=usage.get("output_tokens"),
+                )
             assert result is not None
-            set_response_attributes(span, response_id=result["id"], response_model=result["model"],
-                                    finish_reasons=[result["finish_reason"]],
-                                    input_tokens=result["usage"]["input_tokens"],
-                                    output_tokens=result["usage"]["output_tokens"])
-            capture_messages(span, output_messages=[{"role": "assistant", "content": result["text"]}],
-                             enabled=self.telemetry.settings.capture_content)
+            set_response_attributes(
+                span,
+                response_id=result["id"],
+                response_model=result["model"],
+                finish_reasons=[result["finish_reason"]],
+                input_tokens=result["usage"]["input_tokens"],
+                output_tokens=result["usage"]["output_tokens"],
+            )
+            capture_messages(
+                span,
+                output_messages=[{"role": "assistant", "content": result["text"]}],
+                enabled=self.telemetry.settings.capture_content,
+            )
         response = _chat_completion(result)
         self.cache.put(key, response)
         return response
@@ -257,7 +283,9 @@ class Gateway:
         """Open the upstream stream first, so failures before the first token get a real status code."""
         genai = GenAIRequest(sc.OPERATION_CHAT, spec.provider, spec.name)
         span = self.tracer.start_span(genai.span_name(), kind=SpanKind.INTERNAL)
-        set_request_attributes(span, genai, max_tokens=body.max_tokens, temperature=body.temperature, stream=True)
+        set_request_attributes(
+            span, genai, max_tokens=body.max_tokens, temperature=body.temperature, stream=True
+        )
         start = perf_counter()
         request = self.client.build_request(
             "POST", "/v1/generate", json={**body.model_dump(), "stream": True}
@@ -266,7 +294,9 @@ class Gateway:
             with trace.use_span(span, end_on_exit=False):
                 upstream = await self.client.send(request, stream=True)
         except httpx.TimeoutException:
-            raise self._end_stream_span(span, genai, start, ApiError(504, "upstream_timeout", "timed out")) from None
+            raise self._end_stream_span(
+                span, genai, start, ApiError(504, "upstream_timeout", "timed out")
+            ) from None
         except httpx.TransportError as exc:
             error = ApiError(502, "upstream_unavailable", f"cannot reach the orchestrator: {exc}")
             raise self._end_stream_span(span, genai, start, error) from None
@@ -277,7 +307,9 @@ class Gateway:
             raise self._end_stream_span(span, genai, start, error)
         return StreamingResponse(self._sse(upstream, span, genai, start), media_type="text/event-stream")
 
-    def _end_stream_span(self, span: trace.Span, genai: GenAIRequest, start: float, error: ApiError) -> ApiError:
+    def _end_stream_span(
+        self, span: trace.Span, genai: GenAIRequest, start: float, error: ApiError
+    ) -> ApiError:
         span.set_attribute(sc.ERROR_TYPE, error.error_type)
         span.set_status(Status(StatusCode.ERROR, str(error)))
         self.genai.record(genai, duration=perf_counter() - start, span=span, error_type=error.error_type)
@@ -322,11 +354,21 @@ class Gateway:
             if error_type is not None:
                 span.set_attribute(sc.ERROR_TYPE, error_type)
                 span.set_status(Status(StatusCode.ERROR))
-            set_response_attributes(span, input_tokens=usage.get("input_tokens"),
-                                    output_tokens=usage.get("output_tokens"), time_to_first_chunk=first_chunk)
-            self.genai.record(genai, duration=perf_counter() - start, span=span, error_type=error_type,
-                              time_to_first_chunk=first_chunk, input_tokens=usage.get("input_tokens"),
-                              output_tokens=usage.get("output_tokens"))
+            set_response_attributes(
+                span,
+                input_tokens=usage.get("input_tokens"),
+                output_tokens=usage.get("output_tokens"),
+                time_to_first_chunk=first_chunk,
+            )
+            self.genai.record(
+                genai,
+                duration=perf_counter() - start,
+                span=span,
+                error_type=error_type,
+                time_to_first_chunk=first_chunk,
+                input_tokens=usage.get("input_tokens"),
+                output_tokens=usage.get("output_tokens"),
+            )
             span.end()
 
 
@@ -337,11 +379,13 @@ def _chat_completion(result: dict[str, Any]) -> dict[str, Any]:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": result["model"],
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": result["text"]},
-            "finish_reason": result["finish_reason"],
-        }],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": result["text"]},
+                "finish_reason": result["finish_reason"],
+            }
+        ],
         "usage": {
             "prompt_tokens": usage["input_tokens"],
             "completion_tokens": usage["output_tokens"],
@@ -350,9 +394,14 @@ def _chat_completion(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _sse_event(completion_id: str, created: int, model: str, delta: dict[str, str], finish: str | None) -> bytes:
+def _sse_event(
+    completion_id: str, created: int, model: str, delta: dict[str, str], finish: str | None
+) -> bytes:
     chunk = {
-        "id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
     }
     return f"data: {json.dumps(chunk)}\n\n".encode()
@@ -390,15 +439,22 @@ def create_app(
             gateway.authenticate(request.headers.get("authorization"))
         except ApiError as exc:
             return gateway.reject(exc)
-        return JSONResponse({"object": "list", "data": [
-            {"id": m.name, "object": "model", "owned_by": m.provider} for m in gateway.models.values()
-        ]})
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [
+                    {"id": m.name, "object": "model", "owned_by": m.provider} for m in gateway.models.values()
+                ],
+            }
+        )
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         # Admission counts from the first byte: checking before the body read's await let bursts through.
         if gateway.in_flight >= settings.max_in_flight:
-            return gateway.reject(ApiError(429, "rate_limit_exceeded", "too many requests in flight", retry_after=1))
+            return gateway.reject(
+                ApiError(429, "rate_limit_exceeded", "too many requests in flight", retry_after=1)
+            )
         gateway.in_flight += 1
         handed_to_stream = False
         try:
@@ -419,5 +475,7 @@ def create_app(
             if not handed_to_stream:
                 gateway.in_flight -= 1
 
-    instrument_fastapi(app, tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    instrument_fastapi(
+        app, tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+    )
     return app

@@ -17,8 +17,30 @@ from services.common.models import ModelSpec
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _VOCABULARY = (
-    "the", "model", "answer", "is", "a", "trace", "span", "latency", "token", "request", "of", "and",
-    "metrics", "gpu", "batch", "queue", "to", "in", "for", "with", "stream", "result", ".", ",",
+    "the",
+    "model",
+    "answer",
+    "is",
+    "a",
+    "trace",
+    "span",
+    "latency",
+    "token",
+    "request",
+    "of",
+    "and",
+    "metrics",
+    "gpu",
+    "batch",
+    "queue",
+    "to",
+    "in",
+    "for",
+    "with",
+    "stream",
+    "result",
+    ".",
+    ",",
 )
 
 

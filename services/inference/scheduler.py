@@ -106,8 +106,9 @@ class BatchScheduler:
         for t in batch:
             self.queue_duration.record(started - t.enqueued, model_attr, context=t.ctx)
         self.batch_size.record(len(batch), model_attr, context=batch[0].ctx)
-        self.padding_ratio.record(padded / (longest * len(batch)) if longest else 0.0, model_attr,
-                                  context=batch[0].ctx)
+        self.padding_ratio.record(
+            padded / (longest * len(batch)) if longest else 0.0, model_attr, context=batch[0].ctx
+        )
         self.padded_tokens.add(padded, model_attr)
         try:
             await self.engine.prefill(batch[0].model, longest)

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from time import perf_counter, time_ns
+from typing import Any, Literal
 
 import grpc
 from grpc import aio
@@ -29,11 +30,7 @@ from telemetry import (
     set_request_attributes,
     set_response_attributes,
 )
-
-try:  # GPU annotation is optional: without NVML the span simply carries no GPU attributes.
-    from telemetry.gpu import annotate_span as _annotate_gpu
-except ImportError:  # pragma: no cover - only when gpu.py is absent from an install
-    _annotate_gpu = None
+from telemetry.gpu import annotate_span
 
 
 @dataclass(frozen=True)
@@ -57,8 +54,12 @@ class InferenceSettings:
 
 class InferenceServicer(pb_grpc.InferenceServicer):
     def __init__(
-        self, models: Mapping[str, ModelSpec], scheduler: BatchScheduler, engine: Engine,
-        telemetry: Telemetry, gpu_index: int = 0,
+        self,
+        models: Mapping[str, ModelSpec],
+        scheduler: BatchScheduler,
+        engine: Engine,
+        telemetry: Telemetry,
+        gpu_index: int = 0,
     ) -> None:
         self.models = models
         self.scheduler = scheduler
@@ -71,27 +72,37 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         self.tokenization = instruments.create(meter, sc.LLM_INFERENCE_TOKENIZATION_DURATION)
         register_known_values(sc.GEN_AI_REQUEST_MODEL, models)
 
-    async def ListModels(self, request: pb.ListModelsRequest, context: aio.ServicerContext) -> pb.ListModelsResponse:
-        return pb.ListModelsResponse(models=[
-            pb.ModelInfo(name=m.name, provider=m.provider, max_output_tokens=m.max_output_tokens)
-            for m in self.models.values()
-        ])
+    async def ListModels(
+        self, request: pb.ListModelsRequest, context: aio.ServicerContext[Any, Any]
+    ) -> pb.ListModelsResponse:
+        return pb.ListModelsResponse(
+            models=[
+                pb.ModelInfo(name=m.name, provider=m.provider, max_output_tokens=m.max_output_tokens)
+                for m in self.models.values()
+            ]
+        )
 
     async def Generate(
-        self, request: pb.GenerateRequest, context: aio.ServicerContext
+        self, request: pb.GenerateRequest, context: aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.GenerateResponse]:
         received = perf_counter()
         span = trace.get_current_span()  # the interceptor's SERVER span
         model = self.models.get(request.model)
-        genai = GenAIRequest(sc.OPERATION_TEXT_COMPLETION, model.provider if model else "unknown", request.model)
-        set_request_attributes(span, genai, max_tokens=request.max_tokens or None,
-                               temperature=request.temperature)
+        genai = GenAIRequest(
+            sc.OPERATION_TEXT_COMPLETION, model.provider if model else "unknown", request.model
+        )
+        set_request_attributes(
+            span, genai, max_tokens=request.max_tokens or None, temperature=request.temperature
+        )
         if model is None:
             span.set_attribute(sc.ERROR_TYPE, "model_not_found")
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown model {request.model!r}")
             return
-        capture_messages(span, input_messages=[{"role": "user", "content": request.prompt}],
-                         enabled=self.telemetry.settings.capture_content)
+        capture_messages(
+            span,
+            input_messages=[{"role": "user", "content": request.prompt}],
+            enabled=self.telemetry.settings.capture_content,
+        )
         self._annotate_gpu(span, "start")
 
         t0 = perf_counter()
@@ -107,27 +118,42 @@ class InferenceServicer(pb_grpc.InferenceServicer):
             enqueued_ns = time_ns()
             batch = await self.scheduler.submit(Ticket(model, len(prompt), ctx))
             now_ns = time_ns()
-            self.tracer.start_span("queue", start_time=enqueued_ns, attributes={
-                "llm.inference.batch.size": batch.size,
-            }).end(end_time=batch.started_ns)
-            self.tracer.start_span("prefill", start_time=batch.started_ns, attributes={
-                sc.GEN_AI_USAGE_INPUT_TOKENS: len(prompt),
-            }).end(end_time=now_ns)
+            self.tracer.start_span(
+                "queue",
+                start_time=enqueued_ns,
+                attributes={
+                    "llm.inference.batch.size": batch.size,
+                },
+            ).end(end_time=batch.started_ns)
+            self.tracer.start_span(
+                "prefill",
+                start_time=batch.started_ns,
+                attributes={
+                    sc.GEN_AI_USAGE_INPUT_TOKENS: len(prompt),
+                },
+            ).end(end_time=now_ns)
             with self.tracer.start_as_current_span("decode") as decode_span:
                 async for token in self.engine.decode(model, prompt, max_tokens):
                     if ttft is None:
                         ttft = perf_counter() - received
                     output_tokens += 1
-                    yield pb.GenerateResponse(text=token + " ", index=output_tokens - 1,
-                                              response_model=model.name)
+                    yield pb.GenerateResponse(
+                        text=token + " ", index=output_tokens - 1, response_model=model.name
+                    )
                 decode_span.set_attribute(sc.GEN_AI_USAGE_OUTPUT_TOKENS, output_tokens)
             finish = "length" if output_tokens >= max_tokens else "stop"
             yield pb.GenerateResponse(
-                finish_reason=finish, response_model=model.name,
+                finish_reason=finish,
+                response_model=model.name,
                 usage=pb.Usage(input_tokens=len(prompt), output_tokens=output_tokens),
             )
-            set_response_attributes(span, response_model=model.name, finish_reasons=[finish],
-                                    input_tokens=len(prompt), output_tokens=output_tokens)
+            set_response_attributes(
+                span,
+                response_model=model.name,
+                finish_reasons=[finish],
+                input_tokens=len(prompt),
+                output_tokens=output_tokens,
+            )
         except asyncio.CancelledError:
             # The client cancelled or its deadline passed: generation stops here, and the span says so.
             error_type = "cancelled"
@@ -140,12 +166,19 @@ class InferenceServicer(pb_grpc.InferenceServicer):
             raise
         finally:
             self._annotate_gpu(span, "end")
-            self.genai.record(genai, duration=perf_counter() - received, time_to_first_token=ttft,
-                              output_tokens=output_tokens, span=span, error_type=error_type)
+            self.genai.record(
+                genai,
+                duration=perf_counter() - received,
+                time_to_first_token=ttft,
+                output_tokens=output_tokens,
+                span=span,
+                error_type=error_type,
+            )
 
-    def _annotate_gpu(self, span: Span, phase: str) -> None:
-        if _annotate_gpu is not None and self.telemetry.settings.gpu is not False:
-            _annotate_gpu(span, phase, index=self.gpu_index)
+    def _annotate_gpu(self, span: Span, phase: Literal["start", "end"]) -> None:
+        # A no-op without NVML: the span then simply carries no GPU attributes.
+        if self.telemetry.settings.gpu is not False:
+            annotate_span(span, phase, index=self.gpu_index)
 
 
 async def start_server(
@@ -154,13 +187,16 @@ async def start_server(
     """Start serving; returns the server, the bound port (useful with port 0) and the scheduler."""
     engine = SimulatedEngine(settings.time_scale)
     scheduler = BatchScheduler(
-        engine, max_batch_size=settings.max_batch_size, max_wait=settings.max_wait,
-        meter_provider=telemetry.meter_provider, tracer_provider=telemetry.tracer_provider,
+        engine,
+        max_batch_size=settings.max_batch_size,
+        max_wait=settings.max_wait,
+        meter_provider=telemetry.meter_provider,
+        tracer_provider=telemetry.tracer_provider,
     )
     servicer = InferenceServicer(models or load_catalog(), scheduler, engine, telemetry, settings.gpu_index)
-    server = aio.server(interceptors=[
-        TelemetryServerInterceptor(telemetry.tracer_provider, telemetry.meter_provider)
-    ])
+    server = aio.server(
+        interceptors=[TelemetryServerInterceptor(telemetry.tracer_provider, telemetry.meter_provider)]
+    )
     pb_grpc.add_InferenceServicer_to_server(servicer, server)
     port = server.add_insecure_port(settings.address)
     if port == 0:

@@ -108,7 +108,7 @@ class Orchestrator:
         self.retriever = Retriever()
         self.coalescer: Coalescer[dict[str, Any]] = Coalescer()
         self.channel: aio.Channel | None = None
-        self.stub: pb_grpc.InferenceStub | None = None
+        self.stub: pb_grpc.InferenceAsyncStub | None = None
 
     def _observe_occupancy(self, options: CallbackOptions) -> list[Observation]:
         return [Observation(g.occupancy, {sc.LLM_STAGE: n}) for n, g in self.gates.items()]
@@ -123,11 +123,12 @@ class Orchestrator:
             options=[("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 2000)],
             interceptors=client_interceptors(self.telemetry.tracer_provider, self.telemetry.meter_provider),
         )
-        self.stub = pb_grpc.InferenceStub(self.channel)
+        # The async stub type exists only in the generated .pyi; at run time InferenceStub serves both.
+        self.stub = pb_grpc.InferenceStub(self.channel)  # type: ignore[assignment,unused-ignore]
 
     async def close(self) -> None:
         if self.channel is not None:
-            await self.channel.close()
+            await self.channel.close(grace=None)
 
     @asynccontextmanager
     async def stage(self, name: str, span_name: str | None = None) -> AsyncIterator[trace.Span]:
@@ -169,8 +170,13 @@ class Orchestrator:
 
     async def _infer(self, body: GenerateBody, prompt: str) -> AsyncIterator[pb.GenerateResponse]:
         assert self.stub is not None
-        request = pb.GenerateRequest(model=body.model, prompt=prompt, max_tokens=body.max_tokens or 0,
-                                     temperature=body.temperature, request_id=uuid.uuid4().hex)
+        request = pb.GenerateRequest(
+            model=body.model,
+            prompt=prompt,
+            max_tokens=body.max_tokens or 0,
+            temperature=body.temperature,
+            request_id=uuid.uuid4().hex,
+        )
         try:
             async for chunk in self.stub.Generate(request, timeout=self.settings.infer_timeout):
                 yield chunk
@@ -178,7 +184,12 @@ class Orchestrator:
             raise _from_grpc(exc) from None
 
     async def complete(self, body: GenerateBody) -> dict[str, Any]:
-        key = (body.model, json.dumps([m.model_dump() for m in body.messages]), body.max_tokens, body.temperature)
+        key = (
+            body.model,
+            json.dumps([m.model_dump() for m in body.messages]),
+            body.max_tokens,
+            body.temperature,
+        )
         result, joined = await self.coalescer.run(key, lambda: self._complete(body))
         if joined:
             self.coalesced.add(1)
@@ -198,7 +209,9 @@ class Orchestrator:
         if last is None:
             raise PipelineError(502, "upstream_error", "inference returned no output")
         return {
-            "id": f"gen-{uuid.uuid4().hex[:24]}", "model": last.response_model or body.model, "text": text,
+            "id": f"gen-{uuid.uuid4().hex[:24]}",
+            "model": last.response_model or body.model,
+            "text": text,
             "finish_reason": last.finish_reason,
             "usage": {"input_tokens": last.usage.input_tokens, "output_tokens": last.usage.output_tokens},
         }
@@ -211,9 +224,15 @@ class Orchestrator:
                     yield (json.dumps({"type": "chunk", "text": chunk.text}) + "\n").encode()
                     continue
                 async with self.stage("postprocess"):
-                    line = {"type": "end", "finish_reason": chunk.finish_reason, "model": chunk.response_model,
-                            "usage": {"input_tokens": chunk.usage.input_tokens,
-                                      "output_tokens": chunk.usage.output_tokens}}
+                    line = {
+                        "type": "end",
+                        "finish_reason": chunk.finish_reason,
+                        "model": chunk.response_model,
+                        "usage": {
+                            "input_tokens": chunk.usage.input_tokens,
+                            "output_tokens": chunk.usage.output_tokens,
+                        },
+                    }
                 yield (json.dumps(line) + "\n").encode()
         self.requests.add(1, {"llm.outcome": "ok"})
 
@@ -229,7 +248,9 @@ async def _guarded_stream(
     except (PipelineError, Shed) as exc:
         error_type = exc.error_type if isinstance(exc, PipelineError) else "overloaded"
         orchestrator.requests.add(1, {"llm.outcome": "error"})
-        yield (json.dumps({"type": "error", "error": {"type": error_type, "message": str(exc)}}) + "\n").encode()
+        yield (
+            json.dumps({"type": "error", "error": {"type": error_type, "message": str(exc)}}) + "\n"
+        ).encode()
 
 
 def _error_type(error: BaseException) -> str:
@@ -281,10 +302,14 @@ def create_app(settings: OrchestratorSettings, telemetry: Telemetry) -> FastAPI:
         except aio.AioRpcError as exc:
             err = _from_grpc(exc)
             return _error(err.status, err.error_type, str(err))
-        return JSONResponse({"models": [
-            {"name": m.name, "provider": m.provider, "max_output_tokens": m.max_output_tokens}
-            for m in reply.models
-        ]})
+        return JSONResponse(
+            {
+                "models": [
+                    {"name": m.name, "provider": m.provider, "max_output_tokens": m.max_output_tokens}
+                    for m in reply.models
+                ]
+            }
+        )
 
     @app.post("/v1/generate")
     async def generate(request: Request) -> Any:
@@ -310,5 +335,7 @@ def create_app(settings: OrchestratorSettings, telemetry: Telemetry) -> FastAPI:
             orchestrator.requests.add(1, {"llm.outcome": "error"})
             return _error(exc.status, exc.error_type, str(exc), exc.retry_after)
 
-    instrument_fastapi(app, tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    instrument_fastapi(
+        app, tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+    )
     return app

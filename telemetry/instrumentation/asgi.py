@@ -47,14 +47,12 @@ _GETTER = _HeaderGetter()
 def _carrier(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     # Only the propagation headers are decoded: building a dict of every header costs more than the lookup.
     return {
-        name.decode("latin-1"): value.decode("latin-1")
-        for name, value in headers
-        if name in _TRACING_HEADERS
+        name.decode("latin-1"): value.decode("latin-1") for name, value in headers if name in _TRACING_HEADERS
     }
 
 
 @lru_cache(maxsize=4096)
-def _point_attributes(
+def _point_attributes(  # noqa: PLR0917 - positional: the lru_cache key is built fastest from positionals
     method: str, scheme: str, route: str | None, status: int, error_type: str | None, version: str
 ) -> dict[str, AttributeValue]:
     attributes: dict[str, AttributeValue] = {
@@ -139,18 +137,43 @@ class TelemetryMiddleware:
             raise
         finally:
             with contained("asgi.finish"):
-                self._finish(scope, span, span_context, method, scheme, version, status, error_type,
-                             perf_counter() - start, response_bytes, headers)
+                self._finish(
+                    scope=scope,
+                    span=span,
+                    ctx=span_context,
+                    method=method,
+                    scheme=scheme,
+                    version=version,
+                    status=status,
+                    error_type=error_type,
+                    duration=perf_counter() - start,
+                    response_bytes=response_bytes,
+                    headers=headers,
+                )
                 self.active.add(-1, active_attributes)
             otel_context.detach(token)
 
     def _finish(
-        self, scope: Scope, span: trace.Span, ctx: otel_context.Context, method: str, scheme: str,
-        version: str, status: int, error_type: str | None, duration: float, response_bytes: int,
+        self,
+        *,
+        scope: Scope,
+        span: trace.Span,
+        ctx: otel_context.Context,
+        method: str,
+        scheme: str,
+        version: str,
+        status: int,
+        error_type: str | None,
+        duration: float,
+        response_bytes: int,
         headers: Iterable[tuple[bytes, bytes]],
     ) -> None:
         route_obj = scope.get("route")
         route: str | None = getattr(route_obj, "path", None)
+        # The application may have classified its own failure (e.g. "model_not_found"): keep its words.
+        app_error = (getattr(span, "attributes", None) or {}).get(sc.ERROR_TYPE)
+        if error_type is None and isinstance(app_error, str):
+            error_type = app_error
         if status >= 500 and error_type is None:
             error_type = str(status)
         if route is not None:
@@ -158,7 +181,7 @@ class TelemetryMiddleware:
             span.set_attribute(sc.HTTP_ROUTE, route)
         if status:
             span.set_attribute(sc.HTTP_RESPONSE_STATUS_CODE, status)
-        if error_type is not None:
+        if error_type is not None and error_type != app_error:
             span.set_attribute(sc.ERROR_TYPE, error_type)
             span.set_status(Status(StatusCode.ERROR))
         attributes = _point_attributes(method, scheme, route, status, error_type, version)

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc import aio
@@ -24,11 +24,27 @@ from opentelemetry.util.types import AttributeValue
 from telemetry import instruments, semconv as sc
 from telemetry._errors import contained
 
+# The stubs make these generic; at run time they are plain classes and cannot be subscripted.
+if TYPE_CHECKING:
+    _ServerInterceptor = aio.ServerInterceptor[Any, Any]
+    _UnaryUnaryClientInterceptor = aio.UnaryUnaryClientInterceptor[Any, Any]
+    _UnaryStreamClientInterceptor = aio.UnaryStreamClientInterceptor[Any, Any]
+else:
+    _ServerInterceptor = aio.ServerInterceptor
+    _UnaryUnaryClientInterceptor = aio.UnaryUnaryClientInterceptor
+    _UnaryStreamClientInterceptor = aio.UnaryStreamClientInterceptor
+
 # Server-side codes that mean the server failed (semconv); everything else is the caller's problem.
-_SERVER_ERROR_CODES = frozenset({
-    grpc.StatusCode.UNKNOWN, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNIMPLEMENTED,
-    grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DATA_LOSS,
-})
+_SERVER_ERROR_CODES = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
 
 
 class _MetadataGetter(Getter[Sequence[tuple[str, str | bytes]]]):
@@ -46,7 +62,9 @@ _GETTER = _MetadataGetter()
 @lru_cache(maxsize=1024)
 def _point_attributes(method: str, code: str, error_type: str | None) -> dict[str, AttributeValue]:
     attributes: dict[str, AttributeValue] = {
-        sc.RPC_SYSTEM_NAME: sc.RPC_SYSTEM_GRPC, sc.RPC_METHOD: method, sc.RPC_STATUS_CODE: code,
+        sc.RPC_SYSTEM_NAME: sc.RPC_SYSTEM_GRPC,
+        sc.RPC_METHOD: method,
+        sc.RPC_STATUS_CODE: code,
     }
     if error_type is not None:
         attributes[sc.ERROR_TYPE] = error_type
@@ -65,7 +83,9 @@ class _Call:
 
 class _RpcTelemetry:
     def __init__(
-        self, side: str, tracer_provider: trace.TracerProvider | None,
+        self,
+        side: str,
+        tracer_provider: trace.TracerProvider | None,
         meter_provider: metrics.MeterProvider | None,
     ) -> None:
         self.server = side == "server"
@@ -98,13 +118,14 @@ class _RpcTelemetry:
                 span.set_attribute(sc.ERROR_TYPE, error_type)
                 span.set_status(Status(StatusCode.ERROR, f"{code.name}"))
             self.duration.record(
-                perf_counter() - call.start, _point_attributes(call.method, code.name, error_type),
+                perf_counter() - call.start,
+                _point_attributes(call.method, code.name, error_type),
                 context=call.ctx,
             )
             span.end()
 
 
-def _server_code(context: aio.ServicerContext, exc: BaseException | None) -> grpc.StatusCode:
+def _server_code(context: aio.ServicerContext[Any, Any], exc: BaseException | None) -> grpc.StatusCode:
     code = context.code()
     if isinstance(code, grpc.StatusCode):
         return code
@@ -113,27 +134,28 @@ def _server_code(context: aio.ServicerContext, exc: BaseException | None) -> grp
     return grpc.StatusCode.OK if exc is None else grpc.StatusCode.UNKNOWN
 
 
-class TelemetryServerInterceptor(aio.ServerInterceptor):
+class TelemetryServerInterceptor(_ServerInterceptor):
     """Continues the caller's trace (W3C traceparent in metadata) in a SERVER span per call."""
 
     def __init__(
-        self, tracer_provider: trace.TracerProvider | None = None,
+        self,
+        tracer_provider: trace.TracerProvider | None = None,
         meter_provider: metrics.MeterProvider | None = None,
     ) -> None:
         self._rpc = _RpcTelemetry("server", tracer_provider, meter_provider)
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
         rpc = self._rpc
         full_method: str = handler_call_details.method
 
-        def begin(context: aio.ServicerContext) -> tuple[_Call, object]:
+        def begin(context: aio.ServicerContext[Any, Any]) -> tuple[_Call, object]:
             metadata = tuple(context.invocation_metadata() or ())
             call = rpc.start(full_method, propagate.extract(metadata, getter=_GETTER))
             return call, otel_context.attach(call.ctx)
@@ -141,11 +163,11 @@ class TelemetryServerInterceptor(aio.ServerInterceptor):
         if handler.unary_unary is not None:
             inner_unary = handler.unary_unary
 
-            async def unary(request: Any, context: aio.ServicerContext) -> Any:
+            async def unary(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
                 call, token = begin(context)
                 exc: BaseException | None = None
                 try:
-                    return await inner_unary(request, context)
+                    return await inner_unary(request, context)  # type: ignore[arg-type]  # stubs are sync
                 except BaseException as e:
                     exc = e
                     raise
@@ -160,11 +182,11 @@ class TelemetryServerInterceptor(aio.ServerInterceptor):
         if handler.unary_stream is not None:
             inner_stream = handler.unary_stream
 
-            async def stream(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+            async def stream(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
                 call, token = begin(context)
                 exc: BaseException | None = None
                 try:
-                    async for item in inner_stream(request, context):
+                    async for item in inner_stream(request, context):  # type: ignore[arg-type, attr-defined]
                         yield item
                 except BaseException as e:
                     exc = e
@@ -201,7 +223,7 @@ def _method_name(details: aio.ClientCallDetails) -> str:
     return method.decode() if isinstance(method, bytes) else method
 
 
-class TelemetryUnaryUnaryClientInterceptor(aio.UnaryUnaryClientInterceptor):
+class TelemetryUnaryUnaryClientInterceptor(_UnaryUnaryClientInterceptor):
     def __init__(self, rpc: _RpcTelemetry) -> None:
         self._rpc = rpc
 
@@ -220,7 +242,7 @@ class TelemetryUnaryUnaryClientInterceptor(aio.UnaryUnaryClientInterceptor):
         return response
 
 
-class TelemetryUnaryStreamClientInterceptor(aio.UnaryStreamClientInterceptor):
+class TelemetryUnaryStreamClientInterceptor(_UnaryStreamClientInterceptor):
     def __init__(self, rpc: _RpcTelemetry) -> None:
         self._rpc = rpc
 
@@ -254,7 +276,11 @@ class TelemetryUnaryStreamClientInterceptor(aio.UnaryStreamClientInterceptor):
 def client_interceptors(
     tracer_provider: trace.TracerProvider | None = None,
     meter_provider: metrics.MeterProvider | None = None,
-) -> list[aio.ClientInterceptor]:
-    """Interceptors for ``grpc.aio.insecure_channel(..., interceptors=client_interceptors())``."""
+) -> list[Any]:
+    """Interceptors for ``grpc.aio.insecure_channel(..., interceptors=client_interceptors())``.
+
+    gRPC has no way to add interceptors to an existing channel or server, so the gRPC integrations are
+    factories (this, and ``TelemetryServerInterceptor``) rather than ``instrument_grpc(...)`` handles.
+    """
     rpc = _RpcTelemetry("client", tracer_provider, meter_provider)
     return [TelemetryUnaryUnaryClientInterceptor(rpc), TelemetryUnaryStreamClientInterceptor(rpc)]

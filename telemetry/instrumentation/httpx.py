@@ -1,4 +1,4 @@
-"""``instrument_httpx(client)``: a CLIENT span per request, W3C context injected, ``http.client.request.duration``.
+"""``instrument_httpx(client)``: CLIENT span per request, context injected, ``http.client.request.duration``.
 
 Implemented as a transport wrapper rather than event hooks: hooks cannot hold a span open across the
 request or see transport errors, and a streamed response (server-sent events) must keep its span open

@@ -30,8 +30,9 @@ T = TypeVar("T")
 API_KEY = "test-key-not-secret"
 MODELS = {
     "fast-model": ModelSpec("fast-model", prefill_seconds_per_token=0.00002, decode_seconds_per_token=0.001),
-    "slow-model": ModelSpec("slow-model", prefill_seconds_per_token=0.0001, decode_seconds_per_token=0.02,
-                            max_output_tokens=64),
+    "slow-model": ModelSpec(
+        "slow-model", prefill_seconds_per_token=0.0001, decode_seconds_per_token=0.02, max_output_tokens=64
+    ),
 }
 
 
@@ -81,9 +82,9 @@ class Stack:
 
 
 async def _serve_uvicorn(app: Any, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on", access_log=False))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # not the main thread
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False)
+    )
     task = asyncio.get_running_loop().create_task(server.serve())
     while not server.started:
         if task.done():
@@ -97,8 +98,10 @@ def stack() -> Iterator[Stack]:
     clear_known_values()
     exporter = InMemorySpanExporter()
     ids = testing.DeterministicIdGenerator()
-    captures = {name: testing.capture(name, spans=exporter, ids=ids)
-                for name in ("gateway", "orchestrator", "inference")}
+    captures = {
+        name: testing.capture(name, spans=exporter, ids=ids)
+        for name in ("gateway", "orchestrator", "inference")
+    }
     loop = LoopThread()
     inference_port = free_port()
     orchestrator_port, gateway_port = free_port(), free_port()
@@ -118,19 +121,37 @@ def stack() -> Iterator[Stack]:
 
     loop.run(start_inference())
     orchestrator_settings = OrchestratorSettings(
-        host="127.0.0.1", port=orchestrator_port, inference_target=f"127.0.0.1:{inference_port}",
-        stage_concurrency=4, queue_capacity=8, infer_timeout=10.0,
+        host="127.0.0.1",
+        port=orchestrator_port,
+        inference_target=f"127.0.0.1:{inference_port}",
+        stage_concurrency=4,
+        queue_capacity=8,
+        infer_timeout=10.0,
     )
     gateway_settings = GatewaySettings(
-        host="127.0.0.1", port=gateway_port, orchestrator_url=f"http://127.0.0.1:{orchestrator_port}",
-        api_keys=(API_KEY,), insecure_no_auth=False, max_body_bytes=64 * 1024, max_in_flight=64,
-        upstream_timeout=10.0, cache_entries=128, cache_ttl=60.0,
+        host="127.0.0.1",
+        port=gateway_port,
+        orchestrator_url=f"http://127.0.0.1:{orchestrator_port}",
+        api_keys=(API_KEY,),
+        insecure_no_auth=False,
+        max_body_bytes=64 * 1024,
+        max_in_flight=64,
+        upstream_timeout=10.0,
+        cache_entries=128,
+        cache_ttl=60.0,
     )
     servers = [
-        loop.run(_serve_uvicorn(create_orchestrator(orchestrator_settings, captures["orchestrator"].telemetry),
-                                orchestrator_port)),
-        loop.run(_serve_uvicorn(create_gateway(gateway_settings, captures["gateway"].telemetry, MODELS),
-                                gateway_port)),
+        loop.run(
+            _serve_uvicorn(
+                create_orchestrator(orchestrator_settings, captures["orchestrator"].telemetry),
+                orchestrator_port,
+            )
+        ),
+        loop.run(
+            _serve_uvicorn(
+                create_gateway(gateway_settings, captures["gateway"].telemetry, MODELS), gateway_port
+            )
+        ),
     ]
     yield Stack(
         gateway_url=f"http://127.0.0.1:{gateway_port}",
@@ -142,6 +163,7 @@ def stack() -> Iterator[Stack]:
         stop_inference=lambda: loop.run(stop_inference()),
         start_inference=lambda: loop.run(start_inference()),
     )
+
     async def stop_http() -> None:
         for server, _ in servers:
             server.should_exit = True
@@ -163,12 +185,21 @@ def extra_gateway(stack: Stack) -> Iterator[Callable[..., str]]:
 
     def start(**overrides: Any) -> str:
         port = free_port()
-        settings = GatewaySettings(**{
-            "host": "127.0.0.1", "port": port, "orchestrator_url": stack.orchestrator_url,
-            "api_keys": (API_KEY,), "insecure_no_auth": False, "max_body_bytes": 64 * 1024,
-            "max_in_flight": 64, "upstream_timeout": 10.0, "cache_entries": 0, "cache_ttl": 0.0,
-            **overrides,
-        })
+        settings = GatewaySettings(
+            **{
+                "host": "127.0.0.1",
+                "port": port,
+                "orchestrator_url": stack.orchestrator_url,
+                "api_keys": (API_KEY,),
+                "insecure_no_auth": False,
+                "max_body_bytes": 64 * 1024,
+                "max_in_flight": 64,
+                "upstream_timeout": 10.0,
+                "cache_entries": 0,
+                "cache_ttl": 0.0,
+                **overrides,
+            }
+        )
         app = create_gateway(settings, stack.captures["gateway"].telemetry, MODELS)
         started.append(stack.loop.run(_serve_uvicorn(app, port)))
         return f"http://127.0.0.1:{port}"

@@ -20,8 +20,16 @@ def _error_span(stack: Stack, error_type: str, service: str = "gateway") -> dict
     """The server span that recorded ``error_type`` (spans end just after the response is sent: poll)."""
 
     def find() -> dict[str, Any] | None:
-        return next((s for s in reversed(stack.spans()) if s["service"] == service and s["kind"] == "SERVER"
-                     and s["attributes"].get("error.type") == error_type), None)
+        return next(
+            (
+                s
+                for s in reversed(stack.spans())
+                if s["service"] == service
+                and s["kind"] == "SERVER"
+                and s["attributes"].get("error.type") == error_type
+            ),
+            None,
+        )
 
     return poll_until(find, f"{service} server span with error.type={error_type}")
 
@@ -29,7 +37,8 @@ def _error_span(stack: Stack, error_type: str, service: str = "gateway") -> dict
 def _assert_error(response: httpx.Response, status: int, error_type: str, stack: Stack) -> None:
     assert response.status_code == status, response.text
     error = response.json()["error"]
-    assert error["type"] == error_type and error["message"]
+    assert error["type"] == error_type
+    assert error["message"]
     span = _error_span(stack, error_type)
     assert span["status"] == "ERROR"
     assert span["attributes"]["http.response.status_code"] == status
@@ -60,17 +69,28 @@ def _still_serving(stack: Stack) -> None:
     [
         ({"Content-Type": "application/json"}, b"{not json", 400, "invalid_request_error"),
         ({"Content-Type": "application/json"}, b'{"model": "fast-model"}', 422, "invalid_request_error"),
-        ({"Content-Type": "application/json"},
-         b'{"model": "fast-model", "messages": [{"role": "user", "content": "x"}], "max_tokens": -3}',
-         422, "invalid_request_error"),
+        (
+            {"Content-Type": "application/json"},
+            b'{"model": "fast-model", "messages": [{"role": "user", "content": "x"}], "max_tokens": -3}',
+            422,
+            "invalid_request_error",
+        ),
         ({}, b'{"model": "gpt-99", "messages": [{"role": "user", "content": "x"}]}', 404, "model_not_found"),
         ({"Authorization": ""}, b"{}", 401, "invalid_api_key"),
         ({"Authorization": "Bearer"}, b"{}", 401, "invalid_api_key"),
         ({"Authorization": "Basic dXNlcjpwYXNz"}, b"{}", 401, "invalid_api_key"),
         ({"Authorization": "Bearer wrong-key"}, b"{}", 401, "invalid_api_key"),
     ],
-    ids=["malformed-json", "missing-messages", "negative-max-tokens", "unknown-model", "no-auth",
-         "bearer-without-token", "basic-auth", "wrong-key"],
+    ids=[
+        "malformed-json",
+        "missing-messages",
+        "negative-max-tokens",
+        "unknown-model",
+        "no-auth",
+        "bearer-without-token",
+        "basic-auth",
+        "wrong-key",
+    ],
 )
 def test_bad_request_gets_its_status_and_an_error_span(
     stack: Stack, headers: dict[str, str], content: bytes, status: int, error_type: str
@@ -97,12 +117,16 @@ def test_inference_down_gives_502_then_recovers(stack: Stack) -> None:
     stack.stop_inference()
     try:
         with stack.client() as client:
-            response = client.post("/v1/chat/completions", json={**CHAT, "messages": [
-                {"role": "user", "content": "while inference is down"}]})
+            response = client.post(
+                "/v1/chat/completions",
+                json={**CHAT, "messages": [{"role": "user", "content": "while inference is down"}]},
+            )
         assert _error_span(stack, "upstream_unavailable", "orchestrator")["status"] == "ERROR"
         _assert_error(response, 502, "upstream_unavailable", stack)
         errors = stack.metrics("orchestrator")["llm.orchestrator.errors"]["points"]
-        assert any(p["attributes"] == {"llm.stage": "infer", "error.type": "upstream_unavailable"} for p in errors)
+        assert any(
+            p["attributes"] == {"llm.stage": "infer", "error.type": "upstream_unavailable"} for p in errors
+        )
     finally:
         stack.start_inference()
     _still_serving(stack)
@@ -126,10 +150,18 @@ def test_upstream_timeout_gives_504(stack: Stack, extra_gateway: Any) -> None:
 
 
 async def _burst(url: str, body: dict[str, Any], n: int) -> list[httpx.Response]:
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {API_KEY}"},
-                                 timeout=30) as client:
-        return await asyncio.gather(*(client.post("/v1/chat/completions", json={
-            **body, "messages": [{"role": "user", "content": f"burst {i}"}]}) for i in range(n)))
+    async with httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30
+    ) as client:
+        return await asyncio.gather(
+            *(
+                client.post(
+                    "/v1/chat/completions",
+                    json={**body, "messages": [{"role": "user", "content": f"burst {i}"}]},
+                )
+                for i in range(n)
+            )
+        )
 
 
 def test_overload_is_refused_with_429_and_retry_after(stack: Stack, extra_gateway: Any) -> None:

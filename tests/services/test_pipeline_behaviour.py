@@ -10,13 +10,20 @@ import httpx
 from tests.services.conftest import Stack
 from tests.services.helpers import poll_until
 
-SLOW_STREAM = {"model": "slow-model", "max_tokens": 64, "stream": True,
-               "messages": [{"role": "user", "content": "stream slowly then get cancelled"}]}
+SLOW_STREAM = {
+    "model": "slow-model",
+    "max_tokens": 64,
+    "stream": True,
+    "messages": [{"role": "user", "content": "stream slowly then get cancelled"}],
+}
 
 
 def test_client_that_disconnects_mid_stream_stops_generation_and_the_span_says_so(stack: Stack) -> None:
     stack.spans_exporter.clear()
-    with stack.client() as client, client.stream("POST", "/v1/chat/completions", json=SLOW_STREAM) as response:
+    with (
+        stack.client() as client,
+        client.stream("POST", "/v1/chat/completions", json=SLOW_STREAM) as response,
+    ):
         assert response.status_code == 200
         for line in response.iter_lines():
             if line.startswith("data: "):
@@ -52,7 +59,11 @@ def test_identical_requests_in_flight_share_one_generation(stack: Stack) -> None
 
 def test_stage_queues_report_occupancy_and_capacity(stack: Stack) -> None:
     metrics = stack.metrics("orchestrator")
-    limits = {p["attributes"]["llm.stage"]: p["value"] for p in metrics["llm.orchestrator.queue.limit"]["points"]}
-    sizes = {p["attributes"]["llm.stage"]: p["value"] for p in metrics["llm.orchestrator.queue.size"]["points"]}
+    limits = {
+        p["attributes"]["llm.stage"]: p["value"] for p in metrics["llm.orchestrator.queue.limit"]["points"]
+    }
+    sizes = {
+        p["attributes"]["llm.stage"]: p["value"] for p in metrics["llm.orchestrator.queue.size"]["points"]
+    }
     assert limits == {"retrieve": 8, "infer": 8, "postprocess": 8}
     assert sizes == {"retrieve": 0, "infer": 0, "postprocess": 0}  # idle between tests
