@@ -1,0 +1,234 @@
+"""Grafana provisioning and dashboards, read from the files: valid, linked, and on metric names that exist.
+
+No Grafana runs here (tests/e2e/test_grafana.py does that where one could be built). The PromQL is
+parsed by promtool when it is built; that one test skips without it, naming scripts/build-backends.sh,
+and fails under CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from deploy.stack import BinaryMissingError, locate_binaries
+from tests.rules._grafana import (
+    DASHBOARD_PROVIDERS_FILE,
+    DATASOURCES_FILE,
+    GRAFANA_DIR,
+    dashboard_files,
+    datasource,
+    datasources,
+    env_references,
+    expand,
+    label_values_metric,
+    load_dashboards,
+    load_provisioning,
+    panel_queries,
+    panels,
+    template_variables,
+    traces_to_metrics_queries,
+)
+from tests.rules._promql import known_names, unknown_selectors
+
+# Values a template variable takes in these checks: "All".
+ALL = {"job": ".*", "model": ".*", "provider": ".*"}
+# A span as Tempo returns it, for filling in the trace-to-metrics queries.
+SPAN_TAGS = {
+    "service.name": "inference",
+    "rpc.method": "Generate",
+    "gen_ai.request.model": "m1",
+}
+PROVISIONING_FILES = sorted((GRAFANA_DIR / "provisioning").rglob("*.yaml"))
+
+
+def _all_exprs() -> list[tuple[str, str]]:
+    """(where, PromQL) for every query Grafana can send: panels, variables, trace-to-metrics links."""
+    exprs = []
+    for name, dashboard in load_dashboards().items():
+        for q in panel_queries(dashboard):
+            exprs.append((f"{name} / {q.panel} / {q.ref_id}", expand(q.expr, ALL)))
+        for variable in template_variables(dashboard):
+            metric = label_values_metric(variable["query"]["query"])
+            assert metric, f"{name}: variable {variable['name']} is not label_values(metric, label)"
+            exprs.append((f"{name} / variable {variable['name']}", metric))
+    for query_name, expr in traces_to_metrics_queries(SPAN_TAGS, span_name="Generate"):
+        exprs.append((f"tempo tracesToMetrics / {query_name}", expr))
+    return exprs
+
+
+def test_provisioning_files_are_yaml_and_dashboards_json() -> None:
+    assert PROVISIONING_FILES, "no provisioning files"
+    for path in PROVISIONING_FILES:
+        assert yaml.safe_load(path.read_text())["apiVersion"] == 1, path
+    dashboards = load_dashboards()
+    assert set(dashboards) == {"llm-serving-overview.json", "pipeline-health.json"}
+    for name, dashboard in dashboards.items():
+        assert dashboard["uid"], name
+        assert dashboard["title"], name
+        assert not dashboard.get("id"), f"{name}: a fixed numeric id clashes across Grafana instances"
+
+
+def test_datasources_have_the_stable_uids_links_refer_to() -> None:
+    by_uid = {source["uid"]: source["type"] for source in datasources()}
+    assert by_uid == {"prometheus": "prometheus", "tempo": "tempo", "alertmanager": "alertmanager"}
+
+
+def test_prometheus_exemplars_link_both_trace_id_spellings_to_tempo() -> None:
+    destinations = datasource("prometheus")["jsonData"]["exemplarTraceIdDestinations"]
+    assert {d["name"]: d["datasourceUid"] for d in destinations} == {"trace_id": "tempo", "traceID": "tempo"}
+
+
+def test_tempo_links_to_metrics_service_map_and_node_graph() -> None:
+    json_data = datasource("tempo")["jsonData"]
+    assert json_data["serviceMap"]["datasourceUid"] == "prometheus"
+    assert json_data["nodeGraph"]["enabled"] is True
+    links = json_data["tracesToMetrics"]
+    assert links["datasourceUid"] == "prometheus"
+    assert {"key": "service.name", "value": "service_name"} in links["tags"]
+    assert links["queries"], "trace-to-metrics needs at least one query"
+    for query in links["queries"]:
+        assert "$__tags" in query["query"], f"{query['name']} ignores the span's tags"
+
+
+def test_traces_to_metrics_fill_in_the_span_service_and_operation() -> None:
+    filled = dict(traces_to_metrics_queries(SPAN_TAGS, span_name="Generate"))
+    rate = filled["Operation request rate"]
+    assert 'span_name="Generate"' in rate
+    assert 'service_name="inference", rpc_method="Generate", gen_ai_request_model="m1"' in rate
+    assert "$" not in "".join(filled.values())
+
+
+def test_every_datasource_a_dashboard_uses_is_provisioned() -> None:
+    uids = {source["uid"] for source in datasources()}
+    for name, dashboard in load_dashboards().items():
+        for q in panel_queries(dashboard):
+            assert q.datasource_uid in uids, f"{name} / {q.panel}: datasource {q.datasource_uid!r}"
+        for variable in template_variables(dashboard):
+            assert variable["datasource"]["uid"] in uids, f"{name}: variable {variable['name']}"
+
+
+def test_every_query_selects_metrics_the_pipeline_stores() -> None:
+    known = known_names()
+    problems = {where: missing for where, expr in _all_exprs() if (missing := unknown_selectors(expr, known))}
+    assert not problems, f"queries on names nothing emits: {problems}"
+
+
+def test_every_query_is_valid_promql(tmp_path: Path) -> None:
+    # promtool parses rule expressions without a server: each query becomes a recording rule.
+    try:
+        promtool = locate_binaries().require("promtool")["promtool"]
+    except BinaryMissingError as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and {exc}", pytrace=False)
+        pytest.skip(str(exc))
+    exprs = _all_exprs()
+    rules = [{"record": f"grafana:query:{i}", "expr": expr} for i, (_, expr) in enumerate(exprs)]
+    path = tmp_path / "queries.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "grafana", "rules": rules}]}))
+    result = subprocess.run(
+        [str(promtool), "check", "rules", str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
+    output = result.stdout + result.stderr
+    # promtool names the failing rule by its index: map it back to the panel.
+    bad = sorted({exprs[int(i)][0] for i in re.findall(r"grafana:query:(\d+)", output)})
+    assert result.returncode == 0, f"{bad}\n{output}"
+
+
+def test_latency_panels_show_exemplars() -> None:
+    for name, dashboard in load_dashboards().items():
+        for panel in panels(dashboard):
+            if "exemplars" in panel["title"]:
+                assert any(t.get("exemplar") for t in panel["targets"]), f"{name} / {panel['title']}"
+    overview = load_dashboards()["llm-serving-overview.json"]
+    exemplar_metrics = {q.expr for q in panel_queries(overview) if q.exemplar}
+    for metric in (
+        "http_server_request_duration_seconds_bucket",
+        "gen_ai_server_time_to_first_token_seconds_bucket",
+        "gen_ai_server_time_per_output_token_seconds_bucket",
+    ):
+        assert any(metric in expr for expr in exemplar_metrics), f"no exemplars on {metric}"
+
+
+def test_overview_covers_what_the_dashboard_promises() -> None:
+    overview = load_dashboards()["llm-serving-overview.json"]
+    text = " ".join(q.expr for q in panel_queries(overview))
+    for metric in (
+        "http_server_request_duration_seconds_count",
+        "gen_ai_client_token_usage_sum",
+        "llm_orchestrator_queue_size",
+        "llm_orchestrator_shed_requests_total",
+        "job:llm_gateway_cache_hit_ratio:rate5m",
+        "gen_ai_client_operation_duration_seconds",
+        "hw_gpu_utilization_ratio",
+        "hw_gpu_memory_usage_bytes",
+        "hw_power_watts",
+        "hw_temperature_celsius",
+        "hw_status",
+        "traces_span_metrics_calls_total",
+        "traces_service_graph_request_total",
+    ):
+        assert metric in text, f"overview has no panel on {metric}"
+    assert {v["name"] for v in template_variables(overview)} == set(ALL)
+
+
+def test_pipeline_health_covers_the_collector() -> None:
+    health = load_dashboards()["pipeline-health.json"]
+    text = " ".join(q.expr for q in panel_queries(health))
+    for metric in (
+        "otelcol_receiver_accepted_spans",
+        "otelcol_receiver_refused_spans",
+        "otelcol_exporter_send_failed_spans",
+        "otelcol_exporter_enqueue_failed_spans",
+        "otelcol_exporter_queue_size",
+        "otelcol_exporter_queue_capacity",
+        "otelcol_processor_incoming_items",
+    ):
+        assert metric in text, f"pipeline health has no panel on {metric}"
+
+
+def test_panel_ids_are_unique_and_panels_fit_the_grid() -> None:
+    for name, dashboard in load_dashboards().items():
+        ids = [panel["id"] for panel in dashboard["panels"]]
+        assert len(ids) == len(set(ids)), name
+        for panel in dashboard["panels"]:
+            grid = panel["gridPos"]
+            assert grid["x"] >= 0, f"{name} / {panel['title']}"
+            assert grid["x"] + grid["w"] <= 24, f"{name} / {panel['title']}"
+
+
+def test_dashboard_provider_serves_the_dashboards_read_only() -> None:
+    provider = load_provisioning(DASHBOARD_PROVIDERS_FILE)["providers"][0]
+    assert provider["type"] == "file"
+    assert provider["allowUiUpdates"] is False
+    assert provider["options"]["path"] == "${GRAFANA_DASHBOARDS_DIR}"
+
+
+def test_no_credentials_or_default_password_anywhere() -> None:
+    secret_keys = re.compile(r"(password|secret|token|basicAuth|secureJsonData|apiKey)", re.IGNORECASE)
+    for path in [*PROVISIONING_FILES, *dashboard_files()]:
+        data: Any = yaml.safe_load(path.read_text())  # JSON is YAML
+        for key in _keys(data):
+            assert not secret_keys.search(key), f"{path}: key {key!r}"
+    readme = (GRAFANA_DIR / "README.md").read_text()
+    assert "GF_SECURITY_ADMIN_PASSWORD" in readme
+
+
+def test_every_environment_variable_is_documented() -> None:
+    readme = (GRAFANA_DIR / "README.md").read_text()
+    for path in (DATASOURCES_FILE, DASHBOARD_PROVIDERS_FILE):
+        for name in env_references(path.read_text()):
+            assert name in readme, f"{path.name} reads ${name}, which README.md does not document"
+
+
+def _keys(data: Any) -> list[str]:
+    if isinstance(data, dict):
+        return [str(k) for k in data] + [k for v in data.values() for k in _keys(v)]
+    if isinstance(data, list):
+        return [k for v in data for k in _keys(v)]
+    return []
