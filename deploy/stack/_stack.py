@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
@@ -38,6 +38,8 @@ class StackConfig:
     """Configs, data and logs. ``None``: a new temporary directory, removed by a clean :meth:`Stack.stop`."""
     keep_run_dir: bool = False
     ready_timeout: float = 90.0
+    collector_env: Mapping[str, str] = field(default_factory=dict)
+    """Extra variables for the Collector, e.g. an overlay's settings (OTELCOL_TAIL_SAMPLE_PERCENT)."""
 
 
 class Stack:
@@ -99,6 +101,7 @@ class Stack:
             "OTELCOL_PROMETHEUS_RW_URL": f"{self.endpoints.prometheus_url}/api/v1/write",
             "OTELCOL_CONNECTOR_FLUSH": self.config.connector_flush,
             "OTELCOL_ZPAGES_ENDPOINT": f"{LOOPBACK}:0",
+            **self.config.collector_env,
         }
 
     def tempo_env(self) -> dict[str, str]:

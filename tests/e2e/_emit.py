@@ -23,7 +23,7 @@ from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, V
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import SpanKind, Tracer, format_trace_id
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, format_trace_id
 
 from telemetry.semconv import HTTP_DURATION_BUCKETS
 
@@ -87,14 +87,20 @@ class Emitter:
             HISTOGRAM, unit="s", description="Fake request duration recorded inside the inference span."
         )
 
-    def request(self, duration: float) -> str:
-        """One request through the three services; returns its trace id (hex)."""
+    def request(self, duration: float, *, error: bool = False, hold: float = 0.0) -> str:
+        """One request through the three services; returns its trace id (hex).
+
+        ``error`` marks the gateway's SERVER span as failed; ``hold`` keeps the inference span open that
+        many seconds, so the whole trace is at least that slow.
+        """
         gw, orch, inf = self._tracers["gateway"], self._tracers["orchestrator"], self._tracers["inference"]
         model = self.out.model
         route = {"http.route": "/v1/chat/completions", "http.request.method": "POST"}
         rpc = {"rpc.method": "Generate", "gen_ai.request.model": model}
         with (
-            gw.start_as_current_span("POST /v1/chat/completions", kind=SpanKind.SERVER, attributes=route),
+            gw.start_as_current_span(
+                "POST /v1/chat/completions", kind=SpanKind.SERVER, attributes=route
+            ) as root,
             gw.start_as_current_span("POST /v1/pipeline", kind=SpanKind.CLIENT) as client,
             orch.start_as_current_span(
                 "POST /v1/pipeline", kind=SpanKind.SERVER, attributes={"http.route": "/v1/pipeline"}
@@ -103,6 +109,10 @@ class Emitter:
             inf.start_as_current_span("llm.Inference/Generate", kind=SpanKind.SERVER, attributes=rpc),
         ):
             self._histogram.record(duration, {"gen_ai.request.model": model})
+            if hold:
+                time.sleep(hold)  # the span's duration is the point here, not a wait for a backend
+            if error:
+                root.set_status(Status(StatusCode.ERROR, "e2e failure"))
         trace_id = format_trace_id(client.get_span_context().trace_id)
         self.out.trace_ids.append(trace_id)
         return trace_id
