@@ -47,13 +47,10 @@ __all__ = [
 
 logger = logging.getLogger("telemetry.gpu")
 
-# Span attribute keys (ours; semconv has none for request-time GPU state). annotate_span adds ".start"/".end".
-LLM_GPU_MEMORY_USAGE: Final = "llm.gpu.memory.usage"
-"""GPU memory in use on the device, in bytes."""
-LLM_GPU_UTILIZATION: Final = "llm.gpu.utilization"
-"""Fraction of the last NVML sample window (1/6 to 1 s) the GPU was busy, 0..1."""
-# semconv key for hw.temperature's sensor; not yet in telemetry.semconv.
-HW_SENSOR_LOCATION: Final = "hw.sensor_location"
+# Span attribute keys live in telemetry.semconv; annotate_span adds ".start"/".end" to the changing ones.
+HW_SENSOR_LOCATION: Final = sc.HW_SENSOR_LOCATION
+LLM_GPU_MEMORY_USAGE: Final = sc.LLM_GPU_MEMORY_USAGE
+LLM_GPU_UTILIZATION: Final = sc.LLM_GPU_UTILIZATION
 
 _VENDOR: Final = "nvidia"
 _STATES: Final = ("ok", "degraded", "failed")

@@ -1,0 +1,151 @@
+"""Settings precedence and loud errors; configure() idempotence; standard OTEL_* variables keep working."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry import trace
+
+import telemetry
+from telemetry import _setup, testing
+from telemetry._config import SETTINGS, env_table_markdown, load_settings
+from telemetry._errors import contained, raise_internal_errors
+
+
+@pytest.fixture(autouse=True)
+def _no_global_setup() -> Iterator[None]:
+    yield
+    telemetry.shutdown(timeout_millis=100)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("LLM_TELEMETRY_TRACES", "maybe"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon"),
+        ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "2"),
+        ("LLM_TELEMETRY_GPU", "sometimes"),
+        ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "udp"),
+    ],
+)
+def test_a_bad_setting_fails_naming_the_variable_and_the_value(variable: str, value: str) -> None:
+    with pytest.raises(telemetry.TelemetryConfigError) as error:
+        load_settings(environ={variable: value})
+    assert f"{variable}={value!r} is invalid" in str(error.value)
+
+
+def test_argument_beats_environment_beats_default() -> None:
+    env = {"OTEL_SERVICE_NAME": "from-env", "LLM_TELEMETRY_ENVIRONMENT": "staging"}
+    assert load_settings(environ=env).service_name == "from-env"
+    assert load_settings({"service_name": "from-arg"}, environ=env).service_name == "from-arg"
+    assert load_settings(environ={}).environment == "development"
+    assert load_settings(environ=env).environment == "staging"
+    assert load_settings(environ={}).gpu is None  # auto
+
+
+def test_unknown_setting_names_are_rejected() -> None:
+    with pytest.raises(telemetry.TelemetryConfigError, match="unknown telemetry setting"):
+        load_settings({"servicename": "x"}, environ={})
+
+
+def test_the_settings_table_documents_every_setting() -> None:
+    table = env_table_markdown()
+    for setting in SETTINGS.values():
+        assert f"`{setting.env}`" in table
+
+
+def test_configure_is_idempotent_and_warns_on_different_arguments(caplog: pytest.LogCaptureFixture) -> None:
+    first = telemetry.configure(
+        service_name="one", traces=False, metrics_enabled=False, gpu=False, set_global=False
+    )
+    assert telemetry.configure(service_name="one", traces=False, metrics_enabled=False, gpu=False) is first
+    with caplog.at_level(logging.WARNING, logger="telemetry"):
+        assert telemetry.configure(service_name="two") is first
+    assert "keeping the first" in caplog.text
+    telemetry.shutdown()
+    second = telemetry.configure(
+        service_name="two", traces=False, metrics_enabled=False, gpu=False, set_global=False
+    )
+    assert second is not first
+    assert second.resource.attributes["service.name"] == "two"
+
+
+def test_resource_attributes_from_the_standard_variable_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=prod,team=llm")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "svc-from-env")
+    built = _setup.build_telemetry({"gpu": False, "traces": False, "metrics": False})
+    attributes = built.resource.attributes
+    assert attributes["deployment.environment.name"] == "prod"
+    assert attributes["team"] == "llm"
+    assert attributes["service.name"] == "svc-from-env"
+    assert attributes["service.instance.id"]
+    monkeypatch.setenv("LLM_TELEMETRY_ENVIRONMENT", "staging")  # ours, set explicitly: it wins
+    assert (
+        _setup.build_telemetry({"gpu": False, "traces": False, "metrics": False}).resource.attributes[
+            "deployment.environment.name"
+        ]
+        == "staging"
+    )
+
+
+def test_sampler_variable_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    capture = testing.capture("sampled-off")
+    tracer = capture.telemetry.tracer_provider.get_tracer("t")
+    with tracer.start_as_current_span("request") as span:
+        assert not span.get_span_context().trace_flags.sampled
+    assert capture.spans() == []
+
+
+def test_exemplar_filter_variable_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_METRICS_EXEMPLAR_FILTER", "always_off")
+    capture = testing.capture("no-exemplars")
+    histogram = capture.telemetry.meter_provider.get_meter("m").create_histogram("h", unit="s")
+    with capture.telemetry.tracer_provider.get_tracer("t").start_as_current_span("request"):
+        histogram.record(0.1)
+    assert capture.metrics()["h"]["points"][0]["exemplars"] == []
+
+
+def test_sdk_disabled_records_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    built = _setup.build_telemetry({"gpu": False})
+    with built.tracer_provider.get_tracer("t").start_as_current_span("x") as span:
+        assert not span.is_recording()
+    built.shutdown()
+
+
+def test_a_collector_that_is_down_never_raises_into_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A port nothing listens on: exports fail in the background; spans and measurements still succeed.
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
+    built = _setup.build_telemetry({"service_name": "down", "gpu": False})
+    tracer = built.tracer_provider.get_tracer("t")
+    histogram = built.meter_provider.get_meter("m").create_histogram("h")
+    for _ in range(200):
+        with tracer.start_as_current_span("request"):
+            histogram.record(1.0)
+    built.shutdown(timeout_millis=500)
+
+
+def test_internal_errors_are_contained_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    raise_internal_errors(False)
+    try:
+        with caplog.at_level(logging.ERROR, logger="telemetry"):
+            for _ in range(3):
+                with contained("unit.test.site"):
+                    raise RuntimeError("boom")
+        assert caplog.text.count("internal error in unit.test.site") == 1
+    finally:
+        raise_internal_errors(True)
+    with pytest.raises(RuntimeError, match="boom"), contained("unit.test.site"):
+        raise RuntimeError("boom")
+
+
+def test_global_configure_installs_w3c_trace_context_and_baggage() -> None:
+    from opentelemetry import propagate
+
+    telemetry.configure(service_name="global", traces=False, metrics_enabled=False, gpu=False)
+    assert set(propagate.get_global_textmap().fields) >= {"traceparent", "tracestate", "baggage"}
+    assert trace.get_tracer_provider() is not None

@@ -1,0 +1,117 @@
+"""Every instrument the library and the services create matches telemetry/semconv.py, and vice versa."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from opentelemetry.sdk.metrics import _internal as sdk_metrics
+
+from services.common.models import BUILTIN_CATALOG
+from services.gateway.app import Gateway, GatewaySettings
+from services.inference.engine import SimulatedEngine
+from services.inference.scheduler import BatchScheduler
+from services.inference.server import InferenceServicer
+from services.orchestrator.app import Orchestrator, OrchestratorSettings
+from telemetry import gpu, semconv, testing
+from telemetry.instrumentation.asgi import TelemetryMiddleware
+from telemetry.instrumentation.grpc import TelemetryServerInterceptor, client_interceptors
+from telemetry.instrumentation.httpx import instrument_httpx
+from telemetry.testing_nvml import FakeDevice, FakeNvml, FakeProcess
+
+_KINDS = {
+    "create_counter": semconv.Kind.COUNTER,
+    "create_up_down_counter": semconv.Kind.UP_DOWN_COUNTER,
+    "create_histogram": semconv.Kind.HISTOGRAM,
+    "create_gauge": semconv.Kind.GAUGE,
+    "create_observable_counter": semconv.Kind.OBSERVABLE_COUNTER,
+    "create_observable_up_down_counter": semconv.Kind.OBSERVABLE_UP_DOWN_COUNTER,
+    "create_observable_gauge": semconv.Kind.OBSERVABLE_GAUGE,
+}
+
+
+@pytest.fixture
+def created(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, str, semconv.Kind, Any]]]:
+    """Records (name, unit, kind, buckets) of every instrument any SDK Meter creates."""
+    seen: list[tuple[str, str, semconv.Kind, Any]] = []
+    for method, kind in _KINDS.items():
+        original = getattr(sdk_metrics.Meter, method)
+
+        def spy(self: Any, name: str, *args: Any, _orig: Any = original, _kind: Any = kind, **kw: Any) -> Any:
+            seen.append((name, kw.get("unit", ""), _kind, kw.get("explicit_bucket_boundaries_advisory")))
+            return _orig(self, name, *args, **kw)
+
+        monkeypatch.setattr(sdk_metrics.Meter, method, spy)
+    yield seen
+
+
+def _create_everything() -> None:
+    capture = testing.capture("contract")
+    t = capture.telemetry
+    providers = {"tracer_provider": t.tracer_provider, "meter_provider": t.meter_provider}
+    TelemetryMiddleware(FastAPI(), **providers)
+    TelemetryServerInterceptor(**providers)
+    client_interceptors(**providers)
+    instrument_httpx(httpx.AsyncClient(), **providers)
+    gateway_settings = GatewaySettings.from_env({"LLM_GATEWAY_INSECURE_NO_AUTH": "true"})
+    models = {m.name: m for m in BUILTIN_CATALOG}
+    Gateway(gateway_settings, t, models)
+    Orchestrator(OrchestratorSettings.from_env({}), t)
+    engine = SimulatedEngine()
+    scheduler = BatchScheduler(engine, max_batch_size=2, max_wait=0.01, **providers)
+    InferenceServicer(models, scheduler, engine, t)
+    device = FakeDevice(processes=[FakeProcess(os.getpid(), 1 << 20)])
+    handle = gpu.instrument_gpu(t.meter_provider, nvml=FakeNvml([device]))
+    capture.reader.get_metrics_data()  # run the observable callbacks once
+    handle.uninstrument()
+    capture.shutdown()
+
+
+def test_every_instrument_matches_its_semconv_entry(
+    created: list[tuple[str, str, semconv.Kind, Any]],
+) -> None:
+    _create_everything()
+    assert created
+    for name, unit, kind, buckets in created:
+        spec = semconv.METRICS.get(name)
+        assert spec is not None, f"{name} is emitted but not declared in telemetry/semconv.py"
+        assert (unit, kind) == (spec.unit, spec.kind), name
+        if kind is semconv.Kind.HISTOGRAM:
+            assert buckets == list(spec.buckets or ()), name
+
+
+def test_every_declared_metric_is_emitted_by_something(
+    created: list[tuple[str, str, semconv.Kind, Any]],
+) -> None:
+    _create_everything()
+    emitted = {name for name, *_ in created}
+    # Created only where NVML is missing (the honest-failure gauge), which the other test covers.
+    not_here = {semconv.LLM_TELEMETRY_GPU_AVAILABLE.name}
+    assert set(semconv.METRICS) - emitted - not_here == set()
+
+
+def test_no_gpu_library_emits_only_the_availability_gauge(
+    created: list[tuple[str, str, semconv.Kind, Any]],
+) -> None:
+    capture = testing.capture("contract")
+    gpu.instrument_gpu(capture.telemetry.meter_provider, nvml=FakeNvml.without_library()).uninstrument()
+    assert [c[0] for c in created] == [semconv.LLM_TELEMETRY_GPU_AVAILABLE.name]
+    capture.shutdown()
+
+
+@pytest.mark.parametrize("spec", list(semconv.METRICS.values()), ids=lambda s: s.name)
+def test_names_and_units_follow_the_naming_rules(spec: semconv.MetricSpec) -> None:
+    assert spec.name == spec.name.lower()
+    assert not spec.name.endswith(("_total", ".total", "_seconds", ".seconds", "_bytes"))
+    assert spec.unit in {"s", "By", "1", "W", "J", "Cel", "Hz"} or (
+        spec.unit.startswith("{") and spec.unit.endswith("}")
+    )
+    assert (spec.buckets is not None) == (spec.kind is semconv.Kind.HISTOGRAM)
+    if spec.buckets:
+        assert list(spec.buckets) == sorted(set(spec.buckets))
+    prom = spec.prometheus_name
+    assert prom.replace("_", "").isalnum(), prom
