@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -23,6 +22,7 @@ from telemetry.instrumentation.grpc import TelemetryServerInterceptor, client_in
 from telemetry.instrumentation.httpx import instrument_httpx
 from telemetry.testing_nvml import FakeDevice, FakeNvml, FakeProcess
 
+Created = tuple[str, str, semconv.Kind, Any]
 _KINDS = {
     "create_counter": semconv.Kind.COUNTER,
     "create_up_down_counter": semconv.Kind.UP_DOWN_COUNTER,
@@ -35,9 +35,9 @@ _KINDS = {
 
 
 @pytest.fixture
-def created(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, str, semconv.Kind, Any]]]:
+def created(monkeypatch: pytest.MonkeyPatch) -> list[Created]:
     """Records (name, unit, kind, buckets) of every instrument any SDK Meter creates."""
-    seen: list[tuple[str, str, semconv.Kind, Any]] = []
+    seen: list[Created] = []
     for method, kind in _KINDS.items():
         original = getattr(sdk_metrics.Meter, method)
 
@@ -46,23 +46,23 @@ def created(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, str, se
             return _orig(self, name, *args, **kw)
 
         monkeypatch.setattr(sdk_metrics.Meter, method, spy)
-    yield seen
+    return seen
 
 
 def _create_everything() -> None:
     capture = testing.capture("contract")
     t = capture.telemetry
-    providers = {"tracer_provider": t.tracer_provider, "meter_provider": t.meter_provider}
-    TelemetryMiddleware(FastAPI(), **providers)
-    TelemetryServerInterceptor(**providers)
-    client_interceptors(**providers)
-    instrument_httpx(httpx.AsyncClient(), **providers)
+    tp, mp = t.tracer_provider, t.meter_provider
+    TelemetryMiddleware(FastAPI(), tracer_provider=tp, meter_provider=mp)
+    TelemetryServerInterceptor(tp, mp)
+    client_interceptors(tp, mp)
+    instrument_httpx(httpx.AsyncClient(), tracer_provider=tp, meter_provider=mp)
     gateway_settings = GatewaySettings.from_env({"LLM_GATEWAY_INSECURE_NO_AUTH": "true"})
     models = {m.name: m for m in BUILTIN_CATALOG}
     Gateway(gateway_settings, t, models)
     Orchestrator(OrchestratorSettings.from_env({}), t)
     engine = SimulatedEngine()
-    scheduler = BatchScheduler(engine, max_batch_size=2, max_wait=0.01, **providers)
+    scheduler = BatchScheduler(engine, max_batch_size=2, max_wait=0.01, meter_provider=mp, tracer_provider=tp)
     InferenceServicer(models, scheduler, engine, t)
     device = FakeDevice(processes=[FakeProcess(os.getpid(), 1 << 20)])
     handle = gpu.instrument_gpu(t.meter_provider, nvml=FakeNvml([device]))
@@ -72,7 +72,7 @@ def _create_everything() -> None:
 
 
 def test_every_instrument_matches_its_semconv_entry(
-    created: list[tuple[str, str, semconv.Kind, Any]],
+    created: list[Created],
 ) -> None:
     _create_everything()
     assert created
@@ -85,7 +85,7 @@ def test_every_instrument_matches_its_semconv_entry(
 
 
 def test_every_declared_metric_is_emitted_by_something(
-    created: list[tuple[str, str, semconv.Kind, Any]],
+    created: list[Created],
 ) -> None:
     _create_everything()
     emitted = {name for name, *_ in created}
@@ -95,7 +95,7 @@ def test_every_declared_metric_is_emitted_by_something(
 
 
 def test_no_gpu_library_emits_only_the_availability_gauge(
-    created: list[tuple[str, str, semconv.Kind, Any]],
+    created: list[Created],
 ) -> None:
     capture = testing.capture("contract")
     gpu.instrument_gpu(capture.telemetry.meter_provider, nvml=FakeNvml.without_library()).uninstrument()
