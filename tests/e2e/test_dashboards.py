@@ -1,0 +1,145 @@
+"""Every dashboard panel returns data from the real Prometheus after the real services served load.
+
+Needs the ``loaded_stack`` session fixture (tests/e2e/conftest.py): the stack plus gateway,
+orchestrator and inference, after a load run; it has ``prometheus_url`` and ``tempo_url``. Queries run
+as Grafana sends them, with ``$__rate_interval`` and the dashboard variables filled in ("All").
+
+A panel passes when its query returns at least one finite sample. Panels whose series exist only
+after a failure (a first 5xx, shed or refusal) may be empty; Prometheus must still accept their
+queries. GPU panels need data only where NVML collection works (llm_telemetry_gpu_available_ratio
+is 1). Latency panels marked for exemplars must have exemplars, and one of them must resolve to a
+trace in Tempo.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Iterator
+from typing import Protocol
+
+import pytest
+
+from deploy.stack import PrometheusClient, TempoClient, poll_until
+from tests.rules._grafana import PanelQuery, expand, load_dashboards, panel_queries
+
+pytestmark = pytest.mark.e2e
+
+VARIABLES = {"job": ".*", "model": ".*", "provider": ".*"}
+# Wide enough that a rate still sees two samples if the load ended a little while ago.
+RATE_INTERVAL = "5m"
+DEADLINE = 60.0
+
+# (dashboard uid, panel title, refId or "*" for all): series that appear only once something has gone
+# wrong: an SDK counter exists from its first increment, a Collector failure counter from its first
+# failure.
+ONLY_AFTER_A_FAILURE = frozenset(
+    {
+        ("llm-serving-overview", "5xx responses by route and error type", "*"),
+        ("llm-serving-overview", "Requests refused at the gateway", "*"),
+        ("llm-serving-overview", "Shed requests per stage", "*"),
+        ("llm-serving-overview", "Pipeline requests by outcome", "B"),
+        ("llm-serving-overview", "GPU status and throttling", "B"),
+        ("llm-pipeline-health", "Send and enqueue failures", "*"),
+        ("llm-pipeline-health", "Firing alerts", "*"),
+    }
+)
+GPU_METRIC_PREFIXES = ("hw_", "llm_gpu_")
+
+
+class LoadedStack(Protocol):
+    @property
+    def prometheus_url(self) -> str: ...
+
+    @property
+    def tempo_url(self) -> str: ...
+
+
+@pytest.fixture(scope="module")
+def loaded(request: pytest.FixtureRequest) -> LoadedStack:
+    try:
+        stack: LoadedStack = request.getfixturevalue("loaded_stack")
+    except pytest.FixtureLookupError:
+        reason = "tests/e2e/conftest.py has no loaded_stack fixture (the stack with the services, after load)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and {reason}", pytrace=False)
+        pytest.skip(reason)
+    return stack
+
+
+@pytest.fixture(scope="module")
+def prometheus(loaded: LoadedStack) -> Iterator[PrometheusClient]:
+    client = PrometheusClient(loaded.prometheus_url, timeout=10.0)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _queries() -> list[PanelQuery]:
+    return [q for dashboard in load_dashboards().values() for q in panel_queries(dashboard)]
+
+
+def _id(q: PanelQuery) -> str:
+    return f"{q.dashboard}/{q.panel}/{q.ref_id}"
+
+
+def _is_gpu(q: PanelQuery) -> bool:
+    return any(prefix in q.expr for prefix in GPU_METRIC_PREFIXES)
+
+
+def _gpu_collecting(prometheus: PrometheusClient) -> bool:
+    return any(s.value == 1 for s in prometheus.query("llm_telemetry_gpu_available_ratio"))
+
+
+@pytest.mark.parametrize("query", _queries(), ids=_id)
+def test_panel_query_returns_data(query: PanelQuery, prometheus: PrometheusClient) -> None:
+    expr = expand(query.expr, VARIABLES, rate_interval=RATE_INTERVAL)
+    after_failure = {(query.dashboard, query.panel, ref) for ref in ("*", query.ref_id)}
+    may_be_empty = bool(after_failure & ONLY_AFTER_A_FAILURE) or (
+        _is_gpu(query) and "llm_telemetry_gpu_available" not in query.expr and not _gpu_collecting(prometheus)
+    )
+    if may_be_empty:
+        prometheus.query(expr)  # raises unless Prometheus accepts the query
+        return
+
+    def finite_samples() -> list[float]:
+        return [s.value for s in prometheus.query(expr) if math.isfinite(s.value)]
+
+    values = poll_until(finite_samples, f"data for {_id(query)}: {expr}", DEADLINE)
+    assert values
+
+
+EXEMPLAR_QUERIES = [q for q in _queries() if q.exemplar]
+
+
+@pytest.mark.parametrize("query", EXEMPLAR_QUERIES, ids=_id)
+def test_exemplar_panel_has_exemplars(query: PanelQuery, prometheus: PrometheusClient) -> None:
+    if _is_gpu(query) and not _gpu_collecting(prometheus):
+        pytest.skip("no GPU telemetry in this run")
+    expr = expand(query.expr, VARIABLES, rate_interval=RATE_INTERVAL)
+
+    def trace_ids() -> list[str]:
+        now = time.time()
+        series = prometheus.query_exemplars(expr, start=now - 3600, end=now + 60)
+        return [e.trace_id for s in series for e in s.exemplars if e.trace_id]
+
+    assert poll_until(trace_ids, f"exemplars for {_id(query)}", DEADLINE)
+
+
+def test_an_http_latency_exemplar_opens_its_trace_in_tempo(
+    loaded: LoadedStack, prometheus: PrometheusClient
+) -> None:
+    # The click the overview promises: from a dot on the latency panel to the stored trace.
+    query = next(q for q in EXEMPLAR_QUERIES if "http_server_request_duration_seconds_bucket" in q.expr)
+    expr = expand(query.expr, VARIABLES, rate_interval=RATE_INTERVAL)
+    now = time.time()
+    series = prometheus.query_exemplars(expr, start=now - 3600, end=now + 60)
+    trace_ids = sorted({e.trace_id for s in series for e in s.exemplars if e.trace_id})
+    assert trace_ids, f"no exemplars for {expr}"
+    tempo = TempoClient(loaded.tempo_url)
+    try:
+        poll_until(lambda: tempo.get_trace(trace_ids[-1]), f"trace {trace_ids[-1]} in Tempo", DEADLINE)
+    finally:
+        tempo.close()
