@@ -71,6 +71,7 @@ def spans_as_dicts(spans: Sequence[ReadableSpan]) -> list[dict[str, Any]]:
                 "name": span.name,
                 "kind": span.kind.name,
                 "service": span.resource.attributes.get("service.name"),
+                "scope": span.instrumentation_scope.name if span.instrumentation_scope else None,
                 "trace_id": format_trace_id(ctx.trace_id),
                 "span_id": format_span_id(ctx.span_id),
                 "parent_span_id": format_span_id(span.parent.span_id) if span.parent else None,

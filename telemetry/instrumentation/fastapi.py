@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from opentelemetry import metrics, trace
@@ -30,6 +30,7 @@ def instrument_fastapi(
         "excluded_paths": tuple(excluded_paths),
     }
     entry = Middleware(TelemetryMiddleware, **options)
+    restore_native = _silence_native_telemetry(app)
     # Outermost (index 0 is the outermost user middleware), so the span covers every other middleware,
     # and exceptions turned into 500s by ServerErrorMiddleware still reach us as a 500 status.
     app.user_middleware.insert(0, entry)
@@ -39,5 +40,25 @@ def instrument_fastapi(
         if entry in app.user_middleware:
             app.user_middleware.remove(entry)
             app.middleware_stack = None
+        restore_native()
 
     return InstrumentationHandle("fastapi", undo)
+
+
+_NATIVE_SWITCHES = ("tracing", "metrics", "logs", "operation_spans")
+
+
+def _silence_native_telemetry(app: Starlette) -> Callable[[], None]:
+    """Turn off FastAPI's built-in telemetry (0.165+) for this app; returns how to turn it back on.
+
+    It wakes up as soon as global SDK providers exist (``telemetry.configure()`` sets them) and would add
+    a second SERVER span and a second set of HTTP metrics per request. FastAPI documents no switch for an
+    existing app, only ``FastAPI(telemetry={...})`` at construction; its native middleware reads this same
+    config dict on every request, so flipping the switches here takes effect at once.
+    """
+    config = getattr(app, "_telemetry", None)
+    if not isinstance(config, dict):
+        return lambda: None
+    previous = {key: config.get(key) for key in _NATIVE_SWITCHES}
+    config.update(dict.fromkeys(_NATIVE_SWITCHES, False))
+    return lambda: config.update(previous)

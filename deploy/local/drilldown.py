@@ -1,0 +1,147 @@
+"""From a latency histogram to the slowest request's trace: what the terminal shows after a load.
+
+1. Prometheus: the request-duration quantiles over the window, and the exemplars of its buckets;
+2. the slowest exemplar (its bucket, value, trace id);
+3. Tempo: that trace, rendered as a tree of spans across the services with durations and key attributes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from deploy.stack import Exemplar, PrometheusClient, Span, TempoClient, poll_until
+
+REQUEST_DURATION = "http_server_request_duration_seconds"
+KEY_ATTRIBUTES = (
+    "http.route",
+    "http.response.status_code",
+    "gen_ai.request.model",
+    "gen_ai.request.stream",
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.output_tokens",
+    "gen_ai.response.finish_reasons",
+    "llm.stage",
+    "llm.inference.batch.size",
+    "rpc.status_code",
+    "llm.gateway.cache.hit",
+    "hw.id",
+    "llm.gpu.utilization.start",
+    "llm.gpu.memory.usage.start",
+    "error.type",
+)
+
+
+@dataclass(frozen=True)
+class Drilldown:
+    quantiles: dict[str, float]
+    bucket: str
+    exemplar: Exemplar
+    spans: list[Span]
+
+
+def find_slowest(
+    prometheus: PrometheusClient,
+    tempo: TempoClient,
+    window_s: float,
+    job: str = "gateway",
+    timeout: float = 60.0,
+) -> Drilldown:
+    """The slowest exemplar of ``job``'s request-duration histogram in the window, and its full trace."""
+    end = time.time()
+    selector = f'{REQUEST_DURATION}_bucket{{job="{job}"}}'
+
+    def slowest() -> tuple[str, Exemplar] | None:
+        series = prometheus.query_exemplars(selector, end - window_s, time.time())
+        candidates = [(s.series_labels.get("le", "?"), e) for s in series for e in s.exemplars if e.trace_id]
+        return max(candidates, key=lambda c: c[1].value) if candidates else None
+
+    bucket, exemplar = poll_until(slowest, f"an exemplar on {selector}", timeout=timeout)
+    trace_id = exemplar.trace_id
+    assert trace_id is not None
+    # The whole trace: every service's spans, not only the first batch Tempo happened to receive.
+    spans = poll_until(
+        lambda: _complete_trace(tempo, trace_id), f"trace {trace_id} in Tempo", timeout=timeout
+    )
+    quantiles = {}
+    for q in ("0.5", "0.95", "0.99"):
+        result = prometheus.query(
+            f"histogram_quantile({q}, sum by (le) (rate({selector}[{int(window_s)}s])))"
+        )
+        if result:
+            quantiles[f"p{float(q) * 100:g}"] = result[0].value
+    return Drilldown(quantiles, bucket, exemplar, spans)
+
+
+def _complete_trace(tempo: TempoClient, trace_id: str) -> list[Span] | None:
+    spans = tempo.get_trace(trace_id)
+    services = {s.service_name for s in spans}
+    return spans if {"gateway", "orchestrator", "inference"} <= services else None
+
+
+def render_tree(spans: Sequence[Span]) -> list[str]:
+    """Spans as an indented tree: service, name, duration, offset from the root, key attributes."""
+    by_parent: dict[str, list[Span]] = {}
+    ids = {s.span_id for s in spans}
+    for span in spans:
+        parent = span.parent_span_id if span.parent_span_id in ids else ""
+        by_parent.setdefault(parent, []).append(span)
+    for children in by_parent.values():
+        children.sort(key=lambda s: s.start_ns)
+    roots = by_parent.get("", [])
+    origin = min((s.start_ns for s in spans), default=0)
+    lines: list[str] = []
+
+    def walk(span: Span, prefix: str, last: bool, depth: int) -> None:
+        branch = "" if depth == 0 else ("└─ " if last else "├─ ")
+        duration_ms = (span.end_ns - span.start_ns) / 1e6
+        offset_ms = (span.start_ns - origin) / 1e6
+        status = "  ✗ ERROR" if span.status_code in {"STATUS_CODE_ERROR", "ERROR"} else ""
+        lines.append(
+            f"{prefix}{branch}{span.service_name:<12} {span.name:<42} {duration_ms:9.1f} ms"
+            f"  @+{offset_ms:7.1f} ms{status}"
+        )
+        attributes = _key_attributes(span.attributes)
+        child_prefix = prefix + ("" if depth == 0 else ("   " if last else "│  "))
+        if attributes:
+            lines.append(
+                f"{child_prefix}{'   ' if not by_parent.get(span.span_id) else '│  '}    {attributes}"
+            )
+        children = by_parent.get(span.span_id, [])
+        for i, child in enumerate(children):
+            walk(child, child_prefix, i == len(children) - 1, depth + 1)
+
+    for root in roots:
+        walk(root, "", True, 0)
+    return lines
+
+
+def _key_attributes(attributes: dict[str, Any]) -> str:
+    shown = []
+    for key in KEY_ATTRIBUTES:
+        if key in attributes:
+            value = attributes[key]
+            if isinstance(value, float):
+                value = f"{value:.3g}"
+            shown.append(f"{key}={value}")
+    return "  ".join(shown)
+
+
+def render(drill: Drilldown, prometheus_url: str, tempo_url: str) -> str:
+    trace_id = drill.exemplar.trace_id
+    quantiles = "  ".join(f"{k}={v * 1000:.0f} ms" for k, v in drill.quantiles.items())
+    out = [
+        "",
+        "── Drilldown: from the latency histogram to the slowest trace " + "─" * 30,
+        f"gateway {REQUEST_DURATION}: {quantiles}",
+        f"slowest exemplar: {drill.exemplar.value * 1000:.0f} ms in bucket le={drill.bucket}, "
+        f"trace_id={trace_id}",
+        "",
+        *render_tree(drill.spans),
+        "",
+        f"Prometheus: {prometheus_url}/api/v1/query_exemplars?query={REQUEST_DURATION}_bucket",
+        f"Tempo:      {tempo_url}/api/traces/{trace_id}",
+    ]
+    return "\n".join(out)

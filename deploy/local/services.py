@@ -1,0 +1,88 @@
+"""Process specs for the three services, pointed at a running stack's Collector."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy.stack import ProcessSpec, Stack, http_ready
+from deploy.stack._ports import LOOPBACK, PortAllocator
+from deploy.stack._process import ReadyCheck
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class ServiceAddresses:
+    gateway_url: str
+    orchestrator_url: str
+    inference_target: str
+    api_key: str
+
+
+def service_specs(stack: Stack, *, time_scale: float = 1.0) -> tuple[list[ProcessSpec], ServiceAddresses]:
+    """Inference first, then orchestrator, then gateway: each is ready before the next starts.
+
+    The gateway gets a fresh random API key for this run (no key ships with the product).
+    """
+    ports = PortAllocator()
+    inference, orchestrator, gateway = ports.port(), ports.port(), ports.port()
+    addresses = ServiceAddresses(
+        gateway_url=f"http://{LOOPBACK}:{gateway}",
+        orchestrator_url=f"http://{LOOPBACK}:{orchestrator}",
+        inference_target=f"{LOOPBACK}:{inference}",
+        api_key=f"local-{secrets.token_urlsafe(18)}",
+    )
+    python = sys.executable
+    specs = [
+        ProcessSpec(
+            "inference",
+            [python, "-m", "services.inference"],
+            env={
+                **stack.otel_env("inference"),
+                "LLM_INFERENCE_ADDRESS": addresses.inference_target,
+                "LLM_INFERENCE_TIME_SCALE": str(time_scale),
+            },
+            ready_check=_grpc_ready(addresses.inference_target),
+            cwd=REPO,
+        ),
+        ProcessSpec(
+            "orchestrator",
+            [python, "-m", "services.orchestrator"],
+            env={
+                **stack.otel_env("orchestrator"),
+                "LLM_ORCHESTRATOR_HOST": LOOPBACK,
+                "LLM_ORCHESTRATOR_PORT": str(orchestrator),
+                "LLM_INFERENCE_TARGET": addresses.inference_target,
+            },
+            ready_check=http_ready(f"{addresses.orchestrator_url}/ready"),
+            cwd=REPO,
+        ),
+        ProcessSpec(
+            "gateway",
+            [python, "-m", "services.gateway"],
+            env={
+                **stack.otel_env("gateway"),
+                "LLM_GATEWAY_HOST": LOOPBACK,
+                "LLM_GATEWAY_PORT": str(gateway),
+                "LLM_ORCHESTRATOR_URL": addresses.orchestrator_url,
+                "LLM_GATEWAY_API_KEYS": addresses.api_key,
+            },
+            ready_check=http_ready(f"{addresses.gateway_url}/ready"),
+            cwd=REPO,
+        ),
+    ]
+    return specs, addresses
+
+
+def _grpc_ready(target: str) -> ReadyCheck:
+    def check() -> bool:
+        import grpc
+
+        with grpc.insecure_channel(target) as channel:
+            grpc.channel_ready_future(channel).result(timeout=2)
+        return True
+
+    return check

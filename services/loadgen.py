@@ -1,0 +1,182 @@
+"""A realistic, bounded load against the gateway: ``python -m services.loadgen --help``.
+
+The mix: several models, short and long prompts, streaming and non-streaming, repeated prompts (cache
+hits), a few bad requests (unknown model, invalid JSON, no API key) and a few slow ones (the large model
+with long answers). Deterministic for a given ``--seed``. Every run is bounded by ``--requests`` and
+``--duration``, and targets loopback by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from services.common.models import BUILTIN_CATALOG
+
+TOPICS = (
+    "why is p99 latency of the chat model higher after the deploy",
+    "explain exemplars in prometheus",
+    "how does dynamic batching affect time to first token",
+    "what does load shedding protect",
+    "summarise the trace of a slow request",
+    "when does gpu memory pressure slow decoding",
+)
+
+
+@dataclass
+class LoadReport:
+    statuses: Counter[str] = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)
+    kinds: Counter[str] = field(default_factory=Counter)
+
+    def summary(self) -> str:
+        lat = sorted(self.latencies)
+        if not lat:
+            return "no requests completed"
+        p = statistics.quantiles(lat, n=100) if len(lat) > 1 else [lat[0]] * 99
+        statuses = ", ".join(f"{k}: {v}" for k, v in sorted(self.statuses.items()))
+        kinds = ", ".join(f"{k}: {v}" for k, v in sorted(self.kinds.items()))
+        return (
+            f"{len(lat)} requests ({kinds})\n"
+            f"  status codes: {statuses}\n"
+            f"  latency p50 {p[49] * 1000:.0f} ms, p95 {p[94] * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms"
+        )
+
+
+def plan(n: int, seed: int, models: Sequence[str]) -> list[tuple[str, dict[str, Any] | bytes, bool]]:
+    """``n`` requests as (kind, body, authorised): the same plan for the same seed."""
+    rng = random.Random(seed)
+    requests: list[tuple[str, dict[str, Any] | bytes, bool]] = []
+    for i in range(n):
+        roll = rng.random()
+        if roll < 0.03:
+            requests.append(("unknown_model", {"model": "gpt-unknown", "messages": _messages(rng, 1)}, True))
+        elif roll < 0.05:
+            requests.append(("invalid_json", b'{"model": "broken', True))
+        elif roll < 0.06:
+            requests.append(("no_auth", {"model": models[0], "messages": _messages(rng, 1)}, False))
+        elif roll < 0.14:
+            # The slow tail: the big model with a long answer.
+            body = {
+                "model": models[-1],
+                "messages": _messages(rng, 3),
+                "max_tokens": 256,
+                "stream": i % 2 == 0,
+            }
+            requests.append(("slow", body, True))
+        elif roll < 0.24:
+            requests.append(
+                (
+                    "repeat",
+                    {
+                        "model": models[0],
+                        "messages": [{"role": "user", "content": TOPICS[0]}],
+                        "max_tokens": 16,
+                    },
+                    True,
+                )
+            )
+        else:
+            body = {
+                "model": rng.choice(models[:-1]),
+                "messages": _messages(rng, rng.choice((1, 1, 2, 6))),
+                "max_tokens": rng.choice((16, 32, 64)),
+                "stream": rng.random() < 0.4,
+            }
+            requests.append(("stream" if body["stream"] else "chat", body, True))
+    return requests
+
+
+def _messages(rng: random.Random, turns: int) -> list[dict[str, str]]:
+    return [
+        {"role": "user", "content": f"{rng.choice(TOPICS)} (#{rng.randrange(10_000)}) " * rng.randint(1, 4)}
+        for _ in range(turns)
+    ]
+
+
+async def _one(
+    client: httpx.AsyncClient, kind: str, body: dict[str, Any] | bytes, auth: bool, report: LoadReport
+) -> None:
+    headers = {} if auth else {"Authorization": ""}
+    start = time.perf_counter()
+    try:
+        if isinstance(body, bytes):
+            response = await client.post(
+                "/v1/chat/completions", content=body, headers={**headers, "Content-Type": "application/json"}
+            )
+        elif body.get("stream"):
+            async with client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as response:
+                async for _ in response.aiter_lines():
+                    pass
+        else:
+            response = await client.post("/v1/chat/completions", json=body, headers=headers)
+        report.statuses[str(response.status_code)] += 1
+    except httpx.HTTPError as exc:
+        report.statuses[type(exc).__name__] += 1
+    report.latencies.append(time.perf_counter() - start)
+    report.kinds[kind] += 1
+
+
+async def run_load(
+    url: str,
+    api_key: str,
+    *,
+    requests: int,
+    concurrency: int,
+    duration: float,
+    seed: int = 7,
+    models: Sequence[str] | None = None,
+) -> LoadReport:
+    """Send up to ``requests`` requests with ``concurrency`` in flight, stopping after ``duration`` s."""
+    report = LoadReport()
+    names = list(models or [m.name for m in BUILTIN_CATALOG])
+    queue = list(plan(requests, seed, names))
+    deadline = time.monotonic() + duration
+    async with httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {api_key}"}, timeout=60
+    ) as client:
+
+        async def worker() -> None:
+            while queue and time.monotonic() < deadline:
+                kind, body, auth = queue.pop()
+                await _one(client, kind, body, auth, report)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.loadgen", description=__doc__)
+    parser.add_argument("--url", default="http://127.0.0.1:8080")
+    parser.add_argument("--api-key", required=True)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--duration", type=float, default=60.0, help="stop after this many seconds")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    report = asyncio.run(
+        run_load(
+            args.url,
+            args.api_key,
+            requests=args.requests,
+            concurrency=args.concurrency,
+            duration=args.duration,
+            seed=args.seed,
+        )
+    )
+    print(report.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
