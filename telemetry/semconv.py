@@ -41,6 +41,8 @@ class MetricSpec:
         """The name Prometheus stores, per the OTLP→Prometheus translation our Collector uses."""
         base = self.name.replace(".", "_")
         unit = _PROM_UNIT_SUFFIX.get(self.unit, "")
+        if self.unit == "1" and self.kind in (Kind.GAUGE, Kind.OBSERVABLE_GAUGE):
+            unit = "ratio"
         if unit and not base.endswith(f"_{unit}"):
             base = f"{base}_{unit}"
         if self.kind in (Kind.COUNTER, Kind.OBSERVABLE_COUNTER):
@@ -48,9 +50,16 @@ class MetricSpec:
         return base
 
 
-# OTLP unit → Prometheus suffix (collector's translation: annotations like {token} add nothing, "1" is
-# "ratio" only for gauges, which we never rely on in queries).
-_PROM_UNIT_SUFFIX: Final = {"s": "seconds", "By": "bytes", "W": "watts", "J": "joules", "Cel": "celsius"}
+# OTLP unit → Prometheus suffix, as our Collector's translation writes it (checked against the real one by
+# tests/e2e/test_prometheus_names.py): annotations like {token} add nothing; "1" is "ratio" on gauges only.
+_PROM_UNIT_SUFFIX: Final = {
+    "s": "seconds",
+    "By": "bytes",
+    "W": "watts",
+    "J": "joules",
+    "Cel": "celsius",
+    "Hz": "hertz",
+}
 
 # ---- advisory bucket boundaries ---------------------------------------------------------------------
 HTTP_DURATION_BUCKETS: Final = (

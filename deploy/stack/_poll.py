@@ -13,7 +13,7 @@ class PollTimeoutError(TimeoutError):
     """``poll_until`` ran out of time; the message carries the last error or the last falsy result."""
 
 
-def poll_until(fn: Callable[[], T], what: str, timeout: float, interval: float = 0.2) -> T:
+def poll_until(fn: Callable[[], T | None], what: str, timeout: float, interval: float = 0.2) -> T:
     """Call ``fn`` until it returns a truthy value and return that value.
 
     An exception from ``fn`` or a falsy result (``None``, ``False``, an empty list) means "not yet".

@@ -50,3 +50,6 @@ def stack(binaries: Binaries) -> Iterator[Stack]:
         yield backends
     finally:
         backends.stop()
+
+
+from tests.e2e._loaded import loaded_stack  # noqa: E402,F401  (a fixture shared by several modules)

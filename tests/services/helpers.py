@@ -1,29 +1,12 @@
-"""Small test helpers: polling with a deadline (never fixed sleeps) and span filtering."""
+"""Small test helpers: span filtering (polling is ``deploy.stack.poll_until``, shared with the e2e tests)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
-T = TypeVar("T")
+from deploy.stack import poll_until
 
-
-def poll_until(probe: Callable[[], T | None], what: str, timeout: float = 10.0) -> T:
-    """Call ``probe`` until it returns a truthy value; on timeout fail with ``what`` and the last error."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while True:
-        try:
-            result = probe()
-            if result:
-                return result
-            last = f"probe returned {result!r}"
-        except (AssertionError, LookupError, ValueError) as exc:
-            last = exc
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last}")
-        time.sleep(0.02)
+__all__ = ["poll_until", "spans_of_trace"]
 
 
 def spans_of_trace(stack: Any, trace_id: str, minimum: int) -> list[dict[str, Any]] | None:

@@ -31,7 +31,7 @@ def _error_span(stack: Stack, error_type: str, service: str = "gateway") -> dict
             None,
         )
 
-    return poll_until(find, f"{service} server span with error.type={error_type}")
+    return poll_until(find, f"{service} server span with error.type={error_type}", timeout=10)
 
 
 def _assert_error(response: httpx.Response, status: int, error_type: str, stack: Stack) -> None:
@@ -61,7 +61,7 @@ def _still_serving(stack: Stack) -> None:
         with stack.client() as client:
             return client.post("/v1/chat/completions", json=body).status_code == 200
 
-    poll_until(ok, "a successful request after the error")
+    poll_until(ok, "a successful request after the error", timeout=10)
 
 
 @pytest.mark.parametrize(

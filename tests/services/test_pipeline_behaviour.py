@@ -32,7 +32,7 @@ def test_client_that_disconnects_mid_stream_stops_generation_and_the_span_says_s
     def cancelled_inference_span() -> dict[str, Any] | None:
         return next((s for s in stack.spans() if s["service"] == "inference" and s["kind"] == "SERVER"), None)
 
-    span = poll_until(cancelled_inference_span, "the inference server span to end")
+    span = poll_until(cancelled_inference_span, "the inference server span to end", timeout=10)
     assert span["attributes"]["rpc.status_code"] == "CANCELLED"
     assert span["attributes"]["error.type"] == "cancelled"
     assert [e["name"] for e in span["events"]] == ["generation.cancelled", "rpc.cancelled"]

@@ -29,12 +29,14 @@ def _traced_post(stack: Stack, content: str) -> str:
         assert len(roots) <= 1, roots
         return str(roots[0]["trace_id"]) if roots else None
 
-    return poll_until(root, f"the root span of the request {content!r}")
+    return poll_until(root, f"the root span of the request {content!r}", timeout=10)
 
 
 def test_one_request_yields_one_trace_linking_all_three_services(stack: Stack) -> None:
     trace_id = _traced_post(stack, "trace one request")
-    spans = poll_until(lambda: spans_of_trace(stack, trace_id, minimum=12), "12 spans of the trace")
+    spans = poll_until(
+        lambda: spans_of_trace(stack, trace_id, minimum=12), "12 spans of the trace", timeout=10
+    )
     by_id = {s["span_id"]: s for s in spans}
 
     def chain(leaf: str) -> list[tuple[str, str, str]]:

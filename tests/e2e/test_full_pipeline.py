@@ -1,0 +1,119 @@
+"""The product's promise end to end: from a latency bucket in Prometheus, the exemplar leads to the trace.
+
+Real services (separate processes) → real Collector → real Prometheus and Tempo, after a load.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import httpx
+
+from deploy.stack import Span, poll_until
+from tests.e2e._loaded import LoadedStack
+
+SERVICES = {"gateway", "orchestrator", "inference"}
+
+
+def _exemplar_trace_ids(loaded: LoadedStack, selector: str) -> list[str]:
+    def fetch() -> list[str] | None:
+        series = loaded.stack.prometheus.query_exemplars(selector, loaded.load_started - 5, time.time())
+        ids = [e.trace_id for s in series for e in s.exemplars if e.trace_id]
+        return ids or None
+
+    return poll_until(fetch, f"exemplars on {selector}", timeout=60)
+
+
+def _trace(loaded: LoadedStack, trace_id: str, services: set[str]) -> list[Span]:
+    def fetch() -> list[Span] | None:
+        spans = loaded.stack.tempo.get_trace(trace_id)
+        return spans if services <= {s.service_name for s in spans} else None
+
+    return poll_until(fetch, f"trace {trace_id} with spans from {sorted(services)} in Tempo", timeout=30)
+
+
+def _went_upstream(spans: list[Span]) -> bool:
+    """A gateway request that reached inference: not refused, not answered from the cache."""
+    root = next(s for s in spans if s.service_name == "gateway" and s.kind.endswith("SERVER"))
+    return root.attributes.get("http.response.status_code") == 200 and not root.attributes.get(
+        "llm.gateway.cache.hit", False
+    )
+
+
+def test_every_request_duration_exemplar_resolves_to_its_trace(loaded_stack: LoadedStack) -> None:
+    trace_ids = _exemplar_trace_ids(
+        loaded_stack, 'http_server_request_duration_seconds_bucket{job="gateway"}'
+    )
+    found = [_trace(loaded_stack, t, {"gateway"}) for t in trace_ids]
+    full = [spans for spans in found if _went_upstream(spans)]
+    print(
+        f"\n[exemplars] http.server.request.duration: {len(found)}/{len(trace_ids)} trace ids found in Tempo "
+        f"(resolution rate {len(found) / len(trace_ids):.0%}); {len(full)} went upstream"
+    )
+    assert len(found) == len(trace_ids)
+    assert full, "no exemplar of a request that reached inference"
+    for spans in full:  # those that went upstream must show all three services
+        assert {s.service_name for s in spans} >= SERVICES
+
+
+def test_every_ttft_exemplar_resolves_to_a_trace_across_all_three_services(loaded_stack: LoadedStack) -> None:
+    trace_ids = _exemplar_trace_ids(loaded_stack, "gen_ai_server_time_to_first_token_seconds_bucket")
+    traces = [_trace(loaded_stack, t, SERVICES) for t in trace_ids]
+    print(
+        f"\n[exemplars] gen_ai.server.time_to_first_token: {len(traces)}/{len(trace_ids)} resolved to a "
+        f"trace spanning {sorted(SERVICES)} (rate {len(traces) / len(trace_ids):.0%})"
+    )
+    assert len(traces) == len(trace_ids)
+    for spans in traces:
+        server = next(s for s in spans if s.service_name == "inference" and s.kind.endswith("SERVER"))
+        assert server.attributes["gen_ai.operation.name"] == "text_completion"
+        assert {"queue", "prefill", "decode"} <= {s.name for s in spans if s.service_name == "inference"}
+
+
+def test_span_metrics_and_service_graph_cover_both_edges(loaded_stack: LoadedStack) -> None:
+    prometheus = loaded_stack.stack.prometheus
+    queries = [
+        f'traces_service_graph_request_total{{client="{client}",server="{server}"}}'
+        for client, server in (("gateway", "orchestrator"), ("orchestrator", "inference"))
+    ] + [f'traces_span_metrics_calls_total{{service_name="{service}"}}' for service in sorted(SERVICES)]
+    for query in queries:
+        samples = poll_until(lambda q=query: prometheus.query(q), query, timeout=60)  # type: ignore[misc]
+        assert sum(s.value for s in samples) > 0, query
+    buckets = prometheus.query('traces_span_metrics_duration_seconds_bucket{service_name="inference"}')
+    assert buckets, "span-metric durations in seconds"
+
+
+def test_freshness_from_response_to_queryable_exemplar_and_fetchable_trace(loaded_stack: LoadedStack) -> None:
+    # Our own W3C traceparent: the gateway continues this trace, so we know its id before we send.
+    trace_id = secrets.token_hex(16)
+    headers = {
+        "Authorization": f"Bearer {loaded_stack.services.api_key}",
+        "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01",
+    }
+    body = {
+        "model": "mistral-7b-instruct",
+        "max_tokens": 8,
+        "messages": [{"role": "user", "content": f"freshness probe {trace_id}"}],
+    }
+    response = httpx.post(
+        f"{loaded_stack.services.gateway_url}/v1/chat/completions", json=body, headers=headers, timeout=30
+    )
+    assert response.status_code == 200
+    answered = time.time()
+    prometheus = loaded_stack.stack.prometheus
+
+    def exemplar_visible() -> bool:
+        series = prometheus.query_exemplars(
+            'http_server_request_duration_seconds_bucket{job="gateway"}', answered - 60, time.time()
+        )
+        return any(e.trace_id == trace_id for s in series for e in s.exemplars)
+
+    poll_until(exemplar_visible, f"exemplar with trace_id {trace_id}", timeout=60)
+    exemplar_after = time.time() - answered
+    _trace(loaded_stack, trace_id, SERVICES)
+    trace_after = time.time() - answered
+    print(
+        f"\n[freshness] exemplar queryable {exemplar_after:.1f} s and trace fetchable {trace_after:.1f} s "
+        "after the response (target ≤ 10 s)"
+    )
