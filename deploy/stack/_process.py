@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-
-from deploy.stack._poll import PollTimeoutError, poll_until
 
 ReadyCheck = Callable[[], object]
 """Raises, or returns something falsy, while the process is not ready (the :func:`poll_until` contract)."""
@@ -83,18 +82,23 @@ class ManagedProcess:
         check = self.spec.ready_check
         if check is None:
             return 0.0
-
-        def probe() -> object:
+        deadline = start + self.spec.ready_timeout
+        last = "never checked"
+        while True:
             code = self.popen.poll()
             if code is not None:
-                raise _ExitedError(f"exited with code {code}")
-            return check()
-
-        try:
-            poll_until(probe, f"{self.spec.name} to become ready", self.spec.ready_timeout, interval=0.1)
-        except PollTimeoutError as exc:
-            raise StackError(self._failure(str(exc))) from None
-        return time.monotonic() - start
+                raise StackError(self._failure(f"exited with code {code} before it was ready"))
+            try:
+                if check():
+                    return time.monotonic() - start
+                last = "check returned a falsy value"
+            except Exception as exc:  # a refused connection or a 503 just means "not yet"
+                last = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() >= deadline:
+                raise StackError(
+                    self._failure(f"not ready after {self.spec.ready_timeout:g} s; last: {last}")
+                )
+            time.sleep(0.1)
 
     def _failure(self, reason: str) -> str:
         return (
@@ -116,13 +120,20 @@ class ManagedProcess:
         _signal_group(self.pid, signal.SIGKILL)
 
 
-class _ExitedError(RuntimeError):
-    pass
-
-
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+def _with_parent_death_signal(argv: Sequence[str]) -> list[str]:
+    """Prefix ``setpriv --pdeathsig``: the kernel sends SIGTERM when the process that started it dies.
+
+    Teardown by PID covers every orderly exit; this covers the rest (a test runner killed by a timeout
+    or SIGKILL), which would otherwise leave backends holding ports and disk. setpriv (util-linux) execs
+    the command, so the PID is the backend's own. Without setpriv, only the orderly paths apply.
+    """
+    setpriv = shutil.which("setpriv") if sys.platform == "linux" else None
+    return [setpriv, "--pdeathsig", "TERM", "--", *argv] if setpriv else list(argv)
 
 
 def start_process(spec: ProcessSpec, log_dir: Path) -> ManagedProcess:
@@ -133,7 +144,7 @@ def start_process(spec: ProcessSpec, log_dir: Path) -> ManagedProcess:
     with log_path.open("ab") as log:
         try:
             popen = subprocess.Popen(
-                list(spec.argv),
+                _with_parent_death_signal(spec.argv),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
