@@ -36,8 +36,9 @@ def report_internal_error(where: str, exc: BaseException) -> None:
         first = where not in _reported
         _reported.add(where)
     if first:
-        logger.error("telemetry: internal error in %s (further ones there are not logged)", where,
-                     exc_info=exc)
+        logger.error(
+            "telemetry: internal error in %s (further ones there are not logged)", where, exc_info=exc
+        )
 
 
 @contextmanager
