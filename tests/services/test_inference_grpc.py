@@ -1,0 +1,65 @@
+"""The inference service over real gRPC: unknown models, deadlines, the model list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import pytest
+
+from services.proto import inference_pb2 as pb, inference_pb2_grpc as pb_grpc
+from tests.services.conftest import Stack
+from tests.services.helpers import poll_until
+
+
+def _stub(stack: Stack) -> tuple[grpc.Channel, Any]:
+    channel = grpc.insecure_channel(f"127.0.0.1:{stack.inference_port}")
+    return channel, pb_grpc.InferenceStub(channel)
+
+
+def _server_span(stack: Stack) -> dict[str, Any]:
+    def find() -> dict[str, Any] | None:
+        return next((s for s in stack.spans() if s["service"] == "inference" and s["kind"] == "SERVER"), None)
+
+    return poll_until(find, "the inference server span", timeout=10)
+
+
+def test_unknown_model_is_not_found_with_an_error_span(stack: Stack) -> None:
+    stack.spans_exporter.clear()
+    channel, stub = _stub(stack)
+    with channel, pytest.raises(grpc.RpcError) as error:
+        list(stub.Generate(pb.GenerateRequest(model="no-such-model", prompt="hi"), timeout=5))
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "no-such-model" in (error.value.details() or "")
+    span = _server_span(stack)
+    assert span["attributes"]["rpc.status_code"] == "NOT_FOUND"
+    assert span["attributes"]["error.type"] == "model_not_found"
+    # NOT_FOUND is the caller's mistake, not a server failure: the RPC metric carries no error.type.
+    points = stack.metrics("inference")["rpc.server.call.duration"]["points"]
+    assert any(
+        p["attributes"]["rpc.status_code"] == "NOT_FOUND" and "error.type" not in p["attributes"]
+        for p in points
+    )
+
+
+def test_a_passed_deadline_stops_generation_and_the_span_says_so(stack: Stack) -> None:
+    stack.spans_exporter.clear()
+    channel, stub = _stub(stack)
+    request = pb.GenerateRequest(model="slow-model", prompt="take your time", max_tokens=64)
+    with channel, pytest.raises(grpc.RpcError) as error:
+        list(stub.Generate(request, timeout=0.15))
+    assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    span = _server_span(stack)
+    assert span["attributes"]["error.type"] == "cancelled"
+    cancelled = next(e for e in span["events"] if e["name"] == "generation.cancelled")
+    assert cancelled["attributes"]["gen_ai.usage.output_tokens"] < 64
+
+
+def test_list_models_returns_the_registry(stack: Stack) -> None:
+    channel, stub = _stub(stack)
+    with channel:
+        reply = stub.ListModels(pb.ListModelsRequest(), timeout=5)
+    assert [(m.name, m.provider) for m in reply.models] == [
+        ("fast-model", "self_hosted"),
+        ("slow-model", "self_hosted"),
+    ]
