@@ -207,6 +207,23 @@ class Stack:
         progress(f"{spec.name} ready in {took:.1f} s (pid {proc.pid}, log {proc.log_path})")
         return proc
 
+    def process(self, name: str) -> ManagedProcess:
+        """The running process called ``name`` (``prometheus``, ``tempo``, ``otelcol``, or a service)."""
+        for proc in self.processes:
+            if proc.spec.name == name:
+                return proc
+        raise KeyError(f"no process {name!r} in this stack (have: {[p.spec.name for p in self.processes]})")
+
+    def restart(self, name: str) -> ManagedProcess:
+        """Stop ``name`` if it runs and start it again with the same spec, ports and data directory.
+
+        For resilience tests: a backend outage, or a Collector restart over its persistent queue.
+        """
+        old = self.process(name)
+        old.stop()
+        self.processes.remove(old)
+        return self.start_process(old.spec)
+
     def stop(self, failed: bool = False) -> None:
         """Stop every process, newest first (services before the Collector, so it can flush)."""
         for proc in reversed(self.processes):
