@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext
 
-from telemetry import gpu, semconv
+from telemetry import _nvml, gpu, semconv
 from telemetry._errors import raise_internal_errors
 from telemetry._handle import InstrumentationHandle
 from telemetry.testing_nvml import FakeDevice, FakeNvml, FakeProcess
@@ -316,7 +316,7 @@ def test_other_nvml_errors_leave_the_field_out_and_are_logged_once(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(gpu, "_warned", set())
+    monkeypatch.setattr(_nvml, "_warned", set())
     fake = FakeNvml([FakeDevice(uuid="GPU-aaaa")])
 
     def no_permission(handle: FakeDevice, sensor: int) -> int:
@@ -340,7 +340,7 @@ def test_a_binding_newer_than_the_driver_leaves_that_reading_out(
     reader: InMemoryMetricReader,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(gpu, "_warned", set())
+    monkeypatch.setattr(_nvml, "_warned", set())
     fake = FakeNvml([FakeDevice(uuid="GPU-aaaa", processes=[FakeProcess(os.getpid(), GIB)])])
     calls = []
 
