@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any, Literal
 
@@ -25,6 +25,7 @@ from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import BaseModel, Field, ValidationError
+from starlette.background import BackgroundTask
 
 from services.common.env import SettingError, env_bool, env_float, env_int, env_list, env_str
 from services.common.models import ModelSpec, load_catalog
@@ -305,7 +306,10 @@ class Gateway:
             await upstream.aclose()
             error = _upstream_error(upstream.status_code, body_bytes, upstream.headers.get("retry-after"))
             raise self._end_stream_span(span, genai, start, error)
-        return StreamingResponse(self._sse(upstream, span, genai, start), media_type="text/event-stream")
+        stream = _UpstreamStream(self, upstream, span, genai, start)
+        return StreamingResponse(
+            self._sse(stream), media_type="text/event-stream", background=BackgroundTask(stream.finish)
+        )
 
     def _end_stream_span(
         self, span: trace.Span, genai: GenAIRequest, start: float, error: ApiError
@@ -316,60 +320,89 @@ class Gateway:
         span.end()
         return error
 
-    async def _sse(
-        self, upstream: httpx.Response, span: trace.Span, genai: GenAIRequest, start: float
-    ) -> AsyncIterator[bytes]:
+    async def _sse(self, stream: _UpstreamStream) -> AsyncIterator[bytes]:
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
-        first_chunk: float | None = None
-        usage: dict[str, int] = {}
-        error_type: str | None = None
+        model = stream.genai.model
         try:
-            async for line in upstream.aiter_lines():
+            async for line in stream.upstream.aiter_lines():
                 if not line:
                     continue
                 event = json.loads(line)
                 if event["type"] == "chunk":
-                    if first_chunk is None:
-                        first_chunk = perf_counter() - start
-                    delta = {"content": event["text"]}
-                    yield _sse_event(completion_id, created, genai.model, delta, None)
+                    if stream.first_chunk is None:
+                        stream.first_chunk = perf_counter() - stream.start
+                    yield _sse_event(completion_id, created, model, {"content": event["text"]}, None)
                 elif event["type"] == "end":
-                    usage = event["usage"]
-                    yield _sse_event(completion_id, created, genai.model, {}, event["finish_reason"])
+                    stream.usage = event["usage"]
+                    yield _sse_event(completion_id, created, model, {}, event["finish_reason"])
                 else:
-                    error_type = str(event["error"]["type"])
+                    stream.error_type = str(event["error"]["type"])
                     yield f"data: {json.dumps({'error': event['error']})}\n\n".encode()
             yield b"data: [DONE]\n\n"
         except (httpx.TransportError, ValueError, KeyError) as exc:
-            error_type = "upstream_error"
-            span.record_exception(exc)
-            yield f"data: {json.dumps({'error': {'type': error_type, 'message': str(exc)}})}\n\n".encode()
+            stream.error_type = "upstream_error"
+            stream.span.record_exception(exc)
+            error = {"type": stream.error_type, "message": str(exc)}
+            yield f"data: {json.dumps({'error': error})}\n\n".encode()
         except (asyncio.CancelledError, GeneratorExit):
-            error_type = "cancelled"  # the client went away; closing upstream cancels the whole pipeline
+            stream.error_type = "cancelled"  # the client went away; closing upstream cancels the pipeline
             raise
         finally:
-            self.in_flight -= 1
-            await upstream.aclose()
-            if error_type is not None:
-                span.set_attribute(sc.ERROR_TYPE, error_type)
-                span.set_status(Status(StatusCode.ERROR))
-            set_response_attributes(
-                span,
-                input_tokens=usage.get("input_tokens"),
-                output_tokens=usage.get("output_tokens"),
-                time_to_first_chunk=first_chunk,
-            )
-            self.genai.record(
-                genai,
-                duration=perf_counter() - start,
-                span=span,
-                error_type=error_type,
-                time_to_first_chunk=first_chunk,
-                input_tokens=usage.get("input_tokens"),
-                output_tokens=usage.get("output_tokens"),
-            )
-            span.end()
+            await stream.finish()
+
+
+@dataclass
+class _UpstreamStream:
+    """One streamed completion's resources; ``finish`` releases them exactly once.
+
+    Called both when the SSE generator ends and as the response's background task, because a client that
+    disconnects before the first byte means the generator never runs (and its ``finally`` never either).
+    """
+
+    gateway: Gateway
+    upstream: httpx.Response
+    span: trace.Span
+    genai: GenAIRequest
+    start: float
+    first_chunk: float | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+    error_type: str | None = None
+    finished: bool = False
+
+    async def finish(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.gateway.in_flight -= 1
+        try:
+            await self.upstream.aclose()
+        finally:
+            self._record()
+
+    def _record(self) -> None:
+        span, usage = self.span, self.usage
+        if self.first_chunk is None and not usage and self.error_type is None:
+            self.error_type = "cancelled"  # ended before anything reached the client
+        if self.error_type is not None:
+            span.set_attribute(sc.ERROR_TYPE, self.error_type)
+            span.set_status(Status(StatusCode.ERROR))
+        set_response_attributes(
+            span,
+            input_tokens=usage.get("input_tokens"),
+            output_tokens=usage.get("output_tokens"),
+            time_to_first_chunk=self.first_chunk,
+        )
+        self.gateway.genai.record(
+            self.genai,
+            duration=perf_counter() - self.start,
+            span=span,
+            error_type=self.error_type,
+            time_to_first_chunk=self.first_chunk,
+            input_tokens=usage.get("input_tokens"),
+            output_tokens=usage.get("output_tokens"),
+        )
+        span.end()
 
 
 def _chat_completion(result: dict[str, Any]) -> dict[str, Any]:
