@@ -29,6 +29,7 @@ from starlette.background import BackgroundTask
 
 from services.common.env import SettingError, env_bool, env_float, env_int, env_list, env_str
 from services.common.models import ModelSpec, load_catalog
+from services.common.probes import add_probes
 from services.gateway.cache import ResponseCache, cache_key
 from telemetry import (
     GenAIClientMetrics,
@@ -453,18 +454,14 @@ def create_app(
     app = FastAPI(title="gateway", lifespan=lifespan)
     app.state.gateway = gateway
 
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/ready")
-    async def ready() -> JSONResponse:
+    async def orchestrator_problem() -> str | None:
         try:
             response = await gateway.client.get("/health", timeout=2.0)
         except httpx.HTTPError as exc:
-            return JSONResponse({"status": "orchestrator unavailable", "detail": str(exc)}, 503)
-        ok = response.status_code == 200
-        return JSONResponse({"status": "ready" if ok else "orchestrator unhealthy"}, 200 if ok else 503)
+            return str(exc) or type(exc).__name__
+        return None if response.status_code == 200 else f"health answered {response.status_code}"
+
+    add_probes(app, "orchestrator", orchestrator_problem)
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> Response:

@@ -26,6 +26,7 @@ from opentelemetry.trace import Status, StatusCode
 from pydantic import BaseModel, Field, ValidationError
 
 from services.common.env import env_float, env_int, env_str
+from services.common.probes import add_probes
 from services.orchestrator.pipeline import Coalescer, Retriever, Shed, StageGate
 from services.proto import inference_pb2 as pb, inference_pb2_grpc as pb_grpc
 from telemetry import Telemetry, client_interceptors, instrument_fastapi, instruments, semconv as sc
@@ -281,18 +282,15 @@ def create_app(settings: OrchestratorSettings, telemetry: Telemetry) -> FastAPI:
     app = FastAPI(title="orchestrator", lifespan=lifespan)
     app.state.orchestrator = orchestrator
 
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/ready")
-    async def ready() -> JSONResponse:
+    async def inference_problem() -> str | None:
         assert orchestrator.stub is not None
         try:
             await orchestrator.stub.ListModels(pb.ListModelsRequest(), timeout=2)
         except aio.AioRpcError as exc:
-            return JSONResponse({"status": "inference unavailable", "detail": exc.code().name}, 503)
-        return JSONResponse({"status": "ready"})
+            return exc.code().name
+        return None
+
+    add_probes(app, "inference", inference_problem)
 
     @app.get("/v1/models")
     async def models() -> JSONResponse:

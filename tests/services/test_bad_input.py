@@ -116,6 +116,9 @@ def test_oversized_body_is_refused_with_413_whether_declared_or_chunked(stack: S
 def test_inference_down_gives_502_then_recovers(stack: Stack) -> None:
     stack.stop_inference()
     try:
+        ready = httpx.get(f"{stack.orchestrator_url}/ready", timeout=10)
+        assert ready.status_code == 503
+        assert ready.json()["status"] == "inference unavailable"
         with stack.client() as client:
             response = client.post(
                 "/v1/chat/completions",
