@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from telemetry import semconv
-from telemetry.semconv import Kind, MetricSpec
+from telemetry.semconv import Kind
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = REPO_ROOT / "deploy" / "prometheus" / "rules"
@@ -69,27 +69,11 @@ PROMETHEUS_NAMES = frozenset({"up", "target_info", "ALERTS", "ALERTS_FOR_STATE"}
 _HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
 
-def stored_name(spec: MetricSpec) -> str:
-    """The name Prometheus stores for ``spec``.
-
-    ``MetricSpec.prometheus_name`` plus two rules of the Collector's translation it does not (yet)
-    apply, both seen on the running Collector: gauges with unit ``1`` get ``_ratio``
-    (``hw_gpu_utilization_ratio``, ``llm_gpu_throttled_ratio``), and ``Hz`` becomes ``_hertz``.
-    Written to accept either spelling of ``prometheus_name`` so a fix there changes nothing here.
-    """
-    name = spec.prometheus_name
-    if spec.unit == "Hz" and not name.endswith("_hertz"):
-        name = f"{name}_hertz"
-    if spec.unit == "1" and spec.kind in (Kind.GAUGE, Kind.OBSERVABLE_GAUGE) and not name.endswith("_ratio"):
-        name = f"{name}_ratio"
-    return name
-
-
 def semconv_names() -> frozenset[str]:
     """Every series name our own metrics produce, histogram suffixes included."""
     names: set[str] = set()
     for spec in semconv.METRICS.values():
-        base = stored_name(spec)
+        base = spec.prometheus_name
         if spec.kind is Kind.HISTOGRAM:
             names.update(base + suffix for suffix in _HISTOGRAM_SUFFIXES)
         else:
