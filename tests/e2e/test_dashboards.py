@@ -22,7 +22,14 @@ from typing import Protocol
 import pytest
 
 from deploy.stack import PrometheusClient, TempoClient, poll_until
-from tests.rules._grafana import PanelQuery, expand, load_dashboards, panel_queries
+from tests.rules._grafana import (
+    GPU_AVAILABLE_QUERY,
+    PanelQuery,
+    expand,
+    load_dashboards,
+    may_be_empty,
+    panel_queries,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -30,22 +37,6 @@ VARIABLES = {"job": ".*", "model": ".*", "provider": ".*"}
 # Wide enough that a rate still sees two samples if the load ended a little while ago.
 RATE_INTERVAL = "5m"
 DEADLINE = 60.0
-
-# (dashboard uid, panel title, refId or "*" for all): series that appear only once something has gone
-# wrong: an SDK counter exists from its first increment, a Collector failure counter from its first
-# failure.
-ONLY_AFTER_A_FAILURE = frozenset(
-    {
-        ("llm-serving-overview", "5xx responses by route and error type", "*"),
-        ("llm-serving-overview", "Requests refused at the gateway", "*"),
-        ("llm-serving-overview", "Shed requests per stage", "*"),
-        ("llm-serving-overview", "Pipeline requests by outcome", "B"),
-        ("llm-serving-overview", "GPU status and throttling", "B"),
-        ("llm-pipeline-health", "Send and enqueue failures", "*"),
-        ("llm-pipeline-health", "Firing alerts", "*"),
-    }
-)
-GPU_METRIC_PREFIXES = ("hw_", "llm_gpu_")
 
 
 class LoadedStack(Protocol):
@@ -85,22 +76,14 @@ def _id(q: PanelQuery) -> str:
     return f"{q.dashboard}/{q.panel}/{q.ref_id}"
 
 
-def _is_gpu(q: PanelQuery) -> bool:
-    return any(prefix in q.expr for prefix in GPU_METRIC_PREFIXES)
-
-
 def _gpu_collecting(prometheus: PrometheusClient) -> bool:
-    return any(s.value == 1 for s in prometheus.query("llm_telemetry_gpu_available_ratio"))
+    return bool(prometheus.query(GPU_AVAILABLE_QUERY))
 
 
 @pytest.mark.parametrize("query", _queries(), ids=_id)
 def test_panel_query_returns_data(query: PanelQuery, prometheus: PrometheusClient) -> None:
     expr = expand(query.expr, VARIABLES, rate_interval=RATE_INTERVAL)
-    after_failure = {(query.dashboard, query.panel, ref) for ref in ("*", query.ref_id)}
-    may_be_empty = bool(after_failure & ONLY_AFTER_A_FAILURE) or (
-        _is_gpu(query) and "llm_telemetry_gpu_available" not in query.expr and not _gpu_collecting(prometheus)
-    )
-    if may_be_empty:
+    if may_be_empty(query, _gpu_collecting(prometheus)):
         prometheus.query(expr)  # raises unless Prometheus accepts the query
         return
 
@@ -116,8 +99,8 @@ EXEMPLAR_QUERIES = [q for q in _queries() if q.exemplar]
 
 @pytest.mark.parametrize("query", EXEMPLAR_QUERIES, ids=_id)
 def test_exemplar_panel_has_exemplars(query: PanelQuery, prometheus: PrometheusClient) -> None:
-    if _is_gpu(query) and not _gpu_collecting(prometheus):
-        pytest.skip("no GPU telemetry in this run")
+    if may_be_empty(query, _gpu_collecting(prometheus)):
+        pytest.skip("a series this run may not have (GPU, or only after a failure)")
     expr = expand(query.expr, VARIABLES, rate_interval=RATE_INTERVAL)
 
     def trace_ids() -> list[str]:

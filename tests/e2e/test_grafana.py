@@ -25,13 +25,17 @@ from typing import Any, NoReturn
 import httpx
 import pytest
 
-from deploy.stack import ManagedProcess, ProcessSpec, Stack, http_ready, poll_until
+from deploy.stack import ManagedProcess, ProcessSpec, PrometheusClient, Stack, http_ready, poll_until
 from tests.e2e._emit import DURATIONS, Emitted, Emitter
 from tests.rules._grafana import (
     DASHBOARDS_DIR,
+    GPU_AVAILABLE_QUERY,
     GRAFANA_DIR,
     datasources,
+    expand,
     load_dashboards,
+    may_be_empty,
+    panel_queries,
     panels,
     traces_to_metrics_queries,
 )
@@ -259,6 +263,42 @@ def test_trace_to_metrics_for_a_span_returns_its_operation_metrics(
             return any(v is not None and v > 0 for v in values)
 
         poll_until(has_values, f"{query_name} for span {service}/{name}: {expr}", DEADLINE)
+
+
+def test_every_dashboard_panel_answers_through_grafana(
+    grafana: Grafana, request: pytest.FixtureRequest
+) -> None:
+    # As the browser sends them: dashboard variables filled in ("All"), $__rate_interval left for
+    # Grafana's Prometheus backend to work out from the datasource's timeInterval.
+    try:
+        loaded = request.getfixturevalue("loaded_stack")
+    except pytest.FixtureLookupError:
+        _missing(
+            "tests/e2e/conftest.py has no loaded_stack fixture (the stack with the services, after load)"
+        )
+    prometheus = PrometheusClient(loaded.prometheus_url)
+    try:
+        gpu_collecting = bool(prometheus.query(GPU_AVAILABLE_QUERY))
+    finally:
+        prometheus.close()
+    variables = {"job": ".*", "model": ".*", "provider": ".*"}
+    empty = []
+    for dashboard in load_dashboards().values():
+        for q in panel_queries(dashboard):
+            query = {
+                "refId": "P",
+                "datasource": {"type": "prometheus", "uid": q.datasource_uid},
+                "expr": expand(q.expr, variables, rate_interval="$__rate_interval"),
+                "range": True,
+                "instant": False,
+                "intervalMs": 15000,
+                "maxDataPoints": 200,
+            }
+            frames = _frames(grafana.ds_query([query], since=time.time() - 1800)["P"])
+            values = [v for f in frames if f["data"]["values"] for v in f["data"]["values"][-1]]
+            if not any(v is not None for v in values) and not may_be_empty(q, gpu_collecting):
+                empty.append(f"{q.dashboard} / {q.panel} / {q.ref_id}")
+    assert not empty, f"panels without data through Grafana: {empty}"
 
 
 def _spans(frame: dict[str, Any]) -> list[dict[str, Any]]:

@@ -35,6 +35,25 @@ class PanelQuery:
     datasource_uid: str | None
 
 
+# (dashboard uid, panel title, refId or "*" for all) whose series appear only once something has gone
+# wrong: an SDK counter exists from its first increment, a Collector failure counter from its first
+# failure. A healthy run may leave these empty; their queries must still be valid.
+ONLY_AFTER_A_FAILURE = frozenset(
+    {
+        ("llm-serving-overview", "5xx responses by route and error type", "*"),
+        ("llm-serving-overview", "Requests refused at the gateway", "*"),
+        ("llm-serving-overview", "Shed requests per stage", "*"),
+        ("llm-serving-overview", "Pipeline requests by outcome", "B"),
+        ("llm-serving-overview", "GPU status and throttling", "B"),
+        ("llm-pipeline-health", "Send and enqueue failures", "*"),
+        ("llm-pipeline-health", "Firing alerts", "*"),
+    }
+)
+_GPU_METRIC_PREFIXES = ("hw_", "llm_gpu_")
+GPU_AVAILABLE_QUERY = "llm_telemetry_gpu_available_ratio == 1"
+"""Non-empty where NVML collection works; GPU panels need data only then."""
+
+
 def env_references(text: str) -> set[str]:
     """Environment variables Grafana expands in a provisioning file (``$$`` is a literal ``$``)."""
     lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
@@ -159,3 +178,12 @@ def traces_to_metrics_queries(span_tags: Mapping[str, str], span_name: str) -> l
         expr = query["query"].replace("${__span.name}", span_name).replace("$__tags", ", ".join(matchers))
         filled.append((query["name"], expr))
     return filled
+
+
+def may_be_empty(query: PanelQuery, gpu_collecting: bool) -> bool:
+    """Whether a healthy loaded run may leave ``query`` without data (see ONLY_AFTER_A_FAILURE)."""
+    keys = {(query.dashboard, query.panel, ref) for ref in ("*", query.ref_id)}
+    is_gpu = any(prefix in query.expr for prefix in _GPU_METRIC_PREFIXES)
+    return bool(keys & ONLY_AFTER_A_FAILURE) or (
+        is_gpu and "llm_telemetry_gpu_available" not in query.expr and not gpu_collecting
+    )
