@@ -137,6 +137,8 @@ def grafana(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     finally:
         client.close()
         process.stop()
+        # Out of the session stack's list, so its teardown does not signal a process group twice.
+        stack.processes.remove(process)
 
 
 @pytest.fixture(scope="module")
