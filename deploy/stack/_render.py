@@ -36,6 +36,8 @@ class Endpoints:
     prometheus_url: str
     tempo_url: str
     tempo_otlp_grpc: str
+    zpages_url: str
+    """Only served with overlay-debug.yaml (/debug/tracez, /debug/pipelinez)."""
 
 
 def collector_config_args(overlays: tuple[str, ...]) -> list[str]:

@@ -60,7 +60,7 @@ class Stack:
             name: ports.port()
             for name in (
                 "otlp_grpc", "otlp_http", "health", "exporter", "telemetry",
-                "prometheus", "tempo_http", "tempo_grpc", "tempo_otlp", "tempo_memberlist",
+                "prometheus", "tempo_http", "tempo_grpc", "tempo_otlp", "tempo_memberlist", "zpages",
             )
         }  # fmt: skip
         p = self._ports
@@ -73,6 +73,7 @@ class Stack:
             prometheus_url=f"http://{LOOPBACK}:{p['prometheus']}",
             tempo_url=f"http://{LOOPBACK}:{p['tempo_http']}",
             tempo_otlp_grpc=f"{LOOPBACK}:{p['tempo_otlp']}",
+            zpages_url=f"http://{LOOPBACK}:{p['zpages']}/debug",
         )
         self.prometheus = PrometheusClient(self.endpoints.prometheus_url)
         self.tempo = TempoClient(self.endpoints.tempo_url)
@@ -100,7 +101,7 @@ class Stack:
             "OTELCOL_TEMPO_ENDPOINT": self.endpoints.tempo_otlp_grpc,
             "OTELCOL_PROMETHEUS_RW_URL": f"{self.endpoints.prometheus_url}/api/v1/write",
             "OTELCOL_CONNECTOR_FLUSH": self.config.connector_flush,
-            "OTELCOL_ZPAGES_ENDPOINT": f"{LOOPBACK}:0",
+            "OTELCOL_ZPAGES_ENDPOINT": f"{LOOPBACK}:{p['zpages']}",
             **self.config.collector_env,
         }
 
