@@ -8,6 +8,7 @@ pass by testing nothing.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -190,8 +191,13 @@ def test_alertmanager_config_holds_no_secret_or_fixed_url() -> None:
 def test_alertmanager_inhibitions_name_existing_alerts() -> None:
     config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
     names = {alert["alert"] for alert in _alerts()}
+    matcher_syntax = re.compile(r'\s*(\w+)\s*(=~|!~|!=|=)\s*"(.*)"\s*')
     for rule in config.get("inhibit_rules", []):
         for matcher in rule.get("source_matchers", []) + rule.get("target_matchers", []):
-            key, _, value = matcher.partition("=")
-            if key.strip() == "alertname":
-                assert value.strip().strip('"') in names, matcher
+            parsed = matcher_syntax.fullmatch(matcher)
+            assert parsed, f"unparsed matcher {matcher!r}"
+            key, op, value = parsed.groups()
+            if key == "alertname":
+                # Each alternative of a regex must be a real alert: a typo would inhibit nothing.
+                wanted = value.split("|") if op == "=~" else [value]
+                assert set(wanted) <= names, f"{matcher}: unknown {sorted(set(wanted) - names)}"
