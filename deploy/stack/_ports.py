@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from typing import ClassVar
 
 LOOPBACK = "127.0.0.1"
 
@@ -10,13 +11,13 @@ LOOPBACK = "127.0.0.1"
 class PortAllocator:
     """Hands out distinct free TCP ports on 127.0.0.1.
 
-    The kernel picks each port (bind to 0), so parallel stacks and other engineers' processes on the
+    The kernel picks each port (bind to 0), so parallel stacks and other people's processes on the
     same machine do not collide on fixed numbers. The socket is closed before the backend binds, so a
-    race is possible but rare; ports already handed out by this allocator are never repeated.
+    race is possible but rare; a port handed out once in this process is never handed out again, so
+    two stacks started back to back cannot be given the same one.
     """
 
-    def __init__(self) -> None:
-        self._given: set[int] = set()
+    _given: ClassVar[set[int]] = set()
 
     def port(self) -> int:
         for _ in range(50):
