@@ -47,6 +47,8 @@ ONLY_AFTER_A_FAILURE = frozenset(
         ("llm-serving-overview", "GPU status and throttling", "B"),
         ("llm-pipeline-health", "Send and enqueue failures", "*"),
         ("llm-pipeline-health", "Firing alerts", "*"),
+        # Not a failure, but not universal either: GPUs without ECC memory report no hw.errors.
+        ("llm-serving-overview", "GPU ECC errors", "*"),
     }
 )
 _GPU_METRIC_PREFIXES = ("hw_", "llm_gpu_")
