@@ -137,6 +137,18 @@ def test_every_alert_has_a_firing_and_a_silent_promtool_case() -> None:
     assert not (firing | silent) - names, f"tests for unknown alerts: {sorted((firing | silent) - names)}"
 
 
+def test_every_recording_rule_has_a_promtool_case() -> None:
+    tested = {
+        check["expr"]
+        for path in _test_files()
+        for case in yaml.safe_load(path.read_text())["tests"]
+        for check in case.get("promql_expr_test", [])
+    }
+    records = {rule["record"] for rule in _rules() if "record" in rule}
+    assert records, "no recording rules found"
+    assert not records - tested, f"recording rules without a promtool case: {sorted(records - tested)}"
+
+
 def test_rules_select_only_metrics_the_pipeline_stores() -> None:
     known = known_names()
     problems = {
