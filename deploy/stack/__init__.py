@@ -13,7 +13,8 @@ Binaries come from ``scripts/build-backends.sh --print``; a missing one raises
 
 from deploy.stack._binaries import BUILD_SCRIPT, Binaries, BinaryMissingError, locate_binaries
 from deploy.stack._poll import PollTimeoutError, poll_until
-from deploy.stack._process import ManagedProcess, ProcessSpec, StackError, http_ready
+from deploy.stack._ports import LOOPBACK, PortAllocator
+from deploy.stack._process import ManagedProcess, ProcessSpec, ReadyCheck, StackError, http_ready
 from deploy.stack._render import Endpoints, MetricsPath, render_prometheus_config
 from deploy.stack._stack import Stack, StackConfig
 from deploy.stack.clients import (
@@ -31,14 +32,17 @@ __all__ = [
     "BackendError",
     "Binaries",
     "BinaryMissingError",
+    "LOOPBACK",
     "Endpoints",
     "Exemplar",
     "ExemplarSeries",
     "ManagedProcess",
     "MetricsPath",
     "PollTimeoutError",
+    "PortAllocator",
     "ProcessSpec",
     "PrometheusClient",
+    "ReadyCheck",
     "Sample",
     "Span",
     "Stack",
