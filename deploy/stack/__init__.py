@@ -29,10 +29,10 @@ from deploy.stack.clients import (
 
 __all__ = [
     "BUILD_SCRIPT",
+    "LOOPBACK",
     "BackendError",
     "Binaries",
     "BinaryMissingError",
-    "LOOPBACK",
     "Endpoints",
     "Exemplar",
     "ExemplarSeries",
