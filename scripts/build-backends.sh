@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real backends from their Go modules and caches the binaries outside the repo.
 #
-#   scripts/build-backends.sh [otelcol|prometheus|tempo|alertmanager|all]   build what is missing
+#   scripts/build-backends.sh [otelcol|prometheus|tempo|alertmanager|grafana|all]   build what is missing
 #   scripts/build-backends.sh --print                                       print NAME=path lines
 #
 # Versions come from deploy/versions.env; the Collector's components from collector/builder-config.yaml.
@@ -25,6 +25,7 @@ otelcol_dir="$cache/bin/otelcol-llm-$OTELCOL_VERSION-$manifest_hash"
 prometheus_dir="$cache/bin/prometheus-$PROMETHEUS_VERSION"
 tempo_dir="$cache/bin/tempo-$TEMPO_VERSION"
 alertmanager_dir="$cache/bin/alertmanager-$ALERTMANAGER_VERSION"
+grafana_dir="$cache/bin/grafana-$GRAFANA_VERSION"
 
 print_paths() {
   echo "OTELCOL=$otelcol_dir/otelcol-llm"
@@ -32,6 +33,8 @@ print_paths() {
   echo "PROMTOOL=$prometheus_dir/promtool"
   echo "TEMPO=$tempo_dir/tempo"
   echo "ALERTMANAGER=$alertmanager_dir/alertmanager"
+  echo "GRAFANA=$grafana_dir/bin/grafana"
+  echo "GRAFANA_HOME=$grafana_dir"
 }
 
 log() { printf '[backends %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -131,6 +134,38 @@ build_tempo() {
   rm -rf "$tempo_dir" "$work"; mv "$tempo_dir.tmp" "$tempo_dir"
 }
 
+build_grafana() {
+  [[ -x $grafana_dir/bin/grafana && -f $grafana_dir/conf/defaults.ini ]] \
+    && { log "grafana $GRAFANA_VERSION cached ($grafana_dir)"; return; }
+  require_go
+  command -v gcc >/dev/null || { log "gcc is required (SQLite is a cgo package in this Grafana)"; exit 1; }
+  log "building grafana $GRAFANA_VERSION, backend only (cold: about 5 minutes)"
+  # Its go.mod has replace lines, so the build runs inside a copy of the module, where they apply.
+  local src
+  src=$(go mod download -json "github.com/grafana/grafana@$GRAFANA_MODULE_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
+  [[ -d $src ]] || { log "go mod download of grafana@$GRAFANA_MODULE_VERSION gave no source dir"; exit 1; }
+  local work="$cache/work/grafana-$GRAFANA_VERSION"
+  rm -rf "$work"; mkdir -p "$work"
+  cp -r "$src/." "$work/"; chmod -R u+w "$work"
+  (
+    cd "$work"
+    export GOWORK=off GOFLAGS=-mod=mod
+    with_progress "download grafana's dependencies" go mod download
+    # pkg/server/wire_gen.go is generated, not shipped. Not with the wire version the go.mod pins: that
+    # one loads packages with golang.org/x/tools v0.7.0, whose type checker panics under current Go.
+    with_progress "generate wire_gen.go" env GOFLAGS= \
+      go run "github.com/google/wire/cmd/wire@$GRAFANA_WIRE_VERSION" gen -tags oss ./pkg/server ./pkg/cmd/grafana-cli/runner
+    mkdir -p "$grafana_dir.tmp/bin"
+    with_progress "go build grafana" env CGO_ENABLED=1 go build -tags oss \
+      -ldflags "-X main.version=$GRAFANA_VERSION" -o "$grafana_dir.tmp/bin/grafana" ./pkg/cmd/grafana
+    # Its home: conf/defaults.ini and public/ (views, plugin manifests); the UI's compiled assets
+    # (public/build) are absent, which only the web pages need.
+    cp -r conf "$grafana_dir.tmp/conf"
+    cp -r public "$grafana_dir.tmp/public"
+  )
+  rm -rf "$grafana_dir" "$work"; mv "$grafana_dir.tmp" "$grafana_dir"
+}
+
 main() {
   if [[ ${1:-} == --print ]]; then print_paths; return; fi
   mkdir -p "$cache"
@@ -143,8 +178,9 @@ main() {
     prometheus) build_prometheus ;;
     tempo) build_tempo ;;
     alertmanager) build_alertmanager ;;
-    all) build_otelcol; build_prometheus; build_tempo; build_alertmanager ;;
-    *) log "unknown target '$target' (otelcol, prometheus, tempo, alertmanager, all)"; exit 2 ;;
+    grafana) build_grafana ;;
+    all) build_otelcol; build_prometheus; build_tempo; build_alertmanager; build_grafana ;;
+    *) log "unknown target '$target' (otelcol, prometheus, tempo, alertmanager, grafana, all)"; exit 2 ;;
   esac
 }
 

@@ -235,7 +235,7 @@ class Orchestrator:
                         },
                     }
                 yield (json.dumps(line) + "\n").encode()
-        self.requests.add(1, {"llm.outcome": "ok"})
+        self.requests.add(1, {sc.LLM_OUTCOME: "ok"})
 
 
 async def _guarded_stream(
@@ -248,7 +248,7 @@ async def _guarded_stream(
             yield line
     except (PipelineError, Shed) as exc:
         error_type = exc.error_type if isinstance(exc, PipelineError) else "overloaded"
-        orchestrator.requests.add(1, {"llm.outcome": "error"})
+        orchestrator.requests.add(1, {sc.LLM_OUTCOME: "error"})
         yield (
             json.dumps({"type": "error", "error": {"type": error_type, "message": str(exc)}}) + "\n"
         ).encode()
@@ -324,13 +324,13 @@ def create_app(settings: OrchestratorSettings, telemetry: Telemetry) -> FastAPI:
                     _guarded_stream(orchestrator, first, lines), media_type="application/x-ndjson"
                 )
             result = await orchestrator.complete(body)
-            orchestrator.requests.add(1, {"llm.outcome": "ok"})
+            orchestrator.requests.add(1, {sc.LLM_OUTCOME: "ok"})
             return JSONResponse(result)
         except Shed as exc:
-            orchestrator.requests.add(1, {"llm.outcome": "shed"})
+            orchestrator.requests.add(1, {sc.LLM_OUTCOME: "shed"})
             return _error(503, "overloaded", str(exc), retry_after=1)
         except PipelineError as exc:
-            orchestrator.requests.add(1, {"llm.outcome": "error"})
+            orchestrator.requests.add(1, {sc.LLM_OUTCOME: "error"})
             return _error(exc.status, exc.error_type, str(exc), exc.retry_after)
 
     instrument_fastapi(

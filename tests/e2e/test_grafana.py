@@ -1,6 +1,6 @@
 """A real Grafana server provisioned from deploy/grafana, queried through its HTTP API.
 
-The server is the backend only (no web UI), built from its Go module by scripts/build-grafana.sh;
+The server is the backend only (no web UI), built from its Go module by `scripts/build-backends.sh grafana`;
 without it these tests skip naming the script, and fail under CI=true. The backends are the session
 stack (tests/e2e/conftest.py); the telemetry is three fake services' requests (tests/e2e/_emit.py).
 
@@ -43,7 +43,7 @@ from tests.rules._promql import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 
-BUILD_SCRIPT = "scripts/build-grafana.sh"
+BUILD_SCRIPT = "scripts/build-backends.sh"
 DEADLINE = 60.0
 
 
@@ -65,7 +65,7 @@ def _grafana_paths() -> tuple[Path, Path]:
     binary, home = Path(paths["GRAFANA"]), Path(paths["GRAFANA_HOME"])
     if not (binary.is_file() and os.access(binary, os.X_OK) and (home / "conf" / "defaults.ini").is_file()):
         _missing(
-            f"Grafana is not built ({binary}); build it with `{BUILD_SCRIPT}` (cached after the first run)"
+            f"Grafana is not built ({binary}); build it with `{BUILD_SCRIPT} grafana` (cached afterwards)"
         )
     return binary, home
 
