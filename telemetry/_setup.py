@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from typing import Any
 
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
@@ -20,6 +22,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from telemetry import instruments, semconv
 from telemetry._config import TelemetrySettings, explicit_settings, load_settings
 from telemetry._errors import TelemetryConfigError
 from telemetry._handle import InstrumentationHandle
@@ -137,8 +140,19 @@ def build_telemetry(
             tracer_provider.add_span_processor(processor)
     built = Telemetry(settings, resource, tracer_provider, meter_provider)
     built._arguments = {k: v for k, v in arguments.items() if v is not None}
+    _observe_uptime(meter_provider)
     _start_gpu(built)
     return built
+
+
+def _observe_uptime(meter_provider: MeterProvider) -> None:
+    """``process.uptime``: a restart shows as a reset, and a silent service as a stale series."""
+    started = time.monotonic()
+
+    def observe(_options: CallbackOptions) -> list[Observation]:
+        return [Observation(time.monotonic() - started)]
+
+    instruments.create(meter_provider.get_meter("telemetry"), semconv.PROCESS_UPTIME, callbacks=[observe])
 
 
 def current() -> Telemetry | None:

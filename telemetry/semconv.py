@@ -197,6 +197,7 @@ HW_SENSOR_LOCATION: Final = "hw.sensor_location"
 # ours (no semconv key exists)
 LLM_STAGE: Final = "llm.stage"
 LLM_CACHE_RESULT: Final = "llm.cache.result"
+LLM_CACHE_EVICTION_REASON: Final = "llm.cache.eviction.reason"
 LLM_SHED_REASON: Final = "llm.shed.reason"
 LLM_OUTCOME: Final = "llm.outcome"
 """How a pipeline request ended: ok, error or shed."""
@@ -296,6 +297,12 @@ LLM_GATEWAY_CACHE_REQUESTS: Final = MetricSpec(
 LLM_GATEWAY_CACHE_ENTRIES: Final = MetricSpec(
     "llm.gateway.cache.entries", "{entry}", Kind.OBSERVABLE_GAUGE, "Entries held in the response cache."
 )
+LLM_GATEWAY_CACHE_EVICTIONS: Final = MetricSpec(
+    "llm.gateway.cache.evictions",
+    "{entry}",
+    Kind.COUNTER,
+    "Entries dropped from the response cache, by llm.cache.eviction.reason (capacity or expired).",
+)
 LLM_GATEWAY_REJECTED_REQUESTS: Final = MetricSpec(
     "llm.gateway.rejected_requests",
     "{request}",
@@ -308,6 +315,12 @@ LLM_ORCHESTRATOR_STAGE_DURATION: Final = _h(
     "llm.orchestrator.stage.duration",
     "s",
     "Duration of one pipeline stage, by llm.stage.",
+    SHORT_DURATION_BUCKETS,
+)
+LLM_ORCHESTRATOR_QUEUE_DURATION: Final = _h(
+    "llm.orchestrator.queue.duration",
+    "s",
+    "Time a request waited for a slot in a stage, by llm.stage.",
     SHORT_DURATION_BUCKETS,
 )
 LLM_ORCHESTRATOR_QUEUE_SIZE: Final = MetricSpec(
@@ -365,8 +378,20 @@ LLM_INFERENCE_BATCH_PADDING_RATIO: Final = MetricSpec(
 LLM_INFERENCE_TOKENIZATION_DURATION: Final = _h(
     "llm.inference.tokenization.duration", "s", "Time to tokenize a prompt.", SHORT_DURATION_BUCKETS
 )
+LLM_INFERENCE_TOKENS: Final = MetricSpec(
+    "llm.inference.tokens",
+    "{token}",
+    Kind.COUNTER,
+    "Tokens processed by the model server, by gen_ai.token.type (input, output); cancelled streams count "
+    "what they produced.",
+)
 LLM_INFERENCE_PADDED_TOKENS: Final = MetricSpec(
     "llm.inference.padded_tokens", "{token}", Kind.COUNTER, "Padding tokens added by batching."
+)
+
+# process (semconv)
+PROCESS_UPTIME: Final = MetricSpec(
+    "process.uptime", "s", Kind.OBSERVABLE_GAUGE, "Seconds since the process started telemetry."
 )
 
 # hardware (semconv hw.*; GPU gauges are fed by NVML in telemetry.gpu)

@@ -148,11 +148,16 @@ class Gateway:
         self.telemetry = telemetry
         self.models = dict(models)
         self.keys = [k.encode() for k in settings.api_keys]
-        self.cache = ResponseCache(settings.cache_entries, settings.cache_ttl)
+        meter = telemetry.meter_provider.get_meter("services.gateway")
+        evictions = instruments.create(meter, sc.LLM_GATEWAY_CACHE_EVICTIONS)
+        self.cache = ResponseCache(
+            settings.cache_entries,
+            settings.cache_ttl,
+            on_evict=lambda reason: evictions.add(1, {sc.LLM_CACHE_EVICTION_REASON: reason}),
+        )
         self.in_flight = 0
         self.tracer = trace.get_tracer("services.gateway", tracer_provider=telemetry.tracer_provider)
         self.genai = GenAIClientMetrics(telemetry.meter_provider)
-        meter = telemetry.meter_provider.get_meter("services.gateway")
         self.cache_requests = instruments.create(meter, sc.LLM_GATEWAY_CACHE_REQUESTS)
         self.rejected = instruments.create(meter, sc.LLM_GATEWAY_REJECTED_REQUESTS)
         instruments.create(meter, sc.LLM_GATEWAY_CACHE_ENTRIES, callbacks=[self._observe_cache])
@@ -222,7 +227,13 @@ class Gateway:
         payload = body.model_dump()
         key = cache_key({k: payload[k] for k in ("model", "messages", "max_tokens", "temperature")})
         cached = self.cache.get(key)
-        self.cache_requests.add(1, {sc.LLM_CACHE_RESULT: "hit" if cached else "miss"})
+        self.cache_requests.add(
+            1,
+            {
+                sc.LLM_CACHE_RESULT: "hit" if cached else "miss",
+                sc.GEN_AI_REQUEST_MODEL: spec.name,  # from the catalog: bounded
+            },
+        )
         trace.get_current_span().set_attribute("llm.gateway.cache.hit", cached is not None)
         if cached is not None:
             return cached

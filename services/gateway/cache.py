@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
+from collections.abc import Callable
 from time import monotonic
 from typing import Any
 
@@ -15,9 +16,13 @@ def cache_key(payload: dict[str, Any]) -> str:
 
 
 class ResponseCache:
-    def __init__(self, max_entries: int, ttl_seconds: float) -> None:
+    def __init__(
+        self, max_entries: int, ttl_seconds: float, on_evict: Callable[[str], None] = lambda reason: None
+    ) -> None:
         self.max_entries = max_entries
         self.ttl = ttl_seconds
+        self.on_evict = on_evict
+        """Called with "expired" or "capacity" for each entry dropped: why hits are low shows in metrics."""
         self._entries: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
 
     def __len__(self) -> int:
@@ -30,6 +35,7 @@ class ResponseCache:
         stored_at, value = entry
         if monotonic() - stored_at > self.ttl:
             del self._entries[key]
+            self.on_evict("expired")
             return None
         self._entries.move_to_end(key)
         return value
@@ -41,3 +47,4 @@ class ResponseCache:
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
+            self.on_evict("capacity")

@@ -70,6 +70,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         self.genai = GenAIServerMetrics(telemetry.meter_provider)
         meter = telemetry.meter_provider.get_meter("services.inference")
         self.tokenization = instruments.create(meter, sc.LLM_INFERENCE_TOKENIZATION_DURATION)
+        self.tokens = instruments.create(meter, sc.LLM_INFERENCE_TOKENS)
         register_known_values(sc.GEN_AI_REQUEST_MODEL, models)
 
     async def ListModels(
@@ -165,6 +166,9 @@ class InferenceServicer(pb_grpc.InferenceServicer):
             error_type = type(exc).__qualname__
             raise
         finally:
+            model_attr = {sc.GEN_AI_REQUEST_MODEL: model.name}
+            self.tokens.add(len(prompt), {**model_attr, sc.GEN_AI_TOKEN_TYPE: sc.TOKEN_TYPE_INPUT})
+            self.tokens.add(output_tokens, {**model_attr, sc.GEN_AI_TOKEN_TYPE: sc.TOKEN_TYPE_OUTPUT})
             self._annotate_gpu(span, "end")
             self.genai.record(
                 genai,

@@ -97,6 +97,7 @@ class Orchestrator:
         self.tracer = trace.get_tracer("services.orchestrator", tracer_provider=telemetry.tracer_provider)
         meter = telemetry.meter_provider.get_meter("services.orchestrator")
         self.stage_duration = instruments.create(meter, sc.LLM_ORCHESTRATOR_STAGE_DURATION)
+        self.queue_duration = instruments.create(meter, sc.LLM_ORCHESTRATOR_QUEUE_DURATION)
         self.shed = instruments.create(meter, sc.LLM_ORCHESTRATOR_SHED_REQUESTS)
         self.errors = instruments.create(meter, sc.LLM_ORCHESTRATOR_ERRORS)
         self.coalesced = instruments.create(meter, sc.LLM_ORCHESTRATOR_COALESCED_REQUESTS)
@@ -135,6 +136,7 @@ class Orchestrator:
     async def stage(self, name: str, span_name: str | None = None) -> AsyncIterator[trace.Span]:
         """One pipeline stage: its gate (shedding when full), span, duration, and error count."""
         attributes = {sc.LLM_STAGE: name}
+        waited_from = perf_counter()
         try:
             gate = self.gates[name].slot()
             await gate.__aenter__()
@@ -142,6 +144,7 @@ class Orchestrator:
             self.shed.add(1, attributes)
             raise
         start = perf_counter()
+        self.queue_duration.record(start - waited_from, attributes)
         error: BaseException | None = None
         try:
             with self.tracer.start_as_current_span(span_name or name, attributes=attributes) as span:

@@ -149,3 +149,11 @@ def test_global_configure_installs_w3c_trace_context_and_baggage() -> None:
     telemetry.configure(service_name="global", traces=False, metrics_enabled=False, gpu=False)
     assert set(propagate.get_global_textmap().fields) >= {"traceparent", "tracestate", "baggage"}
     assert trace.get_tracer_provider() is not None
+
+
+def test_every_setup_reports_process_uptime() -> None:
+    capture = testing.capture("uptime")
+    points = capture.metrics()["process.uptime"]["points"]
+    assert points[0]["value"] >= 0
+    assert capture.metrics()["process.uptime"]["unit"] == "s"
+    capture.shutdown()

@@ -13,7 +13,9 @@ README = (REPO / "README.md").read_text()
 
 def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_one() -> None:
     first_block = README.split("```")[1]
-    commands = [line.split("#")[0].strip() for line in first_block.splitlines() if line.strip() and "#" in line]
+    commands = [
+        line.split("#")[0].strip() for line in first_block.splitlines() if line.strip() and "#" in line
+    ]
     assert commands == ["scripts/run-stack.sh", "scripts/test.sh"]
     ci = (REPO / ".ci/run").read_text()
     assert "exec scripts/test.sh" in ci
