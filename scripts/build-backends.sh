@@ -19,7 +19,8 @@ manifest="$repo/collector/builder-config.yaml"
 # sum.golang.org entries for some contrib modules (lookup answers 404), so those prefixes are checked
 # against go.sum files only. Extend with LLMTEL_GONOSUMDB; set GONOSUMDB yourself to override.
 export GONOSUMDB=${GONOSUMDB:-github.com/open-telemetry/opentelemetry-collector-contrib${LLMTEL_GONOSUMDB:+,$LLMTEL_GONOSUMDB}}
-manifest_hash=$( (cat "$manifest"; go env GOVERSION 2>/dev/null || true) | sha256sum | cut -c1-12)
+# Keyed by the manifest alone, so --print finds the binary on a machine without Go too.
+manifest_hash=$(sha256sum "$manifest" | cut -c1-12)
 
 otelcol_dir="$cache/bin/otelcol-llm-$OTELCOL_VERSION-$manifest_hash"
 prometheus_dir="$cache/bin/prometheus-$PROMETHEUS_VERSION"
