@@ -7,9 +7,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.stack import ProcessSpec, Stack, http_ready
-from deploy.stack._ports import LOOPBACK, PortAllocator
-from deploy.stack._process import ReadyCheck
+from deploy.stack import LOOPBACK, PortAllocator, ProcessSpec, ReadyCheck, Stack, http_ready
 
 REPO = Path(__file__).resolve().parents[2]
 
