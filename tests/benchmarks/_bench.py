@@ -1,0 +1,237 @@
+"""Shared helpers for the overhead benchmarks (bench_gateway, bench_grpc): not a test module.
+
+Method (as in ``shared/reference/overhead-baseline.md``): each repetition runs every variant once, in a
+rotated order; ratios and differences are paired against the ``none`` run of the same repetition; server
+CPU is utime+stime of the server process (all threads) read from ``/proc``; the server is pinned to CPU 0
+and the load generator to CPU 1 (``taskset``) unless ``--no-pin``. Spans go through a
+``BatchSpanProcessor`` to an exporter that only counts them (no serialisation, no network).
+
+Every child process is started through :class:`Children`, which stops each by its PID (SIGTERM, then
+SIGKILL) when the benchmark ends, fails, or is interrupted (Ctrl-C or SIGTERM).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any, cast
+
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import NoOpTracerProvider
+
+from telemetry import Telemetry, build_telemetry, load_settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class CountingSpanExporter(SpanExporter):
+    """Accepts every batch and keeps only a count (no memory growth, no I/O)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        with self._lock:
+            self.count += len(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def ours_telemetry(service_name: str) -> tuple[Telemetry, CountingSpanExporter, InMemoryMetricReader]:
+    """Our full set-up (``build_telemetry``: views, 100 % sampling, exemplars trace_based), no network."""
+    exporter = CountingSpanExporter()
+    reader = InMemoryMetricReader()
+    built = build_telemetry(
+        {"service_name": service_name, "gpu": False},
+        span_processors=[BatchSpanProcessor(exporter)],
+        metric_readers=[reader],
+    )
+    return built, exporter, reader
+
+
+def stock_providers(service_name: str) -> tuple[TracerProvider, MeterProvider, CountingSpanExporter]:
+    """The plain SDK set-up a stock user writes: default sampler, BSP, a MeterProvider without views."""
+    resource = Resource.create({"service.name": service_name})
+    exporter = CountingSpanExporter()
+    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+    meter_provider = MeterProvider(resource=resource, metric_readers=[InMemoryMetricReader()])
+    return tracer_provider, meter_provider, exporter
+
+
+def noop_telemetry(service_name: str) -> Telemetry:
+    """A ``Telemetry`` whose providers are the API's no-ops: the services' own calls record nothing.
+
+    ``Telemetry`` is typed with the SDK classes; the no-op API providers offer every method the services
+    call (``get_tracer``/``get_meter``), so the cast is safe for serving (not for ``shutdown``).
+    """
+    settings = load_settings({"service_name": service_name, "gpu": False})
+    return Telemetry(
+        settings,
+        Resource.create({"service.name": service_name}),
+        cast(TracerProvider, NoOpTracerProvider()),
+        cast(MeterProvider, NoOpMeterProvider()),
+    )
+
+
+def child_env() -> dict[str, str]:
+    """The environment for servers: repo importable, SDK defaults (no inherited OTEL_* overrides)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LLM_"))}
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """utime+stime of a process (all its threads) from /proc, in seconds."""
+    data = Path(f"/proc/{pid}/stat").read_bytes().decode()
+    rest = data.rsplit(")", 1)[1].split()  # fields after comm; utime, stime are fields 14, 15 (1-based)
+    return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def pin(cpu: int, enabled: bool) -> list[str]:
+    return ["taskset", "-c", str(cpu)] if enabled else []
+
+
+def rotated(items: Sequence[str], rep: int) -> list[str]:
+    k = rep % len(items)
+    return [*items[k:], *items[:k]]
+
+
+def summarize(values: Sequence[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    if not ordered:
+        return {"median": float("nan"), "min": float("nan"), "max": float("nan"), "n": 0}
+    return {"median": statistics.median(ordered), "min": ordered[0], "max": ordered[-1], "n": len(ordered)}
+
+
+def fmt(stats: dict[str, float], digits: int = 0) -> str:
+    """``median (min–max)``."""
+    return f"{stats['median']:.{digits}f} ({stats['min']:.{digits}f}–{stats['max']:.{digits}f})"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine_info() -> dict[str, Any]:
+    load = os.getloadavg()
+    return {
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "loadavg_at_start": [round(x, 2) for x in load],
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def write_json(path: str | None, payload: dict[str, Any]) -> None:
+    if not path:
+        return
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=1))
+    print(f"\nresults written to {out}")
+
+
+class _Interrupted(BaseException):
+    """SIGTERM turned into an exception, so ``finally`` blocks stop the children."""
+
+
+class Children:
+    """Every process the benchmark starts; :meth:`stop_all` ends each one by its PID."""
+
+    def __init__(self) -> None:
+        self._procs: list[subprocess.Popen[str]] = []
+
+    def start(self, cmd: Sequence[str], **kwargs: Any) -> subprocess.Popen[str]:
+        proc: subprocess.Popen[str] = subprocess.Popen(
+            list(cmd), text=True, cwd=REPO, env=child_env(), **kwargs
+        )
+        self._procs.append(proc)
+        return proc
+
+    def run(self, cmd: Sequence[str], timeout: float) -> str:
+        """Run to completion (stdout returned); stopped by PID if interrupted or past ``timeout``."""
+        proc = self.start(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        finally:
+            self.stop(proc)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{cmd[0]} exited {proc.returncode}: {err.strip()[-2000:]}")
+        return out
+
+    def stop(self, proc: subprocess.Popen[str], grace: float = 10.0) -> None:
+        if proc.poll() is None:
+            try:
+                os.kill(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+            except ProcessLookupError:
+                pass
+        if proc in self._procs:
+            self._procs.remove(proc)
+
+    def stop_all(self) -> None:
+        for proc in list(self._procs):
+            self.stop(proc, grace=3.0)
+
+
+@contextmanager
+def children() -> Iterator[Children]:
+    """Children stopped by PID on exit, Ctrl-C or SIGTERM."""
+    group = Children()
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise _Interrupted
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield group
+    except (KeyboardInterrupt, _Interrupted):
+        print("\ninterrupted: stopping child processes", file=sys.stderr)
+        raise SystemExit(130) from None
+    finally:
+        group.stop_all()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"timed out waiting for {what}")

@@ -1,0 +1,292 @@
+"""Unary gRPC (grpc.aio) round trips: no telemetry vs ours vs stock OpenTelemetry (benchmark, not a test).
+
+    .venv/bin/python -m tests.benchmarks.bench_grpc [--reps 5] [--calls 5000] [--warmup 500]
+        [--variants none,ours,stock] [--no-pin] [--out /tmp/bench_grpc.json]
+
+The call is ``Inference.ListModels`` on the real ``InferenceServicer`` (a cheap unary RPC answering the
+3-model catalog) served by ``grpc.aio.server()`` in its own process (pinned to CPU 0); a client process
+(pinned to CPU 1) makes ``--warmup`` then ``--calls`` sequential awaited calls on one
+``grpc.aio.insecure_channel``. Everything binds 127.0.0.1; about 2 minutes with the defaults.
+
+Variants (both sides alike)
+  none   no interceptors; the servicer built with a Telemetry whose providers are the API's no-ops.
+  ours   ``TelemetryServerInterceptor`` / ``client_interceptors`` over ``build_telemetry`` providers
+         (default sampler, BatchSpanProcessor to a counting exporter, exemplars trace_based):
+         SERVER + CLIENT span, traceparent propagation, rpc.{server,client}.call.duration.
+  stock  ``opentelemetry-instrumentation-grpc`` ``GrpcAioInstrumentorServer`` / ``GrpcAioInstrumentorClient``
+         with a plain SDK TracerProvider (same BSP + counting exporter); it records spans only.
+  ours_server, ours_client (not in the default set): ours on one side only.
+
+Figures: calls/s median (min–max) over reps, ratio vs ``none`` paired per rep, µs per call, server CPU
+µs/call (``/proc`` utime+stime of the server, read by the client around its measured loop) and client
+CPU µs/call (``process_time`` of the client, all threads, over the same loop), spans per call on each side
+(sanity check: 1 and 1 when instrumented).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from tests.benchmarks._bench import (
+    children,
+    fmt,
+    machine_info,
+    markdown_table,
+    noop_telemetry,
+    ours_telemetry,
+    pin,
+    proc_cpu_seconds,
+    rotated,
+    stock_providers,
+    summarize,
+    write_json,
+)
+
+VARIANTS = ("none", "ours", "stock")
+# variant -> (server flavour, client flavour)
+SIDES = {
+    "none": ("none", "none"),
+    "ours": ("ours", "ours"),
+    "stock": ("stock", "stock"),
+    "ours_server": ("ours", "none"),
+    "ours_client": ("none", "ours"),
+}
+
+
+async def serve(flavour: str) -> None:
+    from grpc import aio
+
+    from services.common.models import load_catalog
+    from services.inference.engine import SimulatedEngine
+    from services.inference.scheduler import BatchScheduler
+    from services.inference.server import InferenceServicer
+    from services.proto import inference_pb2_grpc as pb_grpc
+    from telemetry import TelemetryServerInterceptor
+
+    flush: Any = None
+    exporter: Any = None
+    interceptors: list[Any] = []
+    if flavour == "ours":
+        built, exporter, _ = ours_telemetry("inference")
+        flush = built.tracer_provider.force_flush
+        interceptors.append(TelemetryServerInterceptor(built.tracer_provider, built.meter_provider))
+    else:
+        built = noop_telemetry("inference")
+        if flavour == "stock":
+            from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorServer
+
+            tracer_provider, _, exporter = stock_providers("inference")
+            flush = tracer_provider.force_flush
+            GrpcAioInstrumentorServer().instrument(tracer_provider=tracer_provider)  # type: ignore[no-untyped-call]
+    engine = SimulatedEngine(1.0)
+    scheduler = BatchScheduler(
+        engine,
+        max_batch_size=8,
+        max_wait=0.005,
+        meter_provider=built.meter_provider,
+        tracer_provider=built.tracer_provider,
+    )
+    servicer = InferenceServicer(load_catalog({}), scheduler, engine, built, gpu_index=0)
+    server = aio.server(interceptors=interceptors or None)
+    pb_grpc.add_InferenceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    print(f"PORT {port}", flush=True)
+    await stop.wait()
+    await server.stop(0)
+    if flush is not None:
+        flush()
+    print(json.dumps({"server_spans": exporter.count if exporter is not None else 0}), flush=True)
+
+
+async def client(flavour: str, port: int, calls: int, warmup: int, server_pid: int) -> None:
+    from grpc import aio
+
+    from services.proto import inference_pb2 as pb, inference_pb2_grpc as pb_grpc
+    from telemetry import client_interceptors
+
+    flush: Any = None
+    exporter: Any = None
+    interceptors: list[Any] = []
+    if flavour == "ours":
+        built, exporter, _ = ours_telemetry("gateway")
+        flush = built.tracer_provider.force_flush
+        interceptors = client_interceptors(built.tracer_provider, built.meter_provider)
+    elif flavour == "stock":
+        from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient
+
+        tracer_provider, _, exporter = stock_providers("gateway")
+        flush = tracer_provider.force_flush
+        GrpcAioInstrumentorClient().instrument(tracer_provider=tracer_provider)  # type: ignore[no-untyped-call]
+    channel = aio.insecure_channel(f"127.0.0.1:{port}", interceptors=interceptors or None)
+    stub = pb_grpc.InferenceStub(channel)
+    request = pb.ListModelsRequest()
+    for _ in range(warmup):
+        await stub.ListModels(request)
+    if flush is not None:
+        flush()
+    spans0 = exporter.count if exporter is not None else 0
+    server0 = proc_cpu_seconds(server_pid)
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    for _ in range(calls):
+        response = await stub.ListModels(request)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    server_cpu = proc_cpu_seconds(server_pid) - server0
+    assert len(response.models) == 3
+    if flush is not None:
+        flush()
+    spans = (exporter.count if exporter is not None else 0) - spans0
+    await channel.close(None)
+    result = {"wall_s": wall, "client_cpu_s": cpu, "server_cpu_s": server_cpu, "client_spans": spans}
+    print(json.dumps(result), flush=True)
+
+
+def run_one(kids: Any, args: argparse.Namespace, variant: str) -> dict[str, Any]:
+    server_flavour, client_flavour = SIDES[variant]
+    me = [sys.executable, "-m", "tests.benchmarks.bench_grpc"]
+    server = kids.start(
+        [*pin(0, args.pin), *me, "--role", "server", "--flavour", server_flavour],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        if not line.startswith("PORT "):
+            raise RuntimeError(f"server {server_flavour} failed: {line!r} {server.stderr.read()[-2000:]}")
+        port = int(line.split()[1])
+        out = kids.run(
+            [
+                *pin(1, args.pin),
+                *me,
+                *("--role", "client", "--flavour", client_flavour, "--port", str(port)),
+                *("--calls", str(args.calls), "--warmup", str(args.warmup), "--server-pid", str(server.pid)),
+            ],
+            timeout=600,
+        )
+        result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+        os.kill(server.pid, signal.SIGTERM)
+        tail, _ = server.communicate(timeout=30)
+        result["server_spans"] = json.loads(tail.strip().splitlines()[-1])["server_spans"]
+    finally:
+        kids.stop(server)
+    n = args.calls
+    result.update(
+        variant=variant,
+        cps=n / result["wall_s"],
+        us_per_call=result["wall_s"] / n * 1e6,
+        server_cpu_us_per_call=result["server_cpu_s"] / n * 1e6,
+        client_cpu_us_per_call=result["client_cpu_s"] / n * 1e6,
+        client_spans_per_call=result["client_spans"] / n,
+        # the server's spans cover warm-up + measured calls
+        server_spans_per_call=result["server_spans"] / (n + args.warmup),
+    )
+    return result
+
+
+def main_bench(args: argparse.Namespace) -> None:
+    variants = args.variants.split(",")
+    unknown = set(variants) - set(SIDES)
+    if unknown:
+        raise SystemExit(f"unknown variants {sorted(unknown)}; known: {sorted(SIDES)}")
+    print(
+        f"grpc.aio unary Inference.ListModels, server on CPU 0, sequential client on CPU 1"
+        f"{' (NOT pinned)' if not args.pin else ''}; {args.reps} reps x {args.calls} calls "
+        f"(+{args.warmup} warm-up); variants {variants}",
+        flush=True,
+    )
+    print(f"load average at start: {os.getloadavg()} (other work on this machine adds noise)", flush=True)
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    with children() as kids:
+        for rep in range(args.reps):
+            for variant in rotated(variants, rep):
+                r = run_one(kids, args, variant)
+                r["rep"] = rep
+                runs[variant].append(r)
+                print(
+                    f"rep {rep} {variant:11s} calls/s={r['cps']:7.0f} us/call={r['us_per_call']:6.0f} "
+                    f"srv cpu/call={r['server_cpu_us_per_call']:5.0f}us "
+                    f"cli cpu/call={r['client_cpu_us_per_call']:5.0f}us "
+                    f"spans/call srv={r['server_spans_per_call']:.2f} cli={r['client_spans_per_call']:.2f}",
+                    flush=True,
+                )
+    base = runs["none"] if "none" in runs else runs[variants[0]]
+    summary: dict[str, Any] = {}
+    rows = []
+    for v in variants:
+        rs = runs[v]
+        pairs = list(zip(rs, base, strict=True))
+        s = {
+            "calls_per_s": summarize([r["cps"] for r in rs]),
+            "ratio_vs_none": summarize([r["cps"] / b["cps"] for r, b in pairs]),
+            "us_per_call": summarize([r["us_per_call"] for r in rs]),
+            "us_per_call_overhead": summarize([r["us_per_call"] - b["us_per_call"] for r, b in pairs]),
+            "server_cpu_us_per_call": summarize([r["server_cpu_us_per_call"] for r in rs]),
+            "client_cpu_us_per_call": summarize([r["client_cpu_us_per_call"] for r in rs]),
+            "server_spans_per_call": summarize([r["server_spans_per_call"] for r in rs]),
+            "client_spans_per_call": summarize([r["client_spans_per_call"] for r in rs]),
+        }
+        summary[v] = s
+        rows.append(
+            [
+                v,
+                fmt(s["calls_per_s"]),
+                fmt(s["ratio_vs_none"], 2),
+                f"{s['us_per_call']['median']:.0f}",
+                fmt(s["us_per_call_overhead"]),
+                fmt(s["server_cpu_us_per_call"]),
+                fmt(s["client_cpu_us_per_call"]),
+                f"{s['server_spans_per_call']['median']:.2f} / {s['client_spans_per_call']['median']:.2f}",
+            ]
+        )
+    header = [
+        "variant",
+        "calls/s median (min–max)",
+        "× none (paired)",
+        "µs/call",
+        "overhead µs/call (paired)",
+        "server CPU µs/call",
+        "client CPU µs/call",
+        "spans/call srv / cli",
+    ]
+    print()
+    print(markdown_table(header, rows))
+    print(f"\nload average at end: {os.getloadavg()}")
+    config = {k: v for k, v in vars(args).items() if k not in ("role", "out")}
+    write_json(args.out, {"config": config, "machine": machine_info(), "summary": summary, "runs": runs})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--calls", type=int, default=5000, help="measured calls per run")
+    ap.add_argument("--warmup", type=int, default=500, help="warm-up calls per run")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin with taskset")
+    ap.add_argument("--out", default=None, help="write JSON results here (use /tmp or a git-ignored path)")
+    # internal: the child processes
+    ap.add_argument("--role", choices=("bench", "server", "client"), default="bench")
+    ap.add_argument("--flavour", default="none", help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--server-pid", type=int, default=0, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.role == "server":
+        asyncio.run(serve(args.flavour))
+    elif args.role == "client":
+        asyncio.run(client(args.flavour, args.port, args.calls, args.warmup, args.server_pid))
+    else:
+        main_bench(args)
+
+
+if __name__ == "__main__":
+    main()
