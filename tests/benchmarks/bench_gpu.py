@@ -24,8 +24,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from telemetry import gpu
-from telemetry import semconv as sc
+from telemetry import gpu, semconv as sc
 from telemetry.gpu import instrument_gpu
 from telemetry.instruments import create
 from telemetry.testing_nvml import CountingNvml, FakeDevice, FakeNvml
