@@ -15,6 +15,8 @@ Variants (both sides alike)
          SERVER + CLIENT span, traceparent propagation, rpc.{server,client}.call.duration.
   stock  ``opentelemetry-instrumentation-grpc`` ``GrpcAioInstrumentorServer`` / ``GrpcAioInstrumentorClient``
          with a plain SDK TracerProvider (same BSP + counting exporter); it records spans only.
+  passthrough  interceptors on both sides that only call ``continuation``: the cost of grpc.aio's
+         interceptor machinery itself, which any interceptor-based instrumentation pays (the floor).
   ours_server, ours_client (not in the default set): ours on one side only.
 
 Figures: calls/s median (min–max) over reps, ratio vs ``none`` paired per rep, µs per call, server CPU
@@ -50,15 +52,38 @@ from tests.benchmarks._bench import (
     write_json,
 )
 
-VARIANTS = ("none", "ours", "stock")
+VARIANTS = ("none", "passthrough", "ours", "stock")
 # variant -> (server flavour, client flavour)
 SIDES = {
     "none": ("none", "none"),
+    "passthrough": ("passthrough", "passthrough"),
     "ours": ("ours", "ours"),
     "stock": ("stock", "stock"),
     "ours_server": ("ours", "none"),
     "ours_client": ("none", "ours"),
 }
+
+
+def _passthrough_server() -> Any:
+    from grpc import aio
+
+    class Passthrough(aio.ServerInterceptor):  # type: ignore[type-arg]
+        async def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
+            return await continuation(handler_call_details)
+
+    return Passthrough()
+
+
+def _passthrough_client() -> Any:
+    from grpc import aio
+
+    class Passthrough(aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
+        async def intercept_unary_unary(
+            self, continuation: Any, client_call_details: Any, request: Any
+        ) -> Any:
+            return await continuation(client_call_details, request)
+
+    return Passthrough()
 
 
 async def serve(flavour: str) -> None:
@@ -79,6 +104,8 @@ async def serve(flavour: str) -> None:
         flush = built.tracer_provider.force_flush
         interceptors.append(TelemetryServerInterceptor(built.tracer_provider, built.meter_provider))
     else:
+        if flavour == "passthrough":
+            interceptors.append(_passthrough_server())
         built = noop_telemetry("inference")
         if flavour == "stock":
             from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorServer
@@ -122,6 +149,8 @@ async def client(flavour: str, port: int, calls: int, warmup: int, server_pid: i
         built, exporter, _ = ours_telemetry("gateway")
         flush = built.tracer_provider.force_flush
         interceptors = client_interceptors(built.tracer_provider, built.meter_provider)
+    elif flavour == "passthrough":
+        interceptors = [_passthrough_client()]
     elif flavour == "stock":
         from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient
 
