@@ -20,6 +20,8 @@ MetricsPath = Literal["remote_write", "scrape"]
 
 # Scrape job added when metrics_path="scrape" (the repo file carries it as a comment: see its header).
 EXPORTER_JOB = "otelcol-exporter"
+# Scrape job of Alertmanager's own metrics; kept (with the `alerting` block) only when a run has one.
+ALERTMANAGER_JOB = "alertmanager"
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,13 @@ def render_prometheus_config(
     scrape_interval: str,
     rules_dir: Path = PROMETHEUS_RULES_DIR,
     source: Path = PROMETHEUS_CONFIG,
+    alertmanager_addr: str | None = None,
 ) -> Path:
     """Write a copy of deploy/prometheus/prometheus.yml with this run's targets, rules path and interval.
+
+    ``alertmanager_addr`` (host:port): alerts go there and its metrics are scraped. ``None`` (the local
+    stack runs no Alertmanager): the copy has no ``alerting`` block and no ``alertmanager`` job, so
+    Prometheus neither sends to nor scrapes a compose hostname that does not resolve.
 
     Structured (YAML in, YAML out) rather than text templating, so the repo file needs no placeholders
     and `promtool check config` accepts both the original and the rendered copy.
@@ -73,6 +80,18 @@ def render_prometheus_config(
     config["rule_files"] = [str(rules_dir / Path(pattern).name) for pattern in config.get("rule_files", [])]
     targets = {"otelcol": collector_telemetry_addr, "prometheus": prometheus_addr}
     jobs: list[dict[str, Any]] = config.get("scrape_configs") or []
+    if alertmanager_addr is None:
+        config.pop("alerting", None)
+        jobs = [job for job in jobs if job["job_name"] != ALERTMANAGER_JOB]
+    else:
+        # The repo file's settings (timeout, api_version...) stay; one Alertmanager, at this address.
+        alerting: dict[str, Any] = config.get("alerting") or {}
+        manager: dict[str, Any] = (alerting.get("alertmanagers") or [{}])[0]
+        manager["static_configs"] = [{"targets": [alertmanager_addr]}]
+        config["alerting"] = {**alerting, "alertmanagers": [manager]}
+        targets[ALERTMANAGER_JOB] = alertmanager_addr
+        if not any(job["job_name"] == ALERTMANAGER_JOB for job in jobs):
+            jobs.append({"job_name": ALERTMANAGER_JOB})
     for job in jobs:
         addr = targets.get(job["job_name"])
         if addr is not None:

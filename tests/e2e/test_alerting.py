@@ -24,7 +24,16 @@ import httpx
 import pytest
 import yaml
 
-from deploy.stack import Binaries, ManagedProcess, ProcessSpec, Stack, StackConfig, http_ready, poll_until
+from deploy.stack import (
+    Binaries,
+    ManagedProcess,
+    ProcessSpec,
+    Stack,
+    StackConfig,
+    http_ready,
+    poll_until,
+    render_prometheus_config,
+)
 from tests.e2e.conftest import require
 
 pytestmark = pytest.mark.e2e
@@ -133,13 +142,25 @@ def _alertmanager_spec(binary: Path, work: Path, webhook: WebhookReceiver) -> tu
     return spec, url
 
 
+def _addr(url: str) -> str:
+    """host:port of a URL such as http://127.0.0.1:1234/metrics."""
+    return url.removeprefix("http://").split("/", 1)[0]
+
+
 def _point_prometheus_at(stack: Stack, alertmanager_url: str, rules_dir: Path) -> None:
-    config = yaml.safe_load(stack.prometheus_config.read_text())
-    config["rule_files"] = [str(rules_dir / "*.yml")]
-    config["alerting"] = {
-        "alertmanagers": [{"static_configs": [{"targets": [alertmanager_url.removeprefix("http://")]}]}]
-    }
-    stack.prometheus_config.write_text(yaml.safe_dump(config, sort_keys=False))
+    """The stack's Prometheus config, rendered as Stack.render does, plus the Alertmanager (alerts sent
+    there, its metrics scraped) and the shortened rules."""
+    ep = stack.endpoints
+    render_prometheus_config(
+        stack.prometheus_config,
+        prometheus_addr=_addr(ep.prometheus_url),
+        collector_telemetry_addr=_addr(ep.collector_telemetry_url),
+        collector_exporter_addr=_addr(ep.collector_metrics_url),
+        metrics_path=stack.config.metrics_path,
+        scrape_interval=stack.config.scrape_interval,
+        rules_dir=rules_dir,
+        alertmanager_addr=_addr(alertmanager_url),
+    )
 
 
 def _firing(notifications: list[Notification], alertname: str) -> list[dict[str, Any]]:
@@ -158,7 +179,6 @@ def test_collector_down_reaches_the_oncall_webhook_and_a_warning_the_team_webhoo
     stack = Stack(StackConfig(run_dir=tmp_path / "stack"), binaries)
     am_spec, am_url = _alertmanager_spec(bins["alertmanager"], tmp_path / "alertmanager", webhook)
     specs = {spec.name: spec for spec in stack.backend_specs()}
-    stack.render()
     _point_prometheus_at(stack, am_url, _fast_collector_rules(tmp_path / "rules").parent)
     try:
         # Tempo is not needed: no trace is sent.
@@ -176,6 +196,12 @@ def test_collector_down_reaches_the_oncall_webhook_and_a_warning_the_team_webhoo
         poll_until(
             lambda: stack.prometheus.query('up{job="otelcol"} == 1'),
             "Prometheus scraping the live Collector (up == 1)",
+            timeout=60,
+        )
+        # The alertmanager job: a delivery that fails shows here (0 while every webhook answers).
+        poll_until(
+            lambda: stack.prometheus.query('alertmanager_notifications_failed_total{job="alertmanager"}'),
+            "Prometheus scraping Alertmanager's notification counters",
             timeout=60,
         )
         assert not _firing(webhook.at("/oncall"), "OTelCollectorDown"), "fired while the Collector was up"
@@ -204,5 +230,15 @@ def test_collector_down_reaches_the_oncall_webhook_and_a_warning_the_team_webhoo
         assert team[0]["labels"]["severity"] == "warning"
         assert not _firing(webhook.at("/team"), "OTelCollectorDown"), "a critical alert took the team route"
         assert not _firing(webhook.at("/oncall"), "LLMQueueNearCapacity"), "a warning paged on-call"
+        # Both webhooks answered 200, so Prometheus must see deliveries and no failure.
+        poll_until(
+            lambda: stack.prometheus.query(
+                'sum(alertmanager_notifications_total{job="alertmanager", integration="webhook"}) >= 2'
+            ),
+            "Alertmanager's delivered notifications in Prometheus",
+            timeout=30,
+        )
+        failed = stack.prometheus.query('sum(alertmanager_notifications_failed_total{job="alertmanager"})')
+        assert [s.value for s in failed] == [0.0], failed
     finally:
         stack.stop()

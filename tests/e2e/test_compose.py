@@ -1,23 +1,48 @@
 """deploy/compose.yaml checked as far as is possible without a Docker engine.
 
-It parses; every file it mounts exists; every image comes from deploy/images.env and every tag there
-matches deploy/versions.env; the Collector's build args are ones its Dockerfile declares.
+It parses; it runs the Collector, Prometheus, Tempo, Alertmanager and Grafana; every image comes from
+deploy/images.env with a pinned tag, and every tag there matches deploy/versions.env (Grafana's
+excepted: see images.env); every repo file it mounts exists and is mounted read-only; what the user
+must provide (Grafana's admin password, the webhook URL directory) has no default; the addresses in
+prometheus.yml and Grafana's environment are compose services on the ports they listen on.
+
+With the binaries of scripts/build-backends.sh (marked e2e), each service's mounts are laid out in a
+temporary root as the container sees them, and the real promtool checks Prometheus's config there
+and the real Alertmanager starts from its compose command line.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+import httpx
+import pytest
 import yaml
 
+from deploy.stack import Binaries, ProcessSpec, http_ready
 from deploy.stack._binaries import REPO_ROOT
+from deploy.stack._process import start_process
+from tests.e2e.conftest import require
+from tests.rules._grafana import GRAFANA_DIR, env_references
 
 DEPLOY = REPO_ROOT / "deploy"
 COMPOSE = DEPLOY / "compose.yaml"
 DOCKERFILE = REPO_ROOT / "collector" / "Dockerfile"
+ALERTMANAGER_CONFIG = DEPLOY / "alertmanager" / "alertmanager.yml"
+PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
+SERVICES = {"otelcol", "prometheus", "tempo", "alertmanager", "grafana"}
 _VAR = re.compile(r"^\$\{(\w+)(?::\?[^}]*)?\}$")
+_REQUIRED_VAR = re.compile(r"^\$\{(\w+):\?[^}]+\}$")
+# A pinned tag: a version (v1.2.3, 1.26-bookworm, 12.4.3), never a moving name such as latest or main.
+_PINNED_TAG = re.compile(r"^v?\d+(\.\d+)+([-.][\w.-]+)?$")
+# Each service's port inside the container (its default, or the one compose configures).
+LISTEN_PORTS = {"prometheus": 9090, "tempo": 3200, "alertmanager": 9093, "grafana": 3000, "otelcol": 8888}
 
 
 def _env_file(path: Path) -> dict[str, str]:
@@ -35,6 +60,11 @@ def _compose() -> dict[str, Any]:
     return loaded
 
 
+def _service(name: str) -> dict[str, Any]:
+    service: dict[str, Any] = _compose()["services"][name]
+    return service
+
+
 def _interpolate(value: str, env: dict[str, str]) -> str:
     match = _VAR.match(value)
     assert match, f"{value!r} must be a required ${{VAR:?...}} reference into deploy/images.env"
@@ -42,12 +72,88 @@ def _interpolate(value: str, env: dict[str, str]) -> str:
     return env[match.group(1)]
 
 
-def test_compose_runs_the_three_backends_from_images_env() -> None:
+@dataclass(frozen=True)
+class Mount:
+    service: str
+    source: str
+    """As written: ``./x`` (the repo, relative to deploy/), ``${VAR:?...}`` (the user's), or a volume name."""
+    target: str
+    read_only: bool
+
+    @property
+    def repo_path(self) -> Path | None:
+        return (DEPLOY / self.source).resolve() if self.source.startswith(".") else None
+
+    @property
+    def user_var(self) -> str | None:
+        match = _VAR.match(self.source)
+        return match.group(1) if match else None
+
+
+def _mounts(name: str, service: dict[str, Any]) -> list[Mount]:
+    """Short (``src:dst[:ro]``) and long (``type: bind``) volume syntax alike."""
+    mounts = []
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            mounts.append(Mount(name, volume["source"], volume["target"], bool(volume.get("read_only"))))
+        else:
+            source, target, *options = volume.split(":")
+            mounts.append(Mount(name, source, target, "ro" in options))
+    return mounts
+
+
+def _all_mounts() -> list[Mount]:
+    return [m for name, service in _compose()["services"].items() for m in _mounts(name, service)]
+
+
+def _flags(command: list[str]) -> dict[str, str]:
+    return dict(arg.split("=", 1) for arg in command if "=" in arg)
+
+
+def _target_of(service: str, repo_path: Path) -> str:
+    """Where ``service`` sees the repo path ``repo_path`` (it or a directory above it is mounted)."""
+    for mount in _mounts(service, _service(service)):
+        if mount.repo_path is not None and repo_path.resolve().is_relative_to(mount.repo_path):
+            relative = repo_path.resolve().relative_to(mount.repo_path)
+            return str(PurePosixPath(mount.target) / relative.as_posix())
+    raise AssertionError(f"{service} does not mount {repo_path}")
+
+
+def _host_port(url_or_addr: str) -> tuple[str, int]:
+    host, _, port = url_or_addr.removeprefix("http://").split("/", 1)[0].partition(":")
+    return host, int(port)
+
+
+# ---- images ----------------------------------------------------------------------------------------
+
+
+def test_compose_runs_the_backends_alertmanager_and_grafana_from_images_env() -> None:
     images = _env_file(DEPLOY / "images.env")
     services = _compose()["services"]
-    assert set(services) >= {"otelcol", "prometheus", "tempo"}
+    assert set(services) >= SERVICES
     for name, service in services.items():
         assert _interpolate(service["image"], images), name
+
+
+def test_every_image_is_pinned_in_images_env() -> None:
+    """Every image compose runs carries a version tag from images.env; the Collector's build images
+    (base images, some of which publish no version tags) at least an explicit tag that is not latest."""
+    images = _env_file(DEPLOY / "images.env")
+    services = _compose()["services"]
+    run = {name: _interpolate(service["image"], images) for name, service in services.items()}
+    build = {
+        f"otelcol build arg {arg}": _interpolate(value, images)
+        for arg, value in services["otelcol"]["build"]["args"].items()
+        if arg.endswith("_IMAGE")
+    }
+    assert set(run) >= SERVICES
+    assert build, "the Collector's build names no base images"
+    unpinned = []
+    for who, image in (run | build).items():
+        repository, _, tag = image.partition("@")[0].rpartition(":")
+        if not repository or "/" in tag or tag == "latest" or (who in run and not _PINNED_TAG.match(tag)):
+            unpinned.append(f"{who}: {image}")
+    assert not unpinned, f"images without a pinned tag: {unpinned}"
 
 
 def test_image_tags_match_versions_env() -> None:
@@ -66,20 +172,42 @@ def test_image_tags_match_versions_env() -> None:
     assert manifest["dist"]["version"] == versions["OTELCOL_VERSION"]
 
 
-def test_every_mounted_file_exists() -> None:
-    mounts = []
-    for name, service in _compose()["services"].items():
-        for volume in service.get("volumes", []):
-            source = volume.split(":", 1)[0]
-            if source.startswith("."):
-                mounts.append((name, DEPLOY / source))
-    assert mounts, "compose mounts no repo files; the test would prove nothing"
-    missing = [f"{name}: {path}" for name, path in mounts if not path.exists()]
+def test_grafana_image_is_the_official_one() -> None:
+    """The e2e tests' Grafana is a 10.0.0-pre source build (versions.env); compose's is a release."""
+    repository, _, tag = _env_file(DEPLOY / "images.env")["GRAFANA_IMAGE"].rpartition(":")
+    assert repository == "grafana/grafana"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", tag), tag
+
+
+# ---- mounts ----------------------------------------------------------------------------------------
+
+
+def test_every_mounted_file_exists_and_is_read_only() -> None:
+    repo = [m for m in _all_mounts() if m.repo_path is not None]
+    assert {m.service for m in repo} >= SERVICES, "a service mounts no repo files"
+    missing = [
+        f"{m.service}: {m.repo_path}" for m in repo if m.repo_path is not None and not m.repo_path.exists()
+    ]
     assert not missing, missing
+    writable = [f"{m.service}: {m.source}" for m in repo if not m.read_only]
+    assert not writable, f"repo files mounted writable: {writable}"
+
+
+def test_user_provided_mounts_are_required_read_only_and_documented() -> None:
+    """A path from the user's environment: compose refuses to start without it, and says what it is."""
+    header = "".join(line for line in COMPOSE.read_text().splitlines(keepends=True) if line.startswith("#"))
+    user = [m for m in _all_mounts() if m.source.startswith("$")]
+    assert {m.service for m in user} == {"alertmanager"}
+    for mount in user:
+        assert _REQUIRED_VAR.match(mount.source), f"{mount.source} needs ${{VAR:?why}}: no default path"
+        assert mount.read_only, mount
+        assert mount.user_var is not None
+        assert mount.user_var in header, f"{mount.user_var} is not documented in compose.yaml's header"
+        assert mount.user_var not in _env_file(DEPLOY / "images.env"), "a user's path does not belong in git"
 
 
 def test_collector_command_names_configs_that_exist() -> None:
-    otelcol = _compose()["services"]["otelcol"]
+    otelcol = _service("otelcol")
     mount = next(v for v in otelcol["volumes"] if v.split(":")[1] == "/etc/otelcol")
     host_dir = (DEPLOY / mount.split(":")[0]).resolve()
     for arg in otelcol["command"]:
@@ -88,7 +216,7 @@ def test_collector_command_names_configs_that_exist() -> None:
 
 
 def test_collector_build_args_are_declared_by_its_dockerfile() -> None:
-    build = _compose()["services"]["otelcol"]["build"]
+    build = _service("otelcol")["build"]
     assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE
     declared = set(re.findall(r"^ARG (\w+)", DOCKERFILE.read_text(), flags=re.MULTILINE))
     assert set(build["args"]) <= declared
@@ -97,13 +225,226 @@ def test_collector_build_args_are_declared_by_its_dockerfile() -> None:
         _interpolate(value, images)
 
 
+# ---- Prometheus ------------------------------------------------------------------------------------
+
+
 def test_compose_prometheus_has_exemplar_storage_and_remote_write_receiver() -> None:
-    command = _compose()["services"]["prometheus"]["command"]
+    command = _service("prometheus")["command"]
     assert "--enable-feature=exemplar-storage" in command
     assert "--web.enable-remote-write-receiver" in command
+
+
+def test_prometheus_reads_the_mounted_config_and_rules() -> None:
+    flags = _flags(_service("prometheus")["command"])
+    config_target = _target_of("prometheus", PROMETHEUS_CONFIG)
+    assert flags["--config.file"] == config_target
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    rules_target = _target_of("prometheus", DEPLOY / "prometheus" / "rules")
+    for pattern in config["rule_files"]:
+        # Relative rule paths are taken from the config file's directory.
+        resolved = PurePosixPath(config_target).parent / pattern
+        assert str(resolved.parent) == rules_target, f"{pattern} is not in the mounted rules directory"
+
+
+def test_prometheus_targets_are_compose_services_and_alerts_go_to_alertmanager() -> None:
+    services = set(_compose()["services"])
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert {"otelcol", "prometheus", "alertmanager"} <= set(jobs)
+    for name, job in jobs.items():
+        for static in job["static_configs"]:
+            for target in static["targets"]:
+                host, port = _host_port(target)
+                if host != "localhost":
+                    assert host in services, f"job {name}: {target} is no compose service"
+                    assert port == LISTEN_PORTS[host], f"job {name}: {host} listens on {LISTEN_PORTS[host]}"
+    managers = [
+        t for am in config["alerting"]["alertmanagers"] for s in am["static_configs"] for t in s["targets"]
+    ]
+    assert managers == ["alertmanager:9093"]
+    assert jobs["alertmanager"]["static_configs"] == [{"targets": ["alertmanager:9093"]}]
+
+
+# ---- Alertmanager ----------------------------------------------------------------------------------
+
+
+def test_alertmanager_runs_the_repo_config_as_a_single_instance() -> None:
+    alertmanager = _service("alertmanager")
+    command = alertmanager["command"]
+    assert "--cluster.listen-address=" in command, "clustering would listen on 0.0.0.0:9094"
+    flags = _flags(command)
+    assert flags["--config.file"] == _target_of("alertmanager", ALERTMANAGER_CONFIG)
+    volumes = {
+        m.target for m in _mounts("alertmanager", alertmanager) if m.repo_path is None and m.user_var is None
+    }
+    assert flags["--storage.path"] in volumes, "Alertmanager's data belongs in a named volume"
+    assert alertmanager["ports"] == ["127.0.0.1:9093:9093"]
+
+
+def test_alertmanager_reads_every_webhook_url_file_from_the_users_mount() -> None:
+    alertmanager = _service("alertmanager")
+    workdir = PurePosixPath(alertmanager["working_dir"])
+    user_dirs = [PurePosixPath(m.target) for m in _mounts("alertmanager", alertmanager) if m.user_var]
+    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+    url_files = [
+        webhook["url_file"]
+        for receiver in config["receivers"]
+        for webhook in receiver.get("webhook_configs", [])
+    ]
+    assert url_files, "alertmanager.yml has no url_file; the mount would be pointless"
+    for url_file in url_files:
+        # Alertmanager reads url_file as given: relative to its working directory.
+        path = workdir / url_file
+        assert any(path.is_relative_to(d) for d in user_dirs), f"{url_file} ({path}) is not in {user_dirs}"
+
+
+# ---- Grafana ---------------------------------------------------------------------------------------
+
+
+def test_grafana_admin_password_has_no_default() -> None:
+    password = _service("grafana")["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
+    # ${VAR:?message}: compose refuses to start when it is unset or empty. ${VAR:-x}, ${VAR} or a
+    # literal would start Grafana with a default (or its well-known admin/admin).
+    assert re.fullmatch(r"\$\{GF_SECURITY_ADMIN_PASSWORD:\?[^}]+\}", password), password
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in _env_file(DEPLOY / "images.env")
+
+
+def test_grafana_gets_every_variable_its_provisioning_reads() -> None:
+    grafana = _service("grafana")
+    environment: dict[str, str] = grafana["environment"]
+    referenced = set()
+    for path in (GRAFANA_DIR / "provisioning").rglob("*.yaml"):
+        referenced |= env_references(path.read_text())
+    assert referenced >= {"PROMETHEUS_URL", "TEMPO_URL", "ALERTMANAGER_URL", "GRAFANA_DASHBOARDS_DIR"}
+    missing = referenced - set(environment)
+    assert not missing, f"Grafana's provisioning reads {sorted(missing)}, which compose does not set"
+    services = set(_compose()["services"])
+    for name in ("PROMETHEUS_URL", "TEMPO_URL", "ALERTMANAGER_URL"):
+        host, port = _host_port(environment[name])
+        assert host in services, f"{name}={environment[name]}: no compose service {host}"
+        assert port == LISTEN_PORTS[host], f"{name}: {host} listens on {LISTEN_PORTS[host]}"
+        assert host in grafana["depends_on"], f"Grafana should start after {host}"
+
+
+def test_grafana_is_provisioned_from_the_repo_read_only() -> None:
+    environment = _service("grafana")["environment"]
+    provisioning = environment.get("GF_PATHS_PROVISIONING", "/etc/grafana/provisioning")
+    assert _target_of("grafana", GRAFANA_DIR / "provisioning") == provisioning
+    assert _target_of("grafana", GRAFANA_DIR / "dashboards") == environment["GRAFANA_DASHBOARDS_DIR"]
+    assert _service("grafana")["ports"] == ["127.0.0.1:3000:3000"]
 
 
 def test_published_ports_bind_loopback_only() -> None:
     for name, service in _compose()["services"].items():
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+
+
+# ---- the real binaries, with the mounts laid out as the containers see them -----------------------
+
+
+def _container_root(service: str, root: Path) -> Path:
+    """Copy ``service``'s repo mounts to their container paths under ``root``; named volumes are empty."""
+    for mount in _mounts(service, _service(service)):
+        dest = root / mount.target.lstrip("/")
+        if mount.repo_path is None:
+            dest.mkdir(parents=True, exist_ok=True)
+        elif mount.repo_path.is_dir():
+            shutil.copytree(mount.repo_path, dest)
+        else:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(mount.repo_path, dest)
+    return root
+
+
+def _under(root: Path, command: list[str]) -> list[str]:
+    """The compose command with every absolute path flag value moved under ``root``."""
+    argv = []
+    for arg in command:
+        flag, eq, value = arg.partition("=")
+        argv.append(f"{flag}={root / value.lstrip('/')}" if eq and value.startswith("/") else arg)
+    return argv
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.mark.e2e
+def test_promtool_accepts_prometheus_config_as_mounted(binaries: Binaries, tmp_path: Path) -> None:
+    promtool = require(binaries, "promtool")["promtool"]
+    root = _container_root("prometheus", tmp_path)
+    config = _flags(_service("prometheus")["command"])["--config.file"]
+    result = subprocess.run(
+        [str(promtool), "check", "config", str(root / config.lstrip("/"))],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    # The rule files are found where the container finds them, not silently skipped.
+    rules = sorted((DEPLOY / "prometheus" / "rules").glob("*.yml"))
+    assert rules
+    found = re.search(r"SUCCESS: (\d+) rule files found", output)
+    assert found, output[-3000:]
+    assert int(found.group(1)) == len(rules), output[-3000:]
+
+
+@pytest.mark.e2e
+def test_alertmanager_starts_from_its_compose_command_line(binaries: Binaries, tmp_path: Path) -> None:
+    """``alertmanager`` has no check mode, so start it as compose would, on a free loopback port."""
+    binary = require(binaries, "alertmanager")["alertmanager"]
+    service = _service("alertmanager")
+    root = _container_root("alertmanager", tmp_path / "root")
+    # What the user provides: one URL per file the config names, in the mounted directory.
+    for mount in _mounts("alertmanager", service):
+        if mount.user_var:
+            webhooks = root / mount.target.lstrip("/")
+            webhooks.mkdir(parents=True, exist_ok=True)
+            for name in ("oncall-webhook.url", "team-webhook.url"):
+                (webhooks / name).write_text("http://127.0.0.1:9/never-sent\n")
+    addr = f"127.0.0.1:{_free_port()}"
+    spec = ProcessSpec(
+        "alertmanager",
+        [str(binary), *_under(root, service["command"]), f"--web.listen-address={addr}"],
+        cwd=root / service["working_dir"].lstrip("/"),
+        ready_check=http_ready(f"http://{addr}/-/ready"),
+        ready_timeout=60,
+    )
+    process = start_process(spec, tmp_path / "logs")
+    try:
+        process.wait_ready()
+        status = httpx.get(f"http://{addr}/api/v2/status", timeout=5).json()
+        loaded = yaml.safe_load(status["config"]["original"])
+        assert {r["name"] for r in loaded["receivers"]} == {"oncall-webhook", "team-webhook"}
+        assert status["cluster"]["status"] == "disabled"
+    finally:
+        process.stop()
+
+
+@pytest.mark.e2e
+def test_alertmanager_exits_on_a_bad_config(binaries: Binaries, tmp_path: Path) -> None:
+    """Guards the test above: a config Alertmanager cannot load must stop it, not leave it ready."""
+    binary = require(binaries, "alertmanager")["alertmanager"]
+    bad = tmp_path / "alertmanager.yml"
+    bad.write_text("route:\n  receiver: nobody\nreceivers: []\n")
+    result = subprocess.run(
+        [
+            str(binary),
+            f"--config.file={bad}",
+            f"--storage.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{_free_port()}",
+            "--cluster.listen-address=",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode != 0
+    assert "nobody" in result.stdout + result.stderr

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from deploy.stack import Binaries, Stack, StackConfig, render_prometheus_config
 from deploy.stack._render import COLLECTOR_CONFIG_DIR, PROMETHEUS_CONFIG, TEMPO_CONFIG, MetricsPath
@@ -75,9 +76,12 @@ def test_repo_prometheus_config_passes_promtool(binaries: Binaries) -> None:
     _run([str(promtool), "check", "config", PROMETHEUS_CONFIG.name], cwd=PROMETHEUS_CONFIG.parent)
 
 
+@pytest.mark.parametrize(
+    "alertmanager_addr", [None, "127.0.0.1:19093"], ids=["no-alertmanager", "alertmanager"]
+)
 @pytest.mark.parametrize("metrics_path", ["remote_write", "scrape"])
 def test_rendered_prometheus_config_passes_promtool(
-    binaries: Binaries, tmp_path: Path, metrics_path: MetricsPath
+    binaries: Binaries, tmp_path: Path, metrics_path: MetricsPath, alertmanager_addr: str | None
 ) -> None:
     promtool = require(binaries, "promtool")["promtool"]
     rendered = render_prometheus_config(
@@ -87,12 +91,33 @@ def test_rendered_prometheus_config_passes_promtool(
         collector_exporter_addr="127.0.0.1:19464",
         metrics_path=metrics_path,
         scrape_interval="1s",
+        alertmanager_addr=alertmanager_addr,
     )
     output = _run([str(promtool), "check", "config", str(rendered)])
     assert "SUCCESS" in output
     text = rendered.read_text()
     assert ("otelcol-exporter" in text) == (metrics_path == "scrape")
-    assert "otelcol:" not in text, "a compose hostname survived rendering"
+    for host in ("otelcol:", "alertmanager:9093"):
+        assert host not in text, f"a compose hostname ({host}) survived rendering"
+    config = yaml.safe_load(text)
+    jobs = {job["job_name"]: job["static_configs"] for job in config["scrape_configs"]}
+    if alertmanager_addr is None:
+        # The local stack runs no Alertmanager: nothing to send alerts to, nothing to scrape.
+        assert "alerting" not in config
+        assert "alertmanager" not in jobs
+    else:
+        managers = config["alerting"]["alertmanagers"]
+        assert [m["static_configs"] for m in managers] == [[{"targets": [alertmanager_addr]}]]
+        assert jobs["alertmanager"] == [{"targets": [alertmanager_addr]}]
+
+
+def test_repo_prometheus_config_sends_alerts_to_and_scrapes_alertmanager() -> None:
+    """What compose runs: the rendered copies above take these out or repoint them."""
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    managers = config["alerting"]["alertmanagers"]
+    assert [m["static_configs"] for m in managers] == [[{"targets": ["alertmanager:9093"]}]]
+    jobs = {job["job_name"]: job["static_configs"] for job in config["scrape_configs"]}
+    assert jobs["alertmanager"] == [{"targets": ["alertmanager:9093"]}]
 
 
 def test_rendered_prometheus_config_tolerates_an_empty_rules_dir(binaries: Binaries, tmp_path: Path) -> None:
