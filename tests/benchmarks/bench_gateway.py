@@ -7,7 +7,7 @@
 
 Needs ``wrk`` (Debian/Ubuntu: ``apt-get install -y wrk``) and ``taskset`` (util-linux) unless ``--no-pin``.
 Everything binds 127.0.0.1. Default run: 3 reps x 3 variants x 2 scenarios x (8 s + 2 s warm-up + start-up),
-about 5 minutes.
+about 4 minutes.
 
 Request: ``POST /v1/chat/completions`` with ``Authorization: Bearer <key>`` and one fixed JSON body, from
 wrk (``-t2 -c32``, pinned to CPU 1), against ``services.gateway.app.create_app`` under uvicorn, one worker,
