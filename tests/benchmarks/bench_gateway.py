@@ -446,6 +446,12 @@ def print_table(scenario: str, summary: dict[str, Any], variants: list[str]) -> 
         )
     print(f"\n### scenario: {scenario}\n")
     print(markdown_table(header, rows))
+    starved = [v for v in variants if summary[v]["server_cpu_util"]["median"] < 0.95]
+    if starved:
+        print(
+            f"\nnote: the server got less than 95 % of its CPU in {starved} (other load on CPU 0): req/s and"
+            " its ratios are unreliable there; server CPU µs/req still holds"
+        )
 
 
 def main_bench(args: argparse.Namespace) -> None:
