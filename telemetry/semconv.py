@@ -161,6 +161,7 @@ HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
 HTTP_ROUTE: Final = "http.route"
 URL_SCHEME: Final = "url.scheme"
 URL_PATH: Final = "url.path"
+URL_FULL: Final = "url.full"
 NETWORK_PROTOCOL_NAME: Final = "network.protocol.name"
 NETWORK_PROTOCOL_VERSION: Final = "network.protocol.version"
 SERVER_ADDRESS: Final = "server.address"
@@ -232,7 +233,10 @@ HTTP_SERVER_REQUEST_DURATION: Final = _h(
     "http.server.request.duration", "s", "Duration of HTTP server requests.", HTTP_DURATION_BUCKETS
 )
 HTTP_SERVER_ACTIVE_REQUESTS: Final = MetricSpec(
-    "http.server.active_requests", "{request}", Kind.UP_DOWN_COUNTER, "Number of active HTTP server requests."
+    "http.server.active_requests",
+    "{request}",
+    Kind.OBSERVABLE_UP_DOWN_COUNTER,
+    "Number of active HTTP server requests.",
 )
 HTTP_SERVER_REQUEST_BODY_SIZE: Final = _h(
     "http.server.request.body.size", "By", "Size of HTTP server request bodies.", BODY_SIZE_BUCKETS

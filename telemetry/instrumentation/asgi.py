@@ -15,12 +15,13 @@ from time import perf_counter
 from typing import Any
 
 from opentelemetry import context as otel_context, metrics, propagate, trace
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from telemetry import instruments, semconv as sc
-from telemetry._errors import contained
+from telemetry._errors import report_internal_error
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -30,6 +31,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 _TRACING_HEADERS = (b"traceparent", b"tracestate", b"baggage")
+# A context whose span is the invalid one: the trace-based exemplar filter turns such measurements down at
+# once. (An empty Context would not do: the SDK reads a falsy context as "use the current one".)
+_NO_EXEMPLAR = trace.set_span_in_context(trace.INVALID_SPAN, otel_context.Context())
 
 
 class _HeaderGetter(Getter[dict[str, str]]):
@@ -59,7 +63,6 @@ def _point_attributes(  # noqa: PLR0917 - positional: the lru_cache key is built
         sc.HTTP_REQUEST_METHOD: method,
         sc.URL_SCHEME: scheme,
         sc.HTTP_RESPONSE_STATUS_CODE: status,
-        sc.NETWORK_PROTOCOL_NAME: "http",
         sc.NETWORK_PROTOCOL_VERSION: version,
     }
     if route is not None:
@@ -70,7 +73,14 @@ def _point_attributes(  # noqa: PLR0917 - positional: the lru_cache key is built
 
 
 class TelemetryMiddleware:
-    """ASGI middleware; non-HTTP scopes and ``excluded_paths`` pass straight through."""
+    """ASGI middleware; non-HTTP scopes and ``excluded_paths`` pass straight through.
+
+    Costs are kept off the request path where the data allows it: in-flight requests are a plain
+    counter read by an observable instrument at collection time (an SDK ``add`` costs as much as a
+    histogram record, twice per request); only the duration carries an exemplar (the body-size points are
+    recorded outside the span's context, which the exemplar filter rejects at once); propagation headers
+    are only parsed when the request has one.
+    """
 
     def __init__(
         self,
@@ -84,10 +94,21 @@ class TelemetryMiddleware:
         self.tracer = trace.get_tracer("telemetry.asgi", tracer_provider=tracer_provider)
         meter = metrics.get_meter("telemetry.asgi", meter_provider=meter_provider)
         self.duration = instruments.create(meter, sc.HTTP_SERVER_REQUEST_DURATION)
-        self.active = instruments.create(meter, sc.HTTP_SERVER_ACTIVE_REQUESTS)
         self.request_size = instruments.create(meter, sc.HTTP_SERVER_REQUEST_BODY_SIZE)
         self.response_size = instruments.create(meter, sc.HTTP_SERVER_RESPONSE_BODY_SIZE)
+        # (method, scheme) -> requests in flight. Only the event loop's thread touches it while serving;
+        # the collection thread reads a copy.
+        self._in_flight: dict[tuple[str, str], int] = {}
+        self.active = instruments.create(
+            meter, sc.HTTP_SERVER_ACTIVE_REQUESTS, callbacks=[self._observe_active]
+        )
         self.excluded = frozenset(excluded_paths)
+
+    def _observe_active(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(count, {sc.HTTP_REQUEST_METHOD: method, sc.URL_SCHEME: scheme})
+            for (method, scheme), count in list(self._in_flight.items())
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.excluded:
@@ -99,7 +120,8 @@ class TelemetryMiddleware:
         scheme = scope.get("scheme", "http")
         version = scope.get("http_version", "1.1")
         headers = scope.get("headers") or ()
-        parent = propagate.extract(_carrier(headers), getter=_GETTER)
+        carrier = _carrier(headers)
+        parent = propagate.extract(carrier, getter=_GETTER) if carrier else None
         span = self.tracer.start_span(
             method if method != sc.OTHER else "HTTP",
             context=parent,
@@ -113,8 +135,9 @@ class TelemetryMiddleware:
         )
         span_context = trace.set_span_in_context(span, parent)
         token = otel_context.attach(span_context)
-        active_attributes = {sc.HTTP_REQUEST_METHOD: method, sc.URL_SCHEME: scheme}
-        self.active.add(1, active_attributes)
+        in_flight = self._in_flight
+        flight_key = (method, scheme)
+        in_flight[flight_key] = in_flight.get(flight_key, 0) + 1
         status = 0
         response_bytes = 0
 
@@ -136,7 +159,8 @@ class TelemetryMiddleware:
             status = status or 500
             raise
         finally:
-            with contained("asgi.finish"):
+            in_flight[flight_key] -= 1
+            try:
                 self._finish(
                     scope=scope,
                     span=span,
@@ -150,7 +174,8 @@ class TelemetryMiddleware:
                     response_bytes=response_bytes,
                     headers=headers,
                 )
-                self.active.add(-1, active_attributes)
+            except Exception as exc:  # telemetry must not break the response
+                report_internal_error("asgi.finish", exc)
             otel_context.detach(token)
 
     def _finish(
@@ -178,17 +203,21 @@ class TelemetryMiddleware:
             error_type = str(status)
         if route is not None:
             span.update_name(f"{method} {route}")
-            span.set_attribute(sc.HTTP_ROUTE, route)
+        finishing: dict[str, AttributeValue] = {}
+        if route is not None:
+            finishing[sc.HTTP_ROUTE] = route
         if status:
-            span.set_attribute(sc.HTTP_RESPONSE_STATUS_CODE, status)
+            finishing[sc.HTTP_RESPONSE_STATUS_CODE] = status
         if error_type is not None and error_type != app_error:
-            span.set_attribute(sc.ERROR_TYPE, error_type)
+            finishing[sc.ERROR_TYPE] = error_type
             span.set_status(Status(StatusCode.ERROR))
+        if finishing:
+            span.set_attributes(finishing)
         attributes = _point_attributes(method, scheme, route, status, error_type, version)
         self.duration.record(duration, attributes, context=ctx)
-        self.response_size.record(response_bytes, attributes, context=ctx)
+        self.response_size.record(response_bytes, attributes, context=_NO_EXEMPLAR)
         for name, value in headers:
             if name == b"content-length":
-                self.request_size.record(int(value), attributes, context=ctx)
+                self.request_size.record(int(value), attributes, context=_NO_EXEMPLAR)
                 break
         span.end()

@@ -22,7 +22,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from telemetry import instruments, semconv as sc
-from telemetry._errors import contained
+from telemetry._errors import contained, report_internal_error
 
 # The stubs make these generic; at run time they are plain classes and cannot be subscripted.
 if TYPE_CHECKING:
@@ -57,6 +57,9 @@ class _MetadataGetter(Getter[Sequence[tuple[str, str | bytes]]]):
 
 
 _GETTER = _MetadataGetter()
+# Method names come from the servicers registered in this process, but unknown names also reach the
+# interceptor (and get UNIMPLEMENTED): the cache of wrapped handlers must not grow with them.
+_MAX_CACHED_METHODS = 256
 
 
 @lru_cache(maxsize=1024)
@@ -105,24 +108,29 @@ class _RpcTelemetry:
         return _Call(span, trace.set_span_in_context(span, parent), method)
 
     def finish(self, call: _Call, code: grpc.StatusCode, exc: BaseException | None = None) -> None:
-        with contained("grpc.finish"):
-            is_error = code in _SERVER_ERROR_CODES if self.server else code != grpc.StatusCode.OK
-            error_type = code.name if is_error else None
-            span = call.span
-            span.set_attribute(sc.RPC_STATUS_CODE, code.name)
-            if code == grpc.StatusCode.CANCELLED:
-                span.add_event("rpc.cancelled", {"rpc.cancelled.by": "client" if self.server else "caller"})
-            if exc is not None and is_error:
-                span.record_exception(exc)
-            if error_type is not None:
-                span.set_attribute(sc.ERROR_TYPE, error_type)
-                span.set_status(Status(StatusCode.ERROR, f"{code.name}"))
-            self.duration.record(
-                perf_counter() - call.start,
-                _point_attributes(call.method, code.name, error_type),
-                context=call.ctx,
-            )
-            span.end()
+        try:
+            self._finish(call, code, exc)
+        except Exception as error:  # telemetry must not break the call
+            report_internal_error("grpc.finish", error)
+
+    def _finish(self, call: _Call, code: grpc.StatusCode, exc: BaseException | None) -> None:
+        is_error = code in _SERVER_ERROR_CODES if self.server else code != grpc.StatusCode.OK
+        error_type = code.name if is_error else None
+        span = call.span
+        span.set_attribute(sc.RPC_STATUS_CODE, code.name)
+        if code == grpc.StatusCode.CANCELLED:
+            span.add_event("rpc.cancelled", {"rpc.cancelled.by": "client" if self.server else "caller"})
+        if exc is not None and is_error:
+            span.record_exception(exc)
+        if error_type is not None:
+            span.set_attribute(sc.ERROR_TYPE, error_type)
+            span.set_status(Status(StatusCode.ERROR, f"{code.name}"))
+        self.duration.record(
+            perf_counter() - call.start,
+            _point_attributes(call.method, code.name, error_type),
+            context=call.ctx,
+        )
+        span.end()
 
 
 def _server_code(context: aio.ServicerContext[Any, Any], exc: BaseException | None) -> grpc.StatusCode:
@@ -134,8 +142,22 @@ def _server_code(context: aio.ServicerContext[Any, Any], exc: BaseException | No
     return grpc.StatusCode.OK if exc is None else grpc.StatusCode.UNKNOWN
 
 
+_TRACING_KEYS = frozenset({"traceparent", "tracestate", "baggage"})
+
+
+def _parent_context(context: aio.ServicerContext[Any, Any]) -> otel_context.Context | None:
+    """The caller's context from the metadata; ``None`` (no parsing at all) when it sent none."""
+    metadata = context.invocation_metadata() or ()
+    carrier = [(k, v) for k, v in metadata if k in _TRACING_KEYS]
+    return propagate.extract(carrier, getter=_GETTER) if carrier else None
+
+
 class TelemetryServerInterceptor(_ServerInterceptor):
-    """Continues the caller's trace (W3C traceparent in metadata) in a SERVER span per call."""
+    """Continues the caller's trace (W3C traceparent in metadata) in a SERVER span per call.
+
+    The wrapped handler for a method is built once and reused: gRPC asks the interceptor on every call,
+    and building closures and a new ``RpcMethodHandler`` each time costs more than the span.
+    """
 
     def __init__(
         self,
@@ -143,6 +165,9 @@ class TelemetryServerInterceptor(_ServerInterceptor):
         meter_provider: metrics.MeterProvider | None = None,
     ) -> None:
         self._rpc = _RpcTelemetry("server", tracer_provider, meter_provider)
+        # method -> (the servicer's handler, our wrapper of it). Handlers are immutable; a server that
+        # swaps one for a method gets a new wrapper, because the cached one is keyed by identity too.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]] = {}
 
     async def intercept_service(
         self,
@@ -152,12 +177,22 @@ class TelemetryServerInterceptor(_ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        rpc = self._rpc
         full_method: str = handler_call_details.method
+        cached = self._wrapped.get(full_method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(full_method, handler)
+        if len(self._wrapped) < _MAX_CACHED_METHODS:
+            self._wrapped[full_method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(
+        self, full_method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        rpc = self._rpc
 
         def begin(context: aio.ServicerContext[Any, Any]) -> tuple[_Call, object]:
-            metadata = tuple(context.invocation_metadata() or ())
-            call = rpc.start(full_method, propagate.extract(metadata, getter=_GETTER))
+            call = rpc.start(full_method, _parent_context(context))
             return call, otel_context.attach(call.ctx)
 
         if handler.unary_unary is not None:

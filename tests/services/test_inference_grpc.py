@@ -63,3 +63,31 @@ def test_list_models_returns_the_registry(stack: Stack) -> None:
         ("fast-model", "self_hosted"),
         ("slow-model", "self_hosted"),
     ]
+
+
+def test_each_call_gets_its_own_span_continuing_the_callers_trace_when_it_sent_one(stack: Stack) -> None:
+    """The server interceptor reuses its wrapper per method; every call must still be traced on its own."""
+    stack.spans_exporter.clear()
+    trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    channel, stub = _stub(stack)
+    with channel:
+        stub.ListModels(pb.ListModelsRequest(), timeout=5)
+        stub.ListModels(
+            pb.ListModelsRequest(), timeout=5, metadata=[("traceparent", f"00-{trace_id}-{parent_id}-01")]
+        )
+        unknown = channel.unary_unary("/llm.inference.v1.Inference/NoSuchMethod")
+        with pytest.raises(grpc.RpcError) as error:
+            unknown(b"", timeout=5)
+        assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        stub.ListModels(pb.ListModelsRequest(), timeout=5)
+
+    def three() -> list[dict[str, Any]] | None:
+        spans = [s for s in stack.spans() if s["service"] == "inference" and s["kind"] == "SERVER"]
+        return spans if len(spans) == 3 else None
+
+    first, continued, last = poll_until(three, "three inference server spans", timeout=10)
+    assert len({first["span_id"], continued["span_id"], last["span_id"]}) == 3
+    assert (continued["trace_id"], continued["parent_span_id"]) == (trace_id, parent_id)
+    assert first["parent_span_id"] is None
+    assert last["parent_span_id"] is None
+    assert trace_id not in (first["trace_id"], last["trace_id"])

@@ -25,7 +25,8 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_one() -> None:
 
 def test_every_metric_is_documented_with_its_prometheus_name() -> None:
     for spec in semconv.METRICS.values():
-        assert f"| `{spec.name}` | `{spec.unit}` |" in README, spec.name
+        kind = spec.kind.value.replace("_", " ")
+        assert f"| `{spec.name}` | `{spec.unit}` | {kind} |" in README, spec.name
         assert f"`{spec.prometheus_name}`" in README, spec.prometheus_name
 
 

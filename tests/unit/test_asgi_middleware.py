@@ -1,0 +1,141 @@
+"""TelemetryMiddleware around a raw ASGI app: in-flight count, exemplars, propagation, failures."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import pytest
+
+from telemetry import testing
+from telemetry.instrumentation.asgi import TelemetryMiddleware
+
+Message = MutableMapping[str, Any]
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+PARENT_SPAN_ID = "b7ad6b7169203331"
+
+
+def _scope(*headers: tuple[bytes, bytes]) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/things",
+        "scheme": "http",
+        "http_version": "1.1",
+        "headers": [(b"content-length", b"5"), *headers],
+    }
+
+
+async def _call(app: Callable[..., Awaitable[None]], scope: dict[str, Any]) -> list[Message]:
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"hello", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent
+
+
+async def _ok(scope: Any, receive: Any, send: Any) -> None:
+    await receive()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"0123456789"})
+
+
+def _middleware(capture: testing.Capture, app: Any) -> TelemetryMiddleware:
+    return TelemetryMiddleware(
+        app,
+        tracer_provider=capture.telemetry.tracer_provider,
+        meter_provider=capture.telemetry.meter_provider,
+    )
+
+
+def _active(capture: testing.Capture) -> list[tuple[dict[str, Any], int]]:
+    points = capture.metrics()["http.server.active_requests"]["points"]
+    return [(p["attributes"], p["value"]) for p in points]
+
+
+@pytest.mark.anyio
+async def test_active_requests_counts_requests_in_flight_and_returns_to_zero() -> None:
+    capture = testing.capture("asgi")
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(scope: Any, receive: Any, send: Any) -> None:
+        entered.set()
+        await release.wait()
+        await _ok(scope, receive, send)
+
+    middleware = _middleware(capture, slow)
+    request = asyncio.ensure_future(_call(middleware, _scope()))
+    await entered.wait()
+    attributes = {"http.request.method": "POST", "url.scheme": "http"}
+    assert _active(capture) == [(attributes, 1)]
+    release.set()
+    await request
+    assert _active(capture) == [(attributes, 0)]
+    capture.shutdown()
+
+
+@pytest.mark.anyio
+async def test_duration_carries_the_span_as_exemplar_and_body_sizes_carry_none() -> None:
+    capture = testing.capture("asgi")
+    await _call(_middleware(capture, _ok), _scope())
+    (span,) = capture.spans()
+    metrics = capture.metrics()
+    (duration,) = metrics["http.server.request.duration"]["points"]
+    assert [(e["trace_id"], e["span_id"]) for e in duration["exemplars"]] == [
+        (span["trace_id"], span["span_id"])
+    ]
+    (response_size,) = metrics["http.server.response.body.size"]["points"]
+    (request_size,) = metrics["http.server.request.body.size"]["points"]
+    assert (response_size["sum"], request_size["sum"]) == (10, 5)
+    assert response_size["exemplars"] == request_size["exemplars"] == []
+    assert duration["attributes"] == {
+        "http.request.method": "POST",
+        "url.scheme": "http",
+        "http.response.status_code": 200,
+        "network.protocol.version": "1.1",
+    }
+    capture.shutdown()
+
+
+@pytest.mark.anyio
+async def test_traceparent_continues_the_callers_trace_and_its_absence_starts_one() -> None:
+    capture = testing.capture("asgi")
+    middleware = _middleware(capture, _ok)
+    traceparent = f"00-{TRACE_ID}-{PARENT_SPAN_ID}-01".encode()
+    await _call(middleware, _scope((b"traceparent", traceparent)))
+    await _call(middleware, _scope())
+    continued, started = capture.spans()
+    assert (continued["trace_id"], continued["parent_span_id"]) == (TRACE_ID, PARENT_SPAN_ID)
+    assert started["trace_id"] != TRACE_ID
+    assert started["parent_span_id"] is None
+    capture.shutdown()
+
+
+@pytest.mark.anyio
+async def test_a_failing_app_leaves_an_error_span_a_500_point_and_no_request_in_flight() -> None:
+    capture = testing.capture("asgi")
+
+    async def broken(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await _call(_middleware(capture, broken), _scope())
+    (span,) = capture.spans()
+    assert span["status"] == "ERROR"
+    assert span["attributes"]["error.type"] == "RuntimeError"
+    (duration,) = capture.metrics()["http.server.request.duration"]["points"]
+    assert duration["attributes"]["http.response.status_code"] == 500
+    assert duration["attributes"]["error.type"] == "RuntimeError"
+    assert [value for _, value in _active(capture)] == [0]
+    capture.shutdown()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
