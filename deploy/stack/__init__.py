@@ -13,7 +13,7 @@ Binaries come from ``scripts/build-backends.sh --print``; a missing one raises
 
 from deploy.stack._binaries import BUILD_SCRIPT, Binaries, BinaryMissingError, locate_binaries
 from deploy.stack._poll import PollTimeoutError, poll_until
-from deploy.stack._ports import LOOPBACK, PortAllocator
+from deploy.stack._ports import LOOPBACK, PortAllocator, free_port
 from deploy.stack._process import ManagedProcess, ProcessSpec, ReadyCheck, StackError, http_ready
 from deploy.stack._render import Endpoints, MetricsPath, render_prometheus_config
 from deploy.stack._stack import Stack, StackConfig
@@ -49,6 +49,7 @@ __all__ = [
     "StackConfig",
     "StackError",
     "TempoClient",
+    "free_port",
     "http_ready",
     "locate_binaries",
     "poll_until",

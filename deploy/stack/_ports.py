@@ -28,3 +28,11 @@ class PortAllocator:
                 self._given.add(port)
                 return port
         raise RuntimeError("could not find a free loopback port in 50 tries")
+
+
+def free_port() -> int:
+    """One free loopback port, for a process started outside a :class:`~deploy.stack.Stack`.
+
+    It comes from a :class:`PortAllocator`, so it is never one handed out before in this process.
+    """
+    return PortAllocator().port()

@@ -15,13 +15,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -108,13 +107,6 @@ def proc_cpu_seconds(pid: int) -> float:
     data = Path(f"/proc/{pid}/stat").read_bytes().decode()
     rest = data.rsplit(")", 1)[1].split()  # fields after comm; utime, stime are fields 14, 15 (1-based)
     return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def pin(cpu: int, enabled: bool) -> list[str]:
@@ -226,12 +218,3 @@ def children() -> Iterator[Children]:
     finally:
         group.stop_all()
         signal.signal(signal.SIGTERM, previous)
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out waiting for {what}")

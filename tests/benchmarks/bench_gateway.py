@@ -76,11 +76,11 @@ from typing import Any
 
 import httpx
 
+from deploy.stack import PollTimeoutError, free_port, poll_until
 from tests.benchmarks._bench import (
     Children,
     children,
     fmt,
-    free_port,
     machine_info,
     markdown_table,
     noop_telemetry,
@@ -90,7 +90,6 @@ from tests.benchmarks._bench import (
     rotated,
     stock_providers,
     summarize,
-    wait_until,
     write_json,
 )
 
@@ -358,8 +357,10 @@ def run_one(
     try:
         stats_url = f"http://127.0.0.1:{port}{STATS_PATH}"
         try:
-            wait_until(lambda: server.poll() is None and _answers(stats_url), 60.0, "the gateway")
-        except RuntimeError:
+            poll_until(
+                lambda: server.poll() is None and _answers(stats_url), "the gateway", 60.0, interval=0.05
+            )
+        except PollTimeoutError:
             err = server.stderr.read() if server.poll() is not None and server.stderr else ""
             raise RuntimeError(f"gateway {variant} did not start: {err[-2000:]}") from None
         status = post_once(port)
@@ -486,7 +487,9 @@ def main_bench(args: argparse.Namespace) -> None:
                 stdout=subprocess.DEVNULL,
             )
             health = f"http://127.0.0.1:{upstream_port}/health"
-            wait_until(lambda: upstream.poll() is None and _answers(health), 60.0, "the upstream stub")
+            poll_until(
+                lambda: upstream.poll() is None and _answers(health), "the upstream stub", 60.0, interval=0.05
+            )
         for rep in range(args.reps):
             for scenario in scenarios:
                 for variant in rotated(variants, rep):

@@ -16,10 +16,11 @@ import pytest
 from deploy.stack import Binaries, BinaryMissingError, Stack, StackConfig, StackError, locate_binaries
 
 
-def _missing(exc: Exception) -> NoReturn:
+def missing(reason: str | Exception) -> NoReturn:
+    """Skip the test for something it needs that is not built or not there; fail it under CI=true."""
     if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true and {exc}", pytrace=False)
-    pytest.skip(str(exc))
+        pytest.fail(f"CI=true and {reason}", pytrace=False)
+    pytest.skip(str(reason))
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +28,7 @@ def binaries() -> Binaries:
     try:
         return locate_binaries()
     except BinaryMissingError as exc:
-        _missing(exc)
+        missing(exc)
 
 
 def require(binaries: Binaries, *names: str) -> dict[str, Path]:
@@ -35,7 +36,7 @@ def require(binaries: Binaries, *names: str) -> dict[str, Path]:
     try:
         return binaries.require(*names)
     except BinaryMissingError as exc:
-        _missing(exc)
+        missing(exc)
 
 
 @pytest.fixture(scope="session")

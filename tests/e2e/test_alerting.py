@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from deploy.stack import (
     ProcessSpec,
     Stack,
     StackConfig,
+    free_port,
     http_ready,
     poll_until,
     render_prometheus_config,
@@ -97,13 +97,6 @@ def webhook() -> Iterator[WebhookReceiver]:
         thread.join(timeout=5)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _fast_collector_rules(dest_dir: Path) -> Path:
     rules = yaml.safe_load(COLLECTOR_RULES.read_text())
     shortened = 0
@@ -125,7 +118,7 @@ def _alertmanager_spec(binary: Path, work: Path, webhook: WebhookReceiver) -> tu
     # What a deployment provides at runtime: one URL per receiver, in the files the config names.
     (work / "oncall-webhook.url").write_text(f"{webhook.url}/oncall\n")
     (work / "team-webhook.url").write_text(f"{webhook.url}/team\n")
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     spec = ProcessSpec(
         "alertmanager",
         [

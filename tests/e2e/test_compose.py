@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -25,7 +24,7 @@ import httpx
 import pytest
 import yaml
 
-from deploy.stack import Binaries, ProcessSpec, http_ready
+from deploy.stack import Binaries, ProcessSpec, free_port, http_ready
 from deploy.stack._binaries import REPO_ROOT
 from deploy.stack._process import start_process
 from tests.e2e.conftest import require
@@ -366,13 +365,6 @@ def _under(root: Path, command: list[str]) -> list[str]:
     return argv
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.mark.e2e
 def test_promtool_accepts_prometheus_config_as_mounted(binaries: Binaries, tmp_path: Path) -> None:
     promtool = require(binaries, "promtool")["promtool"]
@@ -408,7 +400,7 @@ def test_alertmanager_starts_from_its_compose_command_line(binaries: Binaries, t
             webhooks.mkdir(parents=True, exist_ok=True)
             for name in ("oncall-webhook.url", "team-webhook.url"):
                 (webhooks / name).write_text("http://127.0.0.1:9/never-sent\n")
-    addr = f"127.0.0.1:{_free_port()}"
+    addr = f"127.0.0.1:{free_port()}"
     spec = ProcessSpec(
         "alertmanager",
         [str(binary), *_under(root, service["command"]), f"--web.listen-address={addr}"],
@@ -438,7 +430,7 @@ def test_alertmanager_exits_on_a_bad_config(binaries: Binaries, tmp_path: Path) 
             str(binary),
             f"--config.file={bad}",
             f"--storage.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{_free_port()}",
+            f"--web.listen-address=127.0.0.1:{free_port()}",
             "--cluster.listen-address=",
         ],
         check=False,

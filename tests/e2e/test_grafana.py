@@ -14,19 +14,28 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
 import pytest
 
-from deploy.stack import ManagedProcess, ProcessSpec, PrometheusClient, Stack, http_ready, poll_until
+from deploy.stack import (
+    BUILD_SCRIPT,
+    ManagedProcess,
+    ProcessSpec,
+    PrometheusClient,
+    Stack,
+    free_port,
+    http_ready,
+    poll_until,
+)
 from tests.e2e._emit import DURATIONS, Emitted, Emitter
+from tests.e2e.conftest import missing
 from tests.rules._grafana import (
     DASHBOARDS_DIR,
     GPU_AVAILABLE_QUERY,
@@ -43,14 +52,7 @@ from tests.rules._promql import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 
-BUILD_SCRIPT = "scripts/build-backends.sh"
 DEADLINE = 60.0
-
-
-def _missing(reason: str) -> NoReturn:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true and {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 def _grafana_paths() -> tuple[Path, Path]:
@@ -64,17 +66,10 @@ def _grafana_paths() -> tuple[Path, Path]:
     paths = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
     binary, home = Path(paths["GRAFANA"]), Path(paths["GRAFANA_HOME"])
     if not (binary.is_file() and os.access(binary, os.X_OK) and (home / "conf" / "defaults.ini").is_file()):
-        _missing(
+        missing(
             f"Grafana is not built ({binary}); build it with `{BUILD_SCRIPT} grafana` (cached afterwards)"
         )
     return binary, home
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -101,7 +96,7 @@ class Grafana:
 def grafana(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grafana]:
     binary, home = _grafana_paths()
     work = tmp_path_factory.mktemp("grafana")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     # A fresh admin password per run, only in this process's memory and the child's environment.
     password = secrets.token_urlsafe(24)
@@ -119,7 +114,7 @@ def grafana(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         # What deploy/grafana/README.md asks a deployment to set.
         "PROMETHEUS_URL": stack.endpoints.prometheus_url,
         "TEMPO_URL": stack.endpoints.tempo_url,
-        "ALERTMANAGER_URL": f"http://127.0.0.1:{_free_port()}",
+        "ALERTMANAGER_URL": f"http://127.0.0.1:{free_port()}",
         "GRAFANA_DASHBOARDS_DIR": str(DASHBOARDS_DIR),
     }
     spec = ProcessSpec(
@@ -275,9 +270,7 @@ def test_every_dashboard_panel_answers_through_grafana(
     try:
         loaded = request.getfixturevalue("loaded_stack")
     except pytest.FixtureLookupError:
-        _missing(
-            "tests/e2e/conftest.py has no loaded_stack fixture (the stack with the services, after load)"
-        )
+        missing("tests/e2e/conftest.py has no loaded_stack fixture (the stack with the services, after load)")
     prometheus = PrometheusClient(loaded.prometheus_url)
     try:
         gpu_collecting = bool(prometheus.query(GPU_AVAILABLE_QUERY))

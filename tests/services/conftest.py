@@ -8,7 +8,6 @@ as one trace backend would receive them; each keeps its own metric reader and re
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import pytest
 import uvicorn
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from deploy.stack import free_port
 from services.common.models import ModelSpec
 from services.gateway.app import GatewaySettings, create_app as create_gateway
 from services.inference.server import InferenceSettings, start_server
@@ -34,13 +34,6 @@ MODELS = {
         "slow-model", prefill_seconds_per_token=0.0001, decode_seconds_per_token=0.02, max_output_tokens=64
     ),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class LoopThread:

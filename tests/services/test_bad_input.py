@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.services.conftest import API_KEY, Stack, free_port
+from deploy.stack import free_port
+from tests.services.conftest import API_KEY, Stack
 from tests.services.helpers import poll_until
 
 CHAT = {"model": "fast-model", "messages": [{"role": "user", "content": "hello"}]}
