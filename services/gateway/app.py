@@ -166,7 +166,7 @@ class Gateway:
             base_url=settings.orchestrator_url,
             timeout=httpx.Timeout(settings.upstream_timeout, connect=5.0),
         )
-        instrument_httpx(
+        self.client_instrumentation = instrument_httpx(
             self.client, tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
         )
 
@@ -455,6 +455,9 @@ def _sse_event(
 def create_app(
     settings: GatewaySettings, telemetry: Telemetry, models: Mapping[str, ModelSpec] | None = None
 ) -> FastAPI:
+    """The gateway app, instrumented; ``app.state.instrumentation`` holds the handle of each instrumentation
+    applied (server middleware, upstream httpx client): uninstrumenting them all leaves only the gateway's
+    own spans and metrics."""
     gateway = Gateway(settings, telemetry, models or load_catalog())
 
     @asynccontextmanager
@@ -516,7 +519,8 @@ def create_app(
             if not handed_to_stream:
                 gateway.in_flight -= 1
 
-    instrument_fastapi(
+    server_instrumentation = instrument_fastapi(
         app, tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
     )
+    app.state.instrumentation = (server_instrumentation, gateway.client_instrumentation)
     return app

@@ -274,6 +274,9 @@ def _error(status: int, error_type: str, message: str, retry_after: int | None =
 
 
 def create_app(settings: OrchestratorSettings, telemetry: Telemetry) -> FastAPI:
+    """The orchestrator app, instrumented; ``app.state.instrumentation`` holds the handle of each
+    instrumentation applied (the server middleware). The gRPC client interceptors are built into the
+    channel ``start()`` opens and have no handle."""
     orchestrator = Orchestrator(settings, telemetry)
 
     @asynccontextmanager
@@ -336,7 +339,8 @@ def create_app(settings: OrchestratorSettings, telemetry: Telemetry) -> FastAPI:
             orchestrator.requests.add(1, {sc.LLM_OUTCOME: "error"})
             return _error(exc.status, exc.error_type, str(exc), exc.retry_after)
 
-    instrument_fastapi(
+    server_instrumentation = instrument_fastapi(
         app, tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
     )
+    app.state.instrumentation = (server_instrumentation,)
     return app

@@ -74,7 +74,39 @@ class Stack:
         return self.captures[service].metrics()
 
 
-async def _serve_uvicorn(app: Any, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+def gateway_settings(orchestrator_url: str, **overrides: Any) -> GatewaySettings:
+    """A test gateway's settings: our API key, response cache off, port 0 (the port is picked where it is
+    served); ``overrides`` change any field."""
+    fields: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "orchestrator_url": orchestrator_url,
+        "api_keys": (API_KEY,),
+        "insecure_no_auth": False,
+        "max_body_bytes": 64 * 1024,
+        "max_in_flight": 64,
+        "upstream_timeout": 10.0,
+        "cache_entries": 0,
+        "cache_ttl": 0.0,
+    }
+    return GatewaySettings(**{**fields, **overrides})
+
+
+def orchestrator_settings(inference_target: str, port: int = 0) -> OrchestratorSettings:
+    return OrchestratorSettings(
+        host="127.0.0.1",
+        port=port,
+        inference_target=inference_target,
+        stage_concurrency=4,
+        queue_capacity=8,
+        infer_timeout=10.0,
+    )
+
+
+Served = tuple[uvicorn.Server, asyncio.Task[None]]  # a running server and the task serving it
+
+
+async def _serve_uvicorn(app: Any, port: int) -> Served:
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False)
     )
@@ -84,6 +116,13 @@ async def _serve_uvicorn(app: Any, port: int) -> tuple[uvicorn.Server, asyncio.T
             task.result()  # surfaces the start-up error
         await asyncio.sleep(0.01)
     return server, task
+
+
+async def _stop_uvicorn(servers: list[Served]) -> None:
+    """Stop gracefully: each server lets its requests finish (their spans end) before it returns."""
+    for server, _ in servers:
+        server.should_exit = True
+    await asyncio.gather(*(task for _, task in servers))
 
 
 @pytest.fixture(scope="module")
@@ -113,37 +152,18 @@ def stack() -> Iterator[Stack]:
         await scheduler.close()
 
     loop.run(start_inference())
-    orchestrator_settings = OrchestratorSettings(
-        host="127.0.0.1",
-        port=orchestrator_port,
-        inference_target=f"127.0.0.1:{inference_port}",
-        stage_concurrency=4,
-        queue_capacity=8,
-        infer_timeout=10.0,
-    )
-    gateway_settings = GatewaySettings(
-        host="127.0.0.1",
-        port=gateway_port,
-        orchestrator_url=f"http://127.0.0.1:{orchestrator_port}",
-        api_keys=(API_KEY,),
-        insecure_no_auth=False,
-        max_body_bytes=64 * 1024,
-        max_in_flight=64,
-        upstream_timeout=10.0,
-        cache_entries=128,
-        cache_ttl=60.0,
+    orchestrator = orchestrator_settings(f"127.0.0.1:{inference_port}", orchestrator_port)
+    gateway = gateway_settings(
+        f"http://127.0.0.1:{orchestrator_port}", port=gateway_port, cache_entries=128, cache_ttl=60.0
     )
     servers = [
         loop.run(
             _serve_uvicorn(
-                create_orchestrator(orchestrator_settings, captures["orchestrator"].telemetry),
-                orchestrator_port,
+                create_orchestrator(orchestrator, captures["orchestrator"].telemetry), orchestrator_port
             )
         ),
         loop.run(
-            _serve_uvicorn(
-                create_gateway(gateway_settings, captures["gateway"].telemetry, MODELS), gateway_port
-            )
+            _serve_uvicorn(create_gateway(gateway, captures["gateway"].telemetry, MODELS), gateway_port)
         ),
     ]
     yield Stack(
@@ -157,12 +177,7 @@ def stack() -> Iterator[Stack]:
         start_inference=lambda: loop.run(start_inference()),
     )
 
-    async def stop_http() -> None:
-        for server, _ in servers:
-            server.should_exit = True
-        await asyncio.gather(*(task for _, task in servers))
-
-    loop.run(stop_http())
+    loop.run(_stop_uvicorn(servers))
     if "inference" in state:
         loop.run(stop_inference())
     loop.stop()
@@ -171,37 +186,39 @@ def stack() -> Iterator[Stack]:
     clear_known_values()
 
 
+class AppServer:
+    """Serves more apps on free loopback ports in the stack's loop; the ``app_server`` fixture stops them."""
+
+    def __init__(self, loop: LoopThread) -> None:
+        self.loop = loop
+        self.running: dict[str, Served] = {}
+
+    def start(self, app: Any) -> str:
+        """Serve ``app``; returns its base URL."""
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        self.running[url] = self.loop.run(_serve_uvicorn(app, port))
+        return url
+
+    def stop(self, *urls: str) -> None:
+        """Stop the apps at ``urls`` (all of them if none is named), once their requests have finished."""
+        servers = [self.running.pop(url) for url in (urls or list(self.running))]
+        self.loop.run(_stop_uvicorn(servers))
+
+
 @pytest.fixture
-def extra_gateway(stack: Stack) -> Iterator[Callable[..., str]]:
+def app_server(stack: Stack) -> Iterator[AppServer]:
+    served = AppServer(stack.loop)
+    yield served
+    served.stop()
+
+
+@pytest.fixture
+def extra_gateway(stack: Stack, app_server: AppServer) -> Callable[..., str]:
     """Start another real gateway with some settings changed; returns its base URL. Stopped after the test."""
-    started: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
 
     def start(**overrides: Any) -> str:
-        port = free_port()
-        settings = GatewaySettings(
-            **{
-                "host": "127.0.0.1",
-                "port": port,
-                "orchestrator_url": stack.orchestrator_url,
-                "api_keys": (API_KEY,),
-                "insecure_no_auth": False,
-                "max_body_bytes": 64 * 1024,
-                "max_in_flight": 64,
-                "upstream_timeout": 10.0,
-                "cache_entries": 0,
-                "cache_ttl": 0.0,
-                **overrides,
-            }
-        )
-        app = create_gateway(settings, stack.captures["gateway"].telemetry, MODELS)
-        started.append(stack.loop.run(_serve_uvicorn(app, port)))
-        return f"http://127.0.0.1:{port}"
+        settings = gateway_settings(overrides.pop("orchestrator_url", stack.orchestrator_url), **overrides)
+        return app_server.start(create_gateway(settings, stack.captures["gateway"].telemetry, MODELS))
 
-    yield start
-
-    async def stop() -> None:
-        for server, _ in started:
-            server.should_exit = True
-        await asyncio.gather(*(task for _, task in started))
-
-    stack.loop.run(stop())
+    return start
