@@ -75,7 +75,11 @@ def test_each_call_gets_its_own_span_continuing_the_callers_trace_when_it_sent_o
         stub.ListModels(
             pb.ListModelsRequest(), timeout=5, metadata=[("traceparent", f"00-{trace_id}-{parent_id}-01")]
         )
-        unknown = channel.unary_unary("/llm.inference.v1.Inference/NoSuchMethod")
+        unknown = channel.unary_unary(
+            "/llm.inference.v1.Inference/NoSuchMethod",
+            request_serializer=bytes,
+            response_deserializer=bytes,
+        )
         with pytest.raises(grpc.RpcError) as error:
             unknown(b"", timeout=5)
         assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
