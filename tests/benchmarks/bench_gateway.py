@@ -44,12 +44,6 @@ Figures: req/s median (min–max) over reps; ratio vs ``none`` paired per rep; s
 measured request (force-flushed before and after the run: a sanity check; expected ours 1 (cache) and 3
 (upstream), stock 4 (SERVER + "http receive" + 2 "http send")) and, for ``ours``, duration points per request.
 
-httpcore 1.0.9 calls ``import sniffio`` four times per request and the pinned set does not install
-sniffio (anyio 4 dropped it), so each request pays four failing imports that scan ``sys.path`` (about
-0.5 ms of CPU per request here, in every variant). The upstream scenario patches
-``httpcore._synchronization.current_async_library`` to answer "asyncio" (what it concludes anyway) in the
-gateway process, so the figures show telemetry against a sane client path; ``--as-shipped`` turns that off.
-
 ``--profile`` calls the ASGI app in-process (no sockets, no uvicorn, upstream answered by an in-process
 httpx transport), times none/ours/stock per scenario, then runs cProfile on ``none`` and ``ours`` and
 prints where the extra time goes, grouped by package.
@@ -61,7 +55,6 @@ import argparse
 import asyncio
 import cProfile
 import gc
-import importlib.util
 import json
 import os
 import pstats
@@ -80,6 +73,7 @@ from typing import Any
 import httpx
 
 from deploy.stack import PollTimeoutError, free_port, poll_until
+from telemetry import instrument_httpx
 from tests.benchmarks._bench import (
     Children,
     children,
@@ -139,20 +133,6 @@ def _fill_cache(app: Any) -> None:
     payload = ChatCompletionRequest.model_validate(BODY).model_dump()
     key = cache_key({k: payload[k] for k in ("model", "messages", "max_tokens", "temperature")})
     app.state.gateway.cache.put(key, _chat_completion(json.loads(UPSTREAM_ANSWER)))
-
-
-def _asyncio_library() -> str:
-    return "asyncio"
-
-
-def patch_httpcore_sniffio() -> bool:
-    """Skip httpcore's per-request failing ``import sniffio`` when sniffio is absent; True if patched."""
-    if importlib.util.find_spec("sniffio") is not None:
-        return False
-    import httpcore._synchronization as synchronization
-
-    setattr(synchronization, "current_async_library", _asyncio_library)  # noqa: B010
-    return True
 
 
 def build_gateway(variant: str, scenario: str, upstream_url: str | None) -> tuple[Any, Stats]:
@@ -341,8 +321,6 @@ def run_one(
     port = free_port()
     cmd = [*pin(0, args.pin), sys.executable, "-m", "tests.benchmarks.bench_gateway", "--role", "gateway"]
     cmd += ["--variant", variant, "--scenario", scenario, "--port", str(port)]
-    if args.as_shipped:
-        cmd.append("--as-shipped")
     if upstream_port is not None:
         cmd += ["--upstream-port", str(upstream_port)]
     server = kids.start(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -461,9 +439,6 @@ def main_bench(args: argparse.Namespace) -> None:
         flush=True,
     )
     print(f"load average at start: {os.getloadavg()} (other work on this machine adds noise)", flush=True)
-    if "upstream" in scenarios:
-        fix = "kept (--as-shipped)" if args.as_shipped else "patched out in the gateway process"
-        print(f"httpcore's per-request failing 'import sniffio': {fix}", flush=True)
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {s: {v: [] for v in variants} for s in scenarios}
     with children() as kids, tempfile.TemporaryDirectory(prefix="bench_gateway_") as tmp:
         lua = wrk_script(tmp)
@@ -534,15 +509,20 @@ class _InstantUpstream(httpx.AsyncBaseTransport):
 
 
 def _inproc_app(variant: str, scenario: str) -> ASGIApp:
-    from telemetry.instrumentation.httpx import _TracedTransport
-
     app, _ = build_gateway(variant, scenario, "http://upstream.invalid")
-    client = app.state.gateway.client
-    instant = _InstantUpstream()
-    if isinstance(client._transport, _TracedTransport):
-        client._transport.inner = instant
-    else:
-        client._transport = instant
+    gateway = app.state.gateway
+    client = gateway.client
+    # httpx has no public way to swap a client's transport: undo ours (if any), swap, then instrument again.
+    http_handle = gateway.client_instrumentation
+    was_instrumented = http_handle.active
+    http_handle.uninstrument()
+    client._transport = _InstantUpstream()
+    if was_instrumented:
+        instrument_httpx(
+            client,
+            tracer_provider=gateway.telemetry.tracer_provider,
+            meter_provider=gateway.telemetry.meter_provider,
+        )
     built: ASGIApp = app
     return built
 
@@ -758,9 +738,6 @@ def main() -> None:
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin with taskset")
     ap.add_argument("--out", default=None, help="write JSON results here (use /tmp or a git-ignored path)")
-    ap.add_argument(
-        "--as-shipped", action="store_true", help="keep httpcore's per-request failing 'import sniffio'"
-    )
     ap.add_argument("--profile", action="store_true", help="in-process timing + cProfile instead of wrk")
     ap.add_argument("--requests", type=int, default=3000, help="--profile: requests per child")
     ap.add_argument("--warmup-requests", type=int, default=500, help="--profile: warm-up requests")
@@ -774,8 +751,6 @@ def main() -> None:
     args = ap.parse_args()
     if args.role == "gateway":
         upstream = f"http://127.0.0.1:{args.upstream_port}" if args.upstream_port else None
-        if not args.as_shipped:
-            patch_httpcore_sniffio()
         app, stats = build_gateway(args.variant, args.scenario, upstream)
         serve(with_stats_endpoint(app, stats), args.port)
     elif args.role == "upstream":
