@@ -9,6 +9,7 @@ their points carry exemplars.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from functools import lru_cache
 from time import perf_counter
@@ -96,9 +97,10 @@ class TelemetryMiddleware:
         self.duration = instruments.create(meter, sc.HTTP_SERVER_REQUEST_DURATION)
         self.request_size = instruments.create(meter, sc.HTTP_SERVER_REQUEST_BODY_SIZE)
         self.response_size = instruments.create(meter, sc.HTTP_SERVER_RESPONSE_BODY_SIZE)
-        # (method, scheme) -> requests in flight. Only the event loop's thread touches it while serving;
-        # the collection thread reads a copy.
+        # (method, scheme) -> requests in flight. The lock (about 0.3 µs) keeps counts exact should an ASGI
+        # server call us from several threads; the collection thread reads a copy.
         self._in_flight: dict[tuple[str, str], int] = {}
+        self._in_flight_lock = threading.Lock()
         self.active = instruments.create(
             meter, sc.HTTP_SERVER_ACTIVE_REQUESTS, callbacks=[self._observe_active]
         )
@@ -107,8 +109,16 @@ class TelemetryMiddleware:
     def _observe_active(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [
             Observation(count, {sc.HTTP_REQUEST_METHOD: method, sc.URL_SCHEME: scheme})
-            for (method, scheme), count in list(self._in_flight.items())
+            for (method, scheme), count in self._in_flight_snapshot()
         ]
+
+    def _in_flight_snapshot(self) -> list[tuple[tuple[str, str], int]]:
+        with self._in_flight_lock:
+            return list(self._in_flight.items())
+
+    def _count_in_flight(self, key: tuple[str, str], delta: int) -> None:
+        with self._in_flight_lock:
+            self._in_flight[key] = self._in_flight.get(key, 0) + delta
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.excluded:
@@ -135,9 +145,8 @@ class TelemetryMiddleware:
         )
         span_context = trace.set_span_in_context(span, parent)
         token = otel_context.attach(span_context)
-        in_flight = self._in_flight
         flight_key = (method, scheme)
-        in_flight[flight_key] = in_flight.get(flight_key, 0) + 1
+        self._count_in_flight(flight_key, 1)
         status = 0
         response_bytes = 0
 
@@ -159,7 +168,7 @@ class TelemetryMiddleware:
             status = status or 500
             raise
         finally:
-            in_flight[flight_key] -= 1
+            self._count_in_flight(flight_key, -1)
             try:
                 self._finish(
                     scope=scope,
