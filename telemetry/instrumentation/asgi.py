@@ -23,6 +23,7 @@ from opentelemetry.util.types import AttributeValue
 
 from telemetry import instruments, semconv as sc
 from telemetry._errors import report_internal_error
+from telemetry._propagation import propagation_fields
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -31,7 +32,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
-_TRACING_HEADERS = (b"traceparent", b"tracestate", b"baggage")
 # A context whose span is the invalid one: the trace-based exemplar filter turns such measurements down at
 # once. (An empty Context would not do: the SDK reads a falsy context as "use the current one".)
 _NO_EXEMPLAR = trace.set_span_in_context(trace.INVALID_SPAN, otel_context.Context())
@@ -51,9 +51,8 @@ _GETTER = _HeaderGetter()
 
 def _carrier(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     # Only the propagation headers are decoded: building a dict of every header costs more than the lookup.
-    return {
-        name.decode("latin-1"): value.decode("latin-1") for name, value in headers if name in _TRACING_HEADERS
-    }
+    fields = propagation_fields().raw
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in headers if name in fields}
 
 
 @lru_cache(maxsize=4096)
@@ -210,10 +209,9 @@ class TelemetryMiddleware:
             error_type = app_error
         if status >= 500 and error_type is None:
             error_type = str(status)
-        if route is not None:
-            span.update_name(f"{method} {route}")
         finishing: dict[str, AttributeValue] = {}
         if route is not None:
+            span.update_name(f"{method} {route}")
             finishing[sc.HTTP_ROUTE] = route
         if status:
             finishing[sc.HTTP_RESPONSE_STATUS_CODE] = status

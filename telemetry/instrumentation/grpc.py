@@ -23,6 +23,7 @@ from opentelemetry.util.types import AttributeValue
 
 from telemetry import instruments, semconv as sc
 from telemetry._errors import contained, report_internal_error
+from telemetry._propagation import propagation_fields
 
 # The stubs make these generic; at run time they are plain classes and cannot be subscripted.
 if TYPE_CHECKING:
@@ -142,13 +143,11 @@ def _server_code(context: aio.ServicerContext[Any, Any], exc: BaseException | No
     return grpc.StatusCode.OK if exc is None else grpc.StatusCode.UNKNOWN
 
 
-_TRACING_KEYS = frozenset({"traceparent", "tracestate", "baggage"})
-
-
 def _parent_context(context: aio.ServicerContext[Any, Any]) -> otel_context.Context | None:
     """The caller's context from the metadata; ``None`` (no parsing at all) when it sent none."""
     metadata = context.invocation_metadata() or ()
-    carrier = [(k, v) for k, v in metadata if k in _TRACING_KEYS]
+    fields = propagation_fields().text
+    carrier = [(k, v) for k, v in metadata if k in fields]
     return propagate.extract(carrier, getter=_GETTER) if carrier else None
 
 

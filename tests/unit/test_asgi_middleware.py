@@ -7,6 +7,17 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import pytest
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.propagators.textmap import (
+    CarrierT,
+    Getter,
+    Setter,
+    TextMapPropagator,
+    default_getter,
+    default_setter,
+)
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from telemetry import testing
 from telemetry.instrumentation.asgi import TelemetryMiddleware
@@ -114,6 +125,44 @@ async def test_traceparent_continues_the_callers_trace_and_its_absence_starts_on
     assert (continued["trace_id"], continued["parent_span_id"]) == (TRACE_ID, PARENT_SPAN_ID)
     assert started["trace_id"] != TRACE_ID
     assert started["parent_span_id"] is None
+    capture.shutdown()
+
+
+class _SingleHeaderPropagator(TextMapPropagator):
+    """A propagator reading ``X-Trace: <trace id>:<span id>``, as a site's own (or b3's) header would be."""
+
+    def extract(
+        self, carrier: CarrierT, context: Context | None = None, getter: Getter[CarrierT] = default_getter
+    ) -> Context:
+        values = getter.get(carrier, "x-trace")
+        if not values:
+            return context or Context()
+        trace_id, span_id = values[0].split(":")
+        remote = SpanContext(int(trace_id, 16), int(span_id, 16), is_remote=True, trace_flags=TraceFlags(1))
+        return trace.set_span_in_context(NonRecordingSpan(remote), context)
+
+    def inject(
+        self, carrier: CarrierT, context: Context | None = None, setter: Setter[CarrierT] = default_setter
+    ) -> None:
+        raise AssertionError("the server side only extracts")
+
+    @property
+    def fields(self) -> set[str]:
+        return {"X-Trace"}
+
+
+@pytest.mark.anyio
+async def test_the_configured_propagators_headers_are_read_not_a_fixed_list() -> None:
+    capture = testing.capture("asgi")
+    middleware = _middleware(capture, _ok)
+    default = propagate.get_global_textmap()
+    propagate.set_global_textmap(_SingleHeaderPropagator())
+    try:
+        await _call(middleware, _scope((b"x-trace", f"{TRACE_ID}:{PARENT_SPAN_ID}".encode())))
+    finally:
+        propagate.set_global_textmap(default)
+    (span,) = capture.spans()
+    assert (span["trace_id"], span["parent_span_id"]) == (TRACE_ID, PARENT_SPAN_ID)
     capture.shutdown()
 
 
