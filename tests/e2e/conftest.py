@@ -6,21 +6,13 @@ it fails them: CI must never pass by testing nothing.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
 
 from deploy.stack import Binaries, BinaryMissingError, Stack, StackConfig, StackError, locate_binaries
-
-
-def missing(reason: str | Exception) -> NoReturn:
-    """Skip the test for something it needs that is not built or not there; fail it under CI=true."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true and {reason}", pytrace=False)
-    pytest.skip(str(reason))
+from tests._ci import missing
 
 
 @pytest.fixture(scope="session")

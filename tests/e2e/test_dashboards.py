@@ -14,7 +14,6 @@ trace in Tempo.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Iterator
 from typing import Protocol
@@ -22,6 +21,7 @@ from typing import Protocol
 import pytest
 
 from deploy.stack import PrometheusClient, TempoClient, poll_until
+from tests._ci import missing
 from tests.rules._grafana import (
     GPU_AVAILABLE_QUERY,
     PanelQuery,
@@ -52,10 +52,7 @@ def loaded(request: pytest.FixtureRequest) -> LoadedStack:
     try:
         stack: LoadedStack = request.getfixturevalue("loaded_stack")
     except pytest.FixtureLookupError:
-        reason = "tests/e2e/conftest.py has no loaded_stack fixture (the stack with the services, after load)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true and {reason}", pytrace=False)
-        pytest.skip(reason)
+        missing("tests/e2e/conftest.py has no loaded_stack fixture (the stack with the services, after load)")
     return stack
 
 

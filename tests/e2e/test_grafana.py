@@ -34,8 +34,8 @@ from deploy.stack import (
     http_ready,
     poll_until,
 )
+from tests._ci import missing
 from tests.e2e._emit import DURATIONS, Emitted, Emitter
-from tests.e2e.conftest import missing
 from tests.rules._grafana import (
     DASHBOARDS_DIR,
     GPU_AVAILABLE_QUERY,
