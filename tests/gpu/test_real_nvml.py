@@ -1,4 +1,10 @@
-"""telemetry.gpu against the real NVML driver. Skipped, with the reason, where no NVIDIA driver is present."""
+"""telemetry.gpu against the real ``pynvml`` and whatever NVIDIA driver this machine has.
+
+Nothing here skips. With a driver, each test checks the real readings. Without one (every CI machine
+here), the same test checks the clean degradation of the same entry point through the real library:
+``llm.telemetry.gpu.available`` = 0 with the reason NVML gave, no hardware series, no NVML calls after
+the failed init, and no exception. Any NVML failure other than a missing library or driver fails.
+"""
 
 from __future__ import annotations
 
@@ -19,14 +25,26 @@ pytestmark = pytest.mark.gpu
 Points = dict[str, list[tuple[dict[str, Any], float]]]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def nvidia_driver() -> None:
-    """Skips the module where NVML has no library or no driver; any other NVML failure fails the tests."""
+def _missing_driver_reason() -> str | None:
+    """``None`` where NVML starts; else the llm.telemetry.reason our code must report."""
     try:
         pynvml.nvmlInit()
-    except (pynvml.NVMLError_LibraryNotFound, pynvml.NVMLError_DriverNotLoaded) as exc:
-        pytest.skip(f"no NVIDIA driver: {type(exc).__name__} ({exc})")
+    except pynvml.NVMLError_LibraryNotFound:
+        return "library_not_found"
+    except pynvml.NVMLError_DriverNotLoaded:
+        return "driver_not_loaded"
     pynvml.nvmlShutdown()
+    return None
+
+
+NO_DRIVER = _missing_driver_reason()
+if NO_DRIVER is not None:
+    print(f"tests/gpu: no NVIDIA driver ({NO_DRIVER}): checking the degraded behaviour of the real pynvml")
+
+
+def degraded(points: Points) -> bool:
+    """What every collection must be without a driver: the availability flag at 0, with the reason."""
+    return points == {"llm.telemetry.gpu.available": [({"llm.telemetry.reason": NO_DRIVER}, 0)]}
 
 
 @pytest.fixture(autouse=True)
@@ -67,6 +85,9 @@ def by_device(points: Points, name: str) -> dict[str, float]:
 
 def test_real_gpus_export_sane_values(reader: InMemoryMetricReader) -> None:
     points = collect(reader)
+    if NO_DRIVER is not None:
+        assert degraded(points), points
+        return
 
     assert points["llm.telemetry.gpu.available"] == [({}, 1)]
     limits = by_device(points, "hw.gpu.memory.limit")
@@ -98,6 +119,10 @@ def test_real_gpus_export_sane_values(reader: InMemoryMetricReader) -> None:
 
 
 def test_energy_counter_does_not_go_back(reader: InMemoryMetricReader) -> None:
+    if NO_DRIVER is not None:  # later cycles stay degraded too: no series appear, nothing raises
+        assert degraded(collect(reader))
+        assert degraded(collect(reader))
+        return
     first = by_device(collect(reader), "hw.energy")
     second = by_device(collect(reader), "hw.energy")
 
@@ -110,6 +135,9 @@ def test_real_collection_walks_the_devices_once_per_cycle(
 ) -> None:
     devices = len(by_device(collect(reader), "hw.gpu.memory.limit"))
     collect(reader)
+    if NO_DRIVER is not None:  # one failed init, then no NVML call at all per cycle
+        assert dict(counting.calls) == {"nvmlInit": 1}
+        return
 
     assert counting.calls["nvmlDeviceGetMemoryInfo"] == 2 * devices
     assert counting.calls["nvmlDeviceGetUUID"] == devices
@@ -118,6 +146,9 @@ def test_real_collection_walks_the_devices_once_per_cycle(
 
 def test_span_snapshot_of_gpu_0(reader: InMemoryMetricReader) -> None:
     snapshot = gpu.gpu_span_snapshot(0)
+    if NO_DRIVER is not None:
+        assert snapshot == {}
+        return
 
     assert str(snapshot["hw.id"]).startswith("GPU-")
     assert snapshot["llm.gpu.index"] == 0
@@ -134,4 +165,5 @@ def test_undo_shuts_the_real_nvml_down(counting: CountingNvml) -> None:
 
     handle.uninstrument()
 
-    assert counting.calls["nvmlShutdown"] == 1
+    # NVML is shut down exactly when it was started.
+    assert counting.calls["nvmlShutdown"] == (0 if NO_DRIVER is not None else 1)
