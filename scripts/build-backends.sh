@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real backends from their Go modules and caches the binaries outside the repo.
 #
-#   scripts/build-backends.sh [otelcol|prometheus|tempo|alertmanager|grafana|all]   build what is missing
+#   scripts/build-backends.sh [otelcol|prometheus|jaeger|alertmanager|all]   build what is missing
 #   scripts/build-backends.sh --print                                       print NAME=path lines
 #
 # Versions come from deploy/versions.env; the Collector's components from collector/builder-config.yaml.
@@ -24,18 +24,15 @@ manifest_hash=$(sha256sum "$manifest" | cut -c1-12)
 
 otelcol_dir="$cache/bin/otelcol-llm-$OTELCOL_VERSION-$manifest_hash"
 prometheus_dir="$cache/bin/prometheus-$PROMETHEUS_VERSION"
-tempo_dir="$cache/bin/tempo-$TEMPO_VERSION"
+jaeger_dir="$cache/bin/jaeger-$JAEGER_VERSION"
 alertmanager_dir="$cache/bin/alertmanager-$ALERTMANAGER_VERSION"
-grafana_dir="$cache/bin/grafana-$GRAFANA_VERSION"
 
 print_paths() {
   echo "OTELCOL=$otelcol_dir/otelcol-llm"
   echo "PROMETHEUS=$prometheus_dir/prometheus"
   echo "PROMTOOL=$prometheus_dir/promtool"
-  echo "TEMPO=$tempo_dir/tempo"
+  echo "JAEGER=$jaeger_dir/jaeger"
   echo "ALERTMANAGER=$alertmanager_dir/alertmanager"
-  echo "GRAFANA=$grafana_dir/bin/grafana"
-  echo "GRAFANA_HOME=$grafana_dir"
 }
 
 log() { printf '[backends %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -117,54 +114,28 @@ build_alertmanager() {
   rm -rf "$alertmanager_dir"; mv "$alertmanager_dir.tmp" "$alertmanager_dir"
 }
 
-build_tempo() {
-  [[ -x $tempo_dir/tempo ]] && { log "tempo $TEMPO_VERSION cached ($tempo_dir)"; return; }
+build_jaeger() {
+  [[ -x $jaeger_dir/jaeger ]] && { log "jaeger $JAEGER_VERSION cached ($jaeger_dir)"; return; }
   require_go
-  log "building tempo $TEMPO_VERSION (module $TEMPO_MODULE_VERSION; cold: several minutes)"
-  # go install refuses Tempo (its go.mod has replace lines), so build inside a copy of the module:
-  # as the main module its replaces apply and its go.sum pins the exact upstream dependency set.
-  local src
-  src=$(go mod download -json "github.com/grafana/tempo@$TEMPO_MODULE_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
-  [[ -d $src ]] || { log "go mod download of tempo@$TEMPO_MODULE_VERSION gave no source dir"; exit 1; }
-  local work="$cache/work/tempo-$TEMPO_VERSION"
+  log "building jaeger $JAEGER_VERSION (module $JAEGER_MODULE_VERSION; cold: about 10 minutes)"
+  # go install refuses the module (its go.mod has a replace line, for Kafka's client only), so the
+  # binary is built as a tool of a throwaway module; there the replace is ignored and the rest of
+  # Jaeger's own go.mod selects the dependency set.
+  local work="$cache/work/jaeger-$JAEGER_VERSION"
   rm -rf "$work"; mkdir -p "$work"
-  cp -r "$src/." "$work/"; chmod -R u+w "$work"
-  mkdir -p "$tempo_dir.tmp"
-  (cd "$work" && with_progress "go build tempo" env CGO_ENABLED=0 \
-    go build -mod=mod -ldflags "-X main.Version=$TEMPO_VERSION" -o "$tempo_dir.tmp/tempo" ./cmd/tempo)
-  rm -rf "$tempo_dir" "$work"; mv "$tempo_dir.tmp" "$tempo_dir"
-}
-
-build_grafana() {
-  [[ -x $grafana_dir/bin/grafana && -f $grafana_dir/conf/defaults.ini ]] \
-    && { log "grafana $GRAFANA_VERSION cached ($grafana_dir)"; return; }
-  require_go
-  command -v gcc >/dev/null || { log "gcc is required (SQLite is a cgo package in this Grafana)"; exit 1; }
-  log "building grafana $GRAFANA_VERSION, backend only (cold: about 5 minutes)"
-  # Its go.mod has replace lines, so the build runs inside a copy of the module, where they apply.
-  local src
-  src=$(go mod download -json "github.com/grafana/grafana@$GRAFANA_MODULE_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
-  [[ -d $src ]] || { log "go mod download of grafana@$GRAFANA_MODULE_VERSION gave no source dir"; exit 1; }
-  local work="$cache/work/grafana-$GRAFANA_VERSION"
-  rm -rf "$work"; mkdir -p "$work"
-  cp -r "$src/." "$work/"; chmod -R u+w "$work"
+  local pkg=github.com/jaegertracing/jaeger/cmd/jaeger
+  local v=github.com/jaegertracing/jaeger/internal/version
   (
     cd "$work"
-    export GOWORK=off GOFLAGS=-mod=mod
-    with_progress "download grafana's dependencies" go mod download
-    # pkg/server/wire_gen.go is generated, not shipped. Not with the wire version the go.mod pins: that
-    # one loads packages with golang.org/x/tools v0.7.0, whose type checker panics under current Go.
-    with_progress "generate wire_gen.go" env GOFLAGS= \
-      go run "github.com/google/wire/cmd/wire@$GRAFANA_WIRE_VERSION" gen -tags oss ./pkg/server ./pkg/cmd/grafana-cli/runner
-    mkdir -p "$grafana_dir.tmp/bin"
-    with_progress "go build grafana" env CGO_ENABLED=1 go build -tags oss \
-      -ldflags "-X main.version=$GRAFANA_VERSION" -o "$grafana_dir.tmp/bin/grafana" ./pkg/cmd/grafana
-    # Its home: conf/defaults.ini and public/ (views, plugin manifests); the UI's compiled assets
-    # (public/build) are absent, which only the web pages need.
-    cp -r conf "$grafana_dir.tmp/conf"
-    cp -r public "$grafana_dir.tmp/public"
+    go mod init llmtel/jaeger-build >/dev/null 2>&1
+    with_progress "download jaeger's modules" go get -tool "$pkg@$JAEGER_MODULE_VERSION"
+    mkdir -p "$jaeger_dir.tmp"
+    # The version ldflags are what upstream's Makefile sets; without them `jaeger version` is empty.
+    with_progress "go build jaeger" env CGO_ENABLED=0 go build \
+      -ldflags "-X $v.latestVersion=v$JAEGER_VERSION -X $v.commitSHA=unknown -X $v.date=$JAEGER_RELEASE_DATE" \
+      -o "$jaeger_dir.tmp/jaeger" "$pkg"
   )
-  rm -rf "$grafana_dir" "$work"; mv "$grafana_dir.tmp" "$grafana_dir"
+  rm -rf "$jaeger_dir" "$work"; mv "$jaeger_dir.tmp" "$jaeger_dir"
 }
 
 main() {
@@ -177,11 +148,10 @@ main() {
   case $target in
     otelcol) build_otelcol ;;
     prometheus) build_prometheus ;;
-    tempo) build_tempo ;;
+    jaeger) build_jaeger ;;
     alertmanager) build_alertmanager ;;
-    grafana) build_grafana ;;
-    all) build_otelcol; build_prometheus; build_tempo; build_alertmanager; build_grafana ;;
-    *) log "unknown target '$target' (otelcol, prometheus, tempo, alertmanager, grafana, all)"; exit 2 ;;
+    all) build_otelcol; build_prometheus; build_jaeger; build_alertmanager ;;
+    *) log "unknown target '$target' (otelcol, prometheus, jaeger, alertmanager, all)"; exit 2 ;;
   esac
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job, from a fresh machine: installs what it needs, builds (or reuses) the backends, then runs
-# Prometheus, Tempo, our Collector and the three services on loopback, drives a load through the gateway
+# Prometheus, Jaeger, our Collector and the three services on loopback, drives a load through the gateway
 # and prints the drilldown from the slowest latency bucket to its trace. Ctrl-C stops everything.
 #
 #   scripts/run-stack.sh            rounds of load + drilldown until Ctrl-C

@@ -2,8 +2,10 @@
 
 The mix: several models, short and long prompts, streaming and non-streaming, repeated prompts (cache
 hits), a few bad requests (unknown model, invalid JSON, no API key) and a few slow ones (the large model
-with long answers). Deterministic for a given ``--seed``. Every run is bounded by ``--requests`` and
-``--duration``, and targets loopback by default.
+with long answers); then, with ``--burst N``, N requests at once, past the services' admission limits
+when they are set low (the local stack's are), so refusals at the gateway (429) and sheds in the
+orchestrator (503) show up too. Deterministic for a given ``--seed``. Every run is bounded by
+``--requests`` and ``--duration``, and targets loopback by default.
 """
 
 from __future__ import annotations
@@ -136,8 +138,10 @@ async def run_load(
     duration: float,
     seed: int = 7,
     models: Sequence[str] | None = None,
+    burst: int = 0,
 ) -> LoadReport:
-    """Send up to ``requests`` requests with ``concurrency`` in flight, stopping after ``duration`` s."""
+    """Send up to ``requests`` requests with ``concurrency`` in flight, stopping after ``duration`` s;
+    then ``burst`` more, all at once."""
     report = LoadReport()
     names = list(models or [m.name for m in BUILTIN_CATALOG])
     queue = list(plan(requests, seed, names))
@@ -152,6 +156,12 @@ async def run_load(
                 await _one(client, kind, body, auth, report)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
+        if burst and time.monotonic() < deadline:
+            rng = random.Random(seed + 1)
+            bodies = [
+                {"model": names[0], "messages": _messages(rng, 2), "max_tokens": 128} for _ in range(burst)
+            ]
+            await asyncio.gather(*(_one(client, "burst", body, True, report) for body in bodies))
     return report
 
 
@@ -163,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--duration", type=float, default=60.0, help="stop after this many seconds")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--burst", type=int, default=0, help="then this many requests at once")
     args = parser.parse_args(argv)
     report = asyncio.run(
         run_load(
@@ -172,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             concurrency=args.concurrency,
             duration=args.duration,
             seed=args.seed,
+            burst=args.burst,
         )
     )
     print(report.summary())

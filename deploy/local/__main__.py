@@ -15,7 +15,7 @@ import threading
 import time
 
 from deploy.local.drilldown import find_slowest, render
-from deploy.local.services import service_specs
+from deploy.local.services import BURST, service_specs
 from deploy.stack import BinaryMissingError, PollTimeoutError, Stack, StackConfig, StackError
 from services.loadgen import run_load
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(f"\ngateway {addresses.gateway_url}  (API key for this run: {addresses.api_key})")
         print(
-            f"Prometheus {stack.endpoints.prometheus_url}   Tempo {stack.endpoints.tempo_url}\n", flush=True
+            f"Prometheus {stack.endpoints.prometheus_url}   Jaeger {stack.endpoints.jaeger_url}\n", flush=True
         )
         round_no = 0
         while not stop.is_set():
@@ -59,12 +59,13 @@ def main(argv: list[str] | None = None) -> int:
                     concurrency=args.concurrency,
                     duration=120,
                     seed=round_no,
+                    burst=BURST,
                 )
             )
             print(report.summary(), flush=True)
             try:
-                drill = find_slowest(stack.prometheus, stack.tempo, window_s=time.time() - started + 30)
-                print(render(drill, stack.endpoints.prometheus_url, stack.endpoints.tempo_url), flush=True)
+                drill = find_slowest(stack.prometheus, stack.jaeger, window_s=time.time() - started + 30)
+                print(render(drill, stack.endpoints.prometheus_url, stack.endpoints.jaeger_url), flush=True)
             except PollTimeoutError as exc:
                 print(f"drilldown failed: {exc}", file=sys.stderr)
                 if args.once:

@@ -1,8 +1,8 @@
 """From a latency histogram to the slowest request's trace: what the terminal shows after a load.
 
 1. Prometheus: the request-duration quantiles over the window, and the exemplars of its buckets;
-2. the slowest exemplar (its bucket, value, trace id);
-3. Tempo: that trace, rendered as a tree of spans across the services with durations and key attributes.
+2. the slowest exemplar (its bucket, value, trace id), and how many of the window's exemplars resolve;
+3. Jaeger: that trace, rendered as a tree of spans across the services with durations and key attributes.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from deploy.stack import Exemplar, PrometheusClient, Span, TempoClient, poll_until
+from deploy.stack import Exemplar, JaegerClient, PrometheusClient, Span, poll_until
 
 REQUEST_DURATION = "http_server_request_duration_seconds"
 KEY_ATTRIBUTES = (
@@ -40,11 +40,15 @@ class Drilldown:
     bucket: str
     exemplar: Exemplar
     spans: list[Span]
+    exemplar_traces: int
+    """Distinct trace ids on the histogram's exemplars in the window."""
+    resolved: int
+    """How many of those Jaeger returned."""
 
 
 def find_slowest(
     prometheus: PrometheusClient,
-    tempo: TempoClient,
+    jaeger: JaegerClient,
     window_s: float,
     job: str = "gateway",
     timeout: float = 60.0,
@@ -53,18 +57,25 @@ def find_slowest(
     end = time.time()
     selector = f'{REQUEST_DURATION}_bucket{{job="{job}"}}'
 
+    candidates: list[tuple[str, Exemplar]] = []
+
     def slowest() -> tuple[str, Exemplar] | None:
         series = prometheus.query_exemplars(selector, end - window_s, time.time())
-        candidates = [(s.series_labels.get("le", "?"), e) for s in series for e in s.exemplars if e.trace_id]
+        candidates[:] = [
+            (s.series_labels.get("le", "?"), e) for s in series for e in s.exemplars if e.trace_id
+        ]
         return max(candidates, key=lambda c: c[1].value) if candidates else None
 
     bucket, exemplar = poll_until(slowest, f"an exemplar on {selector}", timeout=timeout)
     trace_id = exemplar.trace_id
     assert trace_id is not None
-    # The whole trace: every service's spans, not only the first batch Tempo happened to receive.
+    # The whole trace: every service's spans, not only the first batch Jaeger happened to receive.
     spans = poll_until(
-        lambda: _complete_trace(tempo, trace_id), f"trace {trace_id} in Tempo", timeout=timeout
+        lambda: _complete_trace(jaeger, trace_id), f"trace {trace_id} in Jaeger", timeout=timeout
     )
+    # By now the slowest trace is whole, and the others were sent no later: one look each.
+    trace_ids = {e.trace_id for _, e in candidates if e.trace_id}
+    resolved = sum(1 for t in trace_ids if jaeger.get_trace(t))
     quantiles = {}
     for q in ("0.5", "0.95", "0.99"):
         result = prometheus.query(
@@ -72,11 +83,11 @@ def find_slowest(
         )
         if result:
             quantiles[f"p{float(q) * 100:g}"] = result[0].value
-    return Drilldown(quantiles, bucket, exemplar, spans)
+    return Drilldown(quantiles, bucket, exemplar, spans, len(trace_ids), resolved)
 
 
-def _complete_trace(tempo: TempoClient, trace_id: str) -> list[Span] | None:
-    spans = tempo.get_trace(trace_id)
+def _complete_trace(jaeger: JaegerClient, trace_id: str) -> list[Span] | None:
+    spans = jaeger.get_trace(trace_id)
     services = {s.service_name for s in spans}
     return spans if {"gateway", "orchestrator", "inference"} <= services else None
 
@@ -129,7 +140,7 @@ def _key_attributes(attributes: dict[str, Any]) -> str:
     return "  ".join(shown)
 
 
-def render(drill: Drilldown, prometheus_url: str, tempo_url: str) -> str:
+def render(drill: Drilldown, prometheus_url: str, jaeger_url: str) -> str:
     trace_id = drill.exemplar.trace_id
     quantiles = "  ".join(f"{k}={v * 1000:.0f} ms" for k, v in drill.quantiles.items())
     out = [
@@ -138,10 +149,12 @@ def render(drill: Drilldown, prometheus_url: str, tempo_url: str) -> str:
         f"gateway {REQUEST_DURATION}: {quantiles}",
         f"slowest exemplar: {drill.exemplar.value * 1000:.0f} ms in bucket le={drill.bucket}, "
         f"trace_id={trace_id}",
+        f"exemplars in the window: {drill.exemplar_traces} traces, {drill.resolved} found in Jaeger "
+        f"({drill.resolved / max(drill.exemplar_traces, 1):.0%})",
         "",
         *render_tree(drill.spans),
         "",
         f"Prometheus: {prometheus_url}/api/v1/query_exemplars?query={REQUEST_DURATION}_bucket",
-        f"Tempo:      {tempo_url}/api/traces/{trace_id}",
+        f"Jaeger:     {jaeger_url}/api/v3/traces/{trace_id}",
     ]
     return "\n".join(out)

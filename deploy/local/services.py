@@ -12,6 +12,16 @@ from deploy.stack import LOOPBACK, PortAllocator, ProcessSpec, ReadyCheck, Stack
 REPO = Path(__file__).resolve().parents[2]
 
 
+# Admission limits low enough that a burst of BURST requests (services.loadgen --burst) is partly refused
+# at the gateway (429) and partly shed by the orchestrator (503), while the steady load (6 in flight)
+# passes: the local stack and the e2e tests show every outcome, not only the happy path.
+ADMISSION_LIMITS = {
+    "gateway": {"LLM_GATEWAY_MAX_IN_FLIGHT": "24"},
+    "orchestrator": {"LLM_ORCHESTRATOR_STAGE_CONCURRENCY": "4", "LLM_ORCHESTRATOR_QUEUE_CAPACITY": "12"},
+}
+BURST = 40
+
+
 @dataclass(frozen=True)
 class ServiceAddresses:
     gateway_url: str
@@ -54,6 +64,7 @@ def service_specs(stack: Stack, *, time_scale: float = 1.0) -> tuple[list[Proces
                 "LLM_ORCHESTRATOR_HOST": LOOPBACK,
                 "LLM_ORCHESTRATOR_PORT": str(orchestrator),
                 "LLM_INFERENCE_TARGET": addresses.inference_target,
+                **ADMISSION_LIMITS["orchestrator"],
             },
             ready_check=http_ready(f"{addresses.orchestrator_url}/ready"),
             cwd=REPO,
@@ -67,6 +78,7 @@ def service_specs(stack: Stack, *, time_scale: float = 1.0) -> tuple[list[Proces
                 "LLM_GATEWAY_PORT": str(gateway),
                 "LLM_ORCHESTRATOR_URL": addresses.orchestrator_url,
                 "LLM_GATEWAY_API_KEYS": addresses.api_key,
+                **ADMISSION_LIMITS["gateway"],
             },
             ready_check=http_ready(f"{addresses.gateway_url}/ready"),
             cwd=REPO,

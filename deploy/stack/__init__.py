@@ -1,4 +1,4 @@
-"""Local stack runner: real Prometheus, Tempo and our Collector as plain subprocesses on free loopback
+"""Local stack runner: real Prometheus, Jaeger and our Collector as plain subprocesses on free loopback
 ports, for the e2e tests and for trying the pipeline by hand (``python -m deploy.stack``).
 
     from deploy.stack import Stack, StackConfig, poll_until
@@ -21,10 +21,10 @@ from deploy.stack.clients import (
     BackendError,
     Exemplar,
     ExemplarSeries,
+    JaegerClient,
     PrometheusClient,
     Sample,
     Span,
-    TempoClient,
 )
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "Endpoints",
     "Exemplar",
     "ExemplarSeries",
+    "JaegerClient",
     "ManagedProcess",
     "MetricsPath",
     "PollTimeoutError",
@@ -48,7 +49,6 @@ __all__ = [
     "Stack",
     "StackConfig",
     "StackError",
-    "TempoClient",
     "free_port",
     "http_ready",
     "locate_binaries",

@@ -16,14 +16,14 @@ OVERRIDE_VARS = {
     "otelcol": "LLMTEL_OTELCOL",
     "prometheus": "LLMTEL_PROMETHEUS",
     "promtool": "LLMTEL_PROMTOOL",
-    "tempo": "LLMTEL_TEMPO",
+    "jaeger": "LLMTEL_JAEGER",
     "alertmanager": "LLMTEL_ALERTMANAGER",
 }
 _PRINT_KEYS = {
     "OTELCOL": "otelcol",
     "PROMETHEUS": "prometheus",
     "PROMTOOL": "promtool",
-    "TEMPO": "tempo",
+    "JAEGER": "jaeger",
     "ALERTMANAGER": "alertmanager",
 }
 

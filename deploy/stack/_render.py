@@ -13,7 +13,7 @@ from deploy.stack._binaries import REPO_ROOT
 COLLECTOR_CONFIG_DIR = REPO_ROOT / "collector" / "config"
 PROMETHEUS_CONFIG = REPO_ROOT / "deploy" / "prometheus" / "prometheus.yml"
 PROMETHEUS_RULES_DIR = REPO_ROOT / "deploy" / "prometheus" / "rules"
-TEMPO_CONFIG = REPO_ROOT / "deploy" / "tempo" / "tempo.yaml"
+JAEGER_CONFIG = REPO_ROOT / "deploy" / "jaeger" / "jaeger.yaml"
 
 MetricsPath = Literal["remote_write", "scrape"]
 """How the stack's Prometheus gets OTLP-derived metrics: pushed by the Collector, or scraped from it."""
@@ -22,6 +22,8 @@ MetricsPath = Literal["remote_write", "scrape"]
 EXPORTER_JOB = "otelcol-exporter"
 # Scrape job of Alertmanager's own metrics; kept (with the `alerting` block) only when a run has one.
 ALERTMANAGER_JOB = "alertmanager"
+# Scrape job of Jaeger's own metrics; kept only when a run has a Jaeger.
+JAEGER_JOB = "jaeger"
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,12 @@ class Endpoints:
     collector_telemetry_url: str
     """The Collector's own metrics (otelcol_*)."""
     prometheus_url: str
-    tempo_url: str
-    tempo_otlp_grpc: str
+    jaeger_url: str
+    """Jaeger's query service (``/api/v3/traces/{id}``, and the API Grafana's Jaeger datasource uses)."""
+    jaeger_otlp_grpc: str
+    jaeger_health_url: str
+    jaeger_metrics_url: str
+    """Jaeger's own metrics (otelcol_* of its pipeline, jaeger_storage_*)."""
     zpages_url: str
     """Only served with overlay-debug.yaml (/debug/tracez, /debug/pipelinez)."""
 
@@ -62,12 +68,14 @@ def render_prometheus_config(
     rules_dir: Path = PROMETHEUS_RULES_DIR,
     source: Path = PROMETHEUS_CONFIG,
     alertmanager_addr: str | None = None,
+    jaeger_metrics_addr: str | None = None,
 ) -> Path:
     """Write a copy of deploy/prometheus/prometheus.yml with this run's targets, rules path and interval.
 
     ``alertmanager_addr`` (host:port): alerts go there and its metrics are scraped. ``None`` (the local
     stack runs no Alertmanager): the copy has no ``alerting`` block and no ``alertmanager`` job, so
-    Prometheus neither sends to nor scrapes a compose hostname that does not resolve.
+    Prometheus neither sends to nor scrapes a compose hostname that does not resolve. The same for
+    ``jaeger_metrics_addr`` (host:port of Jaeger's own metrics) and the ``jaeger`` job.
 
     Structured (YAML in, YAML out) rather than text templating, so the repo file needs no placeholders
     and `promtool check config` accepts both the original and the rendered copy.
@@ -80,6 +88,10 @@ def render_prometheus_config(
     config["rule_files"] = [str(rules_dir / Path(pattern).name) for pattern in config.get("rule_files", [])]
     targets = {"otelcol": collector_telemetry_addr, "prometheus": prometheus_addr}
     jobs: list[dict[str, Any]] = config.get("scrape_configs") or []
+    if jaeger_metrics_addr is None:
+        jobs = [job for job in jobs if job["job_name"] != JAEGER_JOB]
+    else:
+        targets[JAEGER_JOB] = jaeger_metrics_addr
     if alertmanager_addr is None:
         config.pop("alerting", None)
         jobs = [job for job in jobs if job["job_name"] != ALERTMANAGER_JOB]

@@ -1,4 +1,4 @@
-"""The local stack: Prometheus, Tempo and the Collector on free loopback ports, then any services."""
+"""The local stack: Prometheus, Jaeger and the Collector on free loopback ports, then any services."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ from deploy.stack._binaries import Binaries, locate_binaries
 from deploy.stack._ports import LOOPBACK, PortAllocator
 from deploy.stack._process import ManagedProcess, ProcessSpec, StackError, http_ready, progress, start_process
 from deploy.stack._render import (
-    TEMPO_CONFIG,
+    JAEGER_CONFIG,
     Endpoints,
     MetricsPath,
     collector_config_args,
     render_prometheus_config,
 )
-from deploy.stack.clients import PrometheusClient, TempoClient
+from deploy.stack.clients import JaegerClient, PrometheusClient
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,8 @@ class Stack:
             name: ports.port()
             for name in (
                 "otlp_grpc", "otlp_http", "health", "exporter", "telemetry",
-                "prometheus", "tempo_http", "tempo_grpc", "tempo_otlp", "tempo_memberlist", "zpages",
+                "prometheus", "jaeger_query_http", "jaeger_query_grpc", "jaeger_otlp_grpc",
+                "jaeger_otlp_http", "jaeger_health", "jaeger_metrics", "zpages",
             )
         }  # fmt: skip
         p = self._ports
@@ -71,12 +72,14 @@ class Stack:
             collector_metrics_url=f"http://{LOOPBACK}:{p['exporter']}/metrics",
             collector_telemetry_url=f"http://{LOOPBACK}:{p['telemetry']}/metrics",
             prometheus_url=f"http://{LOOPBACK}:{p['prometheus']}",
-            tempo_url=f"http://{LOOPBACK}:{p['tempo_http']}",
-            tempo_otlp_grpc=f"{LOOPBACK}:{p['tempo_otlp']}",
+            jaeger_url=f"http://{LOOPBACK}:{p['jaeger_query_http']}",
+            jaeger_otlp_grpc=f"{LOOPBACK}:{p['jaeger_otlp_grpc']}",
+            jaeger_health_url=f"http://{LOOPBACK}:{p['jaeger_health']}/status",
+            jaeger_metrics_url=f"http://{LOOPBACK}:{p['jaeger_metrics']}/metrics",
             zpages_url=f"http://{LOOPBACK}:{p['zpages']}/debug",
         )
         self.prometheus = PrometheusClient(self.endpoints.prometheus_url)
-        self.tempo = TempoClient(self.endpoints.tempo_url)
+        self.jaeger = JaegerClient(self.endpoints.jaeger_url)
         self.processes: list[ManagedProcess] = []
         self.prometheus_config = self.run_dir / "prometheus.yml"
 
@@ -98,22 +101,25 @@ class Stack:
             "OTELCOL_TELEMETRY_HOST": LOOPBACK,
             "OTELCOL_TELEMETRY_PORT": str(p["telemetry"]),
             "OTELCOL_STORAGE_DIR": str(self.run_dir / "otelcol" / "file_storage"),
-            "OTELCOL_TEMPO_ENDPOINT": self.endpoints.tempo_otlp_grpc,
+            "OTELCOL_TRACES_ENDPOINT": self.endpoints.jaeger_otlp_grpc,
             "OTELCOL_PROMETHEUS_RW_URL": f"{self.endpoints.prometheus_url}/api/v1/write",
             "OTELCOL_CONNECTOR_FLUSH": self.config.connector_flush,
             "OTELCOL_ZPAGES_ENDPOINT": f"{LOOPBACK}:{p['zpages']}",
             **self.config.collector_env,
         }
 
-    def tempo_env(self) -> dict[str, str]:
+    def jaeger_env(self) -> dict[str, str]:
+        """The variables deploy/jaeger/jaeger.yaml reads (see its header)."""
         p = self._ports
         return {
-            "TEMPO_LISTEN_ADDRESS": LOOPBACK,
-            "TEMPO_HTTP_PORT": str(p["tempo_http"]),
-            "TEMPO_GRPC_PORT": str(p["tempo_grpc"]),
-            "TEMPO_OTLP_GRPC_PORT": str(p["tempo_otlp"]),
-            "TEMPO_MEMBERLIST_PORT": str(p["tempo_memberlist"]),
-            "TEMPO_DATA_DIR": str(self.run_dir / "tempo"),
+            "JAEGER_LISTEN_HOST": LOOPBACK,
+            "JAEGER_OTLP_GRPC_PORT": str(p["jaeger_otlp_grpc"]),
+            "JAEGER_OTLP_HTTP_PORT": str(p["jaeger_otlp_http"]),
+            "JAEGER_QUERY_HTTP_PORT": str(p["jaeger_query_http"]),
+            "JAEGER_QUERY_GRPC_PORT": str(p["jaeger_query_grpc"]),
+            "JAEGER_HEALTH_PORT": str(p["jaeger_health"]),
+            "JAEGER_METRICS_PORT": str(p["jaeger_metrics"]),
+            "JAEGER_DATA_DIR": str(self.run_dir / "jaeger"),
         }
 
     def otel_env(self, service_name: str | None = None) -> dict[str, str]:
@@ -136,13 +142,14 @@ class Stack:
             prometheus_addr=f"{LOOPBACK}:{self._ports['prometheus']}",
             collector_telemetry_addr=f"{LOOPBACK}:{self._ports['telemetry']}",
             collector_exporter_addr=f"{LOOPBACK}:{self._ports['exporter']}",
+            jaeger_metrics_addr=f"{LOOPBACK}:{self._ports['jaeger_metrics']}",
             metrics_path=self.config.metrics_path,
             scrape_interval=self.config.scrape_interval,
         )
 
     def backend_specs(self) -> list[ProcessSpec]:
-        """Prometheus and Tempo first, so the Collector's exporters find them on their first try."""
-        bins = (self._binaries or locate_binaries()).require("prometheus", "tempo", "otelcol")
+        """Prometheus and Jaeger first, so the Collector's exporters find them on their first try."""
+        bins = (self._binaries or locate_binaries()).require("prometheus", "jaeger", "otelcol")
         timeout = self.config.ready_timeout
         ep = self.endpoints
         return [
@@ -160,10 +167,10 @@ class Stack:
                 ready_timeout=timeout,
             ),
             ProcessSpec(
-                "tempo",
-                [str(bins["tempo"]), f"-config.file={TEMPO_CONFIG}", "-config.expand-env=true"],
-                env=self.tempo_env(),
-                ready_check=http_ready(f"{ep.tempo_url}/ready"),
+                "jaeger",
+                [str(bins["jaeger"]), f"--config=file:{JAEGER_CONFIG}"],
+                env=self.jaeger_env(),
+                ready_check=http_ready(ep.jaeger_health_url),
                 ready_timeout=timeout,
             ),
             ProcessSpec(
@@ -195,7 +202,7 @@ class Stack:
             raise
         progress(
             f"stack ready in {time.monotonic() - started:.1f} s: OTLP grpc {self.endpoints.otlp_grpc}, "
-            f"Prometheus {self.endpoints.prometheus_url}, Tempo {self.endpoints.tempo_url}"
+            f"Prometheus {self.endpoints.prometheus_url}, Jaeger {self.endpoints.jaeger_url}"
         )
         return self
 
@@ -209,7 +216,7 @@ class Stack:
         return proc
 
     def process(self, name: str) -> ManagedProcess:
-        """The running process called ``name`` (``prometheus``, ``tempo``, ``otelcol``, or a service)."""
+        """The running process called ``name`` (``prometheus``, ``jaeger``, ``otelcol``, or a service)."""
         for proc in self.processes:
             if proc.spec.name == name:
                 return proc
@@ -234,7 +241,7 @@ class Stack:
                 progress(f"stopping {proc.spec.name} (pid {proc.pid}) failed: {exc}")
         self.processes.clear()
         self.prometheus.close()
-        self.tempo.close()
+        self.jaeger.close()
         if failed or self.config.keep_run_dir or not self._owns_run_dir:
             progress(f"logs kept in {self.log_dir}")
         else:

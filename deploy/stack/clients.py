@@ -1,10 +1,12 @@
-"""Small typed HTTP clients for the two backends the tests and tools read from."""
+"""Small typed HTTP clients for the two backends the tests and tools read from: Prometheus and Jaeger."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -28,7 +30,8 @@ class Exemplar:
 
     @property
     def trace_id(self) -> str | None:
-        """The trace id whichever way the writer spelled the label (OTel ``trace_id``, Tempo ``traceID``)."""
+        """The trace id whichever way the writer spelled the label (OTel ``trace_id``; ``traceID`` as
+        Tempo's metrics-generator writes it)."""
         return self.labels.get("trace_id") or self.labels.get("traceID")
 
 
@@ -97,7 +100,7 @@ class PrometheusClient:
 
 @dataclass(frozen=True)
 class Span:
-    """One span of a trace as Tempo returned it, ids as lowercase hex."""
+    """One span of a trace as the trace store returned it, ids as lowercase hex."""
 
     trace_id: str
     span_id: str
@@ -113,7 +116,13 @@ class Span:
     resource: dict[str, Any] = field(default_factory=dict)
 
 
-class TempoClient:
+class JaegerClient:
+    """Jaeger v2's query API, through its OTLP-shaped ``/api/v3`` endpoints.
+
+    Every call raises :class:`BackendError` on an unexpected status; "not stored (yet)" is ``None`` or
+    an empty list, so callers can poll.
+    """
+
     def __init__(self, base_url: str, timeout: float = 5.0) -> None:
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
@@ -121,26 +130,83 @@ class TempoClient:
     def close(self) -> None:
         self._http.close()
 
-    def get_trace_json(self, trace_id: str) -> dict[str, Any] | None:
-        """The trace as Tempo's OTLP JSON, or ``None`` while Tempo does not know it (HTTP 404)."""
-        response = self._http.get(f"/api/traces/{trace_id}", headers={"Accept": "application/json"})
+    def _get(self, path: str, params: dict[str, str] | None = None) -> str | None:
+        response = self._http.get(path, params=params)
         if response.status_code == 404:
             return None
         if response.status_code != 200:
             raise BackendError(
-                f"GET /api/traces/{trace_id}: HTTP {response.status_code} {response.text[:200]!r}"
+                f"GET {path} {params or ''}: HTTP {response.status_code} {response.text[:200]!r}"
             )
-        body: dict[str, Any] = response.json()
-        return body
+        return response.text
+
+    def get_trace_json(self, trace_id: str) -> dict[str, Any] | None:
+        """The trace as OTLP JSON (``{"resourceSpans": [...]}``), or ``None`` while Jaeger lacks it."""
+        path = f"/api/v3/traces/{trace_id}"
+        text = self._get(path)
+        return None if text is None else read_v3_traces(text, path)
 
     def get_trace(self, trace_id: str) -> list[Span]:
-        """The trace's spans (empty while Tempo does not have it), in the order Tempo returned them."""
+        """The trace's spans (empty while Jaeger does not have it), in the order Jaeger returned them."""
         body = self.get_trace_json(trace_id)
         return [] if body is None else spans_from_otlp_json(body)
 
+    def find_trace_ids(self, service: str, start: float, end: float, limit: int = 1000) -> set[str]:
+        """Ids of the traces with a span of ``service`` that started in ``[start, end]`` (Unix seconds)."""
+        params = {
+            "query.service_name": service,
+            "query.start_time_min": _rfc3339(start),
+            "query.start_time_max": _rfc3339(end),
+            "query.num_traces": str(limit),
+        }
+        text = self._get("/api/v3/traces", params)
+        body = {"resourceSpans": []} if text is None else read_v3_traces(text, "/api/v3/traces")
+        return {span.trace_id for span in spans_from_otlp_json(body)}
+
+    def services(self) -> list[str]:
+        text = self._get("/api/v3/services")
+        [body] = _json_objects(text or "{}", "/api/v3/services")
+        return sorted(body.get("services") or [])
+
+
+def read_v3_traces(text: str, what: str = "Jaeger response") -> dict[str, Any]:
+    """A body of Jaeger's ``/api/v3/traces`` endpoints as one OTLP JSON ``{"resourceSpans": [...]}``.
+
+    Jaeger streams a large answer as several ``{"result": {"resourceSpans": ...}}`` objects one after
+    another, and reports a failure inside the body as ``{"error": ...}``.
+    """
+    resource_spans: list[Any] = []
+    for chunk in _json_objects(text, what):
+        resource_spans.extend((chunk.get("result") or {}).get("resourceSpans") or [])
+    return {"resourceSpans": resource_spans}
+
+
+def _json_objects(text: str, what: str) -> list[dict[str, Any]]:
+    decoder = json.JSONDecoder()
+    objects: list[dict[str, Any]] = []
+    pos = 0
+    try:
+        while pos < len(text):
+            while pos < len(text) and text[pos].isspace():
+                pos += 1
+            if pos == len(text):
+                break
+            obj, pos = decoder.raw_decode(text, pos)
+            objects.append(obj)
+    except ValueError as exc:
+        raise BackendError(f"{what}: not JSON ({exc}): {text[:200]!r}") from None
+    for obj in objects:
+        if "error" in obj:
+            raise BackendError(f"{what}: {obj['error']}")
+    return objects
+
+
+def _rfc3339(unix_s: float) -> str:
+    return datetime.fromtimestamp(unix_s, UTC).isoformat().replace("+00:00", "Z")
+
 
 def spans_from_otlp_json(body: dict[str, Any]) -> list[Span]:
-    """Flatten OTLP JSON (Tempo's ``batches`` or the standard ``resourceSpans``) into spans."""
+    """Flatten OTLP JSON (the standard ``resourceSpans``, or Tempo's ``batches``) into spans."""
     spans: list[Span] = []
     for batch in body.get("batches") or body.get("resourceSpans") or []:
         resource = _attributes((batch.get("resource") or {}).get("attributes"))
@@ -157,7 +223,7 @@ def spans_from_otlp_json(body: dict[str, Any]) -> list[Span]:
                         service_name=service,
                         start_ns=int(raw.get("startTimeUnixNano", 0)),
                         end_ns=int(raw.get("endTimeUnixNano", 0)),
-                        status_code=str((raw.get("status") or {}).get("code", "STATUS_CODE_UNSET")),
+                        status_code=_status((raw.get("status") or {}).get("code")),
                         attributes=_attributes(raw.get("attributes")),
                         resource=resource,
                     )
@@ -169,6 +235,16 @@ _KINDS = ["SPAN_KIND_UNSPECIFIED", "SPAN_KIND_INTERNAL", "SPAN_KIND_SERVER", "SP
           "SPAN_KIND_PRODUCER", "SPAN_KIND_CONSUMER"]  # fmt: skip
 
 
+_STATUS_CODES = ["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"]
+
+
+def _status(raw: object) -> str:
+    """OTLP JSON writes the status code as a number (Jaeger) or as the enum's name."""
+    if isinstance(raw, int):
+        return _STATUS_CODES[raw] if 0 <= raw < len(_STATUS_CODES) else str(raw)
+    return str(raw or "STATUS_CODE_UNSET")
+
+
 def _kind(raw: object) -> str:
     if isinstance(raw, int):
         return _KINDS[raw] if 0 <= raw < len(_KINDS) else str(raw)
@@ -176,7 +252,7 @@ def _kind(raw: object) -> str:
 
 
 def _hex_id(raw: str) -> str:
-    """OTLP JSON spells ids as hex; protobuf-JSON (Tempo) as base64 of the bytes. Accept both."""
+    """OTLP JSON spells ids as hex; protobuf's canonical JSON as base64 of the bytes. Accept both."""
     if not raw:
         return ""
     if len(raw) in (16, 32) and all(c in "0123456789abcdefABCDEF" for c in raw):

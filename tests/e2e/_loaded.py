@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from deploy.local.services import ServiceAddresses, service_specs
+from deploy.local.services import BURST, ServiceAddresses, service_specs
 from deploy.stack import Stack, StackError
 from services.loadgen import LoadReport, run_load
 
@@ -26,8 +26,8 @@ class LoadedStack:
         return self.stack.endpoints.prometheus_url
 
     @property
-    def tempo_url(self) -> str:
-        return self.stack.endpoints.tempo_url
+    def jaeger_url(self) -> str:
+        return self.stack.endpoints.jaeger_url
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +41,15 @@ def loaded_stack(stack: Stack) -> LoadedStack:
         pytest.fail(str(exc), pytrace=False)
     started = time.time()
     report = asyncio.run(
-        run_load(addresses.gateway_url, addresses.api_key, requests=120, concurrency=6, duration=90, seed=11)
+        run_load(
+            addresses.gateway_url,
+            addresses.api_key,
+            requests=120,
+            concurrency=6,
+            duration=90,
+            seed=11,
+            burst=BURST,
+        )
     )
     print(f"\n[e2e load] {report.summary()}")
     assert report.statuses["200"] > 0, report.summary()

@@ -1,4 +1,4 @@
-"""Session fixtures for the e2e tests: real Prometheus, Tempo and Collector on free loopback ports.
+"""Session fixtures for the e2e tests: real Prometheus, Jaeger and Collector on free loopback ports.
 
 A missing binary skips these tests with the build command in the reason, except under CI=true where
 it fails them: CI must never pass by testing nothing.
@@ -33,7 +33,7 @@ def require(binaries: Binaries, *names: str) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def stack(binaries: Binaries) -> Iterator[Stack]:
-    require(binaries, "prometheus", "tempo", "otelcol")
+    require(binaries, "prometheus", "jaeger", "otelcol")
     backends = Stack(StackConfig(), binaries)
     try:
         backends.start()

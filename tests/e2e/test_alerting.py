@@ -168,13 +168,13 @@ def _firing(notifications: list[Notification], alertname: str) -> list[dict[str,
 def test_collector_down_reaches_the_oncall_webhook_and_a_warning_the_team_webhook(
     binaries: Binaries, webhook: WebhookReceiver, tmp_path: Path
 ) -> None:
-    bins = require(binaries, "prometheus", "tempo", "otelcol", "alertmanager")
+    bins = require(binaries, "prometheus", "jaeger", "otelcol", "alertmanager")
     stack = Stack(StackConfig(run_dir=tmp_path / "stack"), binaries)
     am_spec, am_url = _alertmanager_spec(bins["alertmanager"], tmp_path / "alertmanager", webhook)
     specs = {spec.name: spec for spec in stack.backend_specs()}
     _point_prometheus_at(stack, am_url, _fast_collector_rules(tmp_path / "rules").parent)
     try:
-        # Tempo is not needed: no trace is sent.
+        # Jaeger is not needed: no trace is sent.
         stack.start_process(am_spec)
         stack.start_process(specs["prometheus"])
         collector: ManagedProcess = stack.start_process(specs["otelcol"])

@@ -1,18 +1,21 @@
 """deploy/compose.yaml checked as far as is possible without a Docker engine.
 
-It parses; it runs the Collector, Prometheus, Tempo, Alertmanager and Grafana; every image comes from
-deploy/images.env with a pinned tag, and every tag there matches deploy/versions.env (Grafana's
-excepted: see images.env); every repo file it mounts exists and is mounted read-only; what the user
+It parses; it runs the Collector, Prometheus, Jaeger, Alertmanager and Grafana (Tempo only in its
+profile); every image comes from deploy/images.env with a pinned tag, and every tag of a backend we
+build matches deploy/versions.env (Grafana's and Tempo's are official images we never build); every
+repo file it mounts exists and is mounted read-only; what the user
 must provide (Grafana's admin password, the webhook URL directory) has no default; the addresses in
 prometheus.yml and Grafana's environment are compose services on the ports they listen on.
 
 With the binaries of scripts/build-backends.sh (marked e2e), each service's mounts are laid out in a
 temporary root as the container sees them, and the real promtool checks Prometheus's config there
-and the real Alertmanager starts from its compose command line.
+the real Jaeger validates its config with compose's environment, and the real Alertmanager starts from
+its compose command line.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -35,13 +38,22 @@ COMPOSE = DEPLOY / "compose.yaml"
 DOCKERFILE = REPO_ROOT / "collector" / "Dockerfile"
 ALERTMANAGER_CONFIG = DEPLOY / "alertmanager" / "alertmanager.yml"
 PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
-SERVICES = {"otelcol", "prometheus", "tempo", "alertmanager", "grafana"}
+SERVICES = {"otelcol", "prometheus", "jaeger", "alertmanager", "grafana"}
+PROFILE_SERVICES = {"tempo": "tempo"}
+"""Services that start only with their compose profile."""
 _VAR = re.compile(r"^\$\{(\w+)(?::\?[^}]*)?\}$")
 _REQUIRED_VAR = re.compile(r"^\$\{(\w+):\?[^}]+\}$")
 # A pinned tag: a version (v1.2.3, 1.26-bookworm, 12.4.3), never a moving name such as latest or main.
 _PINNED_TAG = re.compile(r"^v?\d+(\.\d+)+([-.][\w.-]+)?$")
-# Each service's port inside the container (its default, or the one compose configures).
-LISTEN_PORTS = {"prometheus": 9090, "tempo": 3200, "alertmanager": 9093, "grafana": 3000, "otelcol": 8888}
+# Each service's ports inside the container (its defaults, or the ones compose configures).
+LISTEN_PORTS = {
+    "prometheus": {9090},
+    "jaeger": {4317, 8889, 16686},
+    "tempo": {3200, 4417},
+    "alertmanager": {9093},
+    "grafana": {3000},
+    "otelcol": {8888},
+}
 
 
 def _env_file(path: Path) -> dict[str, str]:
@@ -129,9 +141,20 @@ def _host_port(url_or_addr: str) -> tuple[str, int]:
 def test_compose_runs_the_backends_alertmanager_and_grafana_from_images_env() -> None:
     images = _env_file(DEPLOY / "images.env")
     services = _compose()["services"]
-    assert set(services) >= SERVICES
+    assert set(services) == SERVICES | set(PROFILE_SERVICES)
     for name, service in services.items():
         assert _interpolate(service["image"], images), name
+    profiles = {name: service["profiles"] for name, service in services.items() if "profiles" in service}
+    assert profiles == {name: [profile] for name, profile in PROFILE_SERVICES.items()}
+
+
+def test_the_collector_sends_traces_to_jaeger_unless_told_otherwise() -> None:
+    endpoint = _service("otelcol")["environment"]["OTELCOL_TRACES_ENDPOINT"]
+    assert endpoint == "${OTELCOL_TRACES_ENDPOINT:-jaeger:4317}"
+    jaeger_env = _service("jaeger")["environment"]
+    assert jaeger_env["JAEGER_OTLP_GRPC_PORT"] == "4317"
+    assert "jaeger" in _service("otelcol")["depends_on"]
+    assert "tempo" not in _service("otelcol")["depends_on"], "a profile service cannot be a dependency"
 
 
 def test_every_image_is_pinned_in_images_env() -> None:
@@ -162,7 +185,7 @@ def test_image_tags_match_versions_env() -> None:
     expected_tags = {
         "OTELCOL_IMAGE": versions["OTELCOL_VERSION"],
         "PROMETHEUS_IMAGE": f"v{versions['PROMETHEUS_VERSION']}",
-        "TEMPO_IMAGE": versions["TEMPO_VERSION"],
+        "JAEGER_IMAGE": versions["JAEGER_VERSION"],
         "ALERTMANAGER_IMAGE": f"v{versions['ALERTMANAGER_VERSION']}",
     }
     assert {key: images[key].rsplit(":", 1)[1] for key in expected_tags} == expected_tags
@@ -171,11 +194,15 @@ def test_image_tags_match_versions_env() -> None:
     assert manifest["dist"]["version"] == versions["OTELCOL_VERSION"]
 
 
-def test_grafana_image_is_the_official_one() -> None:
-    """The e2e tests' Grafana is a 10.0.0-pre source build (versions.env); compose's is a release."""
-    repository, _, tag = _env_file(DEPLOY / "images.env")["GRAFANA_IMAGE"].rpartition(":")
-    assert repository == "grafana/grafana"
-    assert re.fullmatch(r"\d+\.\d+\.\d+", tag), tag
+def test_grafana_and_tempo_are_official_images_we_never_build() -> None:
+    """AGPL-licensed: pulled by the user as released, never built here (versions.env has neither)."""
+    images = _env_file(DEPLOY / "images.env")
+    versions = _env_file(DEPLOY / "versions.env")
+    for key, official in (("GRAFANA_IMAGE", "grafana/grafana"), ("TEMPO_IMAGE", "grafana/tempo")):
+        repository, _, tag = images[key].rpartition(":")
+        assert repository == official
+        assert re.fullmatch(r"\d+\.\d+\.\d+", tag), tag
+    assert not {k for k in versions if k.startswith(("GRAFANA", "TEMPO", "LOKI"))}
 
 
 # ---- mounts ----------------------------------------------------------------------------------------
@@ -249,14 +276,14 @@ def test_prometheus_targets_are_compose_services_and_alerts_go_to_alertmanager()
     services = set(_compose()["services"])
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert {"otelcol", "prometheus", "alertmanager"} <= set(jobs)
+    assert {"otelcol", "prometheus", "jaeger", "alertmanager"} <= set(jobs)
     for name, job in jobs.items():
         for static in job["static_configs"]:
             for target in static["targets"]:
                 host, port = _host_port(target)
                 if host != "localhost":
                     assert host in services, f"job {name}: {target} is no compose service"
-                    assert port == LISTEN_PORTS[host], f"job {name}: {host} listens on {LISTEN_PORTS[host]}"
+                    assert port in LISTEN_PORTS[host], f"job {name}: {host} listens on {LISTEN_PORTS[host]}"
     managers = [
         t for am in config["alerting"]["alertmanagers"] for s in am["static_configs"] for t in s["targets"]
     ]
@@ -314,15 +341,22 @@ def test_grafana_gets_every_variable_its_provisioning_reads() -> None:
     referenced = set()
     for path in (GRAFANA_DIR / "provisioning").rglob("*.yaml"):
         referenced |= env_references(path.read_text())
-    assert referenced >= {"PROMETHEUS_URL", "TEMPO_URL", "ALERTMANAGER_URL", "GRAFANA_DASHBOARDS_DIR"}
+    assert referenced >= {
+        "PROMETHEUS_URL",
+        "JAEGER_URL",
+        "TEMPO_URL",
+        "ALERTMANAGER_URL",
+        "GRAFANA_DASHBOARDS_DIR",
+    }
     missing = referenced - set(environment)
     assert not missing, f"Grafana's provisioning reads {sorted(missing)}, which compose does not set"
     services = set(_compose()["services"])
-    for name in ("PROMETHEUS_URL", "TEMPO_URL", "ALERTMANAGER_URL"):
+    for name in ("PROMETHEUS_URL", "JAEGER_URL", "TEMPO_URL", "ALERTMANAGER_URL"):
         host, port = _host_port(environment[name])
         assert host in services, f"{name}={environment[name]}: no compose service {host}"
-        assert port == LISTEN_PORTS[host], f"{name}: {host} listens on {LISTEN_PORTS[host]}"
-        assert host in grafana["depends_on"], f"Grafana should start after {host}"
+        assert port in LISTEN_PORTS[host], f"{name}: {host} listens on {LISTEN_PORTS[host]}"
+        if host not in PROFILE_SERVICES:
+            assert host in grafana["depends_on"], f"Grafana should start after {host}"
 
 
 def test_grafana_is_provisioned_from_the_repo_read_only() -> None:
@@ -385,6 +419,26 @@ def test_promtool_accepts_prometheus_config_as_mounted(binaries: Binaries, tmp_p
     found = re.search(r"SUCCESS: (\d+) rule files found", output)
     assert found, output[-3000:]
     assert int(found.group(1)) == len(rules), output[-3000:]
+
+
+@pytest.mark.e2e
+def test_jaeger_accepts_its_config_as_mounted_with_composes_environment(
+    binaries: Binaries, tmp_path: Path
+) -> None:
+    jaeger = require(binaries, "jaeger")["jaeger"]
+    service = _service("jaeger")
+    root = _container_root("jaeger", tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAEGER_")}
+    env |= {k: str(v) for k, v in service["environment"].items()}
+    result = subprocess.run(
+        [str(jaeger), "validate", *_under(root, [a.replace("file:", "") for a in service["command"]])],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
 
 
 @pytest.mark.e2e

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import pytest
 import yaml
 
 from deploy.stack import Binaries, Stack, StackConfig, render_prometheus_config
-from deploy.stack._render import COLLECTOR_CONFIG_DIR, PROMETHEUS_CONFIG, TEMPO_CONFIG, MetricsPath
+from deploy.stack._render import COLLECTOR_CONFIG_DIR, JAEGER_CONFIG, PROMETHEUS_CONFIG, MetricsPath
+from tests._ci import missing
+from tests._licences import forbidden_references
 from tests.e2e.conftest import require
 
 pytestmark = pytest.mark.e2e
@@ -135,12 +138,29 @@ def test_rendered_prometheus_config_tolerates_an_empty_rules_dir(binaries: Binar
     _run([str(promtool), "check", "config", str(rendered)])
 
 
-def test_tempo_config_verifies(binaries: Binaries, tmp_path: Path) -> None:
-    tempo = require(binaries, "tempo")["tempo"]
+def test_jaeger_config_validates(binaries: Binaries, tmp_path: Path) -> None:
+    jaeger = require(binaries, "jaeger")["jaeger"]
     stack = Stack(StackConfig(run_dir=tmp_path), binaries)
-    env = {**os.environ, **stack.tempo_env()}
+    env = {**os.environ, **stack.jaeger_env()}
     stack.stop()
-    _run(
-        [str(tempo), f"-config.file={TEMPO_CONFIG}", "-config.expand-env=true", "-config.verify=true"],
-        env=env,
-    )
+    _run([str(jaeger), "validate", f"--config=file:{JAEGER_CONFIG}"], env=env)
+
+
+def test_jaeger_config_defaults_validate_as_compose_runs_it(binaries: Binaries) -> None:
+    # No variable set: the defaults in the file itself must make a valid config.
+    jaeger = require(binaries, "jaeger")["jaeger"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAEGER_")}
+    _run([str(jaeger), "validate", f"--config=file:{JAEGER_CONFIG}"], env=env)
+
+
+@pytest.mark.parametrize("name", ["otelcol", "prometheus", "jaeger", "alertmanager"])
+def test_no_agpl_module_is_compiled_into_a_binary_we_build(binaries: Binaries, name: str) -> None:
+    # The module list Go embeds in every binary: what was really compiled in, whatever the scripts say.
+    binary = require(binaries, name)[name]
+    go = shutil.which("go")
+    if go is None:
+        missing("go is not on PATH (needed to read a binary's module list)")
+    listing = _run([go, "version", "-m", str(binary)])
+    modules = [line.split()[1] for line in listing.splitlines() if line.strip().startswith(("dep", "=>"))]
+    assert len(modules) > 10, listing[:2000]
+    assert not forbidden_references("\n".join(modules)), f"{name} compiles in AGPL code"

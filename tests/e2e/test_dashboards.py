@@ -1,14 +1,14 @@
 """Every dashboard panel returns data from the real Prometheus after the real services served load.
 
 Needs the ``loaded_stack`` session fixture (tests/e2e/conftest.py): the stack plus gateway,
-orchestrator and inference, after a load run; it has ``prometheus_url`` and ``tempo_url``. Queries run
+orchestrator and inference, after a load run; it has ``prometheus_url`` and ``jaeger_url``. Queries run
 as Grafana sends them, with ``$__rate_interval`` and the dashboard variables filled in ("All").
 
 A panel passes when its query returns at least one finite sample. Panels whose series exist only
 after a failure (a first 5xx, shed or refusal) may be empty; Prometheus must still accept their
 queries. GPU panels need data only where NVML collection works (llm_telemetry_gpu_available_ratio
 is 1). Latency panels marked for exemplars must have exemplars, and one of them must resolve to a
-trace in Tempo.
+trace in Jaeger.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Protocol
 
 import pytest
 
-from deploy.stack import PrometheusClient, TempoClient, poll_until
+from deploy.stack import JaegerClient, PrometheusClient, poll_until
 from tests._ci import missing
 from tests.rules._grafana import (
     GPU_AVAILABLE_QUERY,
@@ -44,7 +44,7 @@ class LoadedStack(Protocol):
     def prometheus_url(self) -> str: ...
 
     @property
-    def tempo_url(self) -> str: ...
+    def jaeger_url(self) -> str: ...
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_exemplar_panel_has_exemplars(query: PanelQuery, prometheus: PrometheusC
     assert poll_until(trace_ids, f"exemplars for {_id(query)}", DEADLINE)
 
 
-def test_an_http_latency_exemplar_opens_its_trace_in_tempo(
+def test_an_http_latency_exemplar_opens_its_trace_in_jaeger(
     loaded: LoadedStack, prometheus: PrometheusClient
 ) -> None:
     # The click the overview promises: from a dot on the latency panel to the stored trace.
@@ -118,8 +118,8 @@ def test_an_http_latency_exemplar_opens_its_trace_in_tempo(
     series = prometheus.query_exemplars(expr, start=now - 3600, end=now + 60)
     trace_ids = sorted({e.trace_id for s in series for e in s.exemplars if e.trace_id})
     assert trace_ids, f"no exemplars for {expr}"
-    tempo = TempoClient(loaded.tempo_url)
+    jaeger = JaegerClient(loaded.jaeger_url)
     try:
-        poll_until(lambda: tempo.get_trace(trace_ids[-1]), f"trace {trace_ids[-1]} in Tempo", DEADLINE)
+        poll_until(lambda: jaeger.get_trace(trace_ids[-1]), f"trace {trace_ids[-1]} in Jaeger", DEADLINE)
     finally:
-        tempo.close()
+        jaeger.close()

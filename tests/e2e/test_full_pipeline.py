@@ -1,6 +1,6 @@
 """The product's promise end to end: from a latency bucket in Prometheus, the exemplar leads to the trace.
 
-Real services (separate processes) → real Collector → real Prometheus and Tempo, after a load.
+Real services (separate processes) → real Collector → real Prometheus and Jaeger, after a load.
 """
 
 from __future__ import annotations
@@ -9,9 +9,12 @@ import secrets
 import time
 
 import httpx
+import pytest
 
 from deploy.stack import Span, poll_until
 from tests.e2e._loaded import LoadedStack
+
+pytestmark = pytest.mark.e2e
 
 SERVICES = {"gateway", "orchestrator", "inference"}
 
@@ -27,10 +30,10 @@ def _exemplar_trace_ids(loaded: LoadedStack, selector: str) -> list[str]:
 
 def _trace(loaded: LoadedStack, trace_id: str, services: set[str]) -> list[Span]:
     def fetch() -> list[Span] | None:
-        spans = loaded.stack.tempo.get_trace(trace_id)
+        spans = loaded.stack.jaeger.get_trace(trace_id)
         return spans if services <= {s.service_name for s in spans} else None
 
-    return poll_until(fetch, f"trace {trace_id} with spans from {sorted(services)} in Tempo", timeout=30)
+    return poll_until(fetch, f"trace {trace_id} with spans from {sorted(services)} in Jaeger", timeout=30)
 
 
 def _went_upstream(spans: list[Span]) -> bool:
@@ -48,7 +51,7 @@ def test_every_request_duration_exemplar_resolves_to_its_trace(loaded_stack: Loa
     found = [_trace(loaded_stack, t, {"gateway"}) for t in trace_ids]
     full = [spans for spans in found if _went_upstream(spans)]
     print(
-        f"\n[exemplars] http.server.request.duration: {len(found)}/{len(trace_ids)} trace ids found in Tempo "
+        f"\n[exemplars] http.server.request.duration: {len(found)}/{len(trace_ids)} trace ids in Jaeger "
         f"(resolution rate {len(found) / len(trace_ids):.0%}); {len(full)} went upstream"
     )
     assert len(found) == len(trace_ids)

@@ -23,7 +23,7 @@ ORDINARY = 20
 
 
 def _start(binaries: Binaries, config: StackConfig) -> Stack:
-    require(binaries, "prometheus", "tempo", "otelcol")
+    require(binaries, "prometheus", "jaeger", "otelcol")
     stack = Stack(config, binaries)
     try:
         stack.start()
@@ -34,9 +34,9 @@ def _start(binaries: Binaries, config: StackConfig) -> Stack:
 
 def _wait_for_trace(stack: Stack, trace_id: str) -> None:
     def fetch() -> bool:
-        return bool(stack.tempo.get_trace(trace_id))
+        return bool(stack.jaeger.get_trace(trace_id))
 
-    poll_until(fetch, f"trace {trace_id} in Tempo", DEADLINE)
+    poll_until(fetch, f"trace {trace_id} in Jaeger", DEADLINE)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_tail_sampling_keeps_errors_and_slow_traces_and_counts_every_span(tail_s
         ordinary = [emitter.request(DURATIONS[i % len(DURATIONS)]) for i in range(ORDINARY)]
         # Buckets no ordinary request uses (the SDK keeps one exemplar per bucket and export).
         errors = [emitter.request(3.0, error=True), emitter.request(6.0, error=True)]
-        # Last, so that once it is in Tempo every earlier trace has had its decision too.
+        # Last, so that once it is in Jaeger every earlier trace has had its decision too.
         slow = [emitter.request(1.5, hold=1.1)]
         emitter.flush()
     finally:
@@ -78,7 +78,7 @@ def test_tail_sampling_keeps_errors_and_slow_traces_and_counts_every_span(tail_s
 
     for trace_id in [*errors, *slow]:
         _wait_for_trace(stack, trace_id)
-    kept_ordinary = sum(1 for t in ordinary if stack.tempo.get_trace(t))
+    kept_ordinary = sum(1 for t in ordinary if stack.jaeger.get_trace(t))
 
     # Span metrics are computed before sampling: every request is counted, kept or not.
     gateway = out.services["gateway"]
@@ -113,7 +113,7 @@ def test_tail_sampling_keeps_errors_and_slow_traces_and_counts_every_span(tail_s
         for e in s.exemplars
     ]
     ids = {e.trace_id for e in all_exemplars if e.trace_id}
-    resolved = sum(1 for t in ids if stack.tempo.get_trace(t))
+    resolved = sum(1 for t in ids if stack.jaeger.get_trace(t))
     print(
         f"\ntail sampling ({KEEP_PERCENT} % of ordinary traces): "
         f"kept {kept_ordinary}/{len(ordinary)} ordinary, "
@@ -121,7 +121,7 @@ def test_tail_sampling_keeps_errors_and_slow_traces_and_counts_every_span(tail_s
         f"SDK exemplars resolving to a stored trace: {resolved}/{len(ids)} ({resolved / len(ids):.0%})"
     )
     assert {e.trace_id for e in exemplars} == {*errors, *slow}
-    assert all(stack.tempo.get_trace(t) for t in [*errors, *slow])
+    assert all(stack.jaeger.get_trace(t) for t in [*errors, *slow])
     assert kept_ordinary < len(ordinary), "with 25 % sampling, 20 of 20 kept means the overlay is not applied"
 
 

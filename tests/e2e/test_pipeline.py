@@ -1,4 +1,4 @@
-"""The backend pipeline end to end, without our services: SDK → Collector → Prometheus and Tempo.
+"""The backend pipeline end to end, without our services: SDK → Collector → Prometheus and Jaeger.
 
 Every wait is a deadline-bounded poll. Figures (freshness, exemplar resolution rate) are printed; run
 with ``-s`` to see them.
@@ -34,7 +34,7 @@ def _exemplars(stack: Stack, expr: str, since: float) -> list[Exemplar]:
 
 
 def _resolution(stack: Stack, exemplars: list[Exemplar], emitted: Emitted) -> tuple[int, int]:
-    """(resolved, total) over the distinct trace ids of ``exemplars``; each is polled in Tempo."""
+    """(resolved, total) over the distinct trace ids of ``exemplars``; each is polled in Jaeger."""
     ids = sorted({e.trace_id for e in exemplars if e.trace_id})
     resolved = 0
     for trace_id in ids:
@@ -48,9 +48,9 @@ def _resolution(stack: Stack, exemplars: list[Exemplar], emitted: Emitted) -> tu
 
 def _wait_for_trace(stack: Stack, trace_id: str, timeout: float) -> None:
     def fetch() -> bool:
-        return bool(stack.tempo.get_trace(trace_id))
+        return bool(stack.jaeger.get_trace(trace_id))
 
-    poll_until(fetch, f"trace {trace_id} in Tempo", timeout)
+    poll_until(fetch, f"trace {trace_id} in Jaeger", timeout)
 
 
 def _at_least(stack: Stack, expr: str, minimum: float) -> Callable[[], list[Sample]]:
@@ -60,7 +60,7 @@ def _at_least(stack: Stack, expr: str, minimum: float) -> Callable[[], list[Samp
     return probe
 
 
-def test_sdk_histogram_exemplars_resolve_to_traces_in_tempo(stack: Stack, emitted: Emitted) -> None:
+def test_sdk_histogram_exemplars_resolve_to_traces_in_jaeger(stack: Stack, emitted: Emitted) -> None:
     expr = f'{HISTOGRAM_PROM}_bucket{{gen_ai_request_model="{emitted.model}"}}'
     first_trace = emitted.trace_ids[0]
     seen: dict[str, float] = {}
@@ -71,11 +71,11 @@ def test_sdk_histogram_exemplars_resolve_to_traces_in_tempo(stack: Stack, emitte
             e.trace_id == first_trace for e in _exemplars(stack, expr, emitted.flushed_at)
         ):
             seen["exemplar"] = now - emitted.flushed_at
-        if "trace" not in seen and stack.tempo.get_trace(first_trace):
+        if "trace" not in seen and stack.jaeger.get_trace(first_trace):
             seen["trace"] = now - emitted.flushed_at
         return len(seen) == 2
 
-    poll_until(both_visible, f"exemplar and Tempo trace for {first_trace}", DEADLINE)
+    poll_until(both_visible, f"exemplar and Jaeger trace for {first_trace}", DEADLINE)
 
     # Every request landed in its own bucket, so every trace id should come back as an exemplar.
     def all_exemplars() -> list[Exemplar]:
@@ -89,7 +89,7 @@ def test_sdk_histogram_exemplars_resolve_to_traces_in_tempo(stack: Stack, emitte
     print(f"SDK histogram exemplars: {resolved}/{total} resolve to a stored trace ({resolved / total:.0%})")
     assert (resolved, total) == (len(emitted.trace_ids), len(emitted.trace_ids))
 
-    spans = stack.tempo.get_trace(first_trace)
+    spans = stack.jaeger.get_trace(first_trace)
     assert sorted((s.service_name, s.kind) for s in spans) == sorted(
         [
             (emitted.services["gateway"], "SPAN_KIND_SERVER"),
@@ -126,7 +126,7 @@ def test_freshness_from_flush_to_exemplar_and_trace(stack: Stack) -> None:
                 e.trace_id == trace_id for e in _exemplars(stack, expr, time.time())
             ):
                 seen["exemplar"] = time.monotonic() - flushed
-            if "trace" not in seen and stack.tempo.get_trace(trace_id):
+            if "trace" not in seen and stack.jaeger.get_trace(trace_id):
                 seen["trace"] = time.monotonic() - flushed
             return len(seen) == 2
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import sys
 import time
@@ -13,7 +14,7 @@ import yaml
 
 from deploy.stack import PollTimeoutError, ProcessSpec, StackError, poll_until, render_prometheus_config
 from deploy.stack._process import start_process
-from deploy.stack.clients import spans_from_otlp_json
+from deploy.stack.clients import BackendError, read_v3_traces, spans_from_otlp_json
 
 
 def test_poll_until_times_out_with_the_last_error() -> None:
@@ -95,6 +96,7 @@ def test_rendered_prometheus_config_points_at_the_run(tmp_path: Path) -> None:
         prometheus_addr="127.0.0.1:1001",
         collector_telemetry_addr="127.0.0.1:1002",
         collector_exporter_addr="127.0.0.1:1003",
+        jaeger_metrics_addr="127.0.0.1:1004",
         metrics_path="scrape",
         scrape_interval="1s",
         rules_dir=tmp_path / "rules",
@@ -104,46 +106,82 @@ def test_rendered_prometheus_config_points_at_the_run(tmp_path: Path) -> None:
     assert targets == {
         "otelcol": ["127.0.0.1:1002"],
         "prometheus": ["127.0.0.1:1001"],
+        "jaeger": ["127.0.0.1:1004"],
         "otelcol-exporter": ["127.0.0.1:1003"],
     }
     assert config["rule_files"] == [str(tmp_path / "rules" / "*.yml")]
     assert config["global"]["scrape_interval"] == "1s"
 
 
-def test_tempo_json_becomes_spans_with_hex_ids() -> None:
-    trace_id = bytes.fromhex("4bf92f3577b34da6a3ce929d0e0e4736")
+def test_a_streamed_jaeger_trace_becomes_spans_with_hex_ids() -> None:
+    # What /api/v3/traces/{id} sends: OTLP JSON with hex ids, kinds and status codes as numbers, and a
+    # large trace split over several {"result": ...} objects back to back.
+    def chunk(service: str, span_id: str, parent: str, kind: int, status: dict[str, object]) -> str:
+        resource = {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]}
+        span = {
+            "traceId": "4bf92f3577b34da6a3ce929d0e0e4736",
+            "spanId": span_id,
+            "parentSpanId": parent,
+            "name": f"{service} span",
+            "kind": kind,
+            "startTimeUnixNano": "1000",
+            "endTimeUnixNano": "2000",
+            "attributes": [{"key": "http.response.status_code", "value": {"intValue": "200"}}],
+            "status": status,
+        }
+        return json.dumps(
+            {"result": {"resourceSpans": [{"resource": resource, "scopeSpans": [{"spans": [span]}]}]}}
+        )
+
+    text = (
+        chunk("gateway", "00f067aa0ba902b7", "", 2, {})
+        + "\n"
+        + chunk("inference", "b7ad6b7169203331", "00f067aa0ba902b7", 3, {"code": 2})
+    )
+    gateway, inference = spans_from_otlp_json(read_v3_traces(text))
+    assert (gateway.trace_id, gateway.span_id, gateway.parent_span_id) == (
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "00f067aa0ba902b7",
+        "",
+    )
+    assert (gateway.service_name, gateway.kind, gateway.status_code) == (
+        "gateway",
+        "SPAN_KIND_SERVER",
+        "STATUS_CODE_UNSET",
+    )
+    assert (inference.parent_span_id, inference.kind, inference.status_code) == (
+        "00f067aa0ba902b7",
+        "SPAN_KIND_CLIENT",
+        "STATUS_CODE_ERROR",
+    )
+    assert gateway.attributes == {"http.response.status_code": 200}
+    assert (gateway.start_ns, gateway.end_ns) == (1000, 2000)
+
+
+def test_an_error_inside_a_jaeger_body_is_raised() -> None:
+    with pytest.raises(BackendError, match="No traces found"):
+        read_v3_traces('{"error": {"httpCode": 500, "message": "No traces found"}}')
+    with pytest.raises(BackendError, match="not JSON"):
+        read_v3_traces("<html>")
+
+
+def test_base64_ids_of_protobuf_json_are_read_too() -> None:
     body = {
-        "batches": [
+        "resourceSpans": [
             {
-                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "gateway"}}]},
                 "scopeSpans": [
                     {
                         "spans": [
                             {
-                                "traceId": base64.b64encode(trace_id).decode(),
-                                "spanId": base64.b64encode(bytes.fromhex("00f067aa0ba902b7")).decode(),
-                                "name": "POST /v1/chat/completions",
-                                "kind": "SPAN_KIND_SERVER",
-                                "startTimeUnixNano": "1000",
-                                "endTimeUnixNano": "2000",
-                                "attributes": [
-                                    {"key": "http.route", "value": {"stringValue": "/v1/chat/completions"}},
-                                    {"key": "http.response.status_code", "value": {"intValue": "200"}},
-                                ],
-                                "status": {"code": "STATUS_CODE_OK"},
+                                "traceId": base64.b64encode(
+                                    bytes.fromhex("4bf92f3577b34da6a3ce929d0e0e4736")
+                                ).decode()
                             }
                         ]
                     }
-                ],
+                ]
             }
         ]
     }
     [span] = spans_from_otlp_json(body)
-    assert (span.trace_id, span.span_id, span.parent_span_id) == (trace_id.hex(), "00f067aa0ba902b7", "")
-    assert (span.service_name, span.kind, span.status_code) == (
-        "gateway",
-        "SPAN_KIND_SERVER",
-        "STATUS_CODE_OK",
-    )
-    assert span.attributes == {"http.route": "/v1/chat/completions", "http.response.status_code": 200}
-    assert (span.start_ns, span.end_ns) == (1000, 2000)
+    assert span.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
