@@ -1,19 +1,26 @@
 """The Grafana provisioning and dashboards of deploy/grafana, read the way Grafana reads them.
 
-Shared by the unit tests (files valid, links and names right) and the e2e tests (each query returns
-data from a real Prometheus, and through a real Grafana where one was built).
+Shared by the unit tests (files valid, links and names right, dashboards valid in the Grafana
+Foundation SDK's model) and the e2e tests (each query returns data from a real Prometheus).
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import re
+import types
+import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.cog.plugins import register_default_plugins
+from grafana_foundation_sdk.cog.runtime import UnknownDataquery
+from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from tests.rules._promql import REPO_ROOT
 
@@ -163,13 +170,20 @@ def label_values_metric(query: str) -> str | None:
     return match.group(1) if match else None
 
 
-def traces_to_metrics_queries(span_tags: Mapping[str, str], span_name: str) -> list[tuple[str, str]]:
-    """(name, PromQL) of each Tempo trace-to-metrics query, filled in for one span as Grafana does.
+TRACE_DATASOURCES = ("jaeger", "tempo")
+"""The trace datasources' uids: Jaeger, which every link opens, and Tempo for those who run one."""
+
+
+def traces_to_metrics_queries(
+    span_tags: Mapping[str, str], span_name: str, uid: str = "jaeger"
+) -> list[tuple[str, str]]:
+    """(name, PromQL) of each trace-to-metrics query of datasource ``uid``, filled in for one span as
+    Grafana does.
 
     ``$__tags`` becomes the matchers of the configured tags the span has (tag → label), joined by
     commas; ``${__span.name}`` the span's name.
     """
-    config = datasource("tempo")["jsonData"]["tracesToMetrics"]
+    config = datasource(uid)["jsonData"]["tracesToMetrics"]
     matchers = [
         f'{tag.get("value") or tag["key"]}="{span_tags[tag["key"]]}"'
         for tag in config.get("tags", [])
@@ -189,3 +203,104 @@ def may_be_empty(query: PanelQuery, gpu_collecting: bool) -> bool:
     return bool(keys & ONLY_AFTER_A_FAILURE) or (
         is_gpu and "llm_telemetry_gpu_available" not in query.expr and not gpu_collecting
     )
+
+
+# ---- the Grafana Foundation SDK's dashboard model ----------------------------------------------------
+
+
+def sdk_dashboard(data: Mapping[str, Any]) -> Dashboard:
+    """``data`` decoded by the SDK, panel options and queries into their plugins' types."""
+    register_default_plugins()  # a registry by plugin id: registering again replaces like with like
+    return Dashboard.from_json(dict(data))
+
+
+def sdk_problems(data: Mapping[str, Any]) -> list[str]:
+    """What the SDK's dashboard model rejects in ``data``; empty when the dashboard is valid.
+
+    Two checks: every decoded field holds a value of the type the model declares (an enum member's
+    value, a known query type, numbers where numbers go), and the model encodes back to ``data``
+    exactly, so no key is unknown to it (from_json drops those) and none is missing.
+    """
+    model = sdk_dashboard(data)
+    reencoded = json.loads(json.dumps(model, cls=JSONEncoder))
+    return _field_problems(model, "dashboard") + _differences(dict(data), reencoded, "dashboard")
+
+
+def _field_problems(model: object, path: str) -> list[str]:
+    problems = []
+    for name, hint in typing.get_type_hints(type(model)).items():
+        problems += _type_problems(getattr(model, name), hint, f"{path}.{name}")
+    return problems
+
+
+def _is_sdk_model(value: object) -> bool:
+    return type(value).__module__.startswith("grafana_foundation_sdk.models.")
+
+
+def _type_problems(value: object, hint: Any, path: str) -> list[str]:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        fitting = [arg for arg in args if _fits(value, arg)]
+        return (
+            _type_problems(value, fitting[0], path)
+            if fitting
+            else [f"{path}: {value!r} is not {' or '.join(map(_type_name, args))}"]
+        )
+    if not _fits(value, hint):
+        return [f"{path}: {value!r} is not {_type_name(hint)}"]
+    if origin is list and isinstance(value, list):
+        return [p for i, item in enumerate(value) for p in _type_problems(item, args[0], f"{path}[{i}]")]
+    if origin is dict and isinstance(value, dict):
+        return [p for key, item in value.items() for p in _type_problems(item, args[1], f"{path}.{key}")]
+    if isinstance(value, UnknownDataquery):
+        return [f"{path}: a query whose datasource type the SDK does not know"]
+    # Panel options and custom field config are typed `object`: the plugin's model where one decoded.
+    return _field_problems(value, path) if _is_sdk_model(value) else []
+
+
+def _fits(value: object, hint: Any) -> bool:  # noqa: PLR0911 (one return per kind of type)
+    """Whether ``value`` is of type ``hint`` at the top level (containers' items are checked apart)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any or hint is object:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in args)
+    if origin is typing.Literal:
+        return value in args
+    if origin in (list, dict):
+        return isinstance(value, origin)
+    if hint is type(None):
+        return value is None
+    if isinstance(value, bool) and hint in (int, float):
+        return False
+    if hint is float:
+        return isinstance(value, int | float)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return value in [member.value for member in hint]
+    return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return f"a {hint.__name__} ({', '.join(repr(member.value) for member in hint)})"
+    return "null" if hint is type(None) else str(getattr(hint, "__name__", hint))
+
+
+def _differences(expected: Any, actual: Any, path: str) -> list[str]:
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        problems = []
+        for key in sorted(expected.keys() | actual.keys()):
+            if key not in actual:
+                problems.append(f"{path}.{key}: not in the SDK's model")
+            elif key not in expected:
+                problems.append(f"{path}.{key}: missing (the SDK's model writes {actual[key]!r})")
+            else:
+                problems += _differences(expected[key], actual[key], f"{path}.{key}")
+        return problems
+    if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
+        return [
+            p
+            for i, (e, a) in enumerate(zip(expected, actual, strict=True))
+            for p in _differences(e, a, f"{path}[{i}]")
+        ]
+    return [] if expected == actual else [f"{path}: {expected!r} encodes back as {actual!r}"]

@@ -1,25 +1,35 @@
-"""Grafana provisioning and dashboards, read from the files: valid, linked, and on metric names that exist.
+"""Grafana provisioning and dashboards, read from the files: generated, valid, linked, on names that exist.
 
-No Grafana runs here (tests/e2e/test_grafana.py does that where one could be built). The PromQL is
-parsed by promtool when it is built; that one test skips without it, naming scripts/build-backends.sh,
-and fails under CI=true.
+No Grafana runs anywhere in the tests (it is AGPL: never built or fetched here). The dashboards are
+checked against the Grafana Foundation SDK's own model instead: each must be what
+deploy/grafana/generate builds, byte for byte, and decode into the SDK's types and encode back
+unchanged. The PromQL is parsed by promtool when it is built; that one test skips without it, naming
+scripts/build-backends.sh, and fails under CI=true.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
+from deploy.grafana import generate
+from deploy.grafana.generate.__main__ import main as generate_main
 from deploy.stack import BinaryMissingError, locate_binaries
+from telemetry import semconv
 from tests._ci import missing
 from tests.rules._grafana import (
     DASHBOARD_PROVIDERS_FILE,
+    DASHBOARDS_DIR,
     DATASOURCES_FILE,
     GRAFANA_DIR,
+    ONLY_AFTER_A_FAILURE,
+    TRACE_DATASOURCES,
     dashboard_files,
     datasource,
     datasources,
@@ -30,6 +40,7 @@ from tests.rules._grafana import (
     load_provisioning,
     panel_queries,
     panels,
+    sdk_problems,
     template_variables,
     traces_to_metrics_queries,
 )
@@ -37,7 +48,7 @@ from tests.rules._promql import known_names, unknown_selectors
 
 # Values a template variable takes in these checks: "All".
 ALL = {"job": ".*", "model": ".*", "provider": ".*"}
-# A span as Tempo returns it, for filling in the trace-to-metrics queries.
+# A span as Jaeger returns it, for filling in the trace-to-metrics queries.
 SPAN_TAGS = {
     "service.name": "inference",
     "rpc.method": "Generate",
@@ -56,9 +67,14 @@ def _all_exprs() -> list[tuple[str, str]]:
             metric = label_values_metric(variable["query"]["query"])
             assert metric, f"{name}: variable {variable['name']} is not label_values(metric, label)"
             exprs.append((f"{name} / variable {variable['name']}", metric))
-    for query_name, expr in traces_to_metrics_queries(SPAN_TAGS, span_name="Generate"):
-        exprs.append((f"tempo tracesToMetrics / {query_name}", expr))
+    for uid in TRACE_DATASOURCES:
+        for query_name, expr in traces_to_metrics_queries(SPAN_TAGS, span_name="Generate", uid=uid):
+            exprs.append((f"{uid} tracesToMetrics / {query_name}", expr))
     return exprs
+
+
+def _bucket(spec: semconv.MetricSpec) -> str:
+    return f"{spec.prometheus_name}_bucket"
 
 
 def test_provisioning_files_are_yaml_and_dashboards_json() -> None:
@@ -73,30 +89,108 @@ def test_provisioning_files_are_yaml_and_dashboards_json() -> None:
         assert not dashboard.get("id"), f"{name}: a fixed numeric id clashes across Grafana instances"
 
 
+def test_committed_dashboards_are_the_generators_output() -> None:
+    rendered = generate.render()
+    assert sorted(rendered) == [path.name for path in dashboard_files()]
+    for name, text in rendered.items():
+        assert (DASHBOARDS_DIR / name).read_text() == text, f"{name}: run python -m deploy.grafana.generate"
+    assert generate_main(["--check"]) == 0
+
+
+def test_generator_check_finds_an_edited_a_missing_and_a_stray_file(tmp_path: Path) -> None:
+    assert generate.write(tmp_path) == sorted(generate.BUILDERS)
+    assert generate.stale(tmp_path) == []
+    edited, removed = sorted(generate.BUILDERS)
+    (tmp_path / edited).write_text((tmp_path / edited).read_text().replace("Jaeger", "Tempo"))
+    (tmp_path / removed).unlink()
+    (tmp_path / "hand-made.json").write_text("{}")
+    changed = sorted([edited, removed, "hand-made.json"])
+    assert generate.stale(tmp_path) == changed
+    assert generate.write(tmp_path) == changed
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(generate.BUILDERS)
+
+
+@pytest.mark.parametrize("name", sorted(generate.BUILDERS))
+def test_dashboard_is_valid_in_the_sdks_model(name: str) -> None:
+    assert sdk_problems(load_dashboards()[name]) == []
+
+
+def test_sdk_check_rejects_bad_values_unknown_keys_and_unknown_query_types() -> None:
+    dashboard = copy.deepcopy(load_dashboards()["pipeline-health.json"])
+    panel = next(p for p in dashboard["panels"] if p["type"] == "timeseries")
+    index = dashboard["panels"].index(panel)
+    dashboard["graphTooltip"] = 7
+    panel["fieldConfig"]["defaults"]["custom"]["drawStyle"] = "wiggly"
+    panel["targets"][0]["exemplar"] = "yes"
+    panel["gridPos"]["w"] = "12"
+    panel["colour"] = "red"
+    for target in panel["targets"]:
+        target["datasource"]["type"] = panel["datasource"]["type"] = "tempo-search"
+    problems = sdk_problems(dashboard)
+    here = f"dashboard.panels[{index}]"
+    assert problems[:4] == [
+        "dashboard.graph_tooltip: 7 is not a DashboardCursorSync (0, 1, 2) or null",
+        f"{here}.targets[0]: a query whose datasource type the SDK does not know",
+        f"{here}.targets[1]: a query whose datasource type the SDK does not know",
+        f"{here}.grid_pos.w: '12' is not int",
+    ]
+    assert f"{here}.colour: not in the SDK's model" in problems
+    assert any("'wiggly' is not a GraphDrawStyle" in p for p in problems), problems
+
+
+def test_dashboards_link_traces_to_jaeger_never_tempo() -> None:
+    for path in dashboard_files():
+        assert "tempo" not in path.read_text().lower(), path.name
+    assert "Jaeger" in load_dashboards()["llm-serving-overview.json"]["description"]
+
+
 def test_datasources_have_the_stable_uids_links_refer_to() -> None:
     by_uid = {source["uid"]: source["type"] for source in datasources()}
-    assert by_uid == {"prometheus": "prometheus", "tempo": "tempo", "alertmanager": "alertmanager"}
+    assert by_uid == {
+        "prometheus": "prometheus",
+        "jaeger": "jaeger",
+        "tempo": "tempo",
+        "alertmanager": "alertmanager",
+    }
 
 
-def test_prometheus_exemplars_link_both_trace_id_spellings_to_tempo() -> None:
+def test_prometheus_exemplars_link_both_trace_id_spellings_to_jaeger() -> None:
     destinations = datasource("prometheus")["jsonData"]["exemplarTraceIdDestinations"]
-    assert {d["name"]: d["datasourceUid"] for d in destinations} == {"trace_id": "tempo", "traceID": "tempo"}
+    assert {d["name"]: d["datasourceUid"] for d in destinations} == {
+        "trace_id": "jaeger",
+        "traceID": "jaeger",
+    }
 
 
-def test_tempo_links_to_metrics_service_map_and_node_graph() -> None:
-    json_data = datasource("tempo")["jsonData"]
-    assert json_data["serviceMap"]["datasourceUid"] == "prometheus"
-    assert json_data["nodeGraph"]["enabled"] is True
+def test_jaeger_is_queried_at_its_base_url_with_node_graph_and_links_to_metrics() -> None:
+    jaeger = datasource("jaeger")
+    assert jaeger["url"] == "${JAEGER_URL}"  # the base URL: Grafana appends /api/... itself
+    json_data = jaeger["jsonData"]
+    assert json_data["nodeGraph"] == {"enabled": True}
     links = json_data["tracesToMetrics"]
     assert links["datasourceUid"] == "prometheus"
-    assert {"key": "service.name", "value": "service_name"} in links["tags"]
+    assert {tag["key"]: tag["value"] for tag in links["tags"]} == {
+        "service.name": "service_name",
+        "http.route": "http_route",
+        "rpc.method": "rpc_method",
+        "gen_ai.request.model": "gen_ai_request_model",
+    }
     assert links["queries"], "trace-to-metrics needs at least one query"
     for query in links["queries"]:
         assert "$__tags" in query["query"], f"{query['name']} ignores the span's tags"
 
 
-def test_traces_to_metrics_fill_in_the_span_service_and_operation() -> None:
-    filled = dict(traces_to_metrics_queries(SPAN_TAGS, span_name="Generate"))
+def test_tempo_stays_an_alternative_with_the_same_links_and_a_service_map() -> None:
+    json_data = datasource("tempo")["jsonData"]
+    assert datasource("tempo")["url"] == "${TEMPO_URL}"
+    assert json_data["serviceMap"]["datasourceUid"] == "prometheus"
+    assert json_data["nodeGraph"]["enabled"] is True
+    assert json_data["tracesToMetrics"] == datasource("jaeger")["jsonData"]["tracesToMetrics"]
+
+
+@pytest.mark.parametrize("uid", TRACE_DATASOURCES)
+def test_traces_to_metrics_fill_in_the_span_service_and_operation(uid: str) -> None:
+    filled = dict(traces_to_metrics_queries(SPAN_TAGS, span_name="Generate", uid=uid))
     rate = filled["Operation request rate"]
     assert 'span_name="Generate"' in rate
     assert 'service_name="inference", rpc_method="Generate", gen_ai_request_model="m1"' in rate
@@ -144,29 +238,34 @@ def test_latency_panels_show_exemplars() -> None:
                 assert any(t.get("exemplar") for t in panel["targets"]), f"{name} / {panel['title']}"
     overview = load_dashboards()["llm-serving-overview.json"]
     exemplar_metrics = {q.expr for q in panel_queries(overview) if q.exemplar}
-    for metric in (
-        "http_server_request_duration_seconds_bucket",
-        "gen_ai_server_time_to_first_token_seconds_bucket",
-        "gen_ai_server_time_per_output_token_seconds_bucket",
+    for spec in (
+        semconv.HTTP_SERVER_REQUEST_DURATION,
+        semconv.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN,
+        semconv.GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN,
     ):
-        assert any(metric in expr for expr in exemplar_metrics), f"no exemplars on {metric}"
+        assert any(_bucket(spec) in expr for expr in exemplar_metrics), f"no exemplars on {spec.name}"
 
 
 def test_overview_covers_what_the_dashboard_promises() -> None:
     overview = load_dashboards()["llm-serving-overview.json"]
     text = " ".join(q.expr for q in panel_queries(overview))
     for metric in (
-        "http_server_request_duration_seconds_count",
-        "gen_ai_client_token_usage_sum",
-        "llm_orchestrator_queue_size",
-        "llm_orchestrator_shed_requests_total",
+        f"{semconv.HTTP_SERVER_REQUEST_DURATION.prometheus_name}_count",
+        f"{semconv.GEN_AI_CLIENT_TOKEN_USAGE.prometheus_name}_sum",
+        *(
+            spec.prometheus_name
+            for spec in (
+                semconv.LLM_ORCHESTRATOR_QUEUE_SIZE,
+                semconv.LLM_ORCHESTRATOR_SHED_REQUESTS,
+                semconv.GEN_AI_CLIENT_OPERATION_DURATION,
+                semconv.HW_GPU_UTILIZATION,
+                semconv.HW_GPU_MEMORY_USAGE,
+                semconv.HW_POWER,
+                semconv.HW_TEMPERATURE,
+                semconv.HW_STATUS,
+            )
+        ),
         "job:llm_gateway_cache_hit_ratio:rate5m",
-        "gen_ai_client_operation_duration_seconds",
-        "hw_gpu_utilization_ratio",
-        "hw_gpu_memory_usage_bytes",
-        "hw_power_watts",
-        "hw_temperature_celsius",
-        "hw_status",
         "traces_span_metrics_calls_total",
         "traces_service_graph_request_total",
     ):
@@ -187,6 +286,14 @@ def test_pipeline_health_covers_the_collector() -> None:
         "otelcol_processor_incoming_items",
     ):
         assert metric in text, f"pipeline health has no panel on {metric}"
+
+
+def test_panels_that_may_stay_empty_exist() -> None:
+    queries = {(q.dashboard, q.panel, q.ref_id) for d in load_dashboards().values() for q in panel_queries(d)}
+    for dashboard_uid, title, ref_id in ONLY_AFTER_A_FAILURE:
+        assert any((d, t) == (dashboard_uid, title) and ref_id in ("*", r) for d, t, r in queries), (
+            f"ONLY_AFTER_A_FAILURE names no panel: {dashboard_uid} / {title} / {ref_id}"
+        )
 
 
 def test_panel_ids_are_unique_and_panels_fit_the_grid() -> None:

@@ -1,0 +1,1 @@
+"""Grafana provisioning files and the generator of its dashboards (:mod:`deploy.grafana.generate`)."""

@@ -1,0 +1,444 @@
+"""The LLM serving overview: HTTP, GenAI per model and provider, the pipeline's queues, GPUs, span metrics.
+
+Every latency panel plots exemplars on the raw ``_bucket`` series (a recorded series has none): the
+Prometheus datasource links each to its trace in Jaeger.
+"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.models.dashboard import Dashboard
+
+from deploy.grafana.generate import names as n
+from deploy.grafana.generate._build import (
+    OVERVIEW,
+    PIPELINE_HEALTH,
+    PanelBuilder,
+    Query,
+    agg,
+    dashboard_model,
+    dashed,
+    label_variable,
+    quantile,
+    rate,
+    right_axis,
+    select,
+    series,
+    stat,
+    timeseries,
+)
+from telemetry import semconv as s
+from telemetry.semconv import MetricSpec
+
+JOB = 'job=~"$job"'
+MODEL = 'gen_ai_request_model=~"$model"'
+PROVIDER = 'gen_ai_provider_name=~"$provider"'
+SERVER_SPANS = 'span_kind="SPAN_KIND_SERVER"'
+EXEMPLARS = " (exemplars → traces)"
+"""Title suffix of the panels whose p95 plots exemplars."""
+
+HTTP = s.HTTP_SERVER_REQUEST_DURATION
+TTFT = s.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN
+TPOT = s.GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN
+INFERENCE = s.GEN_AI_SERVER_REQUEST_DURATION
+PROVIDER_CALLS = s.GEN_AI_CLIENT_OPERATION_DURATION
+
+
+def _quantiles(spec: MetricSpec, label: str, matchers: str) -> list[Query]:
+    """p50, p95 and p99 of ``spec`` per ``label``; exemplars on the p95."""
+    return [
+        Query(quantile(q, label, series(spec, "bucket"), matchers), f"p{q[2:]} {{{{{label}}}}}", q == "0.95")
+        for q in ("0.50", "0.95", "0.99")
+    ]
+
+
+def _p95(spec: MetricSpec, label: str, matchers: str) -> Query:
+    return Query(quantile("0.95", label, series(spec, "bucket"), matchers), f"{{{{{label}}}}}", exemplar=True)
+
+
+def _per_gpu(spec: MetricSpec, extra_label: str = "", prefix: str = "") -> Query:
+    labels = ", ".join(["instance", "hw_id", *([extra_label] if extra_label else [])])
+    legend = " ".join([*([prefix] if prefix else []), *(f"{{{{{label}}}}}" for label in labels.split(", "))])
+    return Query(agg("max", labels, series(spec)), legend)
+
+
+def _http() -> list[PanelBuilder]:
+    count = series(HTTP, "count")
+    return [
+        stat(
+            "Requests / s",
+            "All HTTP requests served, summed over the selected services.",
+            "reqps",
+            agg("sum", "", rate(count, JOB)),
+            steps=[("green", None)],
+            decimals=2,
+        ),
+        stat(
+            "5xx error ratio",
+            "Share of HTTP requests answered 5xx over 5 minutes (recording rule). Alert LLMHighErrorRate "
+            "fires above 5 %.",
+            "percentunit",
+            agg("max", "", select(n.HTTP_ERROR_RATIO, JOB)),
+            steps=[("green", None), ("orange", 0.01), ("red", 0.05)],
+        ),
+        stat(
+            "p95 latency",
+            f"Worst service's p95 of {HTTP.name} over 5 minutes. Alert LLMHighLatencyP95 fires above 5 s.",
+            "s",
+            agg("max", "", select(n.HTTP_P95, JOB)),
+            steps=[("green", None), ("orange", 2), ("red", 5)],
+        ),
+        stat(
+            "Cache hit ratio",
+            "Response-cache hits over lookups, 5 minutes (recording rule).",
+            "percentunit",
+            agg("avg", "", n.CACHE_HIT_RATIO),
+            steps=[("red", None), ("orange", 0.3), ("green", 0.5)],
+        ),
+        timeseries(
+            "Request rate by service",
+            "HTTP requests per second per service (job = service.name).",
+            "reqps",
+            Query(agg("sum", "job", rate(count, JOB)), "{{job}}"),
+        ),
+        timeseries(
+            "5xx error ratio by service",
+            f"Recording rule {n.HTTP_ERROR_RATIO}: 0 when a service has no errors, so silence and health "
+            "look different.",
+            "percentunit",
+            Query(select(n.HTTP_ERROR_RATIO, JOB), "{{job}}"),
+            max_val=1,
+        ),
+        timeseries(
+            f"HTTP latency p50 / p95 / p99{EXEMPLARS}",
+            f"Quantiles of {HTTP.name} per service. The dots are exemplars: click one to open that "
+            "request's trace in Jaeger.",
+            "s",
+            *_quantiles(HTTP, "job", JOB),
+        ),
+        timeseries(
+            "5xx responses by route and error type",
+            "Which routes fail, and how (error.type). Empty while nothing fails.",
+            "reqps",
+            Query(
+                agg(
+                    "sum",
+                    "job, http_route, error_type",
+                    rate(count, f'{JOB}, http_response_status_code=~"5.."'),
+                ),
+                "{{job}} {{http_route}} {{error_type}}",
+            ),
+        ),
+        timeseries(
+            "p95 latency by route",
+            f"Recording rule {n.HTTP_ROUTE_P95}.",
+            "s",
+            Query(select(n.HTTP_ROUTE_P95, JOB), "{{job}} {{http_route}}"),
+        ),
+        timeseries(
+            "Requests refused at the gateway",
+            f"{s.LLM_GATEWAY_REJECTED_REQUESTS.name} by error.type (auth, validation, overload). Empty while "
+            "nothing is refused.",
+            "reqps",
+            Query(agg("sum", "error_type", rate(series(s.LLM_GATEWAY_REJECTED_REQUESTS))), "{{error_type}}"),
+        ),
+    ]
+
+
+def _genai() -> list[PanelBuilder]:
+    return [
+        timeseries(
+            f"Time to first token p50 / p95 / p99 by model{EXEMPLARS}",
+            f"{TTFT.name}: queueing plus prefill. Exemplars open the trace.",
+            "s",
+            *_quantiles(TTFT, "gen_ai_request_model", MODEL),
+        ),
+        timeseries(
+            f"Time per output token p50 / p95 / p99 by model{EXEMPLARS}",
+            f"{TPOT.name}: decode time per token after the first. Exemplars open the trace.",
+            "s",
+            *_quantiles(TPOT, "gen_ai_request_model", MODEL),
+        ),
+        timeseries(
+            f"Inference request duration p95 by model{EXEMPLARS}",
+            f"{INFERENCE.name}: request receipt to the last output token.",
+            "s",
+            _p95(INFERENCE, "gen_ai_request_model", MODEL),
+        ),
+        timeseries(
+            "Inference requests by model",
+            "Completed inference requests per second per model.",
+            "reqps",
+            Query(
+                agg("sum", "gen_ai_request_model", rate(series(INFERENCE, "count"), MODEL)),
+                "{{gen_ai_request_model}}",
+            ),
+        ),
+        timeseries(
+            "Tokens per second by model",
+            f"{s.GEN_AI_CLIENT_TOKEN_USAGE.name} summed per second, input and output.",
+            "short",
+            Query(
+                agg(
+                    "sum",
+                    "gen_ai_request_model, gen_ai_token_type",
+                    rate(series(s.GEN_AI_CLIENT_TOKEN_USAGE, "sum"), MODEL),
+                ),
+                "{{gen_ai_request_model}} {{gen_ai_token_type}}",
+            ),
+            stacked=True,
+        ),
+        timeseries(
+            "Provider calls per second",
+            f"{PROVIDER_CALLS.name} count per provider.",
+            "reqps",
+            Query(
+                agg("sum", "gen_ai_provider_name", rate(series(PROVIDER_CALLS, "count"), PROVIDER)),
+                "{{gen_ai_provider_name}}",
+            ),
+        ),
+        timeseries(
+            f"Provider call p95{EXEMPLARS}",
+            f"{PROVIDER_CALLS.name} p95 per provider.",
+            "s",
+            _p95(PROVIDER_CALLS, "gen_ai_provider_name", PROVIDER),
+        ),
+        timeseries(
+            "Provider error ratio",
+            "Share of provider calls with an error.type, 5 minutes (recording rule). Alert "
+            "LLMProviderHighErrorRate fires above 20 %.",
+            "percentunit",
+            Query(select(n.PROVIDER_ERROR_RATIO, PROVIDER), "{{gen_ai_provider_name}}"),
+            max_val=1,
+        ),
+    ]
+
+
+def _pipeline() -> list[PanelBuilder]:
+    batch = series(s.LLM_INFERENCE_BATCH_SIZE, "bucket")
+    return [
+        timeseries(
+            "Orchestrator queue depth per stage",
+            f"{s.LLM_ORCHESTRATOR_QUEUE_SIZE.name} against its limit (dashed). Shedding starts when a "
+            "stage's queue is full.",
+            "short",
+            Query(
+                agg("sum", "llm_stage", select(series(s.LLM_ORCHESTRATOR_QUEUE_SIZE), JOB)), "{{llm_stage}}"
+            ),
+            Query(
+                agg("sum", "llm_stage", select(series(s.LLM_ORCHESTRATOR_QUEUE_LIMIT), JOB)),
+                "limit {{llm_stage}}",
+            ),
+            overrides=[dashed("^limit .*")],
+        ),
+        timeseries(
+            "Queue saturation per stage",
+            "Queue size over limit (recording rule). Alert LLMQueueNearCapacity fires above 90 %.",
+            "percentunit",
+            Query(select(n.QUEUE_SATURATION, JOB), "{{instance}} {{llm_stage}}"),
+            max_val=1,
+        ),
+        timeseries(
+            "Shed requests per stage",
+            f"{s.LLM_ORCHESTRATOR_SHED_REQUESTS.name} per second by stage. Empty until a stage first sheds.",
+            "reqps",
+            Query(
+                agg("sum", "llm_stage", rate(series(s.LLM_ORCHESTRATOR_SHED_REQUESTS), JOB)), "{{llm_stage}}"
+            ),
+            stacked=True,
+        ),
+        timeseries(
+            "Shed ratio",
+            "Shed over all orchestrator requests, 5 minutes (recording rule). Alert LLMHighShedRate fires "
+            "above 10 %.",
+            "percentunit",
+            Query(select(n.SHED_RATIO, JOB), "{{job}}"),
+            max_val=1,
+        ),
+        timeseries(
+            "Stage duration p95",
+            f"{s.LLM_ORCHESTRATOR_STAGE_DURATION.name} p95 per stage.",
+            "s",
+            _p95(s.LLM_ORCHESTRATOR_STAGE_DURATION, "llm_stage", JOB),
+        ),
+        timeseries(
+            "Pipeline requests by outcome",
+            f"{s.LLM_ORCHESTRATOR_REQUESTS.name} per second by llm.outcome (ok, error, shed), and pipeline "
+            "errors by stage.",
+            "reqps",
+            Query(
+                agg("sum", "llm_outcome", rate(series(s.LLM_ORCHESTRATOR_REQUESTS), JOB)), "{{llm_outcome}}"
+            ),
+            Query(select(n.STAGE_ERRORS, JOB), "errors {{llm_stage}}"),
+        ),
+        timeseries(
+            "Inference batching",
+            "Requests waiting for the batching scheduler, and the p50 / p95 batch size.",
+            "short",
+            Query(agg("sum", "job", select(series(s.LLM_INFERENCE_QUEUE_SIZE), JOB)), "waiting {{job}}"),
+            Query(quantile("0.50", "", batch, JOB), "batch p50"),
+            Query(quantile("0.95", "", batch, JOB), "batch p95"),
+        ),
+        timeseries(
+            "Inference queue wait p95",
+            f"{s.LLM_INFERENCE_QUEUE_DURATION.name} p95: time spent waiting for a batch.",
+            "s",
+            _p95(s.LLM_INFERENCE_QUEUE_DURATION, "job", JOB),
+        ),
+        timeseries(
+            "Response cache lookups",
+            f"{s.LLM_GATEWAY_CACHE_REQUESTS.name} per second by result, and the hit ratio (right axis). "
+            "Alert LLMLowCacheHitRate fires under 50 %.",
+            "reqps",
+            Query(
+                agg("sum", "llm_cache_result", rate(series(s.LLM_GATEWAY_CACHE_REQUESTS), JOB)),
+                "{{llm_cache_result}}",
+            ),
+            Query(select(n.CACHE_HIT_RATIO, JOB), "hit ratio {{job}}"),
+            overrides=[right_axis("^hit ratio.*", "percentunit", max_val=1)],
+        ),
+        timeseries(
+            "Response cache entries",
+            f"{s.LLM_GATEWAY_CACHE_ENTRIES.name} per gateway instance.",
+            "short",
+            Query(
+                agg("sum", "job, instance", select(series(s.LLM_GATEWAY_CACHE_ENTRIES), JOB)),
+                "{{job}} {{instance}}",
+            ),
+        ),
+    ]
+
+
+def _gpu() -> list[PanelBuilder]:
+    return [
+        timeseries(
+            "GPU utilization",
+            f"{s.HW_GPU_UTILIZATION.name}: fraction of time the GPU was busy.",
+            "percentunit",
+            _per_gpu(s.HW_GPU_UTILIZATION),
+            width=8,
+            max_val=1,
+        ),
+        timeseries(
+            "GPU memory",
+            f"{s.HW_GPU_MEMORY_USAGE.name} against {s.HW_GPU_MEMORY_LIMIT.name} (dashed).",
+            "bytes",
+            _per_gpu(s.HW_GPU_MEMORY_USAGE),
+            _per_gpu(s.HW_GPU_MEMORY_LIMIT, prefix="limit"),
+            width=8,
+            overrides=[dashed("^limit .*")],
+        ),
+        timeseries(
+            "GPU power", f"{s.HW_POWER.name} drawn per device.", "watt", _per_gpu(s.HW_POWER), width=8
+        ),
+        timeseries(
+            "GPU temperature",
+            f"{s.HW_TEMPERATURE.name} per device.",
+            "celsius",
+            _per_gpu(s.HW_TEMPERATURE),
+            width=8,
+        ),
+        timeseries(
+            "GPU status and throttling",
+            f"{s.HW_STATUS.name} of the current hw.state (1 = in that state) and {s.LLM_GPU_THROTTLED.name} "
+            "by reason. Alerts GPUFailed and GPUThrottled.",
+            "short",
+            *(
+                Query(f"{query.expr} == 1", query.legend)
+                for query in (
+                    _per_gpu(s.HW_STATUS, "hw_state"),
+                    _per_gpu(s.LLM_GPU_THROTTLED, "llm_gpu_throttle_reason", prefix="throttled"),
+                )
+            ),
+            width=8,
+        ),
+        timeseries(
+            "GPU ECC errors",
+            f"{s.HW_ERRORS.name} per second by error.type (corrected, uncorrected). Uncorrected errors make "
+            "hw.state degraded (alert GPUDegraded).",
+            "short",
+            Query(
+                agg("sum", "instance, hw_id, error_type", rate(series(s.HW_ERRORS))),
+                "{{instance}} {{hw_id}} {{error_type}}",
+            ),
+            width=8,
+        ),
+        timeseries(
+            "GPU SM clock",
+            f"{s.LLM_GPU_CLOCK_SM.name}: drops when the GPU throttles.",
+            "hertz",
+            _per_gpu(s.LLM_GPU_CLOCK_SM),
+            width=8,
+        ),
+        timeseries(
+            "GPU telemetry available",
+            f"{s.LLM_TELEMETRY_GPU_AVAILABLE.name}: {s.LLM_TELEMETRY_GPU_AVAILABLE.description}",
+            "short",
+            Query(
+                agg("max", "job, instance, llm_telemetry_reason", series(s.LLM_TELEMETRY_GPU_AVAILABLE)),
+                "{{job}} {{instance}} {{llm_telemetry_reason}}",
+            ),
+            width=8,
+            max_val=1,
+        ),
+    ]
+
+
+def _span_metrics() -> list[PanelBuilder]:
+    return [
+        timeseries(
+            "Server span rate by service and operation",
+            f"{n.SPAN_CALLS} for SERVER spans, from the Collector's span_metrics connector.",
+            "reqps",
+            Query(
+                agg("sum", "service_name, span_name", rate(n.SPAN_CALLS, SERVER_SPANS)),
+                "{{service_name}} {{span_name}}",
+            ),
+        ),
+        timeseries(
+            f"Server span p95 by service{EXEMPLARS}",
+            f"{n.SPAN_DURATION_BUCKET.removesuffix('_bucket')} p95 for SERVER spans; the connector attaches "
+            "exemplars.",
+            "s",
+            Query(
+                quantile("0.95", "service_name", n.SPAN_DURATION_BUCKET, SERVER_SPANS),
+                "{{service_name}}",
+                True,
+            ),
+        ),
+        timeseries(
+            "Server span error ratio",
+            f"Recording rule {n.SERVER_SPAN_ERROR_RATIO}.",
+            "percentunit",
+            Query(n.SERVER_SPAN_ERROR_RATIO, "{{service_name}}"),
+            max_val=1,
+        ),
+        timeseries(
+            "Service graph: requests per edge",
+            f"{n.SERVICE_GRAPH_REQUESTS} from the Collector's servicegraph connector: calls from client to "
+            "server.",
+            "reqps",
+            Query(agg("sum", "client, server", rate(n.SERVICE_GRAPH_REQUESTS)), "{{client}} → {{server}}"),
+        ),
+    ]
+
+
+def build() -> Dashboard:
+    return dashboard_model(
+        OVERVIEW,
+        "Requests, errors and latency per service; TTFT, TPOT and tokens per model and provider; queues, "
+        "shedding and cache; GPUs. Latency panels show exemplars that open the request's trace in Jaeger.",
+        ["llm", "opentelemetry"],
+        PIPELINE_HEALTH,
+        sections=[
+            ("Requests, errors, latency (HTTP, per service)", _http()),
+            ("GenAI: per model and provider", _genai()),
+            ("Pipeline: queues, shedding, batching, cache", _pipeline()),
+            ("GPU", _gpu()),
+            ("Span metrics and service graph (100 % of spans, before sampling)", _span_metrics()),
+        ],
+        variables=[
+            label_variable("job", "Service", series(HTTP, "count"), "job"),
+            label_variable("model", "Model", series(INFERENCE, "count"), "gen_ai_request_model"),
+            label_variable("provider", "Provider", series(PROVIDER_CALLS, "count"), "gen_ai_provider_name"),
+        ],
+    )

@@ -1,0 +1,162 @@
+"""The pipeline health dashboard: is telemetry arriving? The Collector, reporting services, alerts."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.models.dashboard import Dashboard
+
+from deploy.grafana.generate import names as n
+from deploy.grafana.generate._build import (
+    OVERVIEW,
+    PIPELINE_HEALTH,
+    Query,
+    agg,
+    dashboard_model,
+    dashed,
+    rate,
+    right_axis,
+    stat,
+    timeseries,
+)
+
+
+def _per(label: str, *metrics: tuple[str, str]) -> list[Query]:
+    """One query per (legend prefix, metric): its rate summed per ``label``."""
+    return [Query(agg("sum", label, rate(metric)), f"{prefix} {{{{{label}}}}}") for prefix, metric in metrics]
+
+
+def build() -> Dashboard:
+    queue_by = "exporter, data_type"
+    queue_size = agg("max", queue_by, n.EXPORTER_QUEUE_SIZE)
+    queue_capacity = agg("max", queue_by, n.EXPORTER_QUEUE_CAPACITY)
+    collector = [
+        stat(
+            "Collector scrape up",
+            "up of the Collector's own metrics endpoint (job otelcol). Alert OTelCollectorDown fires at 0.",
+            "short",
+            agg("min", "", f'{n.UP}{{job=~"{n.COLLECTOR_JOBS}"}}'),
+            steps=[("red", None), ("green", 1)],
+        ),
+        stat(
+            "Spans accepted / s",
+            f"{n.RECEIVER_ACCEPTED_SPANS} over all receivers.",
+            "short",
+            agg("sum", "", rate(n.RECEIVER_ACCEPTED_SPANS)),
+            steps=[("green", None)],
+            decimals=1,
+        ),
+        stat(
+            "Metric points accepted / s",
+            f"{n.RECEIVER_ACCEPTED_POINTS} over all receivers.",
+            "short",
+            agg("sum", "", rate(n.RECEIVER_ACCEPTED_POINTS)),
+            steps=[("green", None)],
+            decimals=1,
+        ),
+        stat(
+            "Worst exporter queue fill",
+            f"Largest {n.EXPORTER_QUEUE_SIZE} / capacity. Alert OTelCollectorExporterQueueNearlyFull fires "
+            "above 80 %.",
+            "percentunit",
+            agg("max", "", f"{queue_size} / {queue_capacity}"),
+            steps=[("green", None), ("orange", 0.5), ("red", 0.8)],
+        ),
+        timeseries(
+            "Accepted per receiver",
+            "What the Collector took in, per receiver and signal.",
+            "short",
+            *_per(
+                "receiver",
+                ("spans", n.RECEIVER_ACCEPTED_SPANS),
+                ("metric points", n.RECEIVER_ACCEPTED_POINTS),
+            ),
+        ),
+        timeseries(
+            "Refused and failed per receiver",
+            "Refused: memory_limiter pushed back (senders retry, then drop). Failed: internal errors. "
+            "Alert OTelCollectorRefusingData.",
+            "short",
+            *_per(
+                "receiver",
+                ("refused spans", n.RECEIVER_REFUSED_SPANS),
+                ("refused metric points", n.RECEIVER_REFUSED_POINTS),
+                ("failed spans", n.RECEIVER_FAILED_SPANS),
+                ("failed metric points", n.RECEIVER_FAILED_POINTS),
+            ),
+        ),
+        timeseries(
+            "Dropped in processors",
+            "Items in minus items out per processor and signal: what processors (memory_limiter, sampling) "
+            "dropped.",
+            "short",
+            Query(
+                f"{agg('sum', 'processor, otel_signal', rate(n.PROCESSOR_INCOMING))}"
+                f" - {agg('sum', 'processor, otel_signal', rate(n.PROCESSOR_OUTGOING))}",
+                "{{processor}} {{otel_signal}}",
+            ),
+            min_val=None,
+        ),
+        timeseries(
+            "Sent per exporter",
+            "What left the Collector, per exporter.",
+            "short",
+            *_per("exporter", ("spans", n.EXPORTER_SENT_SPANS), ("metric points", n.EXPORTER_SENT_POINTS)),
+        ),
+        timeseries(
+            "Exporter queue size vs capacity",
+            f"{n.EXPORTER_QUEUE_SIZE} against its capacity (dashed) per exporter.",
+            "short",
+            Query(queue_size, "{{exporter}} {{data_type}}"),
+            Query(queue_capacity, "capacity {{exporter}} {{data_type}}"),
+            overrides=[dashed("^capacity .*")],
+        ),
+        timeseries(
+            "Send and enqueue failures",
+            "Lost after retries (send failed) or at a full queue (enqueue failed). Empty while nothing has "
+            "failed. Alerts OTelCollectorExportFailing and OTelCollectorEnqueueFailing.",
+            "short",
+            *_per(
+                "exporter",
+                ("send failed spans", n.EXPORTER_SEND_FAILED_SPANS),
+                ("send failed metric points", n.EXPORTER_SEND_FAILED_POINTS),
+                ("enqueue failed spans", n.EXPORTER_ENQUEUE_FAILED_SPANS),
+                ("enqueue failed metric points", n.EXPORTER_ENQUEUE_FAILED_POINTS),
+            ),
+        ),
+        timeseries(
+            "Collector memory and CPU",
+            "Resident memory (left) and CPU seconds per second (right).",
+            "bytes",
+            Query(agg("max", "instance", n.PROCESS_MEMORY_RSS), "rss {{instance}}"),
+            Query(agg("max", "instance", rate(n.PROCESS_CPU_SECONDS)), "cpu {{instance}}"),
+            overrides=[right_axis("^cpu .*", "short")],
+        ),
+    ]
+    reporting = [
+        timeseries(
+            "Services reporting",
+            "Services whose OTel SDK resource (target_info) arrived in the last 2 minutes. Alert "
+            "LLMServiceNotReporting fires when one disappears.",
+            "short",
+            Query(
+                agg("count", "job", f'last_over_time({n.TARGET_INFO}{{telemetry_sdk_name!=""}}[2m])'),
+                "{{job}}",
+            ),
+        ),
+        timeseries(
+            "Firing alerts",
+            "Alerts from deploy/prometheus/rules firing now, by name and severity. Empty while all is well.",
+            "short",
+            Query(
+                agg("count", "alertname, severity", f'{n.ALERTS}{{alertstate="firing"}}'),
+                "{{alertname}} ({{severity}})",
+            ),
+        ),
+    ]
+    return dashboard_model(
+        PIPELINE_HEALTH,
+        "Is telemetry arriving? The Collector's receivers, processors, exporters and queues, the services "
+        "that report, and the alerts that fire.",
+        ["llm", "opentelemetry", "collector"],
+        OVERVIEW,
+        sections=[("Collector", collector), ("Alerts and reporting services", reporting)],
+    )
