@@ -87,6 +87,12 @@ class Query:
     """Plot the series' exemplars: dots that open the request's trace (Prometheus → Jaeger)."""
 
 
+def grouped(op: str, labels: str, expr: str, prefix: str = "") -> Query:
+    """``op by (labels) (expr)``, its legend the labels' values after ``prefix``."""
+    legend = " ".join([*([prefix] if prefix else []), *(f"{{{{{label}}}}}" for label in labels.split(", "))])
+    return Query(agg(op, labels, expr), legend)
+
+
 @dataclass(frozen=True)
 class Override:
     """Field properties for the series whose display name matches ``regexp``."""
@@ -178,6 +184,11 @@ def timeseries(
     for override in overrides:
         panel.override_by_regexp(override.regexp, list(override.properties))
     return panel
+
+
+def ratio(title: str, description: str, *queries: Query, width: int = 12) -> timeseries_builders.Panel:
+    """A time series of shares, 0 to 1."""
+    return timeseries(title, description, "percentunit", *queries, width=width, max_val=1)
 
 
 def stat(

@@ -17,9 +17,11 @@ from deploy.grafana.generate._build import (
     agg,
     dashboard_model,
     dashed,
+    grouped,
     label_variable,
     quantile,
     rate,
+    ratio,
     right_axis,
     select,
     series,
@@ -57,8 +59,14 @@ def _p95(spec: MetricSpec, label: str, matchers: str) -> Query:
 
 def _per_gpu(spec: MetricSpec, extra_label: str = "", prefix: str = "") -> Query:
     labels = ", ".join(["instance", "hw_id", *([extra_label] if extra_label else [])])
-    legend = " ".join([*([prefix] if prefix else []), *(f"{{{{{label}}}}}" for label in labels.split(", "))])
-    return Query(agg("max", labels, series(spec)), legend)
+    return grouped("max", labels, series(spec), prefix)
+
+
+def _sum_rate(
+    labels: str, spec: MetricSpec, matchers: str = JOB, suffix: str = "", prefix: str = ""
+) -> Query:
+    """Per second, summed per ``labels``: a counter, or a histogram's ``suffix`` series."""
+    return grouped("sum", labels, rate(series(spec, suffix), matchers), prefix)
 
 
 def _http() -> list[PanelBuilder]:
@@ -98,15 +106,13 @@ def _http() -> list[PanelBuilder]:
             "Request rate by service",
             "HTTP requests per second per service (job = service.name).",
             "reqps",
-            Query(agg("sum", "job", rate(count, JOB)), "{{job}}"),
+            _sum_rate("job", HTTP, suffix="count"),
         ),
-        timeseries(
+        ratio(
             "5xx error ratio by service",
             f"Recording rule {n.HTTP_ERROR_RATIO}: 0 when a service has no errors, so silence and health "
             "look different.",
-            "percentunit",
             Query(select(n.HTTP_ERROR_RATIO, JOB), "{{job}}"),
-            max_val=1,
         ),
         timeseries(
             f"HTTP latency p50 / p95 / p99{EXEMPLARS}",
@@ -119,13 +125,8 @@ def _http() -> list[PanelBuilder]:
             "5xx responses by route and error type",
             "Which routes fail, and how (error.type). Empty while nothing fails.",
             "reqps",
-            Query(
-                agg(
-                    "sum",
-                    "job, http_route, error_type",
-                    rate(count, f'{JOB}, http_response_status_code=~"5.."'),
-                ),
-                "{{job}} {{http_route}} {{error_type}}",
+            _sum_rate(
+                "job, http_route, error_type", HTTP, f'{JOB}, http_response_status_code=~"5.."', "count"
             ),
         ),
         timeseries(
@@ -139,7 +140,7 @@ def _http() -> list[PanelBuilder]:
             f"{s.LLM_GATEWAY_REJECTED_REQUESTS.name} by error.type (auth, validation, overload). Empty while "
             "nothing is refused.",
             "reqps",
-            Query(agg("sum", "error_type", rate(series(s.LLM_GATEWAY_REJECTED_REQUESTS))), "{{error_type}}"),
+            _sum_rate("error_type", s.LLM_GATEWAY_REJECTED_REQUESTS, ""),
         ),
     ]
 
@@ -168,33 +169,20 @@ def _genai() -> list[PanelBuilder]:
             "Inference requests by model",
             "Completed inference requests per second per model.",
             "reqps",
-            Query(
-                agg("sum", "gen_ai_request_model", rate(series(INFERENCE, "count"), MODEL)),
-                "{{gen_ai_request_model}}",
-            ),
+            _sum_rate("gen_ai_request_model", INFERENCE, MODEL, "count"),
         ),
         timeseries(
             "Tokens per second by model",
             f"{s.GEN_AI_CLIENT_TOKEN_USAGE.name} summed per second, input and output.",
             "short",
-            Query(
-                agg(
-                    "sum",
-                    "gen_ai_request_model, gen_ai_token_type",
-                    rate(series(s.GEN_AI_CLIENT_TOKEN_USAGE, "sum"), MODEL),
-                ),
-                "{{gen_ai_request_model}} {{gen_ai_token_type}}",
-            ),
+            _sum_rate("gen_ai_request_model, gen_ai_token_type", s.GEN_AI_CLIENT_TOKEN_USAGE, MODEL, "sum"),
             stacked=True,
         ),
         timeseries(
             "Provider calls per second",
             f"{PROVIDER_CALLS.name} count per provider.",
             "reqps",
-            Query(
-                agg("sum", "gen_ai_provider_name", rate(series(PROVIDER_CALLS, "count"), PROVIDER)),
-                "{{gen_ai_provider_name}}",
-            ),
+            _sum_rate("gen_ai_provider_name", PROVIDER_CALLS, PROVIDER, "count"),
         ),
         timeseries(
             f"Provider call p95{EXEMPLARS}",
@@ -202,13 +190,11 @@ def _genai() -> list[PanelBuilder]:
             "s",
             _p95(PROVIDER_CALLS, "gen_ai_provider_name", PROVIDER),
         ),
-        timeseries(
+        ratio(
             "Provider error ratio",
             "Share of provider calls with an error.type, 5 minutes (recording rule). Alert "
             "LLMProviderHighErrorRate fires above 20 %.",
-            "percentunit",
             Query(select(n.PROVIDER_ERROR_RATIO, PROVIDER), "{{gen_ai_provider_name}}"),
-            max_val=1,
         ),
     ]
 
@@ -221,38 +207,27 @@ def _pipeline() -> list[PanelBuilder]:
             f"{s.LLM_ORCHESTRATOR_QUEUE_SIZE.name} against its limit (dashed). Shedding starts when a "
             "stage's queue is full.",
             "short",
-            Query(
-                agg("sum", "llm_stage", select(series(s.LLM_ORCHESTRATOR_QUEUE_SIZE), JOB)), "{{llm_stage}}"
-            ),
-            Query(
-                agg("sum", "llm_stage", select(series(s.LLM_ORCHESTRATOR_QUEUE_LIMIT), JOB)),
-                "limit {{llm_stage}}",
-            ),
+            grouped("sum", "llm_stage", select(series(s.LLM_ORCHESTRATOR_QUEUE_SIZE), JOB)),
+            grouped("sum", "llm_stage", select(series(s.LLM_ORCHESTRATOR_QUEUE_LIMIT), JOB), "limit"),
             overrides=[dashed("^limit .*")],
         ),
-        timeseries(
+        ratio(
             "Queue saturation per stage",
             "Queue size over limit (recording rule). Alert LLMQueueNearCapacity fires above 90 %.",
-            "percentunit",
             Query(select(n.QUEUE_SATURATION, JOB), "{{instance}} {{llm_stage}}"),
-            max_val=1,
         ),
         timeseries(
             "Shed requests per stage",
             f"{s.LLM_ORCHESTRATOR_SHED_REQUESTS.name} per second by stage. Empty until a stage first sheds.",
             "reqps",
-            Query(
-                agg("sum", "llm_stage", rate(series(s.LLM_ORCHESTRATOR_SHED_REQUESTS), JOB)), "{{llm_stage}}"
-            ),
+            _sum_rate("llm_stage", s.LLM_ORCHESTRATOR_SHED_REQUESTS),
             stacked=True,
         ),
-        timeseries(
+        ratio(
             "Shed ratio",
             "Shed over all orchestrator requests, 5 minutes (recording rule). Alert LLMHighShedRate fires "
             "above 10 %.",
-            "percentunit",
             Query(select(n.SHED_RATIO, JOB), "{{job}}"),
-            max_val=1,
         ),
         timeseries(
             "Stage duration p95",
@@ -265,16 +240,14 @@ def _pipeline() -> list[PanelBuilder]:
             f"{s.LLM_ORCHESTRATOR_REQUESTS.name} per second by llm.outcome (ok, error, shed), and pipeline "
             "errors by stage.",
             "reqps",
-            Query(
-                agg("sum", "llm_outcome", rate(series(s.LLM_ORCHESTRATOR_REQUESTS), JOB)), "{{llm_outcome}}"
-            ),
+            _sum_rate("llm_outcome", s.LLM_ORCHESTRATOR_REQUESTS),
             Query(select(n.STAGE_ERRORS, JOB), "errors {{llm_stage}}"),
         ),
         timeseries(
             "Inference batching",
             "Requests waiting for the batching scheduler, and the p50 / p95 batch size.",
             "short",
-            Query(agg("sum", "job", select(series(s.LLM_INFERENCE_QUEUE_SIZE), JOB)), "waiting {{job}}"),
+            grouped("sum", "job", select(series(s.LLM_INFERENCE_QUEUE_SIZE), JOB), "waiting"),
             Query(quantile("0.50", "", batch, JOB), "batch p50"),
             Query(quantile("0.95", "", batch, JOB), "batch p95"),
         ),
@@ -289,10 +262,7 @@ def _pipeline() -> list[PanelBuilder]:
             f"{s.LLM_GATEWAY_CACHE_REQUESTS.name} per second by result, and the hit ratio (right axis). "
             "Alert LLMLowCacheHitRate fires under 50 %.",
             "reqps",
-            Query(
-                agg("sum", "llm_cache_result", rate(series(s.LLM_GATEWAY_CACHE_REQUESTS), JOB)),
-                "{{llm_cache_result}}",
-            ),
+            _sum_rate("llm_cache_result", s.LLM_GATEWAY_CACHE_REQUESTS),
             Query(select(n.CACHE_HIT_RATIO, JOB), "hit ratio {{job}}"),
             overrides=[right_axis("^hit ratio.*", "percentunit", max_val=1)],
         ),
@@ -300,23 +270,21 @@ def _pipeline() -> list[PanelBuilder]:
             "Response cache entries",
             f"{s.LLM_GATEWAY_CACHE_ENTRIES.name} per gateway instance.",
             "short",
-            Query(
-                agg("sum", "job, instance", select(series(s.LLM_GATEWAY_CACHE_ENTRIES), JOB)),
-                "{{job}} {{instance}}",
-            ),
+            grouped("sum", "job, instance", select(series(s.LLM_GATEWAY_CACHE_ENTRIES), JOB)),
         ),
     ]
 
 
 def _gpu() -> list[PanelBuilder]:
+    def gpu(title: str, description: str, unit: str, *queries: Query) -> PanelBuilder:
+        return timeseries(title, description, unit, *queries, width=8)
+
     return [
-        timeseries(
+        ratio(
             "GPU utilization",
             f"{s.HW_GPU_UTILIZATION.name}: fraction of time the GPU was busy.",
-            "percentunit",
             _per_gpu(s.HW_GPU_UTILIZATION),
             width=8,
-            max_val=1,
         ),
         timeseries(
             "GPU memory",
@@ -327,17 +295,9 @@ def _gpu() -> list[PanelBuilder]:
             width=8,
             overrides=[dashed("^limit .*")],
         ),
-        timeseries(
-            "GPU power", f"{s.HW_POWER.name} drawn per device.", "watt", _per_gpu(s.HW_POWER), width=8
-        ),
-        timeseries(
-            "GPU temperature",
-            f"{s.HW_TEMPERATURE.name} per device.",
-            "celsius",
-            _per_gpu(s.HW_TEMPERATURE),
-            width=8,
-        ),
-        timeseries(
+        gpu("GPU power", f"{s.HW_POWER.name} drawn per device.", "watt", _per_gpu(s.HW_POWER)),
+        gpu("GPU temperature", f"{s.HW_TEMPERATURE.name} per device.", "celsius", _per_gpu(s.HW_TEMPERATURE)),
+        gpu(
             "GPU status and throttling",
             f"{s.HW_STATUS.name} of the current hw.state (1 = in that state) and {s.LLM_GPU_THROTTLED.name} "
             "by reason. Alerts GPUFailed and GPUThrottled.",
@@ -349,34 +309,25 @@ def _gpu() -> list[PanelBuilder]:
                     _per_gpu(s.LLM_GPU_THROTTLED, "llm_gpu_throttle_reason", prefix="throttled"),
                 )
             ),
-            width=8,
         ),
-        timeseries(
+        gpu(
             "GPU ECC errors",
             f"{s.HW_ERRORS.name} per second by error.type (corrected, uncorrected). Uncorrected errors make "
             "hw.state degraded (alert GPUDegraded).",
             "short",
-            Query(
-                agg("sum", "instance, hw_id, error_type", rate(series(s.HW_ERRORS))),
-                "{{instance}} {{hw_id}} {{error_type}}",
-            ),
-            width=8,
+            _sum_rate("instance, hw_id, error_type", s.HW_ERRORS, ""),
         ),
-        timeseries(
+        gpu(
             "GPU SM clock",
             f"{s.LLM_GPU_CLOCK_SM.name}: drops when the GPU throttles.",
             "hertz",
             _per_gpu(s.LLM_GPU_CLOCK_SM),
-            width=8,
         ),
         timeseries(
             "GPU telemetry available",
             f"{s.LLM_TELEMETRY_GPU_AVAILABLE.name}: {s.LLM_TELEMETRY_GPU_AVAILABLE.description}",
             "short",
-            Query(
-                agg("max", "job, instance, llm_telemetry_reason", series(s.LLM_TELEMETRY_GPU_AVAILABLE)),
-                "{{job}} {{instance}} {{llm_telemetry_reason}}",
-            ),
+            grouped("max", "job, instance, llm_telemetry_reason", series(s.LLM_TELEMETRY_GPU_AVAILABLE)),
             width=8,
             max_val=1,
         ),
@@ -389,10 +340,7 @@ def _span_metrics() -> list[PanelBuilder]:
             "Server span rate by service and operation",
             f"{n.SPAN_CALLS} for SERVER spans, from the Collector's span_metrics connector.",
             "reqps",
-            Query(
-                agg("sum", "service_name, span_name", rate(n.SPAN_CALLS, SERVER_SPANS)),
-                "{{service_name}} {{span_name}}",
-            ),
+            grouped("sum", "service_name, span_name", rate(n.SPAN_CALLS, SERVER_SPANS)),
         ),
         timeseries(
             f"Server span p95 by service{EXEMPLARS}",
@@ -405,12 +353,10 @@ def _span_metrics() -> list[PanelBuilder]:
                 True,
             ),
         ),
-        timeseries(
+        ratio(
             "Server span error ratio",
             f"Recording rule {n.SERVER_SPAN_ERROR_RATIO}.",
-            "percentunit",
             Query(n.SERVER_SPAN_ERROR_RATIO, "{{service_name}}"),
-            max_val=1,
         ),
         timeseries(
             "Service graph: requests per edge",

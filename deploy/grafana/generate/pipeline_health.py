@@ -12,6 +12,7 @@ from deploy.grafana.generate._build import (
     agg,
     dashboard_model,
     dashed,
+    grouped,
     rate,
     right_axis,
     stat,
@@ -21,7 +22,7 @@ from deploy.grafana.generate._build import (
 
 def _per(label: str, *metrics: tuple[str, str]) -> list[Query]:
     """One query per (legend prefix, metric): its rate summed per ``label``."""
-    return [Query(agg("sum", label, rate(metric)), f"{prefix} {{{{{label}}}}}") for prefix, metric in metrics]
+    return [grouped("sum", label, rate(metric), prefix) for prefix, metric in metrics]
 
 
 def build() -> Dashboard:
@@ -105,8 +106,8 @@ def build() -> Dashboard:
             "Exporter queue size vs capacity",
             f"{n.EXPORTER_QUEUE_SIZE} against its capacity (dashed) per exporter.",
             "short",
-            Query(queue_size, "{{exporter}} {{data_type}}"),
-            Query(queue_capacity, "capacity {{exporter}} {{data_type}}"),
+            grouped("max", queue_by, n.EXPORTER_QUEUE_SIZE),
+            grouped("max", queue_by, n.EXPORTER_QUEUE_CAPACITY, "capacity"),
             overrides=[dashed("^capacity .*")],
         ),
         timeseries(
@@ -126,8 +127,8 @@ def build() -> Dashboard:
             "Collector memory and CPU",
             "Resident memory (left) and CPU seconds per second (right).",
             "bytes",
-            Query(agg("max", "instance", n.PROCESS_MEMORY_RSS), "rss {{instance}}"),
-            Query(agg("max", "instance", rate(n.PROCESS_CPU_SECONDS)), "cpu {{instance}}"),
+            grouped("max", "instance", n.PROCESS_MEMORY_RSS, "rss"),
+            grouped("max", "instance", rate(n.PROCESS_CPU_SECONDS), "cpu"),
             overrides=[right_axis("^cpu .*", "short")],
         ),
     ]
