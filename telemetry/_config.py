@@ -5,7 +5,8 @@ be parsed fails at start-up with :class:`TelemetryConfigError` naming the variab
 
 Standard ``OTEL_*`` variables (endpoint, headers, protocol, sampler, exemplar filter, resource attributes,
 batch-processor and attribute limits, ``OTEL_SDK_DISABLED``) are not redeclared: the SDK reads them itself,
-and ``configure()`` leaves them effective. The few we must interpret (protocol, SDK disabled) are read here.
+and ``configure()`` leaves them effective. The few we must interpret (protocol, SDK disabled, and
+``OTEL_PROPAGATORS``, which the SDK reads only once, at import) are read here.
 
 | variable | type | default | meaning |
 |---|---|---|---|
@@ -24,6 +25,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
 from telemetry._errors import TelemetryConfigError
@@ -60,6 +62,24 @@ def parse_nonempty(raw: str) -> str:
     if not value:
         raise ValueError("must not be empty")
     return value
+
+
+PROPAGATOR_ENTRY_POINTS = "opentelemetry_propagator"
+
+
+def parse_propagators(raw: str) -> tuple[str, ...]:
+    """``OTEL_PROPAGATORS``: installed propagator names, as the SDK reads them; ``none`` anywhere → ``()``."""
+    names = tuple(name.strip() for name in raw.split(",") if name.strip())
+    if any(name.lower() == "none" for name in names):
+        return ()
+    installed = {point.name for point in entry_points(group=PROPAGATOR_ENTRY_POINTS)}
+    missing = [name for name in names if name not in installed]
+    if missing:
+        raise ValueError(
+            f"no propagator named {', '.join(map(repr, missing))} is installed"
+            f" (installed: {', '.join(sorted(installed))})"
+        )
+    return names
 
 
 @dataclass(frozen=True)
@@ -110,6 +130,8 @@ class TelemetrySettings:
     capture_content: bool
     protocol: str
     sdk_disabled: bool
+    propagators: tuple[str, ...] | None
+    """``OTEL_PROPAGATORS``; ``None`` when unset (tracecontext and baggage)."""
 
 
 def load_settings(
@@ -126,27 +148,28 @@ def load_settings(
         if key in given:
             values[key] = given[key]
             continue
-        raw = env.get(setting.env)
-        if raw is None or raw == "":
-            values[key] = setting.default
-            continue
-        try:
-            values[key] = setting.parse(raw)
-        except ValueError as exc:
-            raise TelemetryConfigError(f"{setting.env}={raw!r} is invalid: {exc}") from None
+        parsed = _parse_variable(env, setting.env, setting.parse)
+        values[key] = setting.default if parsed is None else parsed
     # The protocol may also be set per signal; the traces one wins for our exporter choice.
-    per_signal = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-    if "protocol" not in given and per_signal:
-        try:
-            values["protocol"] = parse_protocol(per_signal)
-        except ValueError as exc:
-            raise TelemetryConfigError(
-                f"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL={per_signal!r} is invalid: {exc}"
-            ) from None
+    per_signal = _parse_variable(env, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", parse_protocol)
+    if "protocol" not in given and per_signal is not None:
+        values["protocol"] = per_signal
+    values["propagators"] = _parse_variable(env, "OTEL_PROPAGATORS", parse_propagators)
     if not values["service_version"]:
         values["service_version"] = _version()
     assert {f.name for f in fields(TelemetrySettings)} == set(values)
     return TelemetrySettings(**values)
+
+
+def _parse_variable(env: Mapping[str, str], name: str, parse: Callable[[str], T]) -> T | None:
+    """The parsed value, ``None`` when unset or empty; a bad value fails naming the variable and the value."""
+    raw = env.get(name)
+    if not raw:
+        return None
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise TelemetryConfigError(f"{name}={raw!r} is invalid: {exc}") from None
 
 
 def explicit_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> set[str]:

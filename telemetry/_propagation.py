@@ -1,15 +1,31 @@
-"""The header names the configured propagators read, so instrumentation can skip extraction when none is sent.
+"""The propagator ``OTEL_PROPAGATORS`` names, and the header names it reads.
 
-Taken from the global propagator's ``fields`` (``OTEL_PROPAGATORS``: tracecontext and baggage by default,
-b3 or jaeger where configured) rather than a fixed list, and recomputed only when that propagator changes.
+``configure()`` installs ``configured_propagator()`` globally: tracecontext and baggage by default, b3, jaeger
+or any installed ``opentelemetry_propagator`` entry point where the variable names them, as the SDK does.
+Instrumentation skips extraction when a request sends none of the propagator's ``fields``; the field names are
+taken from the global propagator rather than a fixed list, and recomputed only when that propagator changes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 
 from opentelemetry import propagate
+from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import TextMapPropagator
+
+from telemetry._config import PROPAGATOR_ENTRY_POINTS
+
+DEFAULT_PROPAGATORS = ("tracecontext", "baggage")
+
+
+def configured_propagator(names: tuple[str, ...] | None) -> TextMapPropagator:
+    """The propagators ``names`` (``TelemetrySettings.propagators``) in order; the default when ``None``."""
+    chosen = DEFAULT_PROPAGATORS if names is None else names
+    return CompositePropagator(
+        [next(iter(entry_points(group=PROPAGATOR_ENTRY_POINTS, name=name))).load()() for name in chosen]
+    )
 
 
 @dataclass(frozen=True)

@@ -11,21 +11,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import metrics, propagate, trace
-from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from telemetry import instruments, semconv
 from telemetry._config import TelemetrySettings, explicit_settings, load_settings
 from telemetry._errors import TelemetryConfigError
 from telemetry._handle import InstrumentationHandle
+from telemetry._propagation import configured_propagator
 from telemetry.views import DEFAULT_VIEWS
 
 logger = logging.getLogger("telemetry")
@@ -81,7 +79,8 @@ def configure(
     ``span_processors`` and ``metric_readers`` replace the OTLP exporters (``telemetry.testing`` uses them).
     The SDK keeps honouring the standard variables: ``OTEL_EXPORTER_OTLP_*``, ``OTEL_TRACES_SAMPLER[_ARG]``,
     ``OTEL_METRICS_EXEMPLAR_FILTER``, ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_BSP_*``, ``OTEL_ATTRIBUTE_*``,
-    ``OTEL_METRIC_EXPORT_INTERVAL``, ``OTEL_SDK_DISABLED``.
+    ``OTEL_METRIC_EXPORT_INTERVAL``, ``OTEL_SDK_DISABLED``. With ``set_global`` the propagators
+    ``OTEL_PROPAGATORS`` names (tracecontext and baggage when unset) are installed as the global one.
     """
     global _current  # noqa: PLW0603 - the process has one telemetry set-up, guarded by _lock
     arguments = {
@@ -108,9 +107,7 @@ def configure(
         if set_global:
             trace.set_tracer_provider(built.tracer_provider)
             metrics.set_meter_provider(built.meter_provider)
-            propagate.set_global_textmap(
-                CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
-            )
+            propagate.set_global_textmap(configured_propagator(built.settings.propagators))
         _current = built
         return built
 

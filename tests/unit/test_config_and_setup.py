@@ -6,18 +6,21 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 
 import telemetry
 from telemetry import _setup, testing
 from telemetry._config import SETTINGS, env_table_markdown, load_settings
 from telemetry._errors import contained, raise_internal_errors
+from telemetry._propagation import propagation_fields
 
 
 @pytest.fixture(autouse=True)
 def _no_global_setup() -> Iterator[None]:
+    textmap = propagate.get_global_textmap()
     yield
     telemetry.shutdown(timeout_millis=100)
+    propagate.set_global_textmap(textmap)
 
 
 @pytest.mark.parametrize(
@@ -28,6 +31,7 @@ def _no_global_setup() -> Iterator[None]:
         ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "2"),
         ("LLM_TELEMETRY_GPU", "sometimes"),
         ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "udp"),
+        ("OTEL_PROPAGATORS", "tracecontext,b4"),
     ],
 )
 def test_a_bad_setting_fails_naming_the_variable_and_the_value(variable: str, value: str) -> None:
@@ -143,12 +147,37 @@ def test_internal_errors_are_contained_and_logged_once(caplog: pytest.LogCapture
         raise RuntimeError("boom")
 
 
-def test_global_configure_installs_w3c_trace_context_and_baggage() -> None:
-    from opentelemetry import propagate
-
+def test_global_configure_installs_w3c_trace_context_and_baggage(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OTEL_PROPAGATORS", raising=False)
     telemetry.configure(service_name="global", traces=False, metrics_enabled=False, gpu=False)
-    assert set(propagate.get_global_textmap().fields) >= {"traceparent", "tracestate", "baggage"}
+    assert propagate.get_global_textmap().fields == {"traceparent", "tracestate", "baggage"}
     assert trace.get_tracer_provider() is not None
+
+
+def _injected_headers() -> dict[str, str]:
+    span = trace.NonRecordingSpan(
+        trace.SpanContext(
+            0x1234, 0x5678, is_remote=False, trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED)
+        )
+    )
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=trace.set_span_in_context(span))
+    return carrier
+
+
+def test_global_configure_installs_the_propagators_otel_propagators_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_PROPAGATORS", "b3")
+    telemetry.configure(service_name="b3", traces=False, metrics_enabled=False, gpu=False)
+    assert _injected_headers() == {"b3": "00000000000000000000000000001234-0000000000005678-1"}
+    assert propagation_fields().text == {"b3"}  # what the middleware and interceptor look for
+
+
+def test_otel_propagators_none_installs_no_propagation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_PROPAGATORS", "tracecontext,none")
+    telemetry.configure(service_name="none", traces=False, metrics_enabled=False, gpu=False)
+    assert _injected_headers() == {}
 
 
 def test_every_setup_reports_process_uptime() -> None:
