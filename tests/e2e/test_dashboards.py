@@ -29,6 +29,7 @@ from tests.rules._grafana import (
     load_dashboards,
     may_be_empty,
     panel_queries,
+    traces_to_metrics_queries,
 )
 
 pytestmark = pytest.mark.e2e
@@ -123,3 +124,40 @@ def test_an_http_latency_exemplar_opens_its_trace_in_jaeger(
         poll_until(lambda: jaeger.get_trace(trace_ids[-1]), f"trace {trace_ids[-1]} in Jaeger", DEADLINE)
     finally:
         jaeger.close()
+
+
+def test_trace_to_metrics_links_of_a_real_span_return_data(
+    loaded: LoadedStack, prometheus: PrometheusClient
+) -> None:
+    # "Metrics for this span" in Grafana: each query of the Jaeger datasource, filled in from a real
+    # span as Grafana fills it, must find data. A query has data for the orchestrator's or the
+    # inference server span (no operation of one service has every kind: errors are the orchestrator's
+    # sheds, the models are on inference spans).
+    query = next(q for q in EXEMPLAR_QUERIES if "gen_ai_server_time_to_first_token_seconds_bucket" in q.expr)
+    now = time.time()
+    series = prometheus.query_exemplars(
+        expand(query.expr, VARIABLES, rate_interval=RATE_INTERVAL), now - 3600, now
+    )
+    trace_id = next(e.trace_id for s in series for e in s.exemplars if e.trace_id)
+    jaeger = JaegerClient(loaded.jaeger_url)
+    try:
+        spans = poll_until(lambda: jaeger.get_trace(trace_id), f"trace {trace_id} in Jaeger", DEADLINE)
+    finally:
+        jaeger.close()
+    servers = [
+        s for s in spans if s.kind == "SPAN_KIND_SERVER" and s.service_name in {"orchestrator", "inference"}
+    ]
+    assert {s.service_name for s in servers} == {"orchestrator", "inference"}
+    filled: dict[str, list[str]] = {}
+    for span in servers:
+        tags = {k: str(v) for k, v in span.attributes.items()} | {"service.name": span.service_name}
+        for name, expr in traces_to_metrics_queries(tags, span_name=span.name):
+            filled.setdefault(name, []).append(expr)
+
+    def with_data(exprs: list[str]) -> list[float]:
+        return [s.value for expr in exprs for s in prometheus.query(expr) if math.isfinite(s.value)]
+
+    for name, exprs in filled.items():
+        assert poll_until(
+            lambda e=exprs: with_data(e), f"data for trace-to-metrics {name!r}: {exprs}", DEADLINE
+        )  # type: ignore[misc]
