@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
+from functools import partial
 from typing import Protocol
 
 import pytest
@@ -158,6 +159,4 @@ def test_trace_to_metrics_links_of_a_real_span_return_data(
         return [s.value for expr in exprs for s in prometheus.query(expr) if math.isfinite(s.value)]
 
     for name, exprs in filled.items():
-        assert poll_until(
-            lambda e=exprs: with_data(e), f"data for trace-to-metrics {name!r}: {exprs}", DEADLINE
-        )  # type: ignore[misc]
+        assert poll_until(partial(with_data, exprs), f"data for trace-to-metrics {name!r}: {exprs}", DEADLINE)
