@@ -212,6 +212,34 @@ LLM_GPU_MEMORY_USAGE: Final = "llm.gpu.memory.usage"
 LLM_GPU_UTILIZATION: Final = "llm.gpu.utilization"
 """Fraction of the last NVML sample window (1/6 to 1 s) the GPU was busy, 0..1."""
 
+
+
+class ErrorType(StrEnum):
+    """The ``error.type`` values our services set, one taxonomy for every hop.
+
+    Each service passes its caller the same value it puts on its own span, so a failure keeps one name
+    from inference to the client: the OpenAI error ``type`` of the gateway's answer, the orchestrator's
+    ``error`` field and the ``error.type`` of every span and metric point. Failures that are none of
+    these are named by their exception type's qualified name, as the semantic conventions advise.
+    """
+
+    INVALID_REQUEST = "invalid_request_error"
+    """The request is malformed or breaks a limit: 400 (OpenAI's own type name)."""
+    INVALID_API_KEY = "invalid_api_key"
+    REQUEST_TOO_LARGE = "request_too_large"
+    MODEL_NOT_FOUND = "model_not_found"
+    RATE_LIMIT_EXCEEDED = "rate_limit_exceeded"
+    """Refused at the gateway's door: too many requests in flight (429)."""
+    OVERLOADED = "overloaded"
+    """Shed by a full pipeline stage (503)."""
+    UPSTREAM_TIMEOUT = "upstream_timeout"
+    UPSTREAM_UNAVAILABLE = "upstream_unavailable"
+    UPSTREAM_ERROR = "upstream_error"
+    """The next hop failed in a way none of the above names."""
+    CANCELLED = "cancelled"
+    """The caller went away before the answer was complete."""
+
+
 OTHER: Final = "_OTHER"
 """Value an attribute takes when a request supplied something outside its known set (semconv's convention)."""
 
