@@ -206,12 +206,21 @@ LLM_GPU_INDEX: Final = "llm.gpu.index"
 LLM_GPU_MIG_INSTANCE: Final = "llm.gpu.mig.instance_id"
 LLM_GPU_THROTTLE_REASON: Final = "llm.gpu.throttle.reason"
 LLM_TELEMETRY_STATUS_REASON: Final = "llm.telemetry.reason"
+# span attributes only (never on metric points)
+LLM_GATEWAY_CACHE_HIT: Final = "llm.gateway.cache.hit"
+"""Whether the gateway answered from its response cache (non-streaming requests)."""
+LLM_RETRIEVAL_DOCUMENTS: Final = "llm.retrieval.documents"
+"""How many documents the retrieval stage added to the prompt."""
+LLM_ORCHESTRATOR_COALESCED: Final = "llm.orchestrator.coalesced"
+"""The request shared the answer of an identical one already in flight."""
+LLM_INFERENCE_BATCH_REQUESTS: Final = "llm.inference.batch.requests"
+"""Requests in the batch that served this one (on the inference queue span). Not the metric's name
+``llm.inference.batch.size``: an attribute and a metric never share one."""
 # span attributes: the serving GPU's state at request start/end (``.start``/``.end`` suffixes added)
 LLM_GPU_MEMORY_USAGE: Final = "llm.gpu.memory.usage"
 """GPU memory in use on the device, in bytes."""
 LLM_GPU_UTILIZATION: Final = "llm.gpu.utilization"
 """Fraction of the last NVML sample window (1/6 to 1 s) the GPU was busy, 0..1."""
-
 
 
 class ErrorType(StrEnum):

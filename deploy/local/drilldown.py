@@ -13,24 +13,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from deploy.stack import Exemplar, JaegerClient, PrometheusClient, Span, poll_until
+from telemetry import semconv as sc
 
 REQUEST_DURATION = "http_server_request_duration_seconds"
 KEY_ATTRIBUTES = (
-    "http.route",
-    "http.response.status_code",
-    "gen_ai.request.model",
-    "gen_ai.request.stream",
-    "gen_ai.usage.input_tokens",
-    "gen_ai.usage.output_tokens",
-    "gen_ai.response.finish_reasons",
-    "llm.stage",
-    "llm.inference.batch.size",
-    "rpc.status_code",
-    "llm.gateway.cache.hit",
-    "hw.id",
-    "llm.gpu.utilization.start",
-    "llm.gpu.memory.usage.start",
-    "error.type",
+    sc.HTTP_ROUTE,
+    sc.HTTP_RESPONSE_STATUS_CODE,
+    sc.GEN_AI_REQUEST_MODEL,
+    sc.GEN_AI_REQUEST_STREAM,
+    sc.GEN_AI_USAGE_INPUT_TOKENS,
+    sc.GEN_AI_USAGE_OUTPUT_TOKENS,
+    sc.GEN_AI_RESPONSE_FINISH_REASONS,
+    sc.LLM_STAGE,
+    sc.LLM_INFERENCE_BATCH_REQUESTS,
+    sc.RPC_STATUS_CODE,
+    sc.LLM_GATEWAY_CACHE_HIT,
+    sc.HW_ID,
+    f"{sc.LLM_GPU_UTILIZATION}.start",
+    f"{sc.LLM_GPU_MEMORY_USAGE}.start",
+    sc.ERROR_TYPE,
 )
 
 

@@ -15,6 +15,15 @@ def cache_key(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+ANSWER_FIELDS = ("model", "messages", "max_tokens", "temperature")
+"""What determines a non-streaming answer; ``stream`` does not."""
+
+
+def request_key(payload: dict[str, Any]) -> str:
+    """The cache key of a chat-completions request body (validated, as ``model_dump`` gives it)."""
+    return cache_key({k: payload[k] for k in ANSWER_FIELDS})
+
+
 class ResponseCache:
     def __init__(
         self, max_entries: int, ttl_seconds: float, on_evict: Callable[[str], None] = lambda reason: None

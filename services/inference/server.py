@@ -123,7 +123,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
                 "queue",
                 start_time=enqueued_ns,
                 attributes={
-                    "llm.inference.batch.size": batch.size,
+                    sc.LLM_INFERENCE_BATCH_REQUESTS: batch.size,
                 },
             ).end(end_time=batch.started_ns)
             self.tracer.start_span(

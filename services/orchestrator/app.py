@@ -169,7 +169,7 @@ class Orchestrator:
             span.set_attribute(sc.GEN_AI_DATA_SOURCE_ID, "corpus")
             query = next((m.content for m in reversed(body.messages) if m.role == "user"), "")
             documents = self.retriever.retrieve(query)
-            span.set_attribute("llm.retrieval.documents", len(documents))
+            span.set_attribute(sc.LLM_RETRIEVAL_DOCUMENTS, len(documents))
             return self._prompt(body, documents)
 
     async def _infer(self, body: GenerateBody, prompt: str) -> AsyncIterator[pb.GenerateResponse]:
@@ -197,7 +197,7 @@ class Orchestrator:
         result, joined = await self.coalescer.run(key, lambda: self._complete(body))
         if joined:
             self.coalesced.add(1)
-            trace.get_current_span().set_attribute("llm.orchestrator.coalesced", True)
+            trace.get_current_span().set_attribute(sc.LLM_ORCHESTRATOR_COALESCED, True)
         return result
 
     async def _complete(self, body: GenerateBody) -> dict[str, Any]:

@@ -127,12 +127,11 @@ CLOSED_URL = "http://127.0.0.1:9"  # discard port: nothing listens; a cache miss
 
 def _fill_cache(app: Any) -> None:
     """Store the answer for BODY exactly as ``Gateway.complete`` keys it, so every request hits."""
-    from services.gateway.app import ChatCompletionRequest, _chat_completion
-    from services.gateway.cache import cache_key
+    from services.gateway.cache import request_key
+    from services.gateway.wire import ChatCompletionRequest, chat_completion
 
     payload = ChatCompletionRequest.model_validate(BODY).model_dump()
-    key = cache_key({k: payload[k] for k in ("model", "messages", "max_tokens", "temperature")})
-    app.state.gateway.cache.put(key, _chat_completion(json.loads(UPSTREAM_ANSWER)))
+    app.state.gateway.cache.put(request_key(payload), chat_completion(json.loads(UPSTREAM_ANSWER)))
 
 
 def build_gateway(variant: str, scenario: str, upstream_url: str | None) -> tuple[Any, Stats]:
@@ -511,9 +510,9 @@ class _InstantUpstream(httpx.AsyncBaseTransport):
 def _inproc_app(variant: str, scenario: str) -> ASGIApp:
     app, _ = build_gateway(variant, scenario, "http://upstream.invalid")
     gateway = app.state.gateway
-    client = gateway.client
+    client = gateway.upstream.client
     # httpx has no public way to swap a client's transport: undo ours (if any), swap, then instrument again.
-    http_handle = gateway.client_instrumentation
+    http_handle = gateway.upstream.instrumentation
     was_instrumented = http_handle.active
     http_handle.uninstrument()
     client._transport = _InstantUpstream()

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from deploy.stack import Span, poll_until
+from telemetry import semconv as sc
 from tests.e2e._loaded import LoadedStack
 
 pytestmark = pytest.mark.e2e
@@ -40,7 +41,7 @@ def _went_upstream(spans: list[Span]) -> bool:
     """A gateway request that reached inference: not refused, not answered from the cache."""
     root = next(s for s in spans if s.service_name == "gateway" and s.kind.endswith("SERVER"))
     return root.attributes.get("http.response.status_code") == 200 and not root.attributes.get(
-        "llm.gateway.cache.hit", False
+        sc.LLM_GATEWAY_CACHE_HIT, False
     )
 
 

@@ -1,0 +1,53 @@
+"""Who may call, and how many at once: API keys and the in-flight limit, and the count of refusals."""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi.responses import JSONResponse
+from opentelemetry.metrics import Meter
+
+from services.gateway.errors import ApiError
+from telemetry import instruments, semconv as sc
+from telemetry.semconv import ErrorType
+
+
+class Admission:
+    def __init__(self, api_keys: tuple[str, ...], max_in_flight: int, meter: Meter) -> None:
+        self._keys = [k.encode() for k in api_keys]
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
+        self._rejected = instruments.create(meter, sc.LLM_GATEWAY_REJECTED_REQUESTS)
+
+    def reject(self, error: ApiError) -> JSONResponse:
+        """Answer a request refused before any work was done, and count it."""
+        self._rejected.add(1, {sc.ERROR_TYPE: error.error_type})
+        return error.response()
+
+    def enter(self) -> None:
+        """Take an in-flight slot, or raise 429. Counted from the first byte: checking only after the
+        body read's await let bursts through."""
+        if self.in_flight >= self.max_in_flight:
+            raise ApiError(429, ErrorType.RATE_LIMIT_EXCEEDED, "too many requests in flight", retry_after=1)
+        self.in_flight += 1
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+
+    def authenticate(self, header: str | None) -> None:
+        if not self._keys:
+            return
+        if header is None:
+            raise ApiError(
+                401, ErrorType.INVALID_API_KEY, "missing Authorization header (expected 'Bearer <key>')"
+            )
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token or not token.isascii():
+            raise ApiError(
+                401, ErrorType.INVALID_API_KEY, "malformed Authorization header (expected 'Bearer <key>')"
+            )
+        supplied = token.encode()
+        # Compare against every key so the time taken says nothing about which key was close.
+        if not any([hmac.compare_digest(supplied, key) for key in self._keys]):
+            raise ApiError(401, ErrorType.INVALID_API_KEY, "invalid API key")
