@@ -201,7 +201,7 @@ LLM_CACHE_RESULT: Final = "llm.cache.result"
 LLM_CACHE_EVICTION_REASON: Final = "llm.cache.eviction.reason"
 LLM_SHED_REASON: Final = "llm.shed.reason"
 LLM_OUTCOME: Final = "llm.outcome"
-"""How a pipeline request ended: ok, error or shed."""
+"""How a pipeline request ended, once per request: one of :class:`Outcome`."""
 LLM_GPU_INDEX: Final = "llm.gpu.index"
 LLM_GPU_MIG_INSTANCE: Final = "llm.gpu.mig.instance_id"
 LLM_GPU_THROTTLE_REASON: Final = "llm.gpu.throttle.reason"
@@ -245,6 +245,17 @@ class ErrorType(StrEnum):
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"
     UPSTREAM_ERROR = "upstream_error"
     """The next hop failed in a way none of the above names."""
+    CANCELLED = "cancelled"
+    """The caller went away before the answer was complete."""
+
+
+class Outcome(StrEnum):
+    """The values of ``llm.outcome``."""
+
+    OK = "ok"
+    ERROR = "error"
+    SHED = "shed"
+    """Refused by a full stage, before or during the answer."""
     CANCELLED = "cancelled"
     """The caller went away before the answer was complete."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from time import perf_counter
@@ -22,14 +22,22 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from grpc import aio
 from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.trace import Status, StatusCode
 from pydantic import BaseModel, Field, ValidationError
+from starlette.background import BackgroundTask
 
 from services.common.env import env_float, env_int, env_str
 from services.common.probes import add_probes
 from services.orchestrator.pipeline import Coalescer, Retriever, Shed, StageGate
 from services.proto import inference_pb2 as pb, inference_pb2_grpc as pb_grpc
-from telemetry import Telemetry, client_interceptors, instrument_fastapi, instruments, semconv as sc
+from telemetry import (
+    Telemetry,
+    client_interceptors,
+    instrument_fastapi,
+    instruments,
+    mark_failed,
+    semconv as sc,
+)
+from telemetry.semconv import ErrorType, Outcome
 
 STAGES = ("retrieve", "infer", "postprocess")
 
@@ -77,16 +85,16 @@ class PipelineError(Exception):
 
 
 _GRPC_TO_HTTP = {
-    grpc.StatusCode.NOT_FOUND: (404, "model_not_found"),
-    grpc.StatusCode.INVALID_ARGUMENT: (400, "invalid_request"),
-    grpc.StatusCode.DEADLINE_EXCEEDED: (504, "upstream_timeout"),
-    grpc.StatusCode.UNAVAILABLE: (502, "upstream_unavailable"),
-    grpc.StatusCode.RESOURCE_EXHAUSTED: (503, "overloaded"),
+    grpc.StatusCode.NOT_FOUND: (404, ErrorType.MODEL_NOT_FOUND),
+    grpc.StatusCode.INVALID_ARGUMENT: (400, ErrorType.INVALID_REQUEST),
+    grpc.StatusCode.DEADLINE_EXCEEDED: (504, ErrorType.UPSTREAM_TIMEOUT),
+    grpc.StatusCode.UNAVAILABLE: (502, ErrorType.UPSTREAM_UNAVAILABLE),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (503, ErrorType.OVERLOADED),
 }
 
 
 def _from_grpc(exc: aio.AioRpcError) -> PipelineError:
-    status, error_type = _GRPC_TO_HTTP.get(exc.code(), (502, "upstream_error"))
+    status, error_type = _GRPC_TO_HTTP.get(exc.code(), (502, ErrorType.UPSTREAM_ERROR))
     return PipelineError(status, error_type, exc.details() or exc.code().name)
 
 
@@ -163,6 +171,13 @@ class Orchestrator:
         context = "".join(f"[context] {d}\n" for d in documents)
         return context + "\n".join(f"{m.role}: {m.content}" for m in body.messages)
 
+    async def open_stream(self, body: GenerateBody) -> tuple[bytes, AsyncGenerator[bytes, None]]:
+        """The first NDJSON line and the rest: a failure before the first token raises here, so the
+        caller can still answer it with a real status."""
+        prompt = await self._retrieve(body)
+        lines = self._stream(body, prompt)
+        return await anext(lines), lines
+
     async def _retrieve(self, body: GenerateBody) -> str:
         async with self.stage("retrieve", "retrieval corpus") as span:
             span.set_attribute(sc.GEN_AI_OPERATION_NAME, sc.OPERATION_RETRIEVAL)
@@ -211,7 +226,7 @@ class Orchestrator:
         async with self.stage("postprocess"):
             text = "".join(pieces).strip()
         if last is None:
-            raise PipelineError(502, "upstream_error", "inference returned no output")
+            raise PipelineError(502, ErrorType.UPSTREAM_ERROR, "inference returned no output")
         return {
             "id": f"gen-{uuid.uuid4().hex[:24]}",
             "model": last.response_model or body.model,
@@ -220,7 +235,7 @@ class Orchestrator:
             "usage": {"input_tokens": last.usage.input_tokens, "output_tokens": last.usage.output_tokens},
         }
 
-    async def stream(self, body: GenerateBody, prompt: str) -> AsyncIterator[bytes]:
+    async def _stream(self, body: GenerateBody, prompt: str) -> AsyncGenerator[bytes, None]:
         """NDJSON lines of one streamed generation; failures raise (see ``_guarded_stream``)."""
         async with self.stage("infer"):
             async for chunk in self._infer(body, prompt):
@@ -238,37 +253,70 @@ class Orchestrator:
                         },
                     }
                 yield (json.dumps(line) + "\n").encode()
-        self.requests.add(1, {sc.LLM_OUTCOME: "ok"})
+
+
+class RequestOutcome:
+    """Counts one pipeline request's ``llm.orchestrator.requests`` exactly once, however it ends: the
+    route records it, or hands it to the stream, which records it when the stream ends."""
+
+    def __init__(self, orchestrator: Orchestrator) -> None:
+        self._requests = orchestrator.requests
+        self._recorded = False
+
+    def record(self, error: BaseException | None) -> None:
+        if self._recorded:
+            return
+        self._recorded = True
+        self._requests.add(1, {sc.LLM_OUTCOME: _outcome(error)})
+
+
+def _outcome(error: BaseException | None) -> Outcome:
+    if error is None:
+        return Outcome.OK
+    if isinstance(error, Shed):
+        return Outcome.SHED
+    if isinstance(error, GeneratorExit | asyncio.CancelledError):
+        return Outcome.CANCELLED
+    return Outcome.ERROR
 
 
 async def _guarded_stream(
-    orchestrator: Orchestrator, first: bytes, rest: AsyncIterator[bytes]
+    outcome: RequestOutcome, first: bytes, rest: AsyncIterator[bytes]
 ) -> AsyncIterator[bytes]:
     """After the status line is sent a failure can only be reported in-band, as an error line."""
-    yield first
+    error: BaseException | None = None
     try:
+        yield first
         async for line in rest:
             yield line
     except (PipelineError, Shed) as exc:
-        error_type = exc.error_type if isinstance(exc, PipelineError) else "overloaded"
-        orchestrator.requests.add(1, {sc.LLM_OUTCOME: "error"})
+        error = exc
+        error_type = exc.error_type if isinstance(exc, PipelineError) else ErrorType.OVERLOADED
         yield (
             json.dumps({"type": "error", "error": {"type": error_type, "message": str(exc)}}) + "\n"
         ).encode()
+    except BaseException as exc:  # the client went away (GeneratorExit, CancelledError), or a bug
+        error = exc
+        raise
+    finally:
+        outcome.record(error)
+
+
+async def _abandon(rest: AsyncGenerator[bytes, None], outcome: RequestOutcome) -> None:
+    await rest.aclose()
+    outcome.record(asyncio.CancelledError())
 
 
 def _error_type(error: BaseException) -> str:
     if isinstance(error, PipelineError):
         return error.error_type
     if isinstance(error, GeneratorExit | asyncio.CancelledError):
-        return "cancelled"  # the caller went away mid-stream
+        return ErrorType.CANCELLED  # the caller went away mid-stream
     return type(error).__qualname__
 
 
 def _error(status: int, error_type: str, message: str, retry_after: int | None = None) -> JSONResponse:
-    span = trace.get_current_span()
-    span.set_attribute(sc.ERROR_TYPE, error_type)
-    span.set_status(Status(StatusCode.ERROR, message))
+    mark_failed(trace.get_current_span(), error_type, message)
     headers = {"Retry-After": str(retry_after)} if retry_after else None
     return JSONResponse({"error": {"type": error_type, "message": message}}, status, headers=headers)
 
@@ -320,24 +368,30 @@ def create_app(settings: OrchestratorSettings, telemetry: Telemetry) -> FastAPI:
         try:
             body = GenerateBody.model_validate_json(await request.body())
         except ValidationError as exc:
-            return _error(422, "invalid_request", exc.errors(include_url=False)[0]["msg"])
+            return _error(422, ErrorType.INVALID_REQUEST, exc.errors(include_url=False)[0]["msg"])
+        outcome = RequestOutcome(orchestrator)
+        error: BaseException | None = None
         try:
             if body.stream:
-                prompt = await orchestrator._retrieve(body)
-                lines = orchestrator.stream(body, prompt)
-                first = await anext(lines)  # errors before the first token still get a real status
-                return StreamingResponse(
-                    _guarded_stream(orchestrator, first, lines), media_type="application/x-ndjson"
-                )
-            result = await orchestrator.complete(body)
-            orchestrator.requests.add(1, {sc.LLM_OUTCOME: "ok"})
-            return JSONResponse(result)
+                first, rest = await orchestrator.open_stream(body)
+                stream = _guarded_stream(outcome, first, rest)
+                # A client gone before the first byte: the stream never runs, so it never closes the
+                # inference call or counts the request. After a stream that ran, both are no-ops.
+                closing = BackgroundTask(_abandon, rest, outcome)
+                return StreamingResponse(stream, media_type="application/x-ndjson", background=closing)
+            return JSONResponse(await orchestrator.complete(body))
         except Shed as exc:
-            orchestrator.requests.add(1, {sc.LLM_OUTCOME: "shed"})
-            return _error(503, "overloaded", str(exc), retry_after=1)
+            error = exc
+            return _error(503, ErrorType.OVERLOADED, str(exc), retry_after=1)
         except PipelineError as exc:
-            orchestrator.requests.add(1, {sc.LLM_OUTCOME: "error"})
+            error = exc
             return _error(exc.status, exc.error_type, str(exc), exc.retry_after)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            if error is not None or not body.stream:
+                outcome.record(error)
 
     server_instrumentation = instrument_fastapi(
         app, tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider

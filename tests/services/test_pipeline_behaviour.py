@@ -79,3 +79,47 @@ def test_stage_queues_report_occupancy_and_capacity(stack: Stack) -> None:
     assert sizes == {"retrieve": 0, "infer": 0, "postprocess": 0}  # idle between tests
     waits = {p["attributes"]["llm.stage"] for p in metrics["llm.orchestrator.queue.duration"]["points"]}
     assert waits == {"retrieve", "infer", "postprocess"}
+
+
+def _outcomes(stack: Stack) -> dict[str, float]:
+    points = stack.metrics("orchestrator").get("llm.orchestrator.requests", {"points": []})["points"]
+    return {p["attributes"]["llm.outcome"]: p["value"] for p in points}
+
+
+def _outcome_delta(stack: Stack, before: dict[str, float]) -> dict[str, float]:
+    after = _outcomes(stack)
+    return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
+
+
+def test_each_request_is_counted_once_with_how_it_ended(stack: Stack) -> None:
+    # The recording rules divide sheds and errors by this counter: one point per request, whatever the path.
+    before = _outcomes(stack)
+    body = {"model": "fast-model", "max_tokens": 8, "messages": [{"role": "user", "content": "count me once"}]}
+    with httpx.Client(base_url=stack.orchestrator_url, timeout=30) as client:
+        assert client.post("/v1/generate", json=body).status_code == 200
+        with client.stream("POST", "/v1/generate", json={**body, "stream": True}) as response:
+            assert response.status_code == 200
+            lines = [line for line in response.iter_lines() if line]
+        assert '"type": "end"' in lines[-1]
+        missing = {**body, "model": "no-such-model"}
+        assert client.post("/v1/generate", json=missing).status_code == 404
+    assert poll_until(
+        lambda: _outcome_delta(stack, before) == {"ok": 2, "error": 1} or None,
+        "ok counted twice (answer and stream) and the unknown model once as an error",
+        timeout=10,
+    )
+
+
+def test_a_stream_the_client_abandons_counts_as_cancelled_not_error(stack: Stack) -> None:
+    before = _outcomes(stack)
+    with (
+        httpx.Client(base_url=stack.orchestrator_url, timeout=30) as client,
+        client.stream("POST", "/v1/generate", json={**SLOW_STREAM, "stream": True}) as response,
+    ):
+        assert response.status_code == 200
+        next(line for line in response.iter_lines() if line)  # one chunk, then hang up
+    assert poll_until(
+        lambda: _outcome_delta(stack, before) == {"cancelled": 1} or None,
+        "the abandoned stream counted once, as cancelled",
+        timeout=10,
+    )
