@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from time import perf_counter, time_ns
 from typing import Any, Literal
 
 import grpc
 from grpc import aio
 from opentelemetry import context as otel_context, trace
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span
 
 from services.common.env import env_float, env_int, env_str
 from services.common.models import ModelSpec, load_catalog
@@ -25,12 +25,14 @@ from telemetry import (
     TelemetryServerInterceptor,
     capture_messages,
     instruments,
+    mark_failed,
     register_known_values,
     semconv as sc,
     set_request_attributes,
     set_response_attributes,
 )
 from telemetry.gpu import annotate_span
+from telemetry.semconv import ErrorType
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,25 @@ class InferenceSettings:
             time_scale=env_float("LLM_INFERENCE_TIME_SCALE", 1.0, env),
             gpu_index=env_int("LLM_INFERENCE_GPU_INDEX", 0, env),
         )
+
+
+@dataclass
+class Generation:
+    """One Generate call's progress, for the telemetry recorded when it ends."""
+
+    request: pb.GenerateRequest
+    span: Span
+    received: float = field(default_factory=perf_counter)
+    prompt: list[str] = field(default_factory=list)
+    output_tokens: int = 0
+    ttft: float | None = None
+    """Seconds from receiving the request to the first output token."""
+    error_type: str | None = None
+
+    def token(self) -> None:
+        if self.ttft is None:
+            self.ttft = perf_counter() - self.received
+        self.output_tokens += 1
 
 
 class InferenceServicer(pb_grpc.InferenceServicer):
@@ -86,98 +107,108 @@ class InferenceServicer(pb_grpc.InferenceServicer):
     async def Generate(
         self, request: pb.GenerateRequest, context: aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.GenerateResponse]:
-        received = perf_counter()
-        span = trace.get_current_span()  # the interceptor's SERVER span
+        generation = Generation(request, trace.get_current_span())  # the interceptor's SERVER span
         model = self.models.get(request.model)
-        genai = GenAIRequest(
-            sc.OPERATION_TEXT_COMPLETION, model.provider if model else "unknown", request.model
-        )
         set_request_attributes(
-            span, genai, max_tokens=request.max_tokens or None, temperature=request.temperature
+            generation.span,
+            self._genai(request, model),
+            max_tokens=request.max_tokens or None,
+            temperature=request.temperature,
         )
         if model is None:
-            span.set_attribute(sc.ERROR_TYPE, "model_not_found")
+            mark_failed(generation.span, ErrorType.MODEL_NOT_FOUND)
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown model {request.model!r}")
             return
         capture_messages(
-            span,
+            generation.span,
             input_messages=[{"role": "user", "content": request.prompt}],
             enabled=self.telemetry.settings.capture_content,
         )
-        self._annotate_gpu(span, "start")
-
-        t0 = perf_counter()
-        prompt = tokenize(request.prompt)
-        self.tokenization.record(perf_counter() - t0, {sc.GEN_AI_REQUEST_MODEL: model.name})
-        max_tokens = min(request.max_tokens or model.max_output_tokens, model.max_output_tokens)
-
-        output_tokens = 0
-        ttft: float | None = None
-        error_type: str | None = None
+        self._annotate_gpu(generation.span, "start")
+        generation.prompt = self._tokenize(request.prompt, model)
         try:
-            ctx = otel_context.get_current()
-            enqueued_ns = time_ns()
-            batch = await self.scheduler.submit(Ticket(model, len(prompt), ctx))
-            now_ns = time_ns()
-            self.tracer.start_span(
-                "queue",
-                start_time=enqueued_ns,
-                attributes={
-                    sc.LLM_INFERENCE_BATCH_REQUESTS: batch.size,
-                },
-            ).end(end_time=batch.started_ns)
-            self.tracer.start_span(
-                "prefill",
-                start_time=batch.started_ns,
-                attributes={
-                    sc.GEN_AI_USAGE_INPUT_TOKENS: len(prompt),
-                },
-            ).end(end_time=now_ns)
-            with self.tracer.start_as_current_span("decode") as decode_span:
-                async for token in self.engine.decode(model, prompt, max_tokens):
-                    if ttft is None:
-                        ttft = perf_counter() - received
-                    output_tokens += 1
-                    yield pb.GenerateResponse(
-                        text=token + " ", index=output_tokens - 1, response_model=model.name
-                    )
-                decode_span.set_attribute(sc.GEN_AI_USAGE_OUTPUT_TOKENS, output_tokens)
-            finish = "length" if output_tokens >= max_tokens else "stop"
-            yield pb.GenerateResponse(
-                finish_reason=finish,
-                response_model=model.name,
-                usage=pb.Usage(input_tokens=len(prompt), output_tokens=output_tokens),
-            )
-            set_response_attributes(
-                span,
-                response_model=model.name,
-                finish_reasons=[finish],
-                input_tokens=len(prompt),
-                output_tokens=output_tokens,
-            )
+            await self._schedule(model, generation)
+            async for response in self._decode(model, request, generation):
+                yield response
         except asyncio.CancelledError:
             # The client cancelled or its deadline passed: generation stops here, and the span says so.
-            error_type = "cancelled"
-            span.add_event("generation.cancelled", {sc.GEN_AI_USAGE_OUTPUT_TOKENS: output_tokens})
-            span.set_attribute(sc.ERROR_TYPE, error_type)
-            span.set_status(Status(StatusCode.ERROR, "generation cancelled"))
+            generation.error_type = ErrorType.CANCELLED
+            generation.span.add_event(
+                "generation.cancelled", {sc.GEN_AI_USAGE_OUTPUT_TOKENS: generation.output_tokens}
+            )
+            mark_failed(generation.span, ErrorType.CANCELLED, "generation cancelled")
             raise
         except Exception as exc:
-            error_type = type(exc).__qualname__
+            generation.error_type = type(exc).__qualname__
             raise
         finally:
-            model_attr = {sc.GEN_AI_REQUEST_MODEL: model.name}
-            self.tokens.add(len(prompt), {**model_attr, sc.GEN_AI_TOKEN_TYPE: sc.TOKEN_TYPE_INPUT})
-            self.tokens.add(output_tokens, {**model_attr, sc.GEN_AI_TOKEN_TYPE: sc.TOKEN_TYPE_OUTPUT})
-            self._annotate_gpu(span, "end")
-            self.genai.record(
-                genai,
-                duration=perf_counter() - received,
-                time_to_first_token=ttft,
-                output_tokens=output_tokens,
-                span=span,
-                error_type=error_type,
-            )
+            self._record(model, generation)
+
+    def _genai(self, request: pb.GenerateRequest, model: ModelSpec | None) -> GenAIRequest:
+        provider = model.provider if model else "unknown"
+        return GenAIRequest(sc.OPERATION_TEXT_COMPLETION, provider, request.model)
+
+    def _tokenize(self, prompt: str, model: ModelSpec) -> list[str]:
+        start = perf_counter()
+        tokens = tokenize(prompt)
+        self.tokenization.record(perf_counter() - start, {sc.GEN_AI_REQUEST_MODEL: model.name})
+        return tokens
+
+    async def _schedule(self, model: ModelSpec, generation: Generation) -> None:
+        """Wait for a batch and its prefill: the ``queue`` and ``prefill`` spans."""
+        enqueued_ns = time_ns()
+        ticket = Ticket(model, len(generation.prompt), otel_context.get_current())
+        batch = await self.scheduler.submit(ticket)
+        prefilled_ns = time_ns()
+        self.tracer.start_span(
+            "queue", start_time=enqueued_ns, attributes={sc.LLM_INFERENCE_BATCH_REQUESTS: batch.size}
+        ).end(end_time=batch.started_ns)
+        self.tracer.start_span(
+            "prefill",
+            start_time=batch.started_ns,
+            attributes={sc.GEN_AI_USAGE_INPUT_TOKENS: len(generation.prompt)},
+        ).end(end_time=prefilled_ns)
+
+    async def _decode(
+        self, model: ModelSpec, request: pb.GenerateRequest, generation: Generation
+    ) -> AsyncIterator[pb.GenerateResponse]:
+        """The tokens, then a last message with the finish reason and usage."""
+        max_tokens = min(request.max_tokens or model.max_output_tokens, model.max_output_tokens)
+        with self.tracer.start_as_current_span("decode") as decode_span:
+            async for token in self.engine.decode(model, generation.prompt, max_tokens):
+                generation.token()
+                yield pb.GenerateResponse(
+                    text=token + " ", index=generation.output_tokens - 1, response_model=model.name
+                )
+            decode_span.set_attribute(sc.GEN_AI_USAGE_OUTPUT_TOKENS, generation.output_tokens)
+        finish = "length" if generation.output_tokens >= max_tokens else "stop"
+        yield pb.GenerateResponse(
+            finish_reason=finish,
+            response_model=model.name,
+            usage=pb.Usage(input_tokens=len(generation.prompt), output_tokens=generation.output_tokens),
+        )
+        set_response_attributes(
+            generation.span,
+            response_model=model.name,
+            finish_reasons=[finish],
+            input_tokens=len(generation.prompt),
+            output_tokens=generation.output_tokens,
+        )
+
+    def _record(self, model: ModelSpec, generation: Generation) -> None:
+        """Whatever the ending: the tokens it used, the GPU after it, and the gen_ai.server.* metrics."""
+        model_attr = {sc.GEN_AI_REQUEST_MODEL: model.name}
+        self.tokens.add(len(generation.prompt), {**model_attr, sc.GEN_AI_TOKEN_TYPE: sc.TOKEN_TYPE_INPUT})
+        self.tokens.add(generation.output_tokens, {**model_attr, sc.GEN_AI_TOKEN_TYPE: sc.TOKEN_TYPE_OUTPUT})
+        self._annotate_gpu(generation.span, "end")
+        self.genai.record(
+            self._genai(generation.request, model),
+            duration=perf_counter() - generation.received,
+            time_to_first_token=generation.ttft,
+            output_tokens=generation.output_tokens,
+            span=generation.span,
+            error_type=generation.error_type,
+        )
 
     def _annotate_gpu(self, span: Span, phase: Literal["start", "end"]) -> None:
         # A no-op without NVML: the span then simply carries no GPU attributes.
