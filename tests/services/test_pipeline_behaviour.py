@@ -94,7 +94,7 @@ def _outcome_delta(stack: Stack, before: dict[str, float]) -> dict[str, float]:
 def test_each_request_is_counted_once_with_how_it_ended(stack: Stack) -> None:
     # The recording rules divide sheds and errors by this counter: one point per request, whatever the path.
     before = _outcomes(stack)
-    body = {"model": "fast-model", "max_tokens": 8, "messages": [{"role": "user", "content": "count me once"}]}
+    body = {"model": "fast-model", "max_tokens": 8, "messages": [{"role": "user", "content": "count once"}]}
     with httpx.Client(base_url=stack.orchestrator_url, timeout=30) as client:
         assert client.post("/v1/generate", json=body).status_code == 200
         with client.stream("POST", "/v1/generate", json={**body, "stream": True}) as response:
