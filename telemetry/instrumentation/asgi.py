@@ -4,13 +4,14 @@ Why not the contrib ASGI instrumentation: it emits three spans per request (two 
 spans), the old ms metric unless an opt-in is set, and costs ~0.6 ms of CPU per request on our reference
 machine (``shared/reference/overhead-baseline.md``). Here: one span, attached once; attribute dicts for
 the metric points cached per (method, route, status, error); metrics recorded in the span's context so
-their points carry exemplars.
+their points carry exemplars. An application classifies its own failure by setting ``error.type`` on the
+current span (``trace.get_current_span()``); the metric points carry it too.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from functools import lru_cache
 from time import perf_counter
 from typing import Any
@@ -19,7 +20,7 @@ from opentelemetry import context as otel_context, metrics, propagate, trace
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from opentelemetry.util.types import AttributeValue
+from opentelemetry.util.types import AnyValue, Attributes, AttributeValue
 
 from telemetry import instruments, semconv as sc
 from telemetry._errors import report_internal_error
@@ -127,9 +128,7 @@ class TelemetryMiddleware:
         raw_method = scope["method"]
         method = raw_method if raw_method in _KNOWN_METHODS else sc.OTHER
         scheme = scope.get("scheme", "http")
-        version = scope.get("http_version", "1.1")
-        headers = scope.get("headers") or ()
-        carrier = _carrier(headers)
+        carrier = _carrier(scope.get("headers") or ())
         parent = propagate.extract(carrier, getter=_GETTER) if carrier else None
         span = self.tracer.start_span(
             method if method != sc.OTHER else "HTTP",
@@ -139,73 +138,43 @@ class TelemetryMiddleware:
                 sc.HTTP_REQUEST_METHOD: method,
                 sc.URL_SCHEME: scheme,
                 sc.URL_PATH: scope["path"],
-                sc.NETWORK_PROTOCOL_VERSION: version,
+                sc.NETWORK_PROTOCOL_VERSION: scope.get("http_version", "1.1"),
             },
         )
-        span_context = trace.set_span_in_context(span, parent)
-        token = otel_context.attach(span_context)
+        call = _ServerCall(method, scheme, _ServerSpan(span), parent, send)
+        token = otel_context.attach(call.ctx)
         flight_key = (method, scheme)
         self._count_in_flight(flight_key, 1)
-        status = 0
-        response_bytes = 0
-
-        async def send_observed(message: Message) -> None:
-            nonlocal status, response_bytes
-            kind = message["type"]
-            if kind == "http.response.start":
-                status = message["status"]
-            elif kind == "http.response.body":
-                response_bytes += len(message.get("body", b""))
-            await send(message)
-
         error_type: str | None = None
         try:
-            await self.app(scope, receive, send_observed)
+            await self.app(scope, receive, call.send)
         except BaseException as exc:
             error_type = type(exc).__qualname__
-            span.record_exception(exc)
-            status = status or 500
+            call.span.record_exception(exc)
+            call.status = call.status or 500
             raise
         finally:
             self._count_in_flight(flight_key, -1)
             try:
-                self._finish(
-                    scope=scope,
-                    span=span,
-                    ctx=span_context,
-                    method=method,
-                    scheme=scheme,
-                    version=version,
-                    status=status,
-                    error_type=error_type,
-                    duration=perf_counter() - start,
-                    response_bytes=response_bytes,
-                    headers=headers,
-                )
-            except Exception as exc:  # telemetry must not break the response
-                report_internal_error("asgi.finish", exc)
-            otel_context.detach(token)
+                self._finish(call, scope, error_type, perf_counter() - start)
+            finally:
+                otel_context.detach(token)
 
-    def _finish(
-        self,
-        *,
-        scope: Scope,
-        span: trace.Span,
-        ctx: otel_context.Context,
-        method: str,
-        scheme: str,
-        version: str,
-        status: int,
-        error_type: str | None,
-        duration: float,
-        response_bytes: int,
-        headers: Iterable[tuple[bytes, bytes]],
-    ) -> None:
-        route_obj = scope.get("route")
-        route: str | None = getattr(route_obj, "path", None)
+    def _finish(self, call: _ServerCall, scope: Scope, error_type: str | None, duration: float) -> None:
+        """Complete the span and record the points; the span ends even when that fails."""
+        try:
+            self._record(call, scope, error_type, duration)
+        except Exception as exc:  # telemetry must not break the response
+            report_internal_error("asgi.finish", exc)
+        finally:
+            call.span.end()
+
+    def _record(self, call: _ServerCall, scope: Scope, error_type: str | None, duration: float) -> None:
+        span, method, status = call.span, call.method, call.status
+        route: str | None = getattr(scope.get("route"), "path", None)
         # The application may have classified its own failure (e.g. "model_not_found"): keep its words.
-        app_error = (getattr(span, "attributes", None) or {}).get(sc.ERROR_TYPE)
-        if error_type is None and isinstance(app_error, str):
+        app_error = span.error_type
+        if error_type is None:
             error_type = app_error
         if status >= 500 and error_type is None:
             error_type = str(status)
@@ -220,11 +189,90 @@ class TelemetryMiddleware:
             span.set_status(Status(StatusCode.ERROR))
         if finishing:
             span.set_attributes(finishing)
-        attributes = _point_attributes(method, scheme, route, status, error_type, version)
-        self.duration.record(duration, attributes, context=ctx)
-        self.response_size.record(response_bytes, attributes, context=_NO_EXEMPLAR)
-        for name, value in headers:
+        version = scope.get("http_version", "1.1")
+        attributes = _point_attributes(method, call.scheme, route, status, error_type, version)
+        self.duration.record(duration, attributes, context=call.ctx)
+        self.response_size.record(call.response_bytes, attributes, context=_NO_EXEMPLAR)
+        for name, value in scope.get("headers") or ():
             if name == b"content-length":
                 self.request_size.record(int(value), attributes, context=_NO_EXEMPLAR)
                 break
-        span.end()
+
+
+class _ServerSpan(trace.Span):
+    """The request's SERVER span as the application sees it (``trace.get_current_span()``).
+
+    Every call goes to the SDK span. An ``error.type`` the application sets on it (its own classification,
+    e.g. ``model_not_found``) is also kept here for the metric points: the middleware never reads attributes
+    back from the span, which a sampled-out (non-recording) span would not have.
+    """
+
+    __slots__ = ("error_type", "span")
+
+    def __init__(self, span: trace.Span) -> None:
+        self.span = span
+        self.error_type: str | None = None
+
+    def set_attribute(self, key: str, value: AnyValue) -> None:
+        if key == sc.ERROR_TYPE and isinstance(value, str):
+            self.error_type = value
+        self.span.set_attribute(key, value)
+
+    def set_attributes(self, attributes: Mapping[str, AnyValue]) -> None:
+        error_type = attributes.get(sc.ERROR_TYPE)
+        if isinstance(error_type, str):
+            self.error_type = error_type
+        self.span.set_attributes(attributes)
+
+    def end(self, end_time: int | None = None) -> None:
+        self.span.end(end_time)
+
+    def get_span_context(self) -> trace.SpanContext:
+        return self.span.get_span_context()
+
+    def add_event(self, name: str, attributes: Attributes = None, timestamp: int | None = None) -> None:
+        self.span.add_event(name, attributes, timestamp)
+
+    def add_link(self, context: trace.SpanContext, attributes: Attributes = None) -> None:
+        self.span.add_link(context, attributes)
+
+    def update_name(self, name: str) -> None:
+        self.span.update_name(name)
+
+    def is_recording(self) -> bool:
+        return self.span.is_recording()
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        self.span.set_status(status, description)
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: Attributes = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        self.span.record_exception(exception, attributes, timestamp, escaped)
+
+
+class _ServerCall:
+    """One request in flight: its span and context, and what the response has said so far."""
+
+    __slots__ = ("_send", "ctx", "method", "response_bytes", "scheme", "span", "status")
+
+    def __init__(
+        self, method: str, scheme: str, span: _ServerSpan, parent: otel_context.Context | None, send: Send
+    ) -> None:
+        self.method, self.scheme, self.span = method, scheme, span
+        self.ctx = trace.set_span_in_context(span, parent)
+        self._send = send
+        self.status = 0
+        self.response_bytes = 0
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.status = message["status"]
+        elif kind == "http.response.body":
+            self.response_bytes += len(message.get("body", b""))
+        await self._send(message)

@@ -109,12 +109,15 @@ class _RpcTelemetry:
         return _Call(span, trace.set_span_in_context(span, parent), method)
 
     def finish(self, call: _Call, code: grpc.StatusCode, exc: BaseException | None = None) -> None:
+        """Complete the span and record the duration; the span ends even when that fails."""
         try:
-            self._finish(call, code, exc)
+            self._record(call, code, exc)
         except Exception as error:  # telemetry must not break the call
             report_internal_error("grpc.finish", error)
+        finally:
+            call.span.end()
 
-    def _finish(self, call: _Call, code: grpc.StatusCode, exc: BaseException | None) -> None:
+    def _record(self, call: _Call, code: grpc.StatusCode, exc: BaseException | None) -> None:
         is_error = code in _SERVER_ERROR_CODES if self.server else code != grpc.StatusCode.OK
         error_type = code.name if is_error else None
         span = call.span
@@ -131,7 +134,6 @@ class _RpcTelemetry:
             _point_attributes(call.method, code.name, error_type),
             context=call.ctx,
         )
-        span.end()
 
 
 def _server_code(context: aio.ServicerContext[Any, Any], exc: BaseException | None) -> grpc.StatusCode:
@@ -206,8 +208,10 @@ class TelemetryServerInterceptor(_ServerInterceptor):
                     exc = e
                     raise
                 finally:
-                    rpc.finish(call, _server_code(context, exc), exc)
-                    otel_context.detach(token)  # type: ignore[arg-type]
+                    try:
+                        rpc.finish(call, _server_code(context, exc), exc)
+                    finally:
+                        otel_context.detach(token)  # type: ignore[arg-type]
 
             return grpc.unary_unary_rpc_method_handler(
                 unary, handler.request_deserializer, handler.response_serializer
@@ -226,9 +230,11 @@ class TelemetryServerInterceptor(_ServerInterceptor):
                     exc = e
                     raise
                 finally:
-                    rpc.finish(call, _server_code(context, exc), exc)
-                    with contained("grpc.detach"):
-                        otel_context.detach(token)  # type: ignore[arg-type]
+                    try:
+                        rpc.finish(call, _server_code(context, exc), exc)
+                    finally:
+                        with contained("grpc.detach"):
+                            otel_context.detach(token)  # type: ignore[arg-type]
 
             return grpc.unary_stream_rpc_method_handler(
                 stream, handler.request_deserializer, handler.response_serializer

@@ -185,6 +185,61 @@ async def test_a_failing_app_leaves_an_error_span_a_500_point_and_no_request_in_
     capture.shutdown()
 
 
+class _FailingHistogram:
+    def record(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("metric export bug")
+
+
+@pytest.mark.anyio
+async def test_the_span_ends_when_recording_a_metric_fails() -> None:
+    capture = testing.capture("asgi")
+    middleware = _middleware(capture, _ok)
+    middleware.duration = _FailingHistogram()
+    with pytest.raises(RuntimeError, match="metric export bug"):  # re-raised under telemetry.testing
+        await _call(middleware, _scope())
+    (span,) = capture.spans()
+    assert span["end_time"] is not None
+    assert span["attributes"]["http.response.status_code"] == 200
+    assert trace.get_current_span() is trace.INVALID_SPAN  # the request's context was detached
+    capture.shutdown()
+
+
+async def _not_found(scope: Any, receive: Any, send: Any) -> None:
+    trace.get_current_span().set_attribute("error.type", "model_not_found")
+    await send({"type": "http.response.start", "status": 404, "headers": []})
+    await send({"type": "http.response.body", "body": b"{}"})
+
+
+@pytest.mark.anyio
+async def test_the_apps_own_error_type_reaches_the_span_and_the_points() -> None:
+    capture = testing.capture("asgi")
+    await _call(_middleware(capture, _not_found), _scope())
+    (span,) = capture.spans()
+    assert (span["attributes"]["error.type"], span["status"]) == ("model_not_found", "UNSET")
+    (duration,) = capture.metrics()["http.server.request.duration"]["points"]
+    assert duration["attributes"]["error.type"] == "model_not_found"
+    capture.shutdown()
+
+
+@pytest.mark.anyio
+async def test_the_apps_own_error_type_reaches_the_points_when_the_span_is_sampled_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    capture = testing.capture("asgi")
+    await _call(_middleware(capture, _not_found), _scope())
+    assert capture.spans() == []
+    (duration,) = capture.metrics()["http.server.request.duration"]["points"]
+    assert duration["attributes"] == {
+        "http.request.method": "POST",
+        "url.scheme": "http",
+        "http.response.status_code": 404,
+        "network.protocol.version": "1.1",
+        "error.type": "model_not_found",
+    }
+    capture.shutdown()
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
