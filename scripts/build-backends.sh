@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the real backends from their Go modules and caches the binaries outside the repo.
 #
-#   scripts/build-backends.sh [otelcol|prometheus|jaeger|alertmanager|all]   build what is missing
+#   scripts/build-backends.sh [TARGET ...]   build what is missing of otelcol, prometheus, jaeger,
+#                                            alertmanager (default: all)
 #   scripts/build-backends.sh --print                                       print NAME=path lines
 #
 # Versions come from deploy/versions.env; the Collector's components from collector/builder-config.yaml.
@@ -144,15 +145,22 @@ main() {
   # One builder at a time per cache: the stack runner, the tests and CI may all ask at once.
   exec 9>"$cache/.build.lock"
   flock 9
-  local target=${1:-all}
-  case $target in
-    otelcol) build_otelcol ;;
-    prometheus) build_prometheus ;;
-    jaeger) build_jaeger ;;
-    alertmanager) build_alertmanager ;;
-    all) build_otelcol; build_prometheus; build_jaeger; build_alertmanager ;;
-    *) log "unknown target '$target' (otelcol, prometheus, jaeger, alertmanager, all)"; exit 2 ;;
-  esac
+  local targets=("$@")
+  (( ${#targets[@]} )) || targets=(all)
+  local target
+  for target in "${targets[@]}"; do
+    case $target in
+      otelcol | prometheus | jaeger | alertmanager) ;;
+      all) ;;
+      *) log "unknown target '$target' (otelcol, prometheus, jaeger, alertmanager, all)"; exit 2 ;;
+    esac
+  done
+  for target in "${targets[@]}"; do
+    case $target in
+      all) build_otelcol; build_prometheus; build_jaeger; build_alertmanager ;;
+      *) "build_$target" ;;
+    esac
+  done
 }
 
 main "$@"
