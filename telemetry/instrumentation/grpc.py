@@ -140,7 +140,9 @@ def _server_code(context: aio.ServicerContext[Any, Any], exc: BaseException | No
     code = context.code()
     if isinstance(code, grpc.StatusCode):
         return code
-    if isinstance(exc, asyncio.CancelledError):
+    if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
+        # GeneratorExit: gRPC closed the response stream (cancelled, or the deadline passed while it was
+        # sending); the caller went away, the server did not fail.
         return grpc.StatusCode.CANCELLED
     return grpc.StatusCode.OK if exc is None else grpc.StatusCode.UNKNOWN
 
@@ -223,9 +225,17 @@ class TelemetryServerInterceptor(_ServerInterceptor):
             async def stream(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
                 call, token = begin(context)
                 exc: BaseException | None = None
+                items = inner_stream(request, context)  # type: ignore[arg-type]
                 try:
-                    async for item in inner_stream(request, context):  # type: ignore[arg-type, attr-defined]
+                    async for item in items:  # type: ignore[attr-defined]
                         yield item
+                except GeneratorExit as e:
+                    # gRPC closed this stream: close the handler's too, so its clean-up runs now, in the
+                    # call's context, rather than whenever it is collected. (``async for`` leaves it open.)
+                    exc = e
+                    if hasattr(items, "aclose"):
+                        await items.aclose()
+                    raise
                 except BaseException as e:
                     exc = e
                     raise

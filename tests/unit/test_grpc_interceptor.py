@@ -43,8 +43,12 @@ class _Details:
     method = "/llm.Inference/Generate"
 
 
-async def _wrapped(capture: testing.Capture, handler: grpc.RpcMethodHandler[Any, Any]) -> Any:
-    interceptor = TelemetryServerInterceptor(capture.telemetry.tracer_provider, _FailingMeterProvider())
+async def _wrapped(
+    capture: testing.Capture, handler: grpc.RpcMethodHandler[Any, Any], failing_metrics: bool = True
+) -> Any:
+    """``handler`` as the interceptor serves it; its duration goes to a failing meter, or to the capture."""
+    meter_provider = _FailingMeterProvider() if failing_metrics else capture.telemetry.meter_provider
+    interceptor = TelemetryServerInterceptor(capture.telemetry.tracer_provider, meter_provider)
 
     async def continuation(details: Any) -> grpc.RpcMethodHandler[Any, Any]:
         return handler
@@ -88,6 +92,31 @@ async def test_a_streaming_calls_span_ends_when_recording_its_duration_fails() -
     assert received == ["a", "b"]
     (span,) = capture.spans()
     assert span["attributes"]["rpc.status_code"] == "OK"
+    capture.shutdown()
+
+
+@pytest.mark.anyio
+async def test_a_stream_closed_by_grpc_is_cancelled_not_failed_and_closes_the_handlers() -> None:
+    capture = testing.capture("grpc")
+
+    closed: list[bool] = []
+
+    async def endless(request: Any, context: Any) -> AsyncIterator[str]:
+        try:
+            while True:
+                yield "token"
+        finally:
+            closed.append(trace.get_current_span().is_recording())  # closed while the call's span is open
+
+    wrapped = await _wrapped(capture, grpc.unary_stream_rpc_method_handler(endless), failing_metrics=False)
+    stream = wrapped.unary_stream("request", _Context())
+    assert await anext(stream) == "token"
+    await stream.aclose()  # what gRPC does when the deadline passes while it sends
+    assert closed == [True]
+    (span,) = capture.spans()
+    assert span["attributes"]["rpc.status_code"] == "CANCELLED"
+    assert "error.type" not in span["attributes"]
+    assert [e["name"] for e in span["events"]] == ["rpc.cancelled"]
     capture.shutdown()
 
 
