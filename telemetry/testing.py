@@ -2,9 +2,12 @@
 
 For our tests and for users' tests::
 
-    capture = telemetry.testing.capture("gateway")
-    ... exercise code with capture.telemetry's providers ...
-    assert capture.spans()[0]["name"] == "POST /v1/chat/completions"
+    with telemetry.testing.capture("gateway") as capture:
+        ... exercise code with capture.telemetry's providers ...
+        assert capture.spans()[0]["name"] == "POST /v1/chat/completions"
+
+While a capture is open (until ``shutdown()`` or the end of the ``with``), internal errors in our
+instrumentation are re-raised, so a bug fails the test; captures nest, each restoring what it found.
 
 Several captures can share one span exporter (``capture("b", spans=first.exporter)``) so spans from
 several in-process services land in one list, as they would in one trace backend.
@@ -15,7 +18,9 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 from opentelemetry.sdk.metrics.export import (
@@ -31,7 +36,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import format_span_id, format_trace_id
 
-from telemetry._errors import raise_internal_errors
+from telemetry._errors import internal_errors_raised
 from telemetry._setup import Telemetry, build_telemetry
 
 __all__ = [
@@ -136,6 +141,8 @@ class Capture:
     telemetry: Telemetry
     exporter: InMemorySpanExporter
     reader: InMemoryMetricReader
+    _scope: ExitStack = field(default_factory=ExitStack, repr=False)
+    """What ``shutdown()`` ends besides the providers: the capture's internal-error scope."""
 
     def spans(self) -> list[dict[str, Any]]:
         return spans_as_dicts(self.exporter.get_finished_spans())
@@ -144,7 +151,19 @@ class Capture:
         return metrics_as_dicts(self.reader.get_metrics_data())
 
     def shutdown(self) -> None:
-        self.telemetry.shutdown()
+        """Flush and stop the providers and restore the internal-error handling found; safe to repeat."""
+        try:
+            self.telemetry.shutdown()
+        finally:
+            self._scope.close()
+
+    def __enter__(self) -> Capture:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.shutdown()
 
 
 def capture(
@@ -156,17 +175,19 @@ def capture(
     capture_content: bool = False,
     raise_errors: bool = True,
 ) -> Capture:
-    """A non-global telemetry set-up that keeps everything in memory.
+    """A non-global telemetry set-up that keeps everything in memory: use it in a ``with``, or shut it down.
 
-    Internal errors in our instrumentation are re-raised (``raise_errors``) so a bug fails the test.
+    Until then, internal errors in our instrumentation are re-raised (``raise_errors``) so a bug fails the
+    test, or contained and logged as in production (``raise_errors=False``).
     """
-    raise_internal_errors(raise_errors)
     exporter = spans or InMemorySpanExporter()
     reader = InMemoryMetricReader()
-    built = build_telemetry(
-        {"service_name": service_name, "gpu": gpu, "capture_content": capture_content},
-        span_processors=[SimpleSpanProcessor(exporter)],
-        metric_readers=[reader],
-        id_generator=ids,
-    )
-    return Capture(built, exporter, reader)
+    with ExitStack() as scope:
+        scope.enter_context(internal_errors_raised(raise_errors))
+        built = build_telemetry(
+            {"service_name": service_name, "gpu": gpu, "capture_content": capture_content},
+            span_processors=[SimpleSpanProcessor(exporter)],
+            metric_readers=[reader],
+            id_generator=ids,
+        )
+        return Capture(built, exporter, reader, scope.pop_all())

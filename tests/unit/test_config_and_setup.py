@@ -11,7 +11,7 @@ from opentelemetry import propagate, trace
 import telemetry
 from telemetry import _setup, testing
 from telemetry._config import SETTINGS, env_table_markdown, load_settings
-from telemetry._errors import contained, raise_internal_errors
+from telemetry._errors import contained, internal_errors_raised
 from telemetry._propagation import propagation_fields
 
 
@@ -134,16 +134,12 @@ def test_a_collector_that_is_down_never_raises_into_the_caller(monkeypatch: pyte
 
 
 def test_internal_errors_are_contained_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
-    raise_internal_errors(False)
-    try:
-        with caplog.at_level(logging.ERROR, logger="telemetry"):
-            for _ in range(3):
-                with contained("unit.test.site"):
-                    raise RuntimeError("boom")
-        assert caplog.text.count("internal error in unit.test.site") == 1
-    finally:
-        raise_internal_errors(True)
-    with pytest.raises(RuntimeError, match="boom"), contained("unit.test.site"):
+    with internal_errors_raised(False), caplog.at_level(logging.ERROR, logger="telemetry"):
+        for _ in range(3):
+            with contained("unit.test.site"):
+                raise RuntimeError("boom")
+    assert caplog.text.count("internal error in unit.test.site") == 1
+    with internal_errors_raised(), pytest.raises(RuntimeError, match="boom"), contained("unit.test.site"):
         raise RuntimeError("boom")
 
 

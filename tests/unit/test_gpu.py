@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import NonRecordingSpan, SpanContext
 
 from telemetry import _nvml, gpu, semconv
-from telemetry._errors import raise_internal_errors
+from telemetry._errors import internal_errors_raised
 from telemetry._handle import InstrumentationHandle
 from telemetry.testing_nvml import FakeDevice, FakeNvml, FakeProcess
 
@@ -67,9 +67,8 @@ def points(reader: InMemoryMetricReader) -> dict[str, list[tuple[dict[str, Any],
 
 @pytest.fixture(autouse=True)
 def strict_internal_errors() -> Iterator[None]:
-    raise_internal_errors(True)
-    yield
-    raise_internal_errors(False)
+    with internal_errors_raised():
+        yield
 
 
 @pytest.fixture
@@ -578,7 +577,6 @@ def test_a_bug_in_collection_is_logged_not_raised_into_the_sdk(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    raise_internal_errors(False)
     fake = FakeNvml([FakeDevice(uuid="GPU-aaaa")])
 
     def broken(handle: FakeDevice) -> Any:
@@ -587,7 +585,7 @@ def test_a_bug_in_collection_is_logged_not_raised_into_the_sdk(
     monkeypatch.setattr(fake, "nvmlDeviceGetMemoryInfo", broken)
     instrument(fake)
 
-    with caplog.at_level(logging.ERROR, logger="telemetry"):
+    with internal_errors_raised(False), caplog.at_level(logging.ERROR, logger="telemetry"):
         exported_points = points(reader)
 
     assert exported_points == {"llm.telemetry.gpu.available": [({}, 1)]}
