@@ -8,16 +8,7 @@ batch-processor and attribute limits, ``OTEL_SDK_DISABLED``) are not redeclared:
 and ``configure()`` leaves them effective. The few we must interpret (protocol, SDK disabled, and
 ``OTEL_PROPAGATORS``, which the SDK reads only once, at import) are read here.
 
-| variable | type | default | meaning |
-|---|---|---|---|
-| ``OTEL_SERVICE_NAME`` | str | ``unknown_service`` | ``service.name`` (standard) |
-| ``LLM_TELEMETRY_SERVICE_VERSION`` | str | package version | ``service.version`` |
-| ``LLM_TELEMETRY_ENVIRONMENT`` | str | ``development`` | ``deployment.environment.name`` |
-| ``LLM_TELEMETRY_TRACES`` | bool | ``true`` | export spans |
-| ``LLM_TELEMETRY_METRICS`` | bool | ``true`` | export metrics |
-| ``LLM_TELEMETRY_GPU`` | ``auto``/bool | ``auto`` | NVML GPU gauges (auto: on when NVML is importable) |
-| ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` | bool | ``false`` | record prompt and completion |
-| ``OTEL_EXPORTER_OTLP_PROTOCOL`` | ``grpc``/``http/protobuf`` | ``grpc`` | exporter transport (standard) |
+``SETTINGS`` is the one list; the README's settings table is ``env_table_markdown()``'s output, pasted.
 """
 
 from __future__ import annotations
@@ -88,6 +79,11 @@ class Setting(Generic[T]):
     parse: Callable[[str], T]
     default: T
     doc: str
+    """The README table's "meaning" column (markdown)."""
+    shown_default: str | None = None
+    """The table's "default" column where the value itself would not say it; else the value, in backticks."""
+    in_table: bool = True
+    """False for a standard variable the README lists with the SDK's rather than in our table."""
 
 
 def _version() -> str:
@@ -101,21 +97,39 @@ def _version() -> str:
 
 SETTINGS: dict[str, Setting[Any]] = {
     "service_name": Setting("OTEL_SERVICE_NAME", parse_nonempty, "unknown_service", "service.name"),
-    "service_version": Setting("LLM_TELEMETRY_SERVICE_VERSION", parse_nonempty, "", "service.version"),
+    "service_version": Setting(
+        "LLM_TELEMETRY_SERVICE_VERSION",
+        parse_nonempty,
+        "",
+        "service.version",
+        shown_default="package version",
+    ),
     "environment": Setting(
-        "LLM_TELEMETRY_ENVIRONMENT", parse_nonempty, "development", "deployment.environment.name"
+        "LLM_TELEMETRY_ENVIRONMENT",
+        parse_nonempty,
+        "development",
+        "deployment.environment.name (only fills what `OTEL_RESOURCE_ATTRIBUTES` leaves unset)",
     ),
     "traces": Setting("LLM_TELEMETRY_TRACES", parse_bool, True, "export spans"),
     "metrics": Setting("LLM_TELEMETRY_METRICS", parse_bool, True, "export metrics"),
-    "gpu": Setting("LLM_TELEMETRY_GPU", parse_tristate, None, "NVML GPU gauges; auto when unset"),
+    "gpu": Setting(
+        "LLM_TELEMETRY_GPU",
+        parse_tristate,
+        None,
+        "NVML GPU gauges; auto: on when NVML loads, else one log line and `llm.telemetry.gpu.available=0`",
+    ),
     "capture_content": Setting(
         "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
         parse_bool,
         False,
-        "record prompt/completion text",
+        "record prompt/completion text on GenAI spans",
     ),
-    "protocol": Setting("OTEL_EXPORTER_OTLP_PROTOCOL", parse_protocol, "grpc", "OTLP transport"),
-    "sdk_disabled": Setting("OTEL_SDK_DISABLED", parse_bool, False, "disable the SDK entirely"),
+    "protocol": Setting(
+        "OTEL_EXPORTER_OTLP_PROTOCOL", parse_protocol, "grpc", "OTLP transport: `grpc` or `http/protobuf`"
+    ),
+    "sdk_disabled": Setting(
+        "OTEL_SDK_DISABLED", parse_bool, False, "disable the SDK entirely", in_table=False
+    ),
 }
 
 
@@ -181,9 +195,12 @@ def explicit_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] |
 
 
 def env_table_markdown() -> str:
-    """The settings table for the README, generated so docs and code cannot drift."""
+    """The README's settings table: print it and paste it there (a unit test compares the two)."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for setting in SETTINGS.values():
-        default = "auto" if setting.default is None else str(setting.default).lower()
-        rows.append(f"| `{setting.env}` | `{default}` | {setting.doc} |")
+        if not setting.in_table:
+            continue
+        value = "auto" if setting.default is None else str(setting.default).lower()
+        default = setting.shown_default or f"`{value}`"
+        rows.append(f"| `{setting.env}` | {default} | {setting.doc} |")
     return "\n".join(rows)
