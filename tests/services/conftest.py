@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-import uvicorn
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from deploy.stack import free_port
@@ -25,6 +24,7 @@ from services.inference.server import InferenceSettings, start_server
 from services.orchestrator.app import OrchestratorSettings, create_app as create_orchestrator
 from telemetry import testing
 from telemetry.views import clear_known_values
+from tests.services.helpers import Served, serve_uvicorn, stop_uvicorn
 
 T = TypeVar("T")
 API_KEY = "test-key-not-secret"
@@ -45,7 +45,14 @@ class LoopThread:
         self.thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+        """``coro``'s result; past ``timeout`` seconds it is cancelled and TimeoutError names it."""
+        name = getattr(coro, "__qualname__", repr(coro))
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()
+            raise TimeoutError(f"{name} did not finish within {timeout:g} s in the stack's loop") from None
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -103,28 +110,6 @@ def orchestrator_settings(inference_target: str, port: int = 0) -> OrchestratorS
     )
 
 
-Served = tuple[uvicorn.Server, asyncio.Task[None]]  # a running server and the task serving it
-
-
-async def _serve_uvicorn(app: Any, port: int) -> Served:
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False)
-    )
-    task = asyncio.get_running_loop().create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()  # surfaces the start-up error
-        await asyncio.sleep(0.01)
-    return server, task
-
-
-async def _stop_uvicorn(servers: list[Served]) -> None:
-    """Stop gracefully: each server lets its requests finish (their spans end) before it returns."""
-    for server, _ in servers:
-        server.should_exit = True
-    await asyncio.gather(*(task for _, task in servers))
-
-
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
     clear_known_values()
@@ -158,13 +143,11 @@ def stack() -> Iterator[Stack]:
     )
     servers = [
         loop.run(
-            _serve_uvicorn(
+            serve_uvicorn(
                 create_orchestrator(orchestrator, captures["orchestrator"].telemetry), orchestrator_port
             )
         ),
-        loop.run(
-            _serve_uvicorn(create_gateway(gateway, captures["gateway"].telemetry, MODELS), gateway_port)
-        ),
+        loop.run(serve_uvicorn(create_gateway(gateway, captures["gateway"].telemetry, MODELS), gateway_port)),
     ]
     yield Stack(
         gateway_url=f"http://127.0.0.1:{gateway_port}",
@@ -177,7 +160,7 @@ def stack() -> Iterator[Stack]:
         start_inference=lambda: loop.run(start_inference()),
     )
 
-    loop.run(_stop_uvicorn(servers))
+    loop.run(stop_uvicorn(servers))
     if "inference" in state:
         loop.run(stop_inference())
     loop.stop()
@@ -197,13 +180,13 @@ class AppServer:
         """Serve ``app``; returns its base URL."""
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        self.running[url] = self.loop.run(_serve_uvicorn(app, port))
+        self.running[url] = self.loop.run(serve_uvicorn(app, port))
         return url
 
     def stop(self, *urls: str) -> None:
         """Stop the apps at ``urls`` (all of them if none is named), once their requests have finished."""
         servers = [self.running.pop(url) for url in (urls or list(self.running))]
-        self.loop.run(_stop_uvicorn(servers))
+        self.loop.run(stop_uvicorn(servers))
 
 
 @pytest.fixture
