@@ -6,6 +6,9 @@ For our tests and for users' tests::
         ... exercise code with capture.telemetry's providers ...
         assert capture.spans()[0]["name"] == "POST /v1/chat/completions"
 
+``capture.value(name, attributes)`` reads one metric point's current value (``of="count"``/``"sum"``
+for a histogram); ``telemetry.pytest_plugin`` has a ``telemetry_capture`` fixture, one capture per test.
+
 While a capture is open (until ``shutdown()`` or the end of the ``with``), internal errors in our
 instrumentation are re-raised, so a bug fails the test; captures nest, each restoring what it found.
 
@@ -17,11 +20,11 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from opentelemetry.sdk.metrics.export import (
     ExponentialHistogramDataPoint,
@@ -149,6 +152,35 @@ class Capture:
 
     def metrics(self) -> dict[str, dict[str, Any]]:
         return metrics_as_dicts(self.reader.get_metrics_data())
+
+    def value(
+        self,
+        name: str,
+        attributes: Mapping[str, Any] | None = None,
+        *,
+        of: Literal["count", "sum"] | None = None,
+    ) -> float:
+        """The current value of metric ``name``'s point whose attributes are exactly ``attributes`` (none
+        when omitted): a counter's sum or a gauge's value, or, for a histogram, its ``count`` or ``sum``
+        (``of``). No such point (not recorded, or other attributes) raises LookupError listing those there.
+        """
+        metric = self.metrics().get(name)
+        if metric is None:
+            raise LookupError(f"no metric {name!r} was recorded; there are {sorted(self.metrics())}")
+        wanted = dict(attributes or {})
+        found = [p for p in metric["points"] if p["attributes"] == wanted]
+        if not found:
+            there = [p["attributes"] for p in metric["points"]]
+            raise LookupError(f"{name} has no point with attributes {wanted}; its points have {there}")
+        if len(found) > 1:
+            raise LookupError(f"{name} has {len(found)} points with attributes {wanted}, from several meters")
+        (point,) = found
+        histogram = "count" in point
+        if histogram != (of is not None):
+            say = "say of='count' or of='sum'" if histogram else "it has no count or sum"
+            raise ValueError(f"{name} is a {metric['kind']}: {say}")
+        value: float = point[of] if of is not None else point["value"]
+        return value
 
     def shutdown(self) -> None:
         """Flush and stop the providers and restore the internal-error handling found; safe to repeat."""

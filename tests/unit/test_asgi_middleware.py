@@ -65,14 +65,13 @@ def _middleware(capture: testing.Capture, app: Any) -> TelemetryMiddleware:
     )
 
 
-def _active(capture: testing.Capture) -> list[tuple[dict[str, Any], int]]:
-    points = capture.metrics()["http.server.active_requests"]["points"]
-    return [(p["attributes"], p["value"]) for p in points]
+_POSTS = {"http.request.method": "POST", "url.scheme": "http"}  # http.server.active_requests' attributes
 
 
 @pytest.mark.anyio
-async def test_active_requests_counts_requests_in_flight_and_returns_to_zero() -> None:
-    capture = testing.capture("asgi")
+async def test_active_requests_counts_requests_in_flight_and_returns_to_zero(
+    telemetry_capture: testing.Capture,
+) -> None:
     entered, release = asyncio.Event(), asyncio.Event()
 
     async def slow(scope: Any, receive: Any, send: Any) -> None:
@@ -80,15 +79,13 @@ async def test_active_requests_counts_requests_in_flight_and_returns_to_zero() -
         await release.wait()
         await _ok(scope, receive, send)
 
-    middleware = _middleware(capture, slow)
+    middleware = _middleware(telemetry_capture, slow)
     request = asyncio.ensure_future(_call(middleware, _scope()))
     await entered.wait()
-    attributes = {"http.request.method": "POST", "url.scheme": "http"}
-    assert _active(capture) == [(attributes, 1)]
+    assert telemetry_capture.value("http.server.active_requests", _POSTS) == 1
     release.set()
     await request
-    assert _active(capture) == [(attributes, 0)]
-    capture.shutdown()
+    assert telemetry_capture.value("http.server.active_requests", _POSTS) == 0
 
 
 @pytest.mark.anyio
@@ -181,7 +178,7 @@ async def test_a_failing_app_leaves_an_error_span_a_500_point_and_no_request_in_
     (duration,) = capture.metrics()["http.server.request.duration"]["points"]
     assert duration["attributes"]["http.response.status_code"] == 500
     assert duration["attributes"]["error.type"] == "RuntimeError"
-    assert [value for _, value in _active(capture)] == [0]
+    assert capture.value("http.server.active_requests", _POSTS) == 0
     capture.shutdown()
 
 

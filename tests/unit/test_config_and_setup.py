@@ -193,9 +193,6 @@ def test_otel_propagators_none_installs_no_propagation(monkeypatch: pytest.Monke
     assert _injected_headers() == {}
 
 
-def test_every_setup_reports_process_uptime() -> None:
-    capture = testing.capture("uptime")
-    points = capture.metrics()["process.uptime"]["points"]
-    assert points[0]["value"] >= 0
-    assert capture.metrics()["process.uptime"]["unit"] == "s"
-    capture.shutdown()
+def test_every_setup_reports_process_uptime(telemetry_capture: testing.Capture) -> None:
+    assert telemetry_capture.value("process.uptime") >= 0
+    assert telemetry_capture.metrics()["process.uptime"]["unit"] == "s"
