@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from starlette.background import BackgroundTask
 
 from services.common.models import ModelSpec, load_catalog
-from services.common.probes import add_probes
+from services.common.probes import Probes, add_probes
 from services.gateway.admission import Admission
 from services.gateway.cache import ResponseCache, request_key
 from services.gateway.errors import ApiError
@@ -180,7 +180,8 @@ def create_app(
 
     app = FastAPI(title="gateway", lifespan=lifespan)
     app.state.gateway = gateway
-    add_probes(app, "orchestrator", gateway.upstream.problem)
+    version = telemetry.settings.service_version
+    add_probes(app, Probes("gateway", version, {"orchestrator": gateway.upstream.problem}))
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> Response:

@@ -1,4 +1,5 @@
-"""``python -m services.inference``: the gRPC inference server (settings: ``InferenceSettings``)."""
+"""``python -m services.inference``: the gRPC inference server (settings: ``InferenceSettings``), with the
+standard gRPC health service on its port and /health, /ready on ``LLM_INFERENCE_HTTP_ADDRESS``."""
 
 from __future__ import annotations
 
@@ -6,17 +7,24 @@ import asyncio
 import logging
 
 import telemetry
-from services.common.runner import run_service
-from services.inference.server import InferenceSettings, start_server
+from services.common.runner import run_service, serve_http
+from services.inference.server import InferenceSettings, side_app, start_server
 
 
 async def main(configured: telemetry.Telemetry, stop: asyncio.Event) -> None:
     settings = InferenceSettings.from_env()
-    server, port, scheduler = await start_server(settings, configured)
-    logging.getLogger("services").info("inference serving gRPC on port %d", port)
+    running = await start_server(settings, configured)
+    log = logging.getLogger("services")
+    log.info("inference serving gRPC on port %d", running.port)
+    side = None
+    if settings.http_address:
+        host, _, port = settings.http_address.rpartition(":")
+        side = asyncio.create_task(serve_http(side_app(running.probes), host, int(port), stop))
+        log.info("inference serving /health and /ready on %s", settings.http_address)
     await stop.wait()
-    await server.stop(grace=5)
-    await scheduler.close()
+    await running.stop(grace=5)
+    if side is not None:
+        await side
 
 
 if __name__ == "__main__":

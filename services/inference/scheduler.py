@@ -121,6 +121,13 @@ class BatchScheduler:
             if not t.done.done():
                 t.done.set_result(BatchInfo(started_ns, started - t.enqueued, len(batch)))
 
+    async def problem(self) -> str | None:
+        """Why this scheduler cannot batch now (a batcher that died), or None: a readiness check."""
+        for name, task in self._workers.items():
+            if task.done() and not task.cancelled():
+                return f"batcher for {name} stopped: {task.exception()!r}"
+        return None
+
     async def close(self) -> None:
         for task in self._workers.values():
             task.cancel()

@@ -9,12 +9,18 @@ from time import perf_counter, time_ns
 from typing import Any, Literal
 
 import grpc
+from fastapi import FastAPI
 from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+# grpc_health.v1.health.aio re-exports this module untyped (a plain import line mypy cannot follow).
+from grpc_health.v1._async import HealthServicer
 from opentelemetry import context as otel_context, trace
 from opentelemetry.trace import Span
 
 from services.common.env import env_float, env_int, env_str
 from services.common.models import ModelSpec, load_catalog
+from services.common.probes import Probes, add_probes
 from services.inference.engine import Engine, SimulatedEngine, tokenize
 from services.inference.scheduler import BatchScheduler, Ticket
 from services.proto import inference_pb2 as pb, inference_pb2_grpc as pb_grpc
@@ -42,6 +48,8 @@ class InferenceSettings:
     max_wait: float
     time_scale: float
     gpu_index: int
+    http_address: str = ""
+    """host:port of the side port for /health, /ready and /metrics; empty: none."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> InferenceSettings:
@@ -51,6 +59,7 @@ class InferenceSettings:
             max_wait=env_float("LLM_INFERENCE_MAX_WAIT_SECONDS", 0.005, env),
             time_scale=env_float("LLM_INFERENCE_TIME_SCALE", 1.0, env),
             gpu_index=env_int("LLM_INFERENCE_GPU_INDEX", 0, env),
+            http_address=env_str("LLM_INFERENCE_HTTP_ADDRESS", "127.0.0.1:8082", env),
         )
 
 
@@ -116,7 +125,8 @@ class InferenceServicer(pb_grpc.InferenceServicer):
             temperature=request.temperature,
         )
         if model is None:
-            mark_failed(generation.span, ErrorType.MODEL_NOT_FOUND)
+            # The caller's mistake: error.type says which, but the span is no server failure (RPC semconv).
+            generation.span.set_attribute(sc.ERROR_TYPE, ErrorType.MODEL_NOT_FOUND)
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown model {request.model!r}")
             return
         capture_messages(
@@ -216,10 +226,30 @@ class InferenceServicer(pb_grpc.InferenceServicer):
             annotate_span(span, phase, index=self.gpu_index)
 
 
+@dataclass
+class RunningInference:
+    server: aio.Server
+    port: int
+    """The bound gRPC port (useful with port 0)."""
+    scheduler: BatchScheduler
+    health: HealthServicer
+    probes: Probes
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """NOT_SERVING first, so health checks stop routing here, then drain and stop."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace=grace)
+        await self.scheduler.close()
+
+
+# The standard health service answers for the server as a whole ("") and for each service it hosts.
+_HEALTH_SERVICES = ("", pb.DESCRIPTOR.services_by_name["Inference"].full_name)
+
+
 async def start_server(
     settings: InferenceSettings, telemetry: Telemetry, models: Mapping[str, ModelSpec] | None = None
-) -> tuple[aio.Server, int, BatchScheduler]:
-    """Start serving; returns the server, the bound port (useful with port 0) and the scheduler."""
+) -> RunningInference:
+    """Serve Inference and the standard grpc.health.v1 service on one port."""
     engine = SimulatedEngine(settings.time_scale)
     scheduler = BatchScheduler(
         engine,
@@ -233,8 +263,21 @@ async def start_server(
         interceptors=[TelemetryServerInterceptor(telemetry.tracer_provider, telemetry.meter_provider)]
     )
     pb_grpc.add_InferenceServicer_to_server(servicer, server)
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
     port = server.add_insecure_port(settings.address)
     if port == 0:
         raise OSError(f"LLM_INFERENCE_ADDRESS={settings.address!r}: could not bind")
     await server.start()
-    return server, port, scheduler
+    for name in _HEALTH_SERVICES:
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    probes = Probes("inference", telemetry.settings.service_version, {"scheduler": scheduler.problem})
+    return RunningInference(server, port, scheduler, health, probes)
+
+
+def side_app(probes: Probes) -> FastAPI:
+    """The inference server's small HTTP side port: /health and /ready (gRPC has no URL a kubelet or a
+    load balancer's HTTP check can ask)."""
+    app = FastAPI(title="inference", openapi_url=None)
+    add_probes(app, probes)
+    return app

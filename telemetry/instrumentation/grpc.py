@@ -8,7 +8,7 @@ from here. Streaming calls are measured until the stream ends, is cancelled, or 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from time import perf_counter
@@ -61,6 +61,8 @@ _GETTER = _MetadataGetter()
 # Method names come from the servicers registered in this process, but unknown names also reach the
 # interceptor (and get UNIMPLEMENTED): the cache of wrapped handlers must not grow with them.
 _MAX_CACHED_METHODS = 256
+HEALTH_METHODS = ("/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch")
+"""The standard gRPC health service's methods: left out of spans and metrics by default."""
 
 
 @lru_cache(maxsize=1024)
@@ -166,8 +168,11 @@ class TelemetryServerInterceptor(_ServerInterceptor):
         self,
         tracer_provider: trace.TracerProvider | None = None,
         meter_provider: metrics.MeterProvider | None = None,
+        excluded_methods: Iterable[str] = HEALTH_METHODS,
     ) -> None:
         self._rpc = _RpcTelemetry("server", tracer_provider, meter_provider)
+        # Probes, like /health over HTTP: a kubelet asking every few seconds is not traffic.
+        self._excluded = frozenset(excluded_methods)
         # method -> (the servicer's handler, our wrapper of it). Handlers are immutable; a server that
         # swaps one for a method gets a new wrapper, because the cached one is keyed by identity too.
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]] = {}
@@ -181,6 +186,8 @@ class TelemetryServerInterceptor(_ServerInterceptor):
         if handler is None:
             return handler
         full_method: str = handler_call_details.method
+        if full_method in self._excluded:
+            return handler
         cached = self._wrapped.get(full_method)
         if cached is not None and cached[0] is handler:
             return cached[1]

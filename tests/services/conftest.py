@@ -128,13 +128,10 @@ def stack() -> Iterator[Stack]:
     state: dict[str, Any] = {}
 
     async def start_inference() -> None:
-        server, _, scheduler = await start_server(inference_settings, captures["inference"].telemetry, MODELS)
-        state["inference"] = (server, scheduler)
+        state["inference"] = await start_server(inference_settings, captures["inference"].telemetry, MODELS)
 
     async def stop_inference() -> None:
-        server, scheduler = state.pop("inference")
-        await server.stop(grace=None)
-        await scheduler.close()
+        await state.pop("inference").stop(grace=0)
 
     loop.run(start_inference())
     orchestrator = orchestrator_settings(f"127.0.0.1:{inference_port}", orchestrator_port)

@@ -95,3 +95,21 @@ def test_each_call_gets_its_own_span_continuing_the_callers_trace_when_it_sent_o
     assert first["parent_span_id"] is None
     assert last["parent_span_id"] is None
     assert trace_id not in (first["trace_id"], last["trace_id"])
+
+
+def test_the_standard_health_service_says_serving_and_leaves_no_span(stack: Stack) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    stack.spans_exporter.clear()
+    with grpc.insecure_channel(f"127.0.0.1:{stack.inference_port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "llm.inference.v1.Inference"):
+            reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING, service
+        with pytest.raises(grpc.RpcError) as unknown:
+            health.Check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=5)
+        assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+    # Probes are not traffic: no span, no RPC duration point for the health service.
+    assert not [s for s in stack.spans() if s["service"] == "inference"]
+    points = stack.metrics("inference")["rpc.server.call.duration"]["points"]
+    assert not [p for p in points if "grpc.health" in str(p["attributes"].get("rpc.method", ""))]
