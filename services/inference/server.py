@@ -140,8 +140,9 @@ class InferenceServicer(pb_grpc.InferenceServicer):
             await self._schedule(model, generation)
             async for response in self._decode(model, request, generation):
                 yield response
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, GeneratorExit):
             # The client cancelled or its deadline passed: generation stops here, and the span says so.
+            # gRPC closes the stream (GeneratorExit) instead when that happens while it is sending.
             generation.error_type = ErrorType.CANCELLED
             generation.span.add_event(
                 "generation.cancelled", {sc.GEN_AI_USAGE_OUTPUT_TOKENS: generation.output_tokens}

@@ -159,4 +159,6 @@ def test_health_and_readiness_answer_without_auth_and_without_spans(stack: Stack
     stack.spans_exporter.clear()
     with stack.client(headers={"Authorization": ""}) as client:
         assert client.get(path).status_code == 200
-    assert not [s for s in stack.spans() if s["service"] == "gateway" and s["kind"] == "SERVER"]
+    # Only this path's spans: an earlier test's server span may still end after the clear.
+    gateway = [s for s in stack.spans() if s["service"] == "gateway"]
+    assert not [s for s in gateway if s["attributes"].get("url.path") == path or s["name"].endswith(path)]
