@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.stack import LOOPBACK, PortAllocator, ProcessSpec, ReadyCheck, Stack, http_ready
+from deploy.stack import LOOPBACK, PortAllocator, ProcessSpec, Stack, http_ready
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,22 +27,29 @@ class ServiceAddresses:
     gateway_url: str
     orchestrator_url: str
     inference_target: str
+    inference_http_url: str
+    """The inference server's side port: /health, /ready, /metrics."""
     api_key: str
 
 
 def service_specs(stack: Stack, *, time_scale: float = 1.0) -> tuple[list[ProcessSpec], ServiceAddresses]:
     """Inference first, then orchestrator, then gateway: each is ready before the next starts.
 
-    The gateway gets a fresh random API key for this run (no key ships with the product).
+    The gateway gets a fresh random API key for this run (no key ships with the product). In pull mode
+    (``StackConfig.service_metrics``) each service's metrics port is registered with the stack's
+    Prometheus, so call this before :meth:`Stack.start`.
     """
     ports = PortAllocator()
-    inference, orchestrator, gateway = ports.port(), ports.port(), ports.port()
+    inference, inference_http, orchestrator, gateway = ports.port(), ports.port(), ports.port(), ports.port()
     addresses = ServiceAddresses(
         gateway_url=f"http://{LOOPBACK}:{gateway}",
         orchestrator_url=f"http://{LOOPBACK}:{orchestrator}",
         inference_target=f"{LOOPBACK}:{inference}",
+        inference_http_url=f"http://{LOOPBACK}:{inference_http}",
         api_key=f"local-{secrets.token_urlsafe(18)}",
     )
+    for job, port in (("gateway", gateway), ("orchestrator", orchestrator), ("inference", inference_http)):
+        stack.scrape_service(job, f"{LOOPBACK}:{port}")
     python = sys.executable
     specs = [
         ProcessSpec(
@@ -51,9 +58,10 @@ def service_specs(stack: Stack, *, time_scale: float = 1.0) -> tuple[list[Proces
             env={
                 **stack.otel_env("inference"),
                 "LLM_INFERENCE_ADDRESS": addresses.inference_target,
+                "LLM_INFERENCE_HTTP_ADDRESS": f"{LOOPBACK}:{inference_http}",
                 "LLM_INFERENCE_TIME_SCALE": str(time_scale),
             },
-            ready_check=_grpc_ready(addresses.inference_target),
+            ready_check=http_ready(f"{addresses.inference_http_url}/ready"),
             cwd=REPO,
         ),
         ProcessSpec(
@@ -85,14 +93,3 @@ def service_specs(stack: Stack, *, time_scale: float = 1.0) -> tuple[list[Proces
         ),
     ]
     return specs, addresses
-
-
-def _grpc_ready(target: str) -> ReadyCheck:
-    def check() -> bool:
-        import grpc
-
-        with grpc.insecure_channel(target) as channel:
-            grpc.channel_ready_future(channel).result(timeout=2)
-        return True
-
-    return check

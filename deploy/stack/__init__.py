@@ -15,7 +15,7 @@ from deploy.stack._binaries import BUILD_SCRIPT, Binaries, BinaryMissingError, l
 from deploy.stack._poll import PollTimeoutError, poll_until
 from deploy.stack._ports import LOOPBACK, PortAllocator, free_port
 from deploy.stack._process import ManagedProcess, ProcessSpec, ReadyCheck, StackError, http_ready
-from deploy.stack._render import Endpoints, MetricsPath, render_prometheus_config
+from deploy.stack._render import Endpoints, MetricsPath, ServiceMetrics, render_prometheus_config
 from deploy.stack._stack import Stack, StackConfig
 from deploy.stack.clients import (
     BackendError,
@@ -45,6 +45,7 @@ __all__ = [
     "PrometheusClient",
     "ReadyCheck",
     "Sample",
+    "ServiceMetrics",
     "Span",
     "Stack",
     "StackConfig",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +18,8 @@ JAEGER_CONFIG = REPO_ROOT / "deploy" / "jaeger" / "jaeger.yaml"
 
 MetricsPath = Literal["remote_write", "scrape"]
 """How the stack's Prometheus gets OTLP-derived metrics: pushed by the Collector, or scraped from it."""
+ServiceMetrics = Literal["push", "pull"]
+"""How services' own metrics leave them: OTLP to the Collector, or scraped from each service's /metrics."""
 
 # Scrape job added when metrics_path="scrape" (the repo file carries it as a comment: see its header).
 EXPORTER_JOB = "otelcol-exporter"
@@ -69,6 +72,7 @@ def render_prometheus_config(
     source: Path = PROMETHEUS_CONFIG,
     alertmanager_addr: str | None = None,
     jaeger_metrics_addr: str | None = None,
+    service_targets: Mapping[str, str] | None = None,
 ) -> Path:
     """Write a copy of deploy/prometheus/prometheus.yml with this run's targets, rules path and interval.
 
@@ -76,6 +80,8 @@ def render_prometheus_config(
     stack runs no Alertmanager): the copy has no ``alerting`` block and no ``alertmanager`` job, so
     Prometheus neither sends to nor scrapes a compose hostname that does not resolve. The same for
     ``jaeger_metrics_addr`` (host:port of Jaeger's own metrics) and the ``jaeger`` job.
+    ``service_targets`` (job → host:port): services scraped on their own ``/metrics`` (pull mode), one job
+    each, named after the service, so ``job`` means the service in either mode.
 
     Structured (YAML in, YAML out) rather than text templating, so the repo file needs no placeholders
     and `promtool check config` accepts both the original and the rendered copy.
@@ -115,6 +121,14 @@ def render_prometheus_config(
                 "honor_labels": True,
                 "scrape_protocols": ["OpenMetricsText1.0.0", "PrometheusText0.0.4"],
                 "static_configs": [{"targets": [collector_exporter_addr]}],
+            }
+        )
+    for job_name, addr in (service_targets or {}).items():
+        jobs.append(
+            {
+                "job_name": job_name,
+                "scrape_protocols": ["OpenMetricsText1.0.0", "PrometheusText0.0.4"],
+                "static_configs": [{"targets": [addr]}],
             }
         )
     config["scrape_configs"] = jobs

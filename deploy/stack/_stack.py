@@ -17,6 +17,7 @@ from deploy.stack._render import (
     JAEGER_CONFIG,
     Endpoints,
     MetricsPath,
+    ServiceMetrics,
     collector_config_args,
     render_prometheus_config,
 )
@@ -31,6 +32,10 @@ class StackConfig:
     """Collector overlays after base.yaml, by file name under collector/config."""
     metrics_path: MetricsPath = "remote_write"
     """``scrape`` also applies overlay-scrape-only.yaml and adds the exporter scrape job."""
+    service_metrics: ServiceMetrics = "push"
+    """``pull``: services serve /metrics and Prometheus scrapes them (register each with
+    :meth:`Stack.scrape_service` before :meth:`Stack.start`); the Collector then carries only span
+    metrics and the service graph, scraped from its exporter, so no series is stored twice."""
     scrape_interval: str = "1s"
     connector_flush: str = "1s"
     """Span-metrics and service-graph flush interval (15s in the config's own default)."""
@@ -82,12 +87,22 @@ class Stack:
         self.jaeger = JaegerClient(self.endpoints.jaeger_url)
         self.processes: list[ManagedProcess] = []
         self.prometheus_config = self.run_dir / "prometheus.yml"
+        self.service_targets: dict[str, str] = {}
+
+    @property
+    def metrics_path(self) -> MetricsPath:
+        """Pull mode scrapes the Collector too: what it still has (span metrics) never goes out twice."""
+        return "scrape" if self.config.service_metrics == "pull" else self.config.metrics_path
+
+    def scrape_service(self, job: str, addr: str) -> None:
+        """Pull mode: Prometheus scrapes ``addr`` (host:port, path /metrics) as job ``job``."""
+        self.service_targets[job] = addr
 
     # ---- what each backend gets ----------------------------------------------------------------
 
     @property
     def overlays(self) -> tuple[str, ...]:
-        extra = ("overlay-scrape-only.yaml",) if self.config.metrics_path == "scrape" else ()
+        extra = ("overlay-scrape-only.yaml",) if self.metrics_path == "scrape" else ()
         return tuple(o for o in self.config.overlays if o not in extra) + extra
 
     def collector_env(self) -> dict[str, str]:
@@ -131,6 +146,10 @@ class Stack:
             "OTEL_METRIC_EXPORT_INTERVAL": "1000",
             "OTEL_BSP_SCHEDULE_DELAY": "200",
         }
+        if self.config.service_metrics == "pull":
+            # Scraped on the service's own port (it mounts /metrics), not a server thread of its own.
+            env["OTEL_METRICS_EXPORTER"] = "prometheus"
+            env["LLM_TELEMETRY_PROMETHEUS_SERVER"] = "false"
         if service_name:
             env["OTEL_SERVICE_NAME"] = service_name
         return env
@@ -143,7 +162,8 @@ class Stack:
             collector_telemetry_addr=f"{LOOPBACK}:{self._ports['telemetry']}",
             collector_exporter_addr=f"{LOOPBACK}:{self._ports['exporter']}",
             jaeger_metrics_addr=f"{LOOPBACK}:{self._ports['jaeger_metrics']}",
-            metrics_path=self.config.metrics_path,
+            metrics_path=self.metrics_path,
+            service_targets=self.service_targets if self.config.service_metrics == "pull" else None,
             scrape_interval=self.config.scrape_interval,
         )
 
