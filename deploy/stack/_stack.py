@@ -43,6 +43,8 @@ class StackConfig:
     """Configs, data and logs. ``None``: a new temporary directory, removed by a clean :meth:`Stack.stop`."""
     keep_run_dir: bool = False
     ready_timeout: float = 90.0
+    alertmanager_addr: str | None = None
+    """host:port of an Alertmanager the caller runs: Prometheus sends it alerts and scrapes it."""
     collector_env: Mapping[str, str] = field(default_factory=dict)
     """Extra variables for the Collector, e.g. an overlay's settings (OTELCOL_TAIL_SAMPLE_PERCENT)."""
 
@@ -164,6 +166,7 @@ class Stack:
             jaeger_metrics_addr=f"{LOOPBACK}:{self._ports['jaeger_metrics']}",
             metrics_path=self.metrics_path,
             service_targets=self.service_targets if self.config.service_metrics == "pull" else None,
+            alertmanager_addr=self.config.alertmanager_addr,
             scrape_interval=self.config.scrape_interval,
         )
 

@@ -13,6 +13,7 @@ import pytest
 
 from deploy.stack import Binaries, BinaryMissingError, Stack, StackConfig, StackError, locate_binaries
 from tests._ci import missing
+from tests.e2e._alerts import WebhookReceiver, serve_webhook
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +44,12 @@ def stack(binaries: Binaries) -> Iterator[Stack]:
         yield backends
     finally:
         backends.stop()
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookReceiver]:
+    """An Alertmanager webhook receiver on a free loopback port, recording every POST."""
+    yield from serve_webhook()
 
 
 from tests.e2e._loaded import loaded_stack  # noqa: E402,F401  (a fixture shared by several modules)

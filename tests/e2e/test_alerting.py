@@ -9,15 +9,8 @@ and Prometheus specs, started on free loopback ports and stopped by PID.
 
 from __future__ import annotations
 
-import json
-import shutil
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -26,14 +19,12 @@ import yaml
 from deploy.stack import (
     Binaries,
     ManagedProcess,
-    ProcessSpec,
     Stack,
     StackConfig,
-    free_port,
-    http_ready,
     poll_until,
     render_prometheus_config,
 )
+from tests.e2e._alerts import WebhookReceiver, alertmanager_spec, firing
 from tests.e2e.conftest import require
 
 pytestmark = pytest.mark.e2e
@@ -43,58 +34,6 @@ ALERTMANAGER_CONFIG = REPO_ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 COLLECTOR_RULES = REPO_ROOT / "deploy" / "prometheus" / "rules" / "alerts-collector.yml"
 DEADLINE = 90.0
 """Seconds for a notification to arrive: the warning route's group_wait (30 s) plus a wide margin."""
-
-
-@dataclass
-class Notification:
-    path: str
-    body: dict[str, Any]
-
-
-@dataclass
-class WebhookReceiver:
-    """Records every Alertmanager webhook POST; Alertmanager's JSON body, by request path."""
-
-    server: ThreadingHTTPServer
-    received: list[Notification] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def at(self, path: str) -> list[Notification]:
-        with self.lock:
-            return [n for n in self.received if n.path == path]
-
-
-@pytest.fixture
-def webhook() -> Iterator[WebhookReceiver]:
-    receiver: WebhookReceiver
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", "0"))
-            body = json.loads(self.rfile.read(length))
-            with receiver.lock:
-                receiver.received.append(Notification(self.path, body))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            # Quiet: pytest would show every POST as stderr noise.
-            pass
-
-    receiver = WebhookReceiver(ThreadingHTTPServer(("127.0.0.1", 0), Handler))
-    thread = threading.Thread(target=receiver.server.serve_forever, name="webhook", daemon=True)
-    thread.start()
-    try:
-        yield receiver
-    finally:
-        receiver.server.shutdown()
-        receiver.server.server_close()
-        thread.join(timeout=5)
 
 
 def _fast_collector_rules(dest_dir: Path) -> Path:
@@ -110,29 +49,6 @@ def _fast_collector_rules(dest_dir: Path) -> Path:
     path = dest_dir / COLLECTOR_RULES.name
     path.write_text(yaml.safe_dump(rules, sort_keys=False))
     return path
-
-
-def _alertmanager_spec(binary: Path, work: Path, webhook: WebhookReceiver) -> tuple[ProcessSpec, str]:
-    work.mkdir(parents=True)
-    shutil.copy(ALERTMANAGER_CONFIG, work / "alertmanager.yml")
-    # What a deployment provides at runtime: one URL per receiver, in the files the config names.
-    (work / "oncall-webhook.url").write_text(f"{webhook.url}/oncall\n")
-    (work / "team-webhook.url").write_text(f"{webhook.url}/team\n")
-    url = f"http://127.0.0.1:{free_port()}"
-    spec = ProcessSpec(
-        "alertmanager",
-        [
-            str(binary),
-            "--config.file=alertmanager.yml",
-            f"--storage.path={work / 'data'}",
-            f"--web.listen-address={url.removeprefix('http://')}",
-            "--cluster.listen-address=",
-        ],
-        cwd=work,
-        ready_check=http_ready(f"{url}/-/ready"),
-        ready_timeout=60,
-    )
-    return spec, url
 
 
 def _addr(url: str) -> str:
@@ -156,21 +72,12 @@ def _point_prometheus_at(stack: Stack, alertmanager_url: str, rules_dir: Path) -
     )
 
 
-def _firing(notifications: list[Notification], alertname: str) -> list[dict[str, Any]]:
-    return [
-        alert
-        for n in notifications
-        for alert in n.body.get("alerts", [])
-        if alert["labels"].get("alertname") == alertname and alert["status"] == "firing"
-    ]
-
-
 def test_collector_down_reaches_the_oncall_webhook_and_a_warning_the_team_webhook(
     binaries: Binaries, webhook: WebhookReceiver, tmp_path: Path
 ) -> None:
     bins = require(binaries, "prometheus", "jaeger", "otelcol", "alertmanager")
     stack = Stack(StackConfig(run_dir=tmp_path / "stack"), binaries)
-    am_spec, am_url = _alertmanager_spec(bins["alertmanager"], tmp_path / "alertmanager", webhook)
+    am_spec, am_url = alertmanager_spec(bins["alertmanager"], tmp_path / "alertmanager", webhook)
     specs = {spec.name: spec for spec in stack.backend_specs()}
     _point_prometheus_at(stack, am_url, _fast_collector_rules(tmp_path / "rules").parent)
     try:
@@ -197,12 +104,12 @@ def test_collector_down_reaches_the_oncall_webhook_and_a_warning_the_team_webhoo
             "Prometheus scraping Alertmanager's notification counters",
             timeout=60,
         )
-        assert not _firing(webhook.at("/oncall"), "OTelCollectorDown"), "fired while the Collector was up"
+        assert not firing(webhook.at("/oncall"), "OTelCollectorDown"), "fired while the Collector was up"
 
         collector.stop()
         down_at = time.monotonic()
         alerts = poll_until(
-            lambda: _firing(webhook.at("/oncall"), "OTelCollectorDown"),
+            lambda: firing(webhook.at("/oncall"), "OTelCollectorDown"),
             "OTelCollectorDown at the oncall webhook after the Collector stopped",
             timeout=DEADLINE,
         )
@@ -216,13 +123,13 @@ def test_collector_down_reaches_the_oncall_webhook_and_a_warning_the_team_webhoo
         assert oncall["receiver"] == "oncall-webhook"
 
         team = poll_until(
-            lambda: _firing(webhook.at("/team"), "LLMQueueNearCapacity"),
+            lambda: firing(webhook.at("/team"), "LLMQueueNearCapacity"),
             "the warning at the team webhook",
             timeout=DEADLINE,
         )
         assert team[0]["labels"]["severity"] == "warning"
-        assert not _firing(webhook.at("/team"), "OTelCollectorDown"), "a critical alert took the team route"
-        assert not _firing(webhook.at("/oncall"), "LLMQueueNearCapacity"), "a warning paged on-call"
+        assert not firing(webhook.at("/team"), "OTelCollectorDown"), "a critical alert took the team route"
+        assert not firing(webhook.at("/oncall"), "LLMQueueNearCapacity"), "a warning paged on-call"
         # Both webhooks answered 200, so Prometheus must see deliveries and no failure.
         poll_until(
             lambda: stack.prometheus.query(
