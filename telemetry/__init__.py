@@ -9,7 +9,9 @@ Services use this package and the OpenTelemetry API only; the SDK stays behind `
 
 from telemetry._config import TelemetrySettings, load_settings
 from telemetry._errors import TelemetryConfigError
+from telemetry._exposition import MetricsApp, MetricsServer
 from telemetry._handle import InstrumentationHandle
+from telemetry._prometheus import PrometheusMetricReader
 from telemetry._setup import Telemetry, build_telemetry, configure, current, shutdown
 from telemetry.genai import (
     GenAIClientMetrics,
@@ -31,6 +33,9 @@ __all__ = [
     "GenAIRequest",
     "GenAIServerMetrics",
     "InstrumentationHandle",
+    "MetricsApp",
+    "MetricsServer",
+    "PrometheusMetricReader",
     "Telemetry",
     "TelemetryConfigError",
     "TelemetryServerInterceptor",

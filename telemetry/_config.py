@@ -55,6 +55,32 @@ def parse_nonempty(raw: str) -> str:
     return value
 
 
+METRICS_EXPORTERS = ("otlp", "prometheus")
+
+
+def parse_metrics_exporters(raw: str) -> tuple[str, ...]:
+    """``OTEL_METRICS_EXPORTER``, as the SDK's auto-configuration reads it: a comma list, or ``none``."""
+    names = tuple(dict.fromkeys(name.strip().lower() for name in raw.split(",") if name.strip()))
+    if names == ("none",):
+        return ()
+    if "none" in names:
+        raise ValueError("'none' cannot be combined with exporters")
+    unknown = [name for name in names if name not in METRICS_EXPORTERS]
+    if unknown or not names:
+        raise ValueError("expected a comma list of 'otlp' and 'prometheus', or 'none'")
+    return names
+
+
+def parse_port(raw: str) -> int:
+    try:
+        port = int(raw.strip())
+    except ValueError:
+        raise ValueError("expected a port number") from None
+    if not 0 <= port <= 65535:
+        raise ValueError("expected a port number from 0 to 65535")
+    return port
+
+
 PROPAGATOR_ENTRY_POINTS = "opentelemetry_propagator"
 
 
@@ -127,6 +153,30 @@ SETTINGS: dict[str, Setting[Any]] = {
     "protocol": Setting(
         "OTEL_EXPORTER_OTLP_PROTOCOL", parse_protocol, "grpc", "OTLP transport: `grpc` or `http/protobuf`"
     ),
+    "metrics_exporter": Setting(
+        "OTEL_METRICS_EXPORTER",
+        parse_metrics_exporters,
+        ("otlp",),
+        "comma list: `otlp` pushes to the Collector, `prometheus` serves `/metrics` for scraping"
+        " (OpenMetrics with exemplars); `none` for neither",
+        shown_default="`otlp`",
+    ),
+    "prometheus_host": Setting(
+        "OTEL_EXPORTER_PROMETHEUS_HOST",
+        parse_nonempty,
+        "localhost",
+        "address the `/metrics` server listens on (`0.0.0.0` to be scraped from other hosts)",
+    ),
+    "prometheus_port": Setting(
+        "OTEL_EXPORTER_PROMETHEUS_PORT", parse_port, 9464, "port of the `/metrics` server (`0`: any free one)"
+    ),
+    "prometheus_server": Setting(
+        "LLM_TELEMETRY_PROMETHEUS_SERVER",
+        parse_bool,
+        True,
+        "with `prometheus`: serve `/metrics` on its own server thread; `false` when the service serves"
+        " `Telemetry.metrics_app()` on its own port",
+    ),
     "sdk_disabled": Setting(
         "OTEL_SDK_DISABLED", parse_bool, False, "disable the SDK entirely", in_table=False
     ),
@@ -143,6 +193,11 @@ class TelemetrySettings:
     gpu: bool | None
     capture_content: bool
     protocol: str
+    metrics_exporter: tuple[str, ...]
+    """``OTEL_METRICS_EXPORTER``: ``otlp`` and/or ``prometheus``; ``()`` for ``none``."""
+    prometheus_host: str
+    prometheus_port: int
+    prometheus_server: bool
     sdk_disabled: bool
     propagators: tuple[str, ...] | None
     """``OTEL_PROPAGATORS``; ``None`` when unset (tracecontext and baggage)."""
@@ -154,6 +209,8 @@ def load_settings(
     """Resolve every setting: argument > environment > default."""
     env = os.environ if environ is None else environ
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if isinstance(given.get("metrics_exporter"), str | list | tuple):
+        given["metrics_exporter"] = _exporters_argument(given["metrics_exporter"])
     unknown = set(given) - set(SETTINGS)
     if unknown:
         raise TelemetryConfigError(f"unknown telemetry setting(s): {', '.join(sorted(unknown))}")
@@ -173,6 +230,14 @@ def load_settings(
         values["service_version"] = _version()
     assert {f.name for f in fields(TelemetrySettings)} == set(values)
     return TelemetrySettings(**values)
+
+
+def _exporters_argument(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """``configure(metrics_exporter=...)``: ``"otlp,prometheus"`` or a sequence of the same names."""
+    try:
+        return parse_metrics_exporters(value if isinstance(value, str) else ",".join(value))
+    except ValueError as exc:
+        raise TelemetryConfigError(f"metrics_exporter={value!r} is invalid: {exc}") from None
 
 
 def _parse_variable(env: Mapping[str, str], name: str, parse: Callable[[str], T]) -> T | None:

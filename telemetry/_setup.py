@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -13,7 +14,7 @@ from typing import Any
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -22,7 +23,9 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 from telemetry import instruments, semconv
 from telemetry._config import TelemetrySettings, explicit_settings, load_settings
 from telemetry._errors import TelemetryConfigError
+from telemetry._exposition import MetricsApp, MetricsServer
 from telemetry._handle import InstrumentationHandle
+from telemetry._prometheus import PrometheusMetricReader
 from telemetry._propagation import configured_propagator
 from telemetry.views import DEFAULT_VIEWS
 
@@ -38,12 +41,27 @@ class Telemetry:
     tracer_provider: TracerProvider
     meter_provider: MeterProvider
     handles: list[InstrumentationHandle] = field(default_factory=list)
+    prometheus_reader: PrometheusMetricReader | None = None
+    """The pull reader (``OTEL_METRICS_EXPORTER=prometheus``, or one passed in ``metric_readers``)."""
+    metrics_server: MetricsServer | None = None
+    """The standalone ``/metrics`` server, when ``configure()`` started one (``.port``, ``.url``)."""
     _arguments: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def metrics_app(self) -> MetricsApp:
+        """An ASGI app serving ``/metrics`` from this set-up's pull reader, for a service's own port::
+
+            app.add_route("/metrics", configured.metrics_app().endpoint, include_in_schema=False)
+
+        Without a pull reader (``prometheus`` not in ``OTEL_METRICS_EXPORTER``) it answers 404 saying so.
+        """
+        return MetricsApp(self.prometheus_reader)
 
     def shutdown(self, timeout_millis: int = 5000) -> None:
         for handle in reversed(self.handles):
             handle.uninstrument()
         self.handles.clear()
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
         self.tracer_provider.force_flush(timeout_millis)
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown(timeout_millis=timeout_millis)
@@ -62,6 +80,10 @@ def configure(
     metrics_enabled: bool | None = None,
     gpu: bool | None = None,
     capture_content: bool | None = None,
+    metrics_exporter: str | Sequence[str] | None = None,
+    prometheus_host: str | None = None,
+    prometheus_port: int | None = None,
+    prometheus_server: bool | None = None,
     resource_attributes: Mapping[str, str] | None = None,
     span_processors: Sequence[SpanProcessor] | None = None,
     metric_readers: Sequence[MetricReader] | None = None,
@@ -74,9 +96,14 @@ def configure(
     (``OTEL_SERVICE_NAME``), ``service_version`` (``LLM_TELEMETRY_SERVICE_VERSION``), ``environment``
     (``LLM_TELEMETRY_ENVIRONMENT``), ``traces`` (``LLM_TELEMETRY_TRACES``), ``metrics_enabled``
     (``LLM_TELEMETRY_METRICS``), ``gpu`` (``LLM_TELEMETRY_GPU``), ``capture_content``
-    (``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``).
+    (``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``), ``metrics_exporter`` (``OTEL_METRICS_EXPORTER``:
+    ``"otlp"``, ``"prometheus"``, both as ``"otlp,prometheus"`` or a sequence, or ``"none"``),
+    ``prometheus_host`` (``OTEL_EXPORTER_PROMETHEUS_HOST``), ``prometheus_port``
+    (``OTEL_EXPORTER_PROMETHEUS_PORT``), ``prometheus_server`` (``LLM_TELEMETRY_PROMETHEUS_SERVER``: start
+    the standalone ``/metrics`` server; ``False`` when the service serves ``Telemetry.metrics_app()``).
 
-    ``span_processors`` and ``metric_readers`` replace the OTLP exporters (``telemetry.testing`` uses them).
+    ``span_processors`` and ``metric_readers`` replace the exporters and readers the settings would make
+    (``telemetry.testing`` uses them); a :class:`PrometheusMetricReader` among them serves ``metrics_app()``.
     The SDK keeps honouring the standard variables: ``OTEL_EXPORTER_OTLP_*``, ``OTEL_TRACES_SAMPLER[_ARG]``,
     ``OTEL_METRICS_EXEMPLAR_FILTER``, ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_BSP_*``, ``OTEL_ATTRIBUTE_*``,
     ``OTEL_METRIC_EXPORT_INTERVAL``, ``OTEL_SDK_DISABLED``. With ``set_global`` the propagators
@@ -91,6 +118,10 @@ def configure(
         "metrics": metrics_enabled,
         "gpu": gpu,
         "capture_content": capture_content,
+        "metrics_exporter": metrics_exporter,
+        "prometheus_host": prometheus_host,
+        "prometheus_port": prometheus_port,
+        "prometheus_server": prometheus_server,
     }
     with _lock:
         if _current is not None:
@@ -126,19 +157,24 @@ def build_telemetry(
     """
     settings = load_settings(arguments)
     resource = _resource(settings, explicit_settings(arguments), resource_attributes)
+    readers = _metric_readers(settings, metric_readers)
+    pull = next((r for r in readers if isinstance(r, PrometheusMetricReader)), None)
     tracer_provider = TracerProvider(resource=resource, id_generator=id_generator)
-    meter_provider = MeterProvider(
-        resource=resource,
-        metric_readers=_metric_readers(settings, metric_readers),
-        views=DEFAULT_VIEWS,
-    )
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers, views=DEFAULT_VIEWS)
     if settings.traces and not settings.sdk_disabled:
         for processor in span_processors or [BatchSpanProcessor(_span_exporter(settings))]:
             tracer_provider.add_span_processor(processor)
-    built = Telemetry(settings, resource, tracer_provider, meter_provider)
+    built = Telemetry(settings, resource, tracer_provider, meter_provider, prometheus_reader=pull)
     built._arguments = {k: v for k, v in arguments.items() if v is not None}
     _observe_uptime(meter_provider)
     _start_gpu(built)
+    if pull is not None and metric_readers is None and settings.prometheus_server:
+        try:
+            built.metrics_server = MetricsServer(pull, settings.prometheus_host, settings.prometheus_port)
+        except TelemetryConfigError:  # the port is taken or the host unknown: loud, and nothing left running
+            with contextlib.suppress(Exception):  # the error to report is the one above
+                built.shutdown(timeout_millis=500)
+            raise
     return built
 
 
@@ -192,13 +228,23 @@ def _metric_readers(
         return list(readers)
     if not settings.metrics or settings.sdk_disabled:
         return []
+    made: list[MetricReader] = []
+    for name in settings.metrics_exporter:
+        if name == "prometheus":
+            made.append(PrometheusMetricReader())
+        else:
+            made.append(PeriodicExportingMetricReader(_otlp_metric_exporter(settings)))
+    return made
+
+
+def _otlp_metric_exporter(settings: TelemetrySettings) -> MetricExporter:
     if settings.protocol == "http/protobuf":
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExp
 
-        return [PeriodicExportingMetricReader(HttpExp())]
+        return HttpExp()
     from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
-    return [PeriodicExportingMetricReader(OTLPMetricExporter())]
+    return OTLPMetricExporter()
 
 
 def _span_exporter(settings: TelemetrySettings) -> SpanExporter:
