@@ -14,6 +14,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from telemetry import Telemetry
+
 Check = Callable[[], Awaitable[str | None]]
 """Returns None when the dependency is usable, else a short reason."""
 
@@ -44,6 +46,12 @@ class Probes:
             results[name] = {"ok": True} if problem is None else {"ok": False, "detail": problem}
         ok = all(r["ok"] for r in results.values())
         return (200 if ok else 503), {"status": "ready" if ok else "not ready", "checks": results}
+
+
+def add_metrics(app: FastAPI, telemetry: Telemetry) -> None:
+    """``GET /metrics`` for a Prometheus that scrapes the service (``OTEL_METRICS_EXPORTER`` includes
+    ``prometheus``); 404 saying so otherwise. Left out of request telemetry like the probes."""
+    app.add_route("/metrics", telemetry.metrics_app().endpoint, include_in_schema=False)
 
 
 def add_probes(app: FastAPI, probes: Probes) -> None:

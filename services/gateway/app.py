@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from starlette.background import BackgroundTask
 
 from services.common.models import ModelSpec, load_catalog
-from services.common.probes import Probes, add_probes
+from services.common.probes import Probes, add_metrics, add_probes
 from services.gateway.admission import Admission
 from services.gateway.cache import ResponseCache, request_key
 from services.gateway.errors import ApiError
@@ -182,6 +182,7 @@ def create_app(
     app.state.gateway = gateway
     version = telemetry.settings.service_version
     add_probes(app, Probes("gateway", version, {"orchestrator": gateway.upstream.problem}))
+    add_metrics(app, telemetry)
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> Response:

@@ -19,8 +19,8 @@ async def main(configured: telemetry.Telemetry, stop: asyncio.Event) -> None:
     side = None
     if settings.http_address:
         host, _, port = settings.http_address.rpartition(":")
-        side = asyncio.create_task(serve_http(side_app(running.probes), host, int(port), stop))
-        log.info("inference serving /health and /ready on %s", settings.http_address)
+        side = asyncio.create_task(serve_http(side_app(running.probes, configured), host, int(port), stop))
+        log.info("inference serving /health, /ready and /metrics on %s", settings.http_address)
     await stop.wait()
     await running.stop(grace=5)
     if side is not None:

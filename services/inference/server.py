@@ -20,7 +20,7 @@ from opentelemetry.trace import Span
 
 from services.common.env import env_float, env_int, env_str
 from services.common.models import ModelSpec, load_catalog
-from services.common.probes import Probes, add_probes
+from services.common.probes import Probes, add_metrics, add_probes
 from services.inference.engine import Engine, SimulatedEngine, tokenize
 from services.inference.scheduler import BatchScheduler, Ticket
 from services.proto import inference_pb2 as pb, inference_pb2_grpc as pb_grpc
@@ -276,9 +276,10 @@ async def start_server(
     return RunningInference(server, port, scheduler, health, probes)
 
 
-def side_app(probes: Probes) -> FastAPI:
-    """The inference server's small HTTP side port: /health and /ready (gRPC has no URL a kubelet or a
-    load balancer's HTTP check can ask)."""
+def side_app(probes: Probes, telemetry: Telemetry) -> FastAPI:
+    """The inference server's small HTTP side port: /health, /ready (gRPC has no URL a kubelet or a
+    load balancer's HTTP check can ask) and /metrics for a Prometheus that scrapes the service."""
     app = FastAPI(title="inference", openapi_url=None)
     add_probes(app, probes)
+    add_metrics(app, telemetry)
     return app

@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.background import BackgroundTask
 
 from services.common.env import env_float, env_int, env_str
-from services.common.probes import Probes, add_probes
+from services.common.probes import Probes, add_metrics, add_probes
 from services.orchestrator.pipeline import Coalescer, Retriever, Shed, StageGate
 from services.proto import inference_pb2 as pb, inference_pb2_grpc as pb_grpc
 from telemetry import (
@@ -346,6 +346,7 @@ def create_app(settings: OrchestratorSettings, telemetry: Telemetry) -> FastAPI:
 
     version = telemetry.settings.service_version
     add_probes(app, Probes("orchestrator", version, {"inference": inference_problem}))
+    add_metrics(app, telemetry)
 
     @app.get("/v1/models")
     async def models() -> JSONResponse:

@@ -77,7 +77,8 @@ async def test_inference_health_is_serving_then_not_serving_while_it_drains() ->
                 await health.Check(request, timeout=5)
             ).status == health_pb2.HealthCheckResponse.NOT_SERVING
         async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=side_app(running.probes)), base_url="http://i"
+            transport=httpx.ASGITransport(app=side_app(running.probes, capture.telemetry)),
+            base_url="http://i",
         ) as client:
             assert (await client.get("/ready")).json() == {
                 "status": "ready",
