@@ -16,9 +16,13 @@ from deploy.stack._binaries import REPO_ROOT
 DEPLOY = REPO_ROOT / "deploy"
 COMPOSE = DEPLOY / "compose.yaml"
 DOCKERFILE = REPO_ROOT / "collector" / "Dockerfile"
+SERVICES_DOCKERFILE = DEPLOY / "services.Dockerfile"
 ALERTMANAGER_CONFIG = DEPLOY / "alertmanager" / "alertmanager.yml"
 PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
-SERVICES = {"otelcol", "prometheus", "jaeger", "alertmanager", "grafana"}
+BACKENDS = {"otelcol", "prometheus", "jaeger", "alertmanager", "grafana"}
+APP_SERVICES = {"gateway": "8080", "orchestrator": "8081", "inference": "8082"}
+"""The three services, all from deploy/services.Dockerfile, and the port of each one's /health."""
+SERVICES = BACKENDS | set(APP_SERVICES)
 PROFILE_SERVICES = {"tempo": "tempo"}
 """Services that start only with their compose profile."""
 VAR_REF = re.compile(r"^\$\{(\w+)(?::\?[^}]*)?\}$")
@@ -32,7 +36,10 @@ LISTEN_PORTS = {
     "tempo": {3200, 4417},
     "alertmanager": {9093},
     "grafana": {3000},
-    "otelcol": {8888},
+    "otelcol": {4317, 4318, 8888, 9464, 13133},
+    "gateway": {8080},
+    "orchestrator": {8081},
+    "inference": {50051, 8082},
 }
 
 

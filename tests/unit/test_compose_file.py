@@ -1,24 +1,29 @@
 """deploy/compose.yaml checked as far as is possible without a Docker engine, from the files alone.
 
-It parses; it runs the Collector, Prometheus, Jaeger, Alertmanager and Grafana (Tempo only in its
-profile); every image comes from deploy/images.env with a pinned tag, and every tag of a backend we
+It parses; it runs the three services (one image from deploy/services.Dockerfile), the Collector,
+Prometheus, Jaeger, Alertmanager and Grafana (Tempo only in its profile), each with a healthcheck; every
+image comes from deploy/images.env with a pinned tag, and every tag of a backend we
 build matches deploy/versions.env (Grafana's and Tempo's are official images we never build); every
 repo file it mounts exists and is mounted read-only; what the user must provide (Grafana's admin
-password, the webhook URL directory) has no default; the addresses in prometheus.yml and Grafana's
-environment are compose services on the ports they listen on. tests/e2e/test_compose.py runs the
-mounted configs through the real binaries.
+password, the gateway's API keys, the webhook URL directory) has no default; the addresses in
+prometheus.yml and Grafana's environment are compose services on the ports they listen on.
+tests/e2e/test_compose.py runs the mounted configs through the real binaries.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import PurePosixPath
+from urllib.parse import urlsplit
 
 import yaml
 
 from deploy.stack._binaries import REPO_ROOT
 from tests._compose import (
     ALERTMANAGER_CONFIG,
+    APP_SERVICES,
+    BACKENDS,
     COMPOSE,
     DEPLOY,
     DOCKERFILE,
@@ -28,6 +33,7 @@ from tests._compose import (
     PROMETHEUS_CONFIG,
     REQUIRED_VAR_REF,
     SERVICES,
+    SERVICES_DOCKERFILE,
     all_mounts,
     command_flags,
     compose,
@@ -115,7 +121,8 @@ def test_grafana_and_tempo_are_official_images_we_never_build() -> None:
 
 def test_every_mounted_file_exists_and_is_read_only() -> None:
     repo = [m for m in all_mounts() if m.repo_path is not None]
-    assert {m.service for m in repo} >= SERVICES, "a service mounts no repo files"
+    # The three services carry their code in their image; every backend reads a config from the repo.
+    assert {m.service for m in repo} >= BACKENDS, "a backend mounts no repo files"
     missing = [
         f"{m.service}: {m.repo_path}" for m in repo if m.repo_path is not None and not m.repo_path.exists()
     ]
@@ -276,3 +283,137 @@ def test_published_ports_bind_loopback_only() -> None:
     for name, service in compose()["services"].items():
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+
+
+# ---- the three services ----------------------------------------------------------------------------
+
+
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of deploy/services.Dockerfile, continuation lines joined."""
+    text = re.sub(r"\\\n", " ", SERVICES_DOCKERFILE.read_text())
+    lines = [line.strip() for line in text.splitlines()]
+    return [
+        (line.split()[0].upper(), line.partition(" ")[2].strip()) for line in lines if line and line[0] != "#"
+    ]
+
+
+def test_the_services_run_one_image_built_from_the_services_dockerfile() -> None:
+    images = env_file(DEPLOY / "images.env")
+    declared = {args.split("=")[0] for op, args in _dockerfile_instructions() if op == "ARG"}
+    for name in APP_SERVICES:
+        service = compose_service(name)
+        assert service["image"] == "${SERVICES_IMAGE:?run with --env-file deploy/images.env}", name
+        build = service["build"]
+        assert (DEPLOY / build["context"]).resolve() == REPO_ROOT, f"{name}: the build context is the repo"
+        assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == SERVICES_DOCKERFILE, name
+        assert set(build["args"]) <= declared, f"{name}: build args the Dockerfile does not declare"
+        for value in build["args"].values():
+            assert PINNED_TAG.match(interpolate(value, images).rpartition(":")[2]), value
+        # The Dockerfile's ENTRYPOINT is `python -m`: the command names the service's module.
+        assert service["command"] == [f"services.{name}"], name
+        module = f"services.{name}.__main__"
+        assert importlib.util.find_spec(module) is not None, f"no python -m services.{name}"
+
+
+def test_the_services_dockerfile_pins_its_base_and_runs_unprivileged() -> None:
+    instructions = _dockerfile_instructions()
+    images = env_file(DEPLOY / "images.env")
+    args = dict(a.split("=", 1) for op, a in instructions if op == "ARG" and "=" in a)
+    # The default is the images.env pin, so a plain `docker build` gets the same base as compose.
+    assert args["PYTHON_IMAGE"] == images["PYTHON_IMAGE"]
+    repository, _, tag = images["PYTHON_IMAGE"].rpartition(":")
+    assert repository == "python"
+    assert re.fullmatch(r"3\.11\.\d+-slim-bookworm", tag), tag
+    stages = [a for op, a in instructions if op == "FROM"]
+    assert stages
+    assert all(stage.split()[0] == "${PYTHON_IMAGE}" for stage in stages), stages
+    # The runtime stage (after the last FROM) runs as a numeric non-root uid, as runAsNonRoot needs.
+    last_from = max(i for i, (op, _) in enumerate(instructions) if op == "FROM")
+    users = [a for op, a in instructions[last_from:] if op == "USER"]
+    assert users, "the runtime stage has no USER: it would run as root"
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit(), f"USER {users[-1]}: a name cannot be checked by runAsNonRoot"
+    assert int(uid) != 0, users[-1]
+    assert ("ENTRYPOINT", '["python", "-m"]') in instructions
+
+
+def test_every_file_the_services_dockerfile_copies_exists() -> None:
+    copies = [a for op, a in _dockerfile_instructions() if op == "COPY" and not a.startswith("--from")]
+    assert copies
+    ignore = (DEPLOY / "services.Dockerfile.dockerignore").read_text().splitlines()
+    for copy in copies:
+        *sources, _dest = copy.split()
+        for source in sources:
+            assert (REPO_ROOT / source).exists(), f"COPY {source}: not in the repo"
+            # The .dockerignore beside the Dockerfile excludes everything but what is copied.
+            assert f"!{source}" in ignore, f"COPY {source} is excluded from the build context"
+
+
+def test_every_container_has_a_healthcheck() -> None:
+    for name, service in compose()["services"].items():
+        test = service.get("healthcheck", {}).get("test")
+        assert test, f"{name} has no healthcheck"
+        assert test[0] == "CMD", f"{name}: {test} is not an exec-form healthcheck"
+
+
+def test_service_healthchecks_get_health_on_the_port_each_service_listens_on() -> None:
+    listen = {
+        "gateway": ("LLM_GATEWAY_HOST", "LLM_GATEWAY_PORT"),
+        "orchestrator": ("LLM_ORCHESTRATOR_HOST", "LLM_ORCHESTRATOR_PORT"),
+    }
+    for name, port in APP_SERVICES.items():
+        service = compose_service(name)
+        environment = service["environment"]
+        python, flag, code = service["healthcheck"]["test"][1:]
+        assert (python, flag) == ("python", "-c")
+        compile(code, f"{name} healthcheck", "exec")
+        [url] = re.findall(r"'(http://[^']+)'", code)
+        parts = urlsplit(url)
+        assert (parts.hostname, str(parts.port), parts.path) == ("127.0.0.1", port, "/health"), url
+        if name in listen:
+            host_var, port_var = listen[name]
+            assert (environment[host_var], environment[port_var]) == ("0.0.0.0", port)
+        else:  # inference: /health is on its HTTP side port, gRPC on its own
+            assert environment["LLM_INFERENCE_HTTP_ADDRESS"] == f"0.0.0.0:{port}"
+            assert environment["LLM_INFERENCE_ADDRESS"] == "0.0.0.0:50051"
+
+
+def test_the_collector_healthcheck_has_a_tool_in_its_runtime_image() -> None:
+    test = compose_service("otelcol")["healthcheck"]["test"]
+    images = env_file(DEPLOY / "images.env")
+    if test[1].startswith("/busybox/"):
+        runtime = images["COLLECTOR_RUNTIME_IMAGE"]
+        assert runtime.endswith(":debug-nonroot"), f"{runtime}: only distroless' debug image has busybox"
+    assert test[-1] == "http://127.0.0.1:13133/"
+    assert compose_service("otelcol")["environment"]["OTELCOL_HEALTH_ENDPOINT"] == "0.0.0.0:13133"
+
+
+def test_the_services_reach_each_other_and_the_collector_by_compose_name() -> None:
+    services = compose()["services"]
+    hops = {
+        "gateway": ("LLM_ORCHESTRATOR_URL", "orchestrator"),
+        "orchestrator": ("LLM_INFERENCE_TARGET", "inference"),
+    }
+    for name in APP_SERVICES:
+        environment = compose_service(name)["environment"]
+        depends = compose_service(name)["depends_on"]
+        assert host_port(environment["OTEL_EXPORTER_OTLP_ENDPOINT"]) == ("otelcol", 4317)
+        targets = ["otelcol"]
+        if name in hops:
+            var, upstream = hops[name]
+            host, port = host_port(environment[var])
+            assert host == upstream, f"{name}: {var}={environment[var]}"
+            assert host in services, f"{name}: {var}={environment[var]}"
+            assert port in LISTEN_PORTS[upstream], f"{name}: {upstream} listens on {LISTEN_PORTS[upstream]}"
+            targets.append(upstream)
+        for target in targets:
+            assert depends[target] == {"condition": "service_healthy"}, f"{name} should wait for {target}"
+
+
+def test_gateway_api_keys_come_from_the_user_with_no_default() -> None:
+    keys = compose_service("gateway")["environment"]["LLM_GATEWAY_API_KEYS"]
+    assert re.fullmatch(r"\$\{LLM_GATEWAY_API_KEYS:\?[^}]+\}", keys), keys
+    assert "LLM_GATEWAY_API_KEYS" not in env_file(DEPLOY / "images.env")
+    assert "LLM_GATEWAY_INSECURE_NO_AUTH" not in compose_service("gateway")["environment"]
+    header = "".join(line for line in COMPOSE.read_text().splitlines(keepends=True) if line.startswith("#"))
+    assert "LLM_GATEWAY_API_KEYS" in header

@@ -16,7 +16,10 @@ import yaml
 from deploy.stack._binaries import REPO_ROOT
 from tests._licences import forbidden_references
 
-_BUILD_FILES = ["scripts/*.sh", ".ci/*", "deploy/versions.env", "collector/*", "**/go.mod", "**/Dockerfile"]
+_BUILD_FILES = [
+    "scripts/*.sh", ".ci/*", "deploy/versions.env", "collector/*", "**/go.mod",
+    "**/Dockerfile", "**/*.Dockerfile",
+]  # fmt: skip
 
 
 def _build_files() -> list[Path]:
@@ -45,9 +48,11 @@ def test_no_build_script_version_file_or_manifest_names_an_agpl_module() -> None
 def test_compose_builds_none_of_them() -> None:
     compose = yaml.safe_load((REPO_ROOT / "deploy" / "compose.yaml").read_text())
     built = {name: service["build"] for name, service in compose["services"].items() if "build" in service}
-    assert set(built) == {"otelcol"}, f"compose builds {sorted(built)}: only our Collector may be built"
-    dockerfile = REPO_ROOT / "deploy" / built["otelcol"]["context"] / built["otelcol"]["dockerfile"]
-    assert not forbidden_references(dockerfile.read_text())
+    ours = {"otelcol", "gateway", "orchestrator", "inference"}
+    assert set(built) == ours, f"compose builds {sorted(built)}: only our Collector and services may be built"
+    for build in built.values():
+        dockerfile = REPO_ROOT / "deploy" / build["context"] / build["dockerfile"]
+        assert not forbidden_references(dockerfile.read_text()), dockerfile
 
 
 def test_python_dependencies_name_none_of_them() -> None:
