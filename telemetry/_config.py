@@ -14,26 +14,18 @@ and ``configure()`` leaves them effective. The few we must interpret (protocol, 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from importlib.metadata import entry_points
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from telemetry._errors import TelemetryConfigError
+from telemetry.settings import Setting, markdown_table, parse_bool, parse_nonempty, parse_port
 
 T = TypeVar("T")
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
 
-def parse_bool(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError(f"expected one of {sorted(_TRUE | _FALSE)}")
 
 
 def parse_tristate(raw: str) -> bool | None:
@@ -48,11 +40,6 @@ def parse_protocol(raw: str) -> str:
     return value
 
 
-def parse_nonempty(raw: str) -> str:
-    value = raw.strip()
-    if not value:
-        raise ValueError("must not be empty")
-    return value
 
 
 METRICS_EXPORTERS = ("otlp", "prometheus")
@@ -71,14 +58,6 @@ def parse_metrics_exporters(raw: str) -> tuple[str, ...]:
     return names
 
 
-def parse_port(raw: str) -> int:
-    try:
-        port = int(raw.strip())
-    except ValueError:
-        raise ValueError("expected a port number") from None
-    if not 0 <= port <= 65535:
-        raise ValueError("expected a port number from 0 to 65535")
-    return port
 
 
 PROPAGATOR_ENTRY_POINTS = "opentelemetry_propagator"
@@ -99,17 +78,6 @@ def parse_propagators(raw: str) -> tuple[str, ...]:
     return names
 
 
-@dataclass(frozen=True)
-class Setting(Generic[T]):
-    env: str
-    parse: Callable[[str], T]
-    default: T
-    doc: str
-    """The README table's "meaning" column (markdown)."""
-    shown_default: str | None = None
-    """The table's "default" column where the value itself would not say it; else the value, in backticks."""
-    in_table: bool = True
-    """False for a standard variable the README lists with the SDK's rather than in our table."""
 
 
 def _version() -> str:
@@ -219,13 +187,12 @@ def load_settings(
         if key in given:
             values[key] = given[key]
             continue
-        parsed = _parse_variable(env, setting.env, setting.parse)
-        values[key] = setting.default if parsed is None else parsed
+        values[key] = setting.read(env)
     # The protocol may also be set per signal; the traces one wins for our exporter choice.
-    per_signal = _parse_variable(env, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", parse_protocol)
+    per_signal = Setting("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", parse_protocol, None, "").parsed(env)
     if "protocol" not in given and per_signal is not None:
         values["protocol"] = per_signal
-    values["propagators"] = _parse_variable(env, "OTEL_PROPAGATORS", parse_propagators)
+    values["propagators"] = Setting("OTEL_PROPAGATORS", parse_propagators, None, "").parsed(env)
     if not values["service_version"]:
         values["service_version"] = _version()
     assert {f.name for f in fields(TelemetrySettings)} == set(values)
@@ -240,17 +207,6 @@ def _exporters_argument(value: str | list[str] | tuple[str, ...]) -> tuple[str, 
         raise TelemetryConfigError(f"metrics_exporter={value!r} is invalid: {exc}") from None
 
 
-def _parse_variable(env: Mapping[str, str], name: str, parse: Callable[[str], T]) -> T | None:
-    """The parsed value, ``None`` when unset or empty; a bad value fails naming the variable and the value."""
-    raw = env.get(name)
-    if not raw:
-        return None
-    try:
-        return parse(raw)
-    except ValueError as exc:
-        raise TelemetryConfigError(f"{name}={raw!r} is invalid: {exc}") from None
-
-
 def explicit_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> set[str]:
     """Settings given as an argument or through their own environment variable (not defaulted)."""
     env = os.environ if environ is None else environ
@@ -261,11 +217,4 @@ def explicit_settings(arguments: Mapping[str, Any], environ: Mapping[str, str] |
 
 def env_table_markdown() -> str:
     """The README's settings table: print it and paste it there (a unit test compares the two)."""
-    rows = ["| variable | default | meaning |", "|---|---|---|"]
-    for setting in SETTINGS.values():
-        if not setting.in_table:
-            continue
-        value = "auto" if setting.default is None else str(setting.default).lower()
-        default = setting.shown_default or f"`{value}`"
-        rows.append(f"| `{setting.env}` | {default} | {setting.doc} |")
-    return "\n".join(rows)
+    return markdown_table(SETTINGS.values())

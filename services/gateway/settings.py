@@ -4,8 +4,46 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from services.common.env import SettingError, env_bool, env_float, env_int, env_list, env_str
+from services.common.env import SettingError, read_table
+from telemetry.settings import Setting, parse_bool, parse_float, parse_int, parse_list, parse_str
+
+SETTINGS: dict[str, Setting[Any]] = {
+    "host": Setting("LLM_GATEWAY_HOST", parse_str, "127.0.0.1", "address to listen on"),
+    "port": Setting("LLM_GATEWAY_PORT", parse_int(), 8080, "port to listen on"),
+    "orchestrator_url": Setting(
+        "LLM_ORCHESTRATOR_URL", parse_str, "http://127.0.0.1:8081", "the orchestrator's base URL"
+    ),
+    "api_keys": Setting(
+        "LLM_GATEWAY_API_KEYS",
+        parse_list,
+        (),
+        "comma-separated API keys clients send as `Bearer <key>`; required unless the next is true",
+        shown_default="none",
+    ),
+    "insecure_no_auth": Setting(
+        "LLM_GATEWAY_INSECURE_NO_AUTH", parse_bool, False, "serve without API keys (local development only)"
+    ),
+    "max_body_bytes": Setting(
+        "LLM_GATEWAY_MAX_BODY_BYTES",
+        parse_int(minimum=1),
+        1 << 20,
+        "largest request body accepted (413 above)",
+    ),
+    "max_in_flight": Setting(
+        "LLM_GATEWAY_MAX_IN_FLIGHT", parse_int(minimum=1), 256, "requests served at once; more get 429"
+    ),
+    "upstream_timeout": Setting(
+        "LLM_GATEWAY_UPSTREAM_TIMEOUT_SECONDS", parse_float(), 60.0, "time allowed for the upstream's answer"
+    ),
+    "cache_entries": Setting(
+        "LLM_GATEWAY_CACHE_ENTRIES", parse_int(), 1024, "response-cache size (0: no cache)"
+    ),
+    "cache_ttl": Setting(
+        "LLM_GATEWAY_CACHE_TTL_SECONDS", parse_float(), 300.0, "response-cache entry lifetime"
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -23,18 +61,7 @@ class GatewaySettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
-        settings = cls(
-            host=env_str("LLM_GATEWAY_HOST", "127.0.0.1", env),
-            port=env_int("LLM_GATEWAY_PORT", 8080, env),
-            orchestrator_url=env_str("LLM_ORCHESTRATOR_URL", "http://127.0.0.1:8081", env),
-            api_keys=env_list("LLM_GATEWAY_API_KEYS", env),
-            insecure_no_auth=env_bool("LLM_GATEWAY_INSECURE_NO_AUTH", False, env),
-            max_body_bytes=env_int("LLM_GATEWAY_MAX_BODY_BYTES", 1 << 20, env, minimum=1),
-            max_in_flight=env_int("LLM_GATEWAY_MAX_IN_FLIGHT", 256, env, minimum=1),
-            upstream_timeout=env_float("LLM_GATEWAY_UPSTREAM_TIMEOUT_SECONDS", 60.0, env),
-            cache_entries=env_int("LLM_GATEWAY_CACHE_ENTRIES", 1024, env),
-            cache_ttl=env_float("LLM_GATEWAY_CACHE_TTL_SECONDS", 300.0, env),
-        )
+        settings = cls(**read_table(SETTINGS, env))
         settings.check()
         return settings
 

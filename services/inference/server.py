@@ -18,7 +18,7 @@ from grpc_health.v1._async import HealthServicer
 from opentelemetry import context as otel_context, trace
 from opentelemetry.trace import Span
 
-from services.common.env import env_float, env_int, env_str
+from services.common.env import read_table
 from services.common.models import ModelSpec, load_catalog
 from services.common.probes import Probes, add_metrics, add_probes
 from services.inference.engine import Engine, SimulatedEngine, tokenize
@@ -39,6 +39,32 @@ from telemetry import (
 )
 from telemetry.gpu import annotate_span
 from telemetry.semconv import ErrorType
+from telemetry.settings import Setting, parse_float, parse_int, parse_str
+
+SETTINGS: dict[str, Setting[Any]] = {
+    "address": Setting("LLM_INFERENCE_ADDRESS", parse_str, "127.0.0.1:50051", "gRPC host:port to listen on"),
+    "max_batch_size": Setting(
+        "LLM_INFERENCE_MAX_BATCH_SIZE", parse_int(minimum=1), 8, "requests batched into one prefill"
+    ),
+    "max_wait": Setting(
+        "LLM_INFERENCE_MAX_WAIT_SECONDS",
+        parse_float(),
+        0.005,
+        "longest a request waits for its batch to fill",
+    ),
+    "time_scale": Setting(
+        "LLM_INFERENCE_TIME_SCALE", parse_float(), 1.0, "speed of the simulated engine (0: instant)"
+    ),
+    "gpu_index": Setting(
+        "LLM_INFERENCE_GPU_INDEX", parse_int(), 0, "the NVML device the server reports as its own"
+    ),
+    "http_address": Setting(
+        "LLM_INFERENCE_HTTP_ADDRESS",
+        parse_str,
+        "127.0.0.1:8082",
+        "host:port of the side port for `/health`, `/ready` and `/metrics` (empty: none)",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -53,14 +79,7 @@ class InferenceSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> InferenceSettings:
-        return cls(
-            address=env_str("LLM_INFERENCE_ADDRESS", "127.0.0.1:50051", env),
-            max_batch_size=env_int("LLM_INFERENCE_MAX_BATCH_SIZE", 8, env, minimum=1),
-            max_wait=env_float("LLM_INFERENCE_MAX_WAIT_SECONDS", 0.005, env),
-            time_scale=env_float("LLM_INFERENCE_TIME_SCALE", 1.0, env),
-            gpu_index=env_int("LLM_INFERENCE_GPU_INDEX", 0, env),
-            http_address=env_str("LLM_INFERENCE_HTTP_ADDRESS", "127.0.0.1:8082", env),
-        )
+        return cls(**read_table(SETTINGS, env))
 
 
 @dataclass

@@ -25,7 +25,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from pydantic import BaseModel, Field, ValidationError
 from starlette.background import BackgroundTask
 
-from services.common.env import env_float, env_int, env_str
+from services.common.env import read_table
 from services.common.probes import Probes, add_metrics, add_probes
 from services.orchestrator.pipeline import Coalescer, Retriever, Shed, StageGate
 from services.proto import inference_pb2 as pb, inference_pb2_grpc as pb_grpc
@@ -38,8 +38,30 @@ from telemetry import (
     semconv as sc,
 )
 from telemetry.semconv import ErrorType, Outcome
+from telemetry.settings import Setting, parse_float, parse_int, parse_str
 
 STAGES = ("retrieve", "infer", "postprocess")
+
+
+SETTINGS: dict[str, Setting[Any]] = {
+    "host": Setting("LLM_ORCHESTRATOR_HOST", parse_str, "127.0.0.1", "address to listen on"),
+    "port": Setting("LLM_ORCHESTRATOR_PORT", parse_int(), 8081, "port to listen on"),
+    "inference_target": Setting(
+        "LLM_INFERENCE_TARGET", parse_str, "127.0.0.1:50051", "the inference server's gRPC host:port"
+    ),
+    "stage_concurrency": Setting(
+        "LLM_ORCHESTRATOR_STAGE_CONCURRENCY", parse_int(minimum=1), 16, "requests each stage runs at once"
+    ),
+    "queue_capacity": Setting(
+        "LLM_ORCHESTRATOR_QUEUE_CAPACITY",
+        parse_int(minimum=1),
+        64,
+        "requests a stage holds, running or waiting; more are shed (503)",
+    ),
+    "infer_timeout": Setting(
+        "LLM_ORCHESTRATOR_INFER_TIMEOUT_SECONDS", parse_float(), 30.0, "deadline of each inference call"
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -53,14 +75,7 @@ class OrchestratorSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OrchestratorSettings:
-        return cls(
-            host=env_str("LLM_ORCHESTRATOR_HOST", "127.0.0.1", env),
-            port=env_int("LLM_ORCHESTRATOR_PORT", 8081, env),
-            inference_target=env_str("LLM_INFERENCE_TARGET", "127.0.0.1:50051", env),
-            stage_concurrency=env_int("LLM_ORCHESTRATOR_STAGE_CONCURRENCY", 16, env, minimum=1),
-            queue_capacity=env_int("LLM_ORCHESTRATOR_QUEUE_CAPACITY", 64, env, minimum=1),
-            infer_timeout=env_float("LLM_ORCHESTRATOR_INFER_TIMEOUT_SECONDS", 30.0, env),
-        )
+        return cls(**read_table(SETTINGS, env))
 
 
 class Message(BaseModel):

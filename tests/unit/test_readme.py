@@ -34,3 +34,14 @@ def test_every_setting_is_documented() -> None:
     for setting in SETTINGS.values():
         if setting.env != "OTEL_SDK_DISABLED":  # standard, listed among the OTEL_* variables
             assert f"`{setting.env}`" in README, setting.env
+
+
+def test_each_services_settings_table_is_the_generated_one() -> None:
+    from services.gateway.settings import SETTINGS as gateway
+    from services.inference.server import SETTINGS as inference
+    from services.orchestrator.app import SETTINGS as orchestrator
+    from telemetry.settings import markdown_table
+
+    for name, table in (("Gateway", gateway), ("Orchestrator", orchestrator), ("Inference", inference)):
+        expected = f"**{name}**\n\n{markdown_table(table.values())}\n"
+        assert expected in README, f"{name} settings table is stale"
