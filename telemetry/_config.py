@@ -25,9 +25,6 @@ from telemetry.settings import Setting, markdown_table, parse_bool, parse_nonemp
 T = TypeVar("T")
 
 
-
-
-
 def parse_tristate(raw: str) -> bool | None:
     """``auto`` → None (decide at run time), otherwise a boolean."""
     return None if raw.strip().lower() == "auto" else parse_bool(raw)
@@ -38,8 +35,6 @@ def parse_protocol(raw: str) -> str:
     if value not in {"grpc", "http/protobuf"}:
         raise ValueError("expected 'grpc' or 'http/protobuf'")
     return value
-
-
 
 
 METRICS_EXPORTERS = ("otlp", "prometheus")
@@ -58,8 +53,6 @@ def parse_metrics_exporters(raw: str) -> tuple[str, ...]:
     return names
 
 
-
-
 PROPAGATOR_ENTRY_POINTS = "opentelemetry_propagator"
 
 
@@ -76,8 +69,6 @@ def parse_propagators(raw: str) -> tuple[str, ...]:
             f" (installed: {', '.join(sorted(installed))})"
         )
     return names
-
-
 
 
 def _version() -> str:
