@@ -26,11 +26,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=150, help="requests per round")
     parser.add_argument("--concurrency", type=int, default=6)
     parser.add_argument("--interval", type=float, default=30.0, help="seconds between rounds")
+    parser.add_argument(
+        "--pull",
+        action="store_true",
+        help="Prometheus scrapes each service's /metrics instead of the Collector pushing their metrics",
+    )
     args = parser.parse_args(argv)
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    config = StackConfig(scrape_interval="2s", connector_flush="2s")
+    config = StackConfig(
+        scrape_interval="2s", connector_flush="2s", service_metrics="pull" if args.pull else "push"
+    )
     stack = Stack(config)
     specs, addresses = service_specs(stack)
     try:
