@@ -17,7 +17,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 
 from telemetry import instruments, semconv
@@ -27,6 +27,7 @@ from telemetry._exposition import MetricsApp, MetricsServer
 from telemetry._handle import InstrumentationHandle
 from telemetry._prometheus import PrometheusMetricReader
 from telemetry._propagation import configured_propagator
+from telemetry._selfmetrics import CountingBatchSpanProcessor, CountingMetricExporter, PipelineCounts
 from telemetry.views import DEFAULT_VIEWS
 
 logger = logging.getLogger("telemetry")
@@ -157,13 +158,16 @@ def build_telemetry(
     """
     settings = load_settings(arguments)
     resource = _resource(settings, explicit_settings(arguments), resource_attributes)
-    readers = _metric_readers(settings, metric_readers)
+    counts = PipelineCounts()  # what the processor and exporters built here drop or fail to send
+    readers = _metric_readers(settings, metric_readers, counts)
     pull = next((r for r in readers if isinstance(r, PrometheusMetricReader)), None)
     tracer_provider = TracerProvider(resource=resource, id_generator=id_generator)
     meter_provider = MeterProvider(resource=resource, metric_readers=readers, views=DEFAULT_VIEWS)
     if settings.traces and not settings.sdk_disabled:
-        for processor in span_processors or [BatchSpanProcessor(_span_exporter(settings))]:
+        for processor in span_processors or [_span_processor(settings, counts)]:
             tracer_provider.add_span_processor(processor)
+    if span_processors is None or metric_readers is None:
+        counts.register(meter_provider)
     built = Telemetry(settings, resource, tracer_provider, meter_provider, prometheus_reader=pull)
     built._arguments = {k: v for k, v in arguments.items() if v is not None}
     _observe_uptime(meter_provider)
@@ -222,7 +226,7 @@ def _resource(settings: TelemetrySettings, explicit: set[str], extra: Mapping[st
 
 
 def _metric_readers(
-    settings: TelemetrySettings, readers: Sequence[MetricReader] | None
+    settings: TelemetrySettings, readers: Sequence[MetricReader] | None, counts: PipelineCounts | None = None
 ) -> list[MetricReader]:
     if readers is not None:
         return list(readers)
@@ -233,7 +237,11 @@ def _metric_readers(
         if name == "prometheus":
             made.append(PrometheusMetricReader())
         else:
-            made.append(PeriodicExportingMetricReader(_otlp_metric_exporter(settings)))
+            kind = f"otlp_{_transport(settings)}_metric_exporter"
+            exporter = CountingMetricExporter(
+                _otlp_metric_exporter(settings), counts or PipelineCounts(), kind
+            )
+            made.append(PeriodicExportingMetricReader(exporter))
     return made
 
 
@@ -245,6 +253,16 @@ def _otlp_metric_exporter(settings: TelemetrySettings) -> MetricExporter:
     from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
     return OTLPMetricExporter()
+
+
+def _transport(settings: TelemetrySettings) -> str:
+    return "http" if settings.protocol == "http/protobuf" else "grpc"
+
+
+def _span_processor(settings: TelemetrySettings, counts: PipelineCounts) -> SpanProcessor:
+    """The SDK's batching processor (``OTEL_BSP_*``), counting its drops and export outcomes."""
+    kind = f"otlp_{_transport(settings)}_span_exporter"
+    return CountingBatchSpanProcessor(_span_exporter(settings), counts, exporter_type=kind)
 
 
 def _span_exporter(settings: TelemetrySettings) -> SpanExporter:

@@ -499,6 +499,50 @@ LLM_TELEMETRY_GPU_AVAILABLE: Final = MetricSpec(
     "1 when NVML collection works; 0 with llm.telemetry.reason saying why not.",
 )
 
+# The SDK's own pipeline (telemetry._selfmetrics): semconv's SDK self-observability names (otel.sdk.*), so
+# nothing the SDK drops or fails to export goes uncounted. Failures carry error.type; none on success.
+OTEL_COMPONENT_TYPE: Final = "otel.component.type"
+"""The kind of SDK component: ``batching_span_processor``, ``otlp_grpc_span_exporter``, ..."""
+OTEL_COMPONENT_NAME: Final = "otel.component.name"
+"""One component instance in the process: ``<otel.component.type>/<n>``."""
+ERROR_QUEUE_FULL: Final = "queue_full"
+"""``error.type`` of a span the batching processor dropped because its queue was full (semconv's value)."""
+ERROR_ALREADY_SHUTDOWN: Final = "already_shutdown"
+"""``error.type`` of a span ended after the processor shut down (semconv's value)."""
+OTEL_SDK_PROCESSOR_SPAN_PROCESSED: Final = MetricSpec(
+    "otel.sdk.processor.span.processed",
+    "{span}",
+    Kind.OBSERVABLE_COUNTER,
+    "Spans the batching processor finished with: handed to the exporter (no error.type) or dropped "
+    "(error.type queue_full or already_shutdown).",
+)
+OTEL_SDK_PROCESSOR_SPAN_QUEUE_SIZE: Final = MetricSpec(
+    "otel.sdk.processor.span.queue.size",
+    "{span}",
+    Kind.OBSERVABLE_UP_DOWN_COUNTER,
+    "Spans waiting in the batching processor's queue.",
+)
+OTEL_SDK_PROCESSOR_SPAN_QUEUE_CAPACITY: Final = MetricSpec(
+    "otel.sdk.processor.span.queue.capacity",
+    "{span}",
+    Kind.OBSERVABLE_UP_DOWN_COUNTER,
+    "Spans the batching processor's queue can hold (OTEL_BSP_MAX_QUEUE_SIZE).",
+)
+OTEL_SDK_EXPORTER_SPAN_EXPORTED: Final = MetricSpec(
+    "otel.sdk.exporter.span.exported",
+    "{span}",
+    Kind.OBSERVABLE_COUNTER,
+    "Spans whose export finished, after the exporter's own retries: delivered (no error.type) or lost "
+    "(error.type says why).",
+)
+OTEL_SDK_EXPORTER_METRIC_DATA_POINT_EXPORTED: Final = MetricSpec(
+    "otel.sdk.exporter.metric_data_point.exported",
+    "{data_point}",
+    Kind.OBSERVABLE_COUNTER,
+    "Metric data points whose export finished, after the exporter's own retries: delivered (no "
+    "error.type) or lost (error.type says why).",
+)
+
 METRICS: Final[dict[str, MetricSpec]] = {
     spec.name: spec for spec in globals().copy().values() if isinstance(spec, MetricSpec)
 }

@@ -17,6 +17,7 @@ from services.inference.scheduler import BatchScheduler
 from services.inference.server import InferenceServicer
 from services.orchestrator.app import Orchestrator, OrchestratorSettings
 from telemetry import gpu, semconv, testing
+from telemetry._selfmetrics import PipelineCounts
 from telemetry.instrumentation.asgi import TelemetryMiddleware
 from telemetry.instrumentation.grpc import TelemetryServerInterceptor, client_interceptors
 from telemetry.instrumentation.httpx import instrument_httpx
@@ -66,6 +67,7 @@ def _create_everything() -> None:
     InferenceServicer(models, scheduler, engine, t)
     device = FakeDevice(processes=[FakeProcess(os.getpid(), 1 << 20)])
     handle = gpu.instrument_gpu(t.meter_provider, nvml=FakeNvml([device]))
+    PipelineCounts().register(mp)  # configure()'s counts of SDK drops and failed exports
     capture.reader.get_metrics_data()  # run the observable callbacks once
     handle.uninstrument()
     capture.shutdown()
