@@ -15,9 +15,18 @@ from deploy.grafana.generate._build import (
     grouped,
     rate,
     right_axis,
+    series,
     stat,
     timeseries,
 )
+from telemetry import semconv as sc
+
+SDK_PROCESSED = series(sc.OTEL_SDK_PROCESSOR_SPAN_PROCESSED)
+SDK_SPANS_EXPORTED = series(sc.OTEL_SDK_EXPORTER_SPAN_EXPORTED)
+SDK_POINTS_EXPORTED = series(sc.OTEL_SDK_EXPORTER_METRIC_DATA_POINT_EXPORTED)
+SDK_QUEUE_SIZE = series(sc.OTEL_SDK_PROCESSOR_SPAN_QUEUE_SIZE)
+SDK_QUEUE_CAPACITY = series(sc.OTEL_SDK_PROCESSOR_SPAN_QUEUE_CAPACITY)
+LOST = 'error_type!=""'
 
 
 def _per(label: str, *metrics: tuple[str, str]) -> list[Query]:
@@ -153,11 +162,56 @@ def build() -> Dashboard:
             ),
         ),
     ]
+    sdk = [
+        stat(
+            "Lost in the services' SDKs",
+            "Spans dropped at a full batching queue or after shutdown, and spans and metric points whose "
+            "export failed after its retries, over the dashboard's time range, summed over the services. 0 "
+            "while nothing is lost.",
+            "short",
+            " + ".join(
+                f"(sum(increase({metric}{{{LOST}}}[$__range])) or vector(0))"
+                for metric in (SDK_PROCESSED, SDK_SPANS_EXPORTED, SDK_POINTS_EXPORTED)
+            ),
+            steps=[("green", None), ("red", 1)],
+            decimals=0,
+        ),
+        stat(
+            "Fullest SDK span queue",
+            f"Largest {SDK_QUEUE_SIZE} / capacity over the services: at 100 % new spans are dropped "
+            "(queue_full).",
+            "percentunit",
+            agg("max", "", f"{SDK_QUEUE_SIZE} / {SDK_QUEUE_CAPACITY}"),
+            steps=[("green", None), ("orange", 0.5), ("red", 0.9)],
+        ),
+        timeseries(
+            "SDK outcomes per service",
+            "What each service's OTel SDK did with its telemetry (semconv otel.sdk.* self-metrics): spans "
+            "handed to the exporter or dropped (error_type queue_full, already_shutdown), and spans and "
+            "metric points delivered or lost (error_type: why). The Collector counts its own losses above.",
+            "short",
+            grouped("sum", "job, error_type", rate(SDK_PROCESSED), "processed"),
+            grouped("sum", "job, error_type", rate(SDK_SPANS_EXPORTED), "spans exported"),
+            grouped("sum", "job, error_type", rate(SDK_POINTS_EXPORTED), "points exported"),
+        ),
+        timeseries(
+            "SDK span queue per service",
+            f"{SDK_QUEUE_SIZE} against its capacity (dashed): a queue that stays full drops spans.",
+            "short",
+            grouped("max", "job", SDK_QUEUE_SIZE),
+            grouped("max", "job", SDK_QUEUE_CAPACITY, "capacity"),
+            overrides=[dashed("^capacity .*")],
+        ),
+    ]
     return dashboard_model(
         PIPELINE_HEALTH,
         "Is telemetry arriving? The Collector's receivers, processors, exporters and queues, the services "
         "that report, and the alerts that fire.",
         ["llm", "opentelemetry", "collector"],
         OVERVIEW,
-        sections=[("Collector", collector), ("Alerts and reporting services", reporting)],
+        sections=[
+            ("Collector", collector),
+            ("Services' SDK pipeline", sdk),
+            ("Alerts and reporting services", reporting),
+        ],
     )
