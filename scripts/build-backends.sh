@@ -2,7 +2,8 @@
 # Builds the real backends from their Go modules and caches the binaries outside the repo.
 #
 #   scripts/build-backends.sh [TARGET ...]   build what is missing of otelcol, prometheus, jaeger,
-#                                            alertmanager (default: all)
+#                                            alertmanager, etcd, kube (kube-apiserver + kubectl), helm
+#                                            (default: all)
 #   scripts/build-backends.sh --print                                       print NAME=path lines
 #
 # Versions come from deploy/versions.env; the Collector's components from collector/builder-config.yaml.
@@ -27,6 +28,9 @@ otelcol_dir="$cache/bin/otelcol-llm-$OTELCOL_VERSION-$manifest_hash"
 prometheus_dir="$cache/bin/prometheus-$PROMETHEUS_VERSION"
 jaeger_dir="$cache/bin/jaeger-$JAEGER_VERSION"
 alertmanager_dir="$cache/bin/alertmanager-$ALERTMANAGER_VERSION"
+etcd_dir="$cache/bin/etcd-$ETCD_VERSION"
+kube_dir="$cache/bin/kube-$KUBERNETES_VERSION"
+helm_dir="$cache/bin/helm-$HELM_VERSION"
 
 print_paths() {
   echo "OTELCOL=$otelcol_dir/otelcol-llm"
@@ -34,6 +38,10 @@ print_paths() {
   echo "PROMTOOL=$prometheus_dir/promtool"
   echo "JAEGER=$jaeger_dir/jaeger"
   echo "ALERTMANAGER=$alertmanager_dir/alertmanager"
+  echo "ETCD=$etcd_dir/etcd"
+  echo "KUBE_APISERVER=$kube_dir/kube-apiserver"
+  echo "KUBECTL=$kube_dir/kubectl"
+  echo "HELM=$helm_dir/helm"
 }
 
 log() { printf '[backends %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -139,6 +147,85 @@ build_jaeger() {
   rm -rf "$jaeger_dir" "$work"; mv "$jaeger_dir.tmp" "$jaeger_dir"
 }
 
+# etcd, kube-apiserver, kubectl and helm exist for one purpose: tests/e2e/test_helm.py renders the chart
+# and has a throwaway API server validate it (kubectl apply --dry-run=server). Recipe and measurements:
+# shared/reference/kubernetes.md.
+
+build_etcd() {
+  [[ -x $etcd_dir/etcd ]] && { log "etcd $ETCD_VERSION cached ($etcd_dir)"; return; }
+  require_go
+  log "building etcd $ETCD_VERSION"
+  # go install refuses go.etcd.io/etcd/server/v3 (its go.mod has replace lines); as a dependency of a
+  # throwaway module the replaces are ignored and the published api/client modules are used.
+  local work="$cache/work/etcd-$ETCD_VERSION"
+  rm -rf "$work"; mkdir -p "$work" "$etcd_dir.tmp"
+  (
+    cd "$work"
+    go mod init llmtel/etcd-build >/dev/null 2>&1
+    with_progress "download etcd's modules" go get "go.etcd.io/etcd/server/v3@v$ETCD_VERSION"
+    with_progress "go build etcd" env CGO_ENABLED=0 go build -ldflags "-s -w" \
+      -o "$etcd_dir.tmp/etcd" go.etcd.io/etcd/server/v3
+  )
+  rm -rf "$etcd_dir" "$work"; mv "$etcd_dir.tmp" "$etcd_dir"
+}
+
+# Every staging module k8s.io/kubernetes requires at v0.0.0 (each served at v0.<minor>.<patch>).
+KUBE_STAGING=(api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider
+  cluster-bootstrap code-generator component-base component-helpers controller-manager cri-api cri-client
+  cri-streaming csi-translation-lib dynamic-resource-allocation endpointslice externaljwt kms
+  kube-aggregator kube-controller-manager kube-proxy kube-scheduler kubectl kubelet metrics mount-utils
+  pod-security-admission sample-apiserver streaming)
+
+build_kube() {
+  [[ -x $kube_dir/kube-apiserver && -x $kube_dir/kubectl ]] \
+    && { log "kube-apiserver + kubectl $KUBERNETES_VERSION cached ($kube_dir)"; return; }
+  require_go
+  log "building kube-apiserver + kubectl $KUBERNETES_VERSION (cold: about 8 minutes)"
+  local v=$KUBERNETES_VERSION major=${KUBERNETES_VERSION%%.*} rest=${KUBERNETES_VERSION#*.}
+  local minor=${rest%%.*} staging="v0.${KUBERNETES_VERSION#*.}"
+  local work="$cache/work/kube-$v"
+  rm -rf "$work"; mkdir -p "$work" "$kube_dir.tmp"
+  {
+    echo "module llmtel/kube-build"
+    echo
+    echo "go 1.26.0"
+    echo
+    echo "replace ("
+    local m
+    for m in "${KUBE_STAGING[@]}"; do echo "	k8s.io/$m => k8s.io/$m $staging"; done
+    echo ")"
+  } >"$work/go.mod"
+  # The version stamp hack/lib/version.sh sets: without it the server says v0.0.0-master+$Format:%H$,
+  # which `kubectl version` cannot parse and a chart's kubeVersion constraint rejects.
+  local ldflags="-s -w"
+  local pkg
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=v$v -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
+  done
+  (
+    cd "$work"
+    with_progress "download kubernetes' modules" go get -tool \
+      "k8s.io/kubernetes/cmd/kube-apiserver@v$v" "k8s.io/kubernetes/cmd/kubectl@v$v"
+    with_progress "go build kube-apiserver" env CGO_ENABLED=0 go build -ldflags "$ldflags" \
+      -o "$kube_dir.tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
+    with_progress "go build kubectl" env CGO_ENABLED=0 go build -ldflags "$ldflags" \
+      -o "$kube_dir.tmp/kubectl" k8s.io/kubernetes/cmd/kubectl
+  )
+  rm -rf "$kube_dir" "$work"; mv "$kube_dir.tmp" "$kube_dir"
+}
+
+build_helm() {
+  [[ -x $helm_dir/helm ]] && { log "helm $HELM_VERSION cached ($helm_dir)"; return; }
+  require_go
+  log "building helm $HELM_VERSION (cold: about 3 minutes)"
+  mkdir -p "$helm_dir.tmp"
+  # The full version string, as upstream's Makefile sets it (otherwise `helm version` says v3.22).
+  with_progress "go install helm" env GOBIN="$helm_dir.tmp" CGO_ENABLED=0 go install \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION" \
+    "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
+  rm -rf "$helm_dir"; mv "$helm_dir.tmp" "$helm_dir"
+}
+
 main() {
   if [[ ${1:-} == --print ]]; then print_paths; return; fi
   mkdir -p "$cache"
@@ -150,14 +237,17 @@ main() {
   local target
   for target in "${targets[@]}"; do
     case $target in
-      otelcol | prometheus | jaeger | alertmanager) ;;
+      otelcol | prometheus | jaeger | alertmanager | etcd | kube | helm) ;;
       all) ;;
-      *) log "unknown target '$target' (otelcol, prometheus, jaeger, alertmanager, all)"; exit 2 ;;
+      *) log "unknown target '$target' (otelcol, prometheus, jaeger, alertmanager, etcd, kube, helm, all)"; exit 2 ;;
     esac
   done
   for target in "${targets[@]}"; do
     case $target in
-      all) build_otelcol; build_prometheus; build_jaeger; build_alertmanager ;;
+      all)
+        build_otelcol; build_prometheus; build_jaeger; build_alertmanager
+        build_etcd; build_kube; build_helm
+        ;;
       *) "build_$target" ;;
     esac
   done

@@ -18,6 +18,11 @@ OVERRIDE_VARS = {
     "promtool": "LLMTEL_PROMTOOL",
     "jaeger": "LLMTEL_JAEGER",
     "alertmanager": "LLMTEL_ALERTMANAGER",
+    # The Helm chart's checks (tests/e2e/test_helm.py): a throwaway API server and the Helm CLI.
+    "etcd": "LLMTEL_ETCD",
+    "kube-apiserver": "LLMTEL_KUBE_APISERVER",
+    "kubectl": "LLMTEL_KUBECTL",
+    "helm": "LLMTEL_HELM",
 }
 _PRINT_KEYS = {
     "OTELCOL": "otelcol",
@@ -25,6 +30,10 @@ _PRINT_KEYS = {
     "PROMTOOL": "promtool",
     "JAEGER": "jaeger",
     "ALERTMANAGER": "alertmanager",
+    "ETCD": "etcd",
+    "KUBE_APISERVER": "kube-apiserver",
+    "KUBECTL": "kubectl",
+    "HELM": "helm",
 }
 
 
