@@ -177,6 +177,7 @@ GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
 GEN_AI_REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
 GEN_AI_REQUEST_TEMPERATURE: Final = "gen_ai.request.temperature"
 GEN_AI_REQUEST_STREAM: Final = "gen_ai.request.stream"
+GEN_AI_REQUEST_STOP_SEQUENCES: Final = "gen_ai.request.stop_sequences"
 GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
 GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
 GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
@@ -207,6 +208,10 @@ LLM_GPU_MIG_INSTANCE: Final = "llm.gpu.mig.instance_id"
 LLM_GPU_THROTTLE_REASON: Final = "llm.gpu.throttle.reason"
 LLM_TELEMETRY_STATUS_REASON: Final = "llm.telemetry.reason"
 # span attributes only (never on metric points)
+LLM_GATEWAY_PROVIDER: Final = "llm.gateway.provider"
+"""The catalog id of the provider the gateway called (``gen_ai.provider.name`` is its semconv name)."""
+LLM_GATEWAY_STREAM_CHUNKS: Final = "llm.gateway.stream.chunks"
+"""Content chunks relayed to the client before a stream ended (however it ended)."""
 LLM_GATEWAY_CACHE_HIT: Final = "llm.gateway.cache.hit"
 """Whether the gateway answered from its response cache (non-streaming requests)."""
 LLM_RETRIEVAL_DOCUMENTS: Final = "llm.retrieval.documents"
@@ -245,6 +250,12 @@ class ErrorType(StrEnum):
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"
     UPSTREAM_ERROR = "upstream_error"
     """The next hop failed in a way none of the above names."""
+    UPSTREAM_RATE_LIMITED = "upstream_rate_limited"
+    """The upstream provider refused with 429 (its rate limit or quota, not ours); we answer 429 too."""
+    UPSTREAM_UNAUTHORIZED = "upstream_unauthorized"
+    """The upstream provider refused our credentials (401/403): its API key is wrong or expired (502)."""
+    UPSTREAM_STREAM_BROKEN = "upstream_stream_broken"
+    """The upstream's stream ended before its end: connection lost, a malformed event, or no [DONE]."""
     CANCELLED = "cancelled"
     """The caller went away before the answer was complete."""
 
@@ -320,6 +331,13 @@ GEN_AI_CLIENT_TIME_TO_FIRST_CHUNK: Final = _h(
     "Time from the request to the first streamed chunk, seen by the client.",
     GENAI_DURATION_BUCKETS,
 )
+GEN_AI_CLIENT_TIME_PER_OUTPUT_CHUNK: Final = _h(
+    "gen_ai.client.operation.time_per_output_chunk",
+    "s",
+    "Time from the end of the previous streamed chunk to the end of this one, for each chunk after the "
+    "first, seen by the client.",
+    GENAI_DURATION_BUCKETS,
+)
 GEN_AI_SERVER_REQUEST_DURATION: Final = _h(
     "gen_ai.server.request.duration",
     "s",
@@ -355,6 +373,15 @@ LLM_GATEWAY_CACHE_EVICTIONS: Final = MetricSpec(
     Kind.COUNTER,
     "Entries dropped from the response cache, by llm.cache.eviction.reason (capacity or expired).",
 )
+LLM_GATEWAY_COST: Final = MetricSpec(
+    "llm.gateway.cost.usd",
+    "{USD}",
+    Kind.COUNTER,
+    "Estimated spend in US dollars on upstream calls, from the tokens each reported using and the "
+    "catalog's prices, by gen_ai.provider.name, gen_ai.request.model and gen_ai.token.type.",
+)
+"""UCUM has no currency, so the unit is an annotation, which the Prometheus translation drops: the currency
+is in the name instead, and Prometheus stores ``llm_gateway_cost_usd_total``."""
 LLM_GATEWAY_REJECTED_REQUESTS: Final = MetricSpec(
     "llm.gateway.rejected_requests",
     "{request}",

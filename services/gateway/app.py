@@ -1,11 +1,12 @@
-"""The public API: an OpenAI-compatible subset in front of the orchestrator.
+"""The public API: OpenAI's chat completions in front of the catalog's providers (our pipeline through the
+orchestrator, and OpenAI-compatible upstreams).
 
 ``POST /v1/chat/completions`` (JSON, or server-sent events with ``stream: true``), ``GET /v1/models``,
-``/health``, ``/ready``. Errors use OpenAI's shape ``{"error": {"message", "type", "code"}}`` and leave
-an error span with ``error.type``.
+``/health``, ``/ready``. Errors use OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``
+and leave an error span with ``error.type``.
 
 The parts, one module each: settings, the wire format (``wire``), errors, admission (keys and the
-in-flight limit), the upstream orchestrator, GenAI recording, stream relaying, and the response cache.
+in-flight limit), the upstreams, GenAI recording, stream relaying, and the response cache.
 """
 
 from __future__ import annotations
@@ -19,21 +20,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Observation
-from pydantic import ValidationError
 from starlette.background import BackgroundTask
 
-from services.common.models import ModelSpec, load_catalog
+from services.common.models import Catalog, ModelSpec, ProviderType
 from services.common.probes import Probes, add_metrics, add_probes
 from services.gateway.admission import Admission
 from services.gateway.cache import ResponseCache, request_key
 from services.gateway.errors import ApiError
-from services.gateway.recording import GenAICall
+from services.gateway.recording import GatewayMetrics, GenAICall
 from services.gateway.settings import GatewaySettings
-from services.gateway.streaming import Relay
-from services.gateway.upstream import Orchestrator
-from services.gateway.wire import ChatCompletionRequest, chat_completion
+from services.gateway.upstream import OpenAICompatible, Orchestrator, Upstream
+from services.gateway.wire import ChatCompletionRequest, InvalidRequest, parse_request
 from telemetry import (
-    GenAIClientMetrics,
     Telemetry,
     instrument_fastapi,
     instruments,
@@ -47,11 +45,15 @@ __all__ = ["ApiError", "ChatCompletionRequest", "Gateway", "GatewaySettings", "c
 
 class Gateway:
     def __init__(
-        self, settings: GatewaySettings, telemetry: Telemetry, models: Mapping[str, ModelSpec]
+        self,
+        settings: GatewaySettings,
+        telemetry: Telemetry,
+        models: Catalog | Mapping[str, ModelSpec],
     ) -> None:
         self.settings = settings
         self.telemetry = telemetry
-        self.models = dict(models)
+        self.catalog = models if isinstance(models, Catalog) else Catalog.of(models)
+        self.models = dict(self.catalog.models)
         meter = telemetry.meter_provider.get_meter("services.gateway")
         self.admission = Admission(settings.api_keys, settings.max_in_flight, meter)
         evictions = instruments.create(meter, sc.LLM_GATEWAY_CACHE_EVICTIONS)
@@ -63,9 +65,22 @@ class Gateway:
         self.cache_requests = instruments.create(meter, sc.LLM_GATEWAY_CACHE_REQUESTS)
         instruments.create(meter, sc.LLM_GATEWAY_CACHE_ENTRIES, callbacks=[self._observe_cache])
         self.tracer = trace.get_tracer("services.gateway", tracer_provider=telemetry.tracer_provider)
-        self.genai = GenAIClientMetrics(telemetry.meter_provider)
+        self.metrics = GatewayMetrics(telemetry.meter_provider, meter)
         register_known_values(sc.GEN_AI_REQUEST_MODEL, self.models)
         self.upstream = Orchestrator(settings.orchestrator_url, settings.upstream_timeout, telemetry)
+        """The pipeline's upstream: every ``pipeline`` provider of the catalog."""
+        self.providers: dict[str, Upstream] = {
+            p.id: self.upstream if p.type is ProviderType.PIPELINE else OpenAICompatible(p, telemetry)
+            for p in self.catalog.providers.values()
+        }
+
+    def upstreams(self) -> list[Upstream]:
+        """Each upstream client once (pipeline providers share the orchestrator's)."""
+        return list({id(u): u for u in [self.upstream, *self.providers.values()]}.values())
+
+    async def close(self) -> None:
+        for upstream in self.upstreams():
+            await upstream.close()
 
     def _observe_cache(self, options: CallbackOptions) -> list[Observation]:
         return [Observation(len(self.cache))]
@@ -87,33 +102,34 @@ class Gateway:
         except ValueError as exc:
             raise ApiError(400, ErrorType.INVALID_REQUEST, f"body is not valid JSON: {exc}") from None
         try:
-            return ChatCompletionRequest.model_validate(payload)
-        except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise ApiError(422, ErrorType.INVALID_REQUEST, f"{where}: {first['msg']}") from None
+            return parse_request(payload)
+        except InvalidRequest as exc:
+            raise ApiError(400, ErrorType.INVALID_REQUEST, str(exc), param=exc.param) from None
 
     def model(self, name: str) -> ModelSpec:
         spec = self.models.get(name)
         if spec is None:
             raise ApiError(
-                404, ErrorType.MODEL_NOT_FOUND, f"The model '{name}' does not exist", code="model_not_found"
+                404,
+                ErrorType.MODEL_NOT_FOUND,
+                f"The model '{name}' does not exist",
+                code="model_not_found",
+                param="model",
             )
         return spec
 
-    def _start_call(self, body: ChatCompletionRequest, spec: ModelSpec, payload: dict[str, Any]) -> GenAICall:
+    def _start_call(self, body: ChatCompletionRequest, spec: ModelSpec) -> GenAICall:
         return GenAICall.start(
             self.tracer,
-            self.genai,
+            self.metrics,
             spec=spec,
+            provider=self.catalog.provider_of(spec),
             body=body,
-            payload=payload,
             capture_content=self.telemetry.settings.capture_content,
         )
 
     async def complete(self, body: ChatCompletionRequest, spec: ModelSpec) -> dict[str, Any]:
-        payload = body.model_dump()
-        key = request_key(payload)
+        key = request_key(body.model_dump())
         cached = self.cache.get(key)
         self.cache_requests.add(
             1,
@@ -125,58 +141,63 @@ class Gateway:
         trace.get_current_span().set_attribute(sc.LLM_GATEWAY_CACHE_HIT, cached is not None)
         if cached is not None:
             return cached
-        call = self._start_call(body, spec, payload)
+        call = self._start_call(body, spec)
         try:
             with trace.use_span(call.span, end_on_exit=False):
-                result = await self.upstream.complete(payload)
+                answer = await self.providers[spec.provider].complete(body, spec)
         except ApiError as exc:
             call.fail(exc.error_type, str(exc))
             raise
         except BaseException as exc:
             call.fail(type(exc).__qualname__, str(exc))
             raise
-        call.usage.input_tokens = result["usage"]["input_tokens"]
-        call.usage.output_tokens = result["usage"]["output_tokens"]
+        call.usage.input_tokens = answer.input_tokens
+        call.usage.output_tokens = answer.output_tokens
         call.succeed(
-            response_id=result["id"],
-            response_model=result["model"],
-            finish_reasons=[result["finish_reason"]],
-            output_text=result["text"],
+            response_id=answer.response_id,
+            response_model=answer.response_model,
+            finish_reasons=answer.finish_reasons,
+            output_text=answer.output_text,
         )
-        response = chat_completion(result)
-        self.cache.put(key, response)
-        return response
+        self.cache.put(key, answer.response)
+        return answer.response
 
     async def open_stream(self, body: ChatCompletionRequest, spec: ModelSpec) -> StreamingResponse:
         """Open the upstream stream first, so failures before the first token get a real status code.
         From then on the stream owns the request's in-flight slot and gives it back when it ends."""
-        payload = body.model_dump()
-        call = self._start_call(body, spec, payload)
+        call = self._start_call(body, spec)
         try:
             with trace.use_span(call.span, end_on_exit=False):
-                upstream = await self.upstream.open_stream(payload)
+                relay = await self.providers[spec.provider].open_stream(
+                    body, spec, call, self.admission.leave
+                )
         except ApiError as exc:
             call.fail(exc.error_type, str(exc))
             raise
-        relay = Relay(upstream, call, self.admission.leave)
+        except BaseException as exc:
+            call.fail(type(exc).__qualname__, str(exc))
+            raise
         return StreamingResponse(
             relay.events(), media_type="text/event-stream", background=BackgroundTask(relay.finish)
         )
 
 
 def create_app(
-    settings: GatewaySettings, telemetry: Telemetry, models: Mapping[str, ModelSpec] | None = None
+    settings: GatewaySettings,
+    telemetry: Telemetry,
+    models: Catalog | Mapping[str, ModelSpec] | None = None,
 ) -> FastAPI:
     """The gateway app, instrumented; ``app.state.instrumentation`` holds the handle of each instrumentation
-    applied (server middleware, upstream httpx client): uninstrumenting them all leaves only the gateway's
-    own spans and metrics."""
-    gateway = Gateway(settings, telemetry, models or load_catalog())
+    applied (server middleware, each upstream's httpx client): uninstrumenting them all leaves only the
+    gateway's own spans and metrics. ``models`` is the catalog (``LLM_MODEL_CATALOG`` when None), or
+    models alone, each on a pipeline provider of its ``provider`` name."""
+    gateway = Gateway(settings, telemetry, models or Catalog.load())
     admission = gateway.admission
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        await gateway.upstream.close()
+        await gateway.close()
 
     app = FastAPI(title="gateway", lifespan=lifespan)
     app.state.gateway = gateway
@@ -227,5 +248,8 @@ def create_app(
     server_instrumentation = instrument_fastapi(
         app, tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
     )
-    app.state.instrumentation = (server_instrumentation, gateway.upstream.instrumentation)
+    app.state.instrumentation = (
+        server_instrumentation,
+        *(upstream.instrumentation for upstream in gateway.upstreams()),
+    )
     return app

@@ -15,13 +15,14 @@ def cache_key(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-ANSWER_FIELDS = ("model", "messages", "max_tokens", "temperature")
-"""What determines a non-streaming answer; ``stream`` does not."""
+ANSWER_FIELDS = ("model", "messages", "max_tokens", "max_completion_tokens", "temperature", "stop")
+"""What determines a non-streaming answer; ``stream``, ``stream_options``, ``user`` and ``n`` (always 1)
+do not."""
 
 
 def request_key(payload: dict[str, Any]) -> str:
     """The cache key of a chat-completions request body (validated, as ``model_dump`` gives it)."""
-    return cache_key({k: payload[k] for k in ANSWER_FIELDS})
+    return cache_key({k: payload.get(k) for k in ANSWER_FIELDS})
 
 
 class ResponseCache:

@@ -1,8 +1,10 @@
-"""Errors answered in OpenAI's shape, and the mapping of the orchestrator's failures onto them."""
+"""Errors answered in OpenAI's shape, and the mapping of the upstreams' failures onto them: the
+orchestrator's (:func:`from_upstream`) and an OpenAI-compatible provider's (:func:`from_provider`)."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from fastapi.responses import JSONResponse
 from opentelemetry import trace
@@ -20,16 +22,22 @@ class ApiError(Exception):
         status: int,
         error_type: str,
         message: str,
+        *,
         code: str | None = None,
         retry_after: int | None = None,
+        param: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.error_type, self.code, self.retry_after = status, error_type, code, retry_after
+        self.param = param
+
+    def body(self) -> dict[str, Any]:
+        return error_body(str(self), self.error_type, self.code, self.param)
 
     def response(self) -> JSONResponse:
         mark_failed(trace.get_current_span(), self.error_type, str(self))
         headers = {"Retry-After": str(self.retry_after)} if self.retry_after else None
-        return JSONResponse(error_body(str(self), self.error_type, self.code), self.status, headers=headers)
+        return JSONResponse(self.body(), self.status, headers=headers)
 
 
 # The orchestrator's status → what our caller gets; its error type is kept where it names the failure.
@@ -54,3 +62,48 @@ def from_upstream(status: int, body: bytes, retry_after: str | None) -> ApiError
         error_type = ErrorType(upstream_type)
     wait = (int(retry_after) if retry_after and retry_after.isdigit() else 1) if ours == 503 else None
     return ApiError(ours, error_type, message, retry_after=wait)
+
+
+# An OpenAI-compatible provider's status → ours. Its 401/403 is our credentials' fault, not the caller's.
+_BY_PROVIDER_STATUS = {
+    400: (400, ErrorType.INVALID_REQUEST),
+    401: (502, ErrorType.UPSTREAM_UNAUTHORIZED),
+    403: (502, ErrorType.UPSTREAM_UNAUTHORIZED),
+    404: (404, ErrorType.MODEL_NOT_FOUND),
+    408: (504, ErrorType.UPSTREAM_TIMEOUT),
+    413: (413, ErrorType.REQUEST_TOO_LARGE),
+    422: (400, ErrorType.INVALID_REQUEST),
+    429: (429, ErrorType.UPSTREAM_RATE_LIMITED),
+    503: (503, ErrorType.UPSTREAM_UNAVAILABLE),
+    504: (504, ErrorType.UPSTREAM_TIMEOUT),
+}
+
+
+def from_provider(
+    provider: str, status: int, body: bytes, retry_after: str | None, secret: str | None
+) -> ApiError:
+    """An OpenAI-compatible provider's error answer as ours; its message is kept (the API key, should the
+    provider echo it, is redacted) except on 401/403, whose text is about our key."""
+    ours, error_type = _BY_PROVIDER_STATUS.get(status, (502, ErrorType.UPSTREAM_ERROR))
+    message, param = provider_error(body)
+    if error_type is ErrorType.UPSTREAM_UNAUTHORIZED:
+        message = "it refused the gateway's credentials"
+    text = f"provider {provider!r} answered {status}" + (f": {message}" if message else "")
+    if secret:
+        text = text.replace(secret, "[REDACTED]")
+    wait = None
+    if ours in (429, 503):
+        wait = int(retry_after) if retry_after and retry_after.isdigit() else 1
+    return ApiError(ours, error_type, text, retry_after=wait, param=param if ours == 400 else None)
+
+
+def provider_error(body: bytes | dict[str, Any]) -> tuple[str, str | None]:
+    """The message and param of an OpenAI-style error (``{"error": {...}}``, or vLLM's flat one)."""
+    try:
+        data = json.loads(body) if isinstance(body, bytes) else body
+        detail = data.get("error", data) if isinstance(data, dict) else {}
+        detail = detail if isinstance(detail, dict) else {"message": detail}
+    except ValueError:
+        return "", None
+    param = detail.get("param")
+    return str(detail.get("message") or "")[:1000], str(param) if param else None

@@ -1,4 +1,10 @@
-"""Relaying the orchestrator's token stream to the client as OpenAI server-sent events."""
+"""Relaying an upstream's token stream to the client as OpenAI server-sent events, each event as it arrives.
+
+Two upstream formats: the orchestrator's NDJSON events (:class:`PipelineRelay`) and an OpenAI-compatible
+provider's own SSE (:class:`SSERelay`, passed through). Either way the client's stream ends cleanly: a
+stream the upstream breaks (connection lost, a malformed event, no end) ends with an error event and
+``[DONE]``, and the call's span says ``error.type=upstream_stream_broken``.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,19 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
+from services.gateway.errors import provider_error
 from services.gateway.recording import GenAICall
-from services.gateway.wire import DONE_EVENT, chunk_event, error_event
+from services.gateway.wire import DONE_EVENT, chunk_event, data_event, error_body, error_event, usage_event
 from telemetry.semconv import ErrorType
+
+
+class StreamBroken(Exception):
+    """The upstream's stream cannot go on; the message says why (for the client and the span)."""
 
 
 @dataclass
@@ -29,44 +41,41 @@ class Relay:
     call: GenAICall
     release: Callable[[], None]
     """Gives back the request's in-flight slot."""
+    wants_usage: bool = False
+    """The client asked for the usage chunk (``stream_options.include_usage``)."""
     error_type: str | None = None
     ended_cleanly: bool = False
-    """The upstream sent its end event: the answer is complete."""
+    """The upstream sent its end: the answer is complete."""
     finished: bool = False
+    response_id: str | None = None
+    response_model: str | None = None
+    finish_reasons: list[str] = field(default_factory=list)
 
     async def events(self) -> AsyncIterator[bytes]:
-        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        created = int(time.time())
-        model = self.call.request.model
         try:
-            async for line in self.upstream.aiter_lines():
-                if not line:
-                    continue
-                event = json.loads(line)
-                if event["type"] == "chunk":
-                    self.call.chunk()
-                    yield chunk_event(completion_id, created, model, {"content": event["text"]}, None)
-                elif event["type"] == "end":
-                    usage = event["usage"]
-                    self.call.usage.input_tokens = usage.get("input_tokens")
-                    self.call.usage.output_tokens = usage.get("output_tokens")
-                    self.ended_cleanly = True
-                    yield chunk_event(completion_id, created, model, {}, event["finish_reason"])
-                else:
-                    self.error_type = str(event["error"]["type"])
-                    yield error_event(event["error"])
+            async for event in self.relay():
+                yield event
+            if not self.ended_cleanly and self.error_type is None:
+                raise StreamBroken("the upstream's stream ended before its end")
             yield DONE_EVENT
-        except (httpx.TransportError, ValueError, KeyError) as exc:
-            self.error_type = ErrorType.UPSTREAM_ERROR
+        except (httpx.TransportError, StreamBroken, ValueError, KeyError, TypeError) as exc:
+            timed_out = isinstance(exc, httpx.TimeoutException)
+            self.error_type = ErrorType.UPSTREAM_TIMEOUT if timed_out else ErrorType.UPSTREAM_STREAM_BROKEN
             self.call.span.record_exception(exc)
-            yield error_event({"type": self.error_type, "message": str(exc)})
+            message = (
+                f"the upstream stream broke after {self.call.chunks} chunks: {exc or type(exc).__name__}"
+            )
+            yield error_event(error_body(message, self.error_type)["error"])
+            yield DONE_EVENT
         except (asyncio.CancelledError, GeneratorExit):
-            self.error_type = (
-                ErrorType.CANCELLED
-            )  # the client went away; closing upstream cancels the pipeline
+            self.error_type = ErrorType.CANCELLED  # the client went away; closing upstream cancels the call
             raise
         finally:
             await self.finish()
+
+    def relay(self) -> AsyncIterator[bytes]:
+        """The client's events from the upstream's; sets :attr:`ended_cleanly` at the upstream's end."""
+        raise NotImplementedError
 
     async def finish(self) -> None:
         if self.finished:
@@ -80,6 +89,102 @@ class Relay:
             if call.first_chunk is None and not self.ended_cleanly and self.error_type is None:
                 self.error_type = ErrorType.CANCELLED  # ended before anything reached the client
             if self.error_type is None:
-                call.succeed()
+                call.succeed(
+                    response_id=self.response_id,
+                    response_model=self.response_model,
+                    finish_reasons=self.finish_reasons,
+                )
             else:
                 call.fail(self.error_type)
+
+
+@dataclass
+class PipelineRelay(Relay):
+    """The orchestrator's NDJSON events (``chunk``, ``end``, ``error``) as ``chat.completion.chunk``s."""
+
+    async def relay(self) -> AsyncIterator[bytes]:
+        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        created = int(time.time())
+        model = self.call.request.model
+        self.response_id, self.response_model = completion_id, model
+        async for line in self.upstream.aiter_lines():
+            if not line:
+                continue
+            event = json.loads(line)
+            if event["type"] == "chunk":
+                self.call.chunk()
+                yield chunk_event(completion_id, created, model, {"content": event["text"]}, None)
+            elif event["type"] == "end":
+                usage = self.call.usage
+                usage.input_tokens = event["usage"].get("input_tokens")
+                usage.output_tokens = event["usage"].get("output_tokens")
+                self.ended_cleanly = True
+                self.finish_reasons.append(event["finish_reason"])
+                yield chunk_event(completion_id, created, model, {}, event["finish_reason"])
+                if self.wants_usage and usage.input_tokens is not None and usage.output_tokens is not None:
+                    yield usage_event(completion_id, created, model, usage.input_tokens, usage.output_tokens)
+            else:
+                self.error_type = str(event["error"]["type"])
+                yield error_event(event["error"])
+
+
+@dataclass
+class SSERelay(Relay):
+    """An OpenAI-compatible provider's SSE, passed through event by event (bytes unchanged unless the
+    usage the gateway asked for, and the client did not, has to come out)."""
+
+    secret: str | None = field(default=None, repr=False)
+    """The provider's API key, redacted from an in-band error should the provider echo it."""
+
+    async def relay(self) -> AsyncIterator[bytes]:
+        async for line in self.upstream.aiter_lines():
+            if not line.startswith("data:"):
+                continue  # blank separators, comments (keep-alives), event: and id: fields
+            data = line[5:].strip()
+            if data == "[DONE]":
+                self.ended_cleanly = self.error_type is None
+                return
+            chunk = json.loads(data)
+            if not isinstance(chunk, dict):
+                raise StreamBroken(f"an event that is not a JSON object: {data[:80]!r}")
+            if "error" in chunk:
+                yield self._error(chunk)
+                return
+            forward = self._observe(chunk)
+            if forward is chunk:
+                yield f"{line}\n\n".encode()
+            elif forward is not None:
+                yield data_event(forward)
+
+    def _observe(self, chunk: dict[str, Any]) -> dict[str, Any] | None:
+        """Record what ``chunk`` says; returns what the client gets (``chunk`` itself, a copy, or None)."""
+        if self.response_id is None:
+            self.response_id, self.response_model = chunk.get("id"), chunk.get("model")
+        content = False
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            if delta.get("content") or delta.get("tool_calls"):
+                content = True
+            if choice.get("finish_reason"):
+                self.finish_reasons.append(str(choice["finish_reason"]))
+        if content:
+            self.call.chunk()
+        usage = chunk.get("usage")
+        if not isinstance(usage, dict):
+            return chunk
+        self.call.usage.input_tokens = usage.get("prompt_tokens")
+        self.call.usage.output_tokens = usage.get("completion_tokens")
+        if self.wants_usage:
+            return chunk
+        stripped = {k: v for k, v in chunk.items() if k != "usage"}
+        carries = content or any(c.get("finish_reason") for c in chunk.get("choices") or ())
+        return stripped if carries else None
+
+    def _error(self, chunk: dict[str, Any]) -> bytes:
+        """The provider failed in-band: its message, in our error shape, as the stream's last event."""
+        self.error_type = ErrorType.UPSTREAM_ERROR
+        message, _ = provider_error(chunk)
+        if self.secret:
+            message = message.replace(self.secret, "[REDACTED]")
+        self.call.span.add_event("upstream_error", {"message": message})
+        return error_event(error_body(f"the provider failed mid-stream: {message}", self.error_type)["error"])

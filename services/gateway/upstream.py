@@ -1,20 +1,67 @@
-"""The orchestrator as the gateway's upstream: one call, one stream, one health check, each failure
-turned into the :class:`ApiError` our caller gets."""
+"""The gateway's upstreams: our orchestrator, and OpenAI-compatible providers. Each answers a request whole
+(:class:`Answer`) or as a stream (a :class:`~services.gateway.streaming.Relay`), and turns every failure
+into the :class:`ApiError` our caller gets.
+
+Each has its own httpx client, instrumented (CLIENT spans, metrics, W3C trace context sent upstream), with
+no retries: a request that reached a provider may be billed, so it is never sent twice.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import httpx
 
-from services.gateway.errors import ApiError, from_upstream
+from services.common.models import ModelSpec, ProviderSpec
+from services.gateway.errors import ApiError, from_provider, from_upstream
+from services.gateway.recording import GenAICall
+from services.gateway.streaming import PipelineRelay, Relay, SSERelay
+from services.gateway.wire import ChatCompletionRequest, chat_completion
 from telemetry import InstrumentationHandle, Telemetry, instrument_httpx
 from telemetry.semconv import ErrorType
 
+CONNECT_TIMEOUT = 5.0
 
-class Orchestrator:
-    def __init__(self, base_url: str, timeout: float, telemetry: Telemetry) -> None:
-        self.client = httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(timeout, connect=5.0))
+
+@dataclass(frozen=True)
+class Answer:
+    """A whole answer: the ``chat.completion`` the client gets, and what the call records of it."""
+
+    response: dict[str, Any]
+    input_tokens: int | None
+    output_tokens: int | None
+    response_id: str | None = None
+    response_model: str | None = None
+    finish_reasons: list[str] = field(default_factory=list)
+    output_text: str | None = None
+
+
+class Upstream(Protocol):
+    instrumentation: InstrumentationHandle
+
+    async def complete(self, body: ChatCompletionRequest, spec: ModelSpec) -> Answer: ...
+
+    async def open_stream(
+        self, body: ChatCompletionRequest, spec: ModelSpec, call: GenAICall, release: Callable[[], None]
+    ) -> Relay:
+        """The stream, its status checked: a failure before the first token is an ApiError."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class _Client:
+    def __init__(
+        self, base_url: str, timeout: float, telemetry: Telemetry, headers: dict[str, str] | None = None
+    ) -> None:
+        self.client = httpx.AsyncClient(
+            base_url=base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout)),
+            transport=httpx.AsyncHTTPTransport(retries=0),
+        )
         self.instrumentation: InstrumentationHandle = instrument_httpx(
             self.client, tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
         )
@@ -22,28 +69,48 @@ class Orchestrator:
     async def close(self) -> None:
         await self.client.aclose()
 
-    async def complete(self, payload: dict[str, Any]) -> dict[str, Any]:
+    async def _send(self, request: httpx.Request, stream: bool = False) -> httpx.Response:
         try:
-            response = await self.client.post("/v1/generate", json={**payload, "stream": False})
+            return await self.client.send(request, stream=stream)
         except httpx.HTTPError as exc:
-            raise _transport_error(exc) from None
+            raise self._transport_error(exc) from None
+
+    def _transport_error(self, exc: httpx.HTTPError) -> ApiError:
+        raise NotImplementedError
+
+
+class Orchestrator(_Client):
+    def __init__(self, base_url: str, timeout: float, telemetry: Telemetry) -> None:
+        super().__init__(base_url, timeout, telemetry)
+
+    async def complete(self, body: ChatCompletionRequest, spec: ModelSpec) -> Answer:
+        payload = {**body.pipeline_payload(), "stream": False}
+        response = await self._send(self.client.build_request("POST", "/v1/generate", json=payload))
         if response.status_code != 200:
             raise from_upstream(response.status_code, response.content, response.headers.get("retry-after"))
         result: dict[str, Any] = response.json()
-        return result
+        usage = result["usage"]
+        return Answer(
+            chat_completion(result),
+            usage["input_tokens"],
+            usage["output_tokens"],
+            result["id"],
+            result["model"],
+            [result["finish_reason"]],
+            result["text"],
+        )
 
-    async def open_stream(self, payload: dict[str, Any]) -> httpx.Response:
-        """The streaming response, its status checked: a failure before the first token is an ApiError."""
-        request = self.client.build_request("POST", "/v1/generate", json={**payload, "stream": True})
-        try:
-            upstream = await self.client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc) from None
+    async def open_stream(
+        self, body: ChatCompletionRequest, spec: ModelSpec, call: GenAICall, release: Callable[[], None]
+    ) -> Relay:
+        payload = {**body.pipeline_payload(), "stream": True}
+        request = self.client.build_request("POST", "/v1/generate", json=payload)
+        upstream = await self._send(request, stream=True)
         if upstream.status_code != 200:
-            body = await upstream.aread()
+            content = await upstream.aread()
             await upstream.aclose()
-            raise from_upstream(upstream.status_code, body, upstream.headers.get("retry-after"))
-        return upstream
+            raise from_upstream(upstream.status_code, content, upstream.headers.get("retry-after"))
+        return PipelineRelay(upstream, call, release, wants_usage=body.wants_usage)
 
     async def problem(self) -> str | None:
         """Why the orchestrator cannot serve now, or None (for /ready)."""
@@ -53,8 +120,72 @@ class Orchestrator:
             return str(exc) or type(exc).__name__
         return None if response.status_code == 200 else f"health answered {response.status_code}"
 
+    def _transport_error(self, exc: httpx.HTTPError) -> ApiError:
+        if isinstance(exc, httpx.TimeoutException):
+            return ApiError(504, ErrorType.UPSTREAM_TIMEOUT, "the orchestrator did not answer in time")
+        return ApiError(502, ErrorType.UPSTREAM_UNAVAILABLE, f"cannot reach the orchestrator: {exc}")
 
-def _transport_error(exc: httpx.HTTPError) -> ApiError:
-    if isinstance(exc, httpx.TimeoutException):
-        return ApiError(504, ErrorType.UPSTREAM_TIMEOUT, "the orchestrator did not answer in time")
-    return ApiError(502, ErrorType.UPSTREAM_UNAVAILABLE, f"cannot reach the orchestrator: {exc}")
+
+class OpenAICompatible(_Client):
+    """A provider with OpenAI's ``POST {base_url}/chat/completions``."""
+
+    def __init__(self, provider: ProviderSpec, telemetry: Telemetry) -> None:
+        headers = {"Authorization": f"Bearer {provider.api_key}"} if provider.api_key else None
+        super().__init__(provider.base_url, provider.timeout, telemetry, headers)
+        self.provider = provider
+
+    def _request(self, body: ChatCompletionRequest, spec: ModelSpec) -> httpx.Request:
+        payload = body.upstream_payload(spec.upstream_model or spec.name)
+        return self.client.build_request("POST", "chat/completions", json=payload)
+
+    async def complete(self, body: ChatCompletionRequest, spec: ModelSpec) -> Answer:
+        response = await self._send(self._request(body, spec))
+        if response.status_code != 200:
+            raise self._refused(response, response.content)
+        try:
+            result = response.json()
+            choices = result["choices"]
+            usage = result.get("usage") or {}
+            message = choices[0].get("message") or {}
+            return Answer(
+                result,
+                usage.get("prompt_tokens"),
+                usage.get("completion_tokens"),
+                result.get("id"),
+                result.get("model"),
+                [str(c["finish_reason"]) for c in choices if c.get("finish_reason")],
+                message.get("content") if isinstance(message.get("content"), str) else None,
+            )
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            raise ApiError(
+                502, ErrorType.UPSTREAM_ERROR, f"provider {self.provider.id!r} sent an unreadable answer"
+            ) from None
+
+    async def open_stream(
+        self, body: ChatCompletionRequest, spec: ModelSpec, call: GenAICall, release: Callable[[], None]
+    ) -> Relay:
+        upstream = await self._send(self._request(body, spec), stream=True)
+        if upstream.status_code != 200:
+            try:
+                content = await upstream.aread()
+            except httpx.HTTPError:
+                content = b""
+            await upstream.aclose()
+            raise self._refused(upstream, content)
+        return SSERelay(upstream, call, release, wants_usage=body.wants_usage, secret=self.provider.api_key)
+
+    def _refused(self, response: httpx.Response, content: bytes) -> ApiError:
+        return from_provider(
+            self.provider.id,
+            response.status_code,
+            content,
+            response.headers.get("retry-after"),
+            self.provider.api_key,
+        )
+
+    def _transport_error(self, exc: httpx.HTTPError) -> ApiError:
+        name = self.provider.id
+        if isinstance(exc, httpx.TimeoutException):
+            waited = f"provider {name!r} did not answer within {self.provider.timeout:g} s"
+            return ApiError(504, ErrorType.UPSTREAM_TIMEOUT, waited)
+        return ApiError(502, ErrorType.UPSTREAM_UNAVAILABLE, f"cannot reach provider {name!r}: {exc}")

@@ -1,25 +1,215 @@
-"""OpenAI's chat-completions wire format: the request we accept, the answers and stream events we send."""
+"""OpenAI's chat-completions wire format: the request we accept, the answers and stream events we send.
+
+Accepted: roles ``system``, ``developer``, ``user``, ``assistant`` (with ``tool_calls``) and ``tool``;
+content as a string or an array of text parts; ``max_tokens`` or ``max_completion_tokens``,
+``temperature``, ``stop``, ``user``, ``n=1``, ``stream`` and ``stream_options``. Anything else is refused
+with 400 ``invalid_request_error`` naming the ``param``, as OpenAI does, never silently ignored.
+"""
 
 from __future__ import annotations
 
 import json
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+)
+
+MAX_CONTENT_CHARS = 200_000
+"""Per message, over all its text parts."""
 
 
-class ChatMessage(BaseModel):
-    role: Literal["system", "user", "assistant"]
-    content: str = Field(max_length=200_000)
+class InvalidRequest(ValueError):
+    """A request we refuse with 400; ``param`` names the offending field (``messages[0].role``)."""
+
+    def __init__(self, message: str, param: str | None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
-class ChatCompletionRequest(BaseModel):
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TextPart(_Strict):
+    type: str
+    text: str = Field(max_length=MAX_CONTENT_CHARS)
+
+    @field_validator("type")
+    @classmethod
+    def _text_only(cls, value: str) -> str:
+        if value != "text":
+            raise ValueError(f"only 'text' content parts are supported, not {value!r}")
+        return value
+
+
+def _content_kind(value: Any) -> str:
+    return "as-null" if value is None else "as-string" if isinstance(value, str) else "as-parts"
+
+
+Content = Annotated[
+    Annotated[str, Tag("as-string")]
+    | Annotated[list[TextPart], Field(min_length=1, max_length=256), Tag("as-parts")]
+    | Annotated[None, Tag("as-null")],
+    Discriminator(_content_kind),
+]
+"""The tags name the union's branch in error locations; :func:`parse_request` leaves them out of ``param``."""
+
+
+class FunctionCall(_Strict):
+    name: str = Field(max_length=256)
+    arguments: str = Field(max_length=MAX_CONTENT_CHARS)
+
+
+class ToolCall(_Strict):
+    id: str = Field(max_length=256)
+    type: Literal["function"]
+    function: FunctionCall
+
+
+class ChatMessage(_Strict):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: Content = None
+    name: str | None = Field(default=None, max_length=256)
+    tool_call_id: str | None = Field(default=None, max_length=256)
+    tool_calls: list[ToolCall] | None = Field(default=None, max_length=128)
+
+    @property
+    def text(self) -> str:
+        """The content as one string (text parts joined by newlines)."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(part.text for part in self.content)
+
+
+class StreamOptions(_Strict):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(_Strict):
     model: str = Field(min_length=1, max_length=256)
     messages: list[ChatMessage] = Field(min_length=1, max_length=256)
     max_tokens: int | None = Field(default=None, ge=1, le=4096)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=4096)
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    stop: list[str] | None = None
+    user: str | None = Field(default=None, max_length=256)
+    n: int | None = None
     stream: bool = False
+    stream_options: StreamOptions | None = None
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop(cls, value: Any) -> Any:
+        """A string or up to 4 non-empty strings (OpenAI's limit), kept as a list."""
+        if value is None:
+            return None
+        stops = [value] if isinstance(value, str) else value
+        if not (
+            isinstance(stops, list)
+            and 1 <= len(stops) <= 4
+            and all(isinstance(s, str) and 0 < len(s) <= 256 for s in stops)
+        ):
+            raise ValueError("expected a string or a list of 1 to 4 non-empty strings")
+        return stops
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, value: int | None) -> int | None:
+        if value is not None and value != 1:
+            raise ValueError("only n=1 is supported")
+        return value
+
+    @property
+    def output_limit(self) -> int | None:
+        return self.max_tokens or self.max_completion_tokens
+
+    @property
+    def wants_usage(self) -> bool:
+        """Whether the client asked for the usage chunk at the end of its stream."""
+        return self.stream_options is not None and self.stream_options.include_usage
+
+    def pipeline_payload(self) -> dict[str, Any]:
+        """What our orchestrator understands: plain text messages in its three roles."""
+        roles = {"developer": "system", "tool": "user"}
+        return {
+            "model": self.model,
+            "messages": [{"role": roles.get(m.role, m.role), "content": m.text} for m in self.messages],
+            "max_tokens": self.output_limit,
+            "temperature": self.temperature,
+        }
+
+    def upstream_payload(self, model: str) -> dict[str, Any]:
+        """What an OpenAI-compatible upstream gets: what the client sent, for ``model``; a stream always asks
+        for the usage chunk, so token counts (and cost) are known however the client set it."""
+        payload = self.model_dump(exclude_unset=True, exclude_none=True)
+        payload["model"] = model
+        if self.stream:
+            payload["stream_options"] = {"include_usage": True}
+        return payload
+
+
+def parse_request(payload: Any) -> ChatCompletionRequest:
+    """The validated request, or :class:`InvalidRequest` saying what is wrong and where."""
+    try:
+        body = ChatCompletionRequest.model_validate(payload)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        # The deepest location is the most precise one (a union reports each branch; its own is deepest).
+        first = max(errors, key=lambda e: len(e["loc"]))
+        param = _param(first["loc"])
+        if first["type"] == "extra_forbidden":
+            raise InvalidRequest(f"{param}: unsupported parameter", param) from None
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if param is None:
+            message = "the body must be a JSON object"
+        elif param.endswith(".content") and first["type"] == "list_type":
+            message = "expected a string or an array of text parts"
+        raise InvalidRequest(f"{param or 'body'}: {message}", param) from None
+    _check_roles(body)
+    return body
+
+
+def _param(loc: tuple[int | str, ...]) -> str | None:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.isidentifier():  # union branch tags ("as-parts") are not
+            out += f".{part}" if out else part
+    return out or None
+
+
+def _check_roles(body: ChatCompletionRequest) -> None:
+    if body.max_tokens is not None and body.max_completion_tokens is not None:
+        raise InvalidRequest("set max_tokens or max_completion_tokens, not both", "max_completion_tokens")
+    if body.stream_options is not None and not body.stream:
+        raise InvalidRequest("stream_options is only allowed when stream is true", "stream_options")
+    for i, m in enumerate(body.messages):
+        where = f"messages[{i}]"
+        if m.content is None and not (m.role == "assistant" and m.tool_calls):
+            raise InvalidRequest(f"{where}.content: required for a {m.role!r} message", f"{where}.content")
+        if len(m.text) > MAX_CONTENT_CHARS:
+            raise InvalidRequest(
+                f"{where}.content: longer than {MAX_CONTENT_CHARS} characters", f"{where}.content"
+            )
+        if m.role == "tool" and not m.tool_call_id:
+            raise InvalidRequest(
+                f"{where}.tool_call_id: required for a 'tool' message", f"{where}.tool_call_id"
+            )
+        if m.tool_call_id is not None and m.role != "tool":
+            raise InvalidRequest(f"{where}.tool_call_id: only on 'tool' messages", f"{where}.tool_call_id")
+        if m.tool_calls is not None and m.role != "assistant":
+            raise InvalidRequest(f"{where}.tool_calls: only on 'assistant' messages", f"{where}.tool_calls")
 
 
 def chat_completion(result: dict[str, Any]) -> dict[str, Any]:
@@ -56,16 +246,40 @@ def chunk_event(
         "model": model,
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
     }
-    return f"data: {json.dumps(chunk)}\n\n".encode()
+    return data_event(chunk)
+
+
+def usage_event(completion_id: str, created: int, model: str, input_tokens: int, output_tokens: int) -> bytes:
+    """The last chunk of a stream whose client asked for ``stream_options.include_usage``."""
+    return data_event(
+        {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [],
+            "usage": {
+                "prompt_tokens": input_tokens,
+                "completion_tokens": output_tokens,
+                "total_tokens": input_tokens + output_tokens,
+            },
+        }
+    )
+
+
+def data_event(data: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(data)}\n\n".encode()
 
 
 def error_event(error: dict[str, Any]) -> bytes:
     """A failure after the stream began: it can only be said in-band."""
-    return f"data: {json.dumps({'error': error})}\n\n".encode()
+    return data_event({"error": error})
 
 
 DONE_EVENT = b"data: [DONE]\n\n"
 
 
-def error_body(message: str, error_type: str, code: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": error_type, "code": code or error_type}}
+def error_body(
+    message: str, error_type: str, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code or error_type}}

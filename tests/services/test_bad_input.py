@@ -69,11 +69,11 @@ def _still_serving(stack: Stack) -> None:
     ("headers", "content", "status", "error_type"),
     [
         ({"Content-Type": "application/json"}, b"{not json", 400, "invalid_request_error"),
-        ({"Content-Type": "application/json"}, b'{"model": "fast-model"}', 422, "invalid_request_error"),
+        ({"Content-Type": "application/json"}, b'{"model": "fast-model"}', 400, "invalid_request_error"),
         (
             {"Content-Type": "application/json"},
             b'{"model": "fast-model", "messages": [{"role": "user", "content": "x"}], "max_tokens": -3}',
-            422,
+            400,
             "invalid_request_error",
         ),
         ({}, b'{"model": "gpt-99", "messages": [{"role": "user", "content": "x"}]}', 404, "model_not_found"),
