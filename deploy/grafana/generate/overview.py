@@ -196,6 +196,18 @@ def _genai() -> list[PanelBuilder]:
             "LLMProviderHighErrorRate fires above 20 %.",
             Query(select(n.PROVIDER_ERROR_RATIO, PROVIDER), "{{gen_ai_provider_name}}"),
         ),
+        timeseries(
+            "Estimated spend per hour by provider and model",
+            f"{s.LLM_GATEWAY_COST.name}: the tokens each upstream call reported times the catalog's prices, "
+            "in USD per hour (recording rule × 3600). Cache hits cost nothing; a call that reported no usage "
+            "(a stream the client cancelled) is not counted.",
+            "currencyUSD",
+            Query(
+                f"{select(n.COST_RATE, PROVIDER)} * 3600",
+                "{{gen_ai_provider_name}} {{gen_ai_request_model}}",
+            ),
+            stacked=True,
+        ),
     ]
 
 
