@@ -31,7 +31,9 @@ import yaml
 from deploy.stack import LOOPBACK, Binaries, ProcessSpec, free_port
 from deploy.stack._binaries import REPO_ROOT
 from deploy.stack._process import ManagedProcess, start_process
+from tests._ci import missing
 from tests._compose import env_file
+from tests._licences import forbidden_references
 from tests.e2e.conftest import require
 
 CHART = REPO_ROOT / "deploy" / "helm" / "llm-telemetry"
@@ -556,3 +558,19 @@ def test_the_api_server_rejects_a_broken_manifest_with_its_own_error(
         _find(_objects(manifest), "Secret", f"{PREFIX}-gateway-api-keys")["data"]["api-keys"]
     )
     assert len(secret) == 40, "the generated API key"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", ["etcd", "kube-apiserver", "kubectl", "helm"])
+def test_no_agpl_module_is_compiled_into_the_kubernetes_tools(binaries: Binaries, name: str) -> None:
+    """As tests/e2e/test_configs.py checks the backends: the module list Go embeds in the binary."""
+    binary = require(binaries, name)[name]
+    go = shutil.which("go")
+    if go is None:
+        missing("go is not on PATH (needed to read a binary's module list)")
+    listing = subprocess.run(
+        [go, "version", "-m", str(binary)], capture_output=True, text=True, check=True
+    ).stdout
+    modules = [line.split()[1] for line in listing.splitlines() if line.strip().startswith(("dep", "=>"))]
+    assert len(modules) > 10, listing[:2000]
+    assert not forbidden_references("\n".join(modules)), f"{name} compiles in AGPL code"
