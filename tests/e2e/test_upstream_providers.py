@@ -1,0 +1,196 @@
+"""A gateway with a real OpenAI-compatible provider (LiteLLM's proxy) beside our pipeline, through the real
+Collector into the real Prometheus and Jaeger: per-provider series, the spend counter and its recording
+rule, and a provider call's exemplar that opens its trace, with the upstream call in it.
+
+The gateway runs as its own process (``python -m services.gateway``) with ``LLM_MODEL_CATALOG`` naming
+a YAML catalog, and the pipeline of the ``loaded_stack`` behind it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from deploy.stack import JaegerClient, ProcessSpec, PrometheusClient, free_port, http_ready, poll_until
+from tests.e2e._loaded import LoadedStack
+from tests.services._litellm import LiteLLMServer, mock_models, start_litellm
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+NAME = "gateway-providers"
+INSTANCE = "gateway-providers-e2e"
+"""Its service.instance.id, which Prometheus stores as ``instance``: its service.name is "gateway"."""
+PRICE = (0.15, 0.60)  # USD per million input and output tokens
+CATALOG = """
+providers:
+  openai:
+    type: openai_compatible
+    base_url: {base_url}
+    api_key_env: E2E_OPENAI_KEY
+    timeout_seconds: 30
+models:
+  - {{name: gpt-4o-mini, provider: openai, upstream_model: mock-chat,
+      usd_per_million_tokens: {{input: {price[0]}, output: {price[1]}}}}}
+  - {{name: llama-3.1-8b-instruct, usd_per_million_tokens: {{input: 0.05, output: 0.10}}}}
+"""
+
+
+@dataclass(frozen=True)
+class ProviderGateway:
+    url: str
+    api_key: str
+    upstream: LiteLLMServer
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiteLLMServer]:
+    server = start_litellm("litellm-e2e", mock_models(), tmp_path_factory.mktemp("litellm"), "sk-e2e-master")
+    try:
+        server.process.wait_ready()
+        yield server
+    finally:
+        server.process.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    loaded_stack: LoadedStack, upstream: LiteLLMServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ProviderGateway]:
+    catalog = tmp_path_factory.mktemp("catalog") / "catalog.yaml"
+    catalog.write_text(CATALOG.format(base_url=upstream.base_url, price=PRICE))
+    port, api_key = free_port(), "e2e-provider-gateway-key"
+    url = f"http://127.0.0.1:{port}"
+    spec = ProcessSpec(
+        NAME,
+        [sys.executable, "-m", "services.gateway"],
+        env={
+            **loaded_stack.stack.otel_env(),
+            "OTEL_RESOURCE_ATTRIBUTES": f"service.instance.id={INSTANCE}",
+            "LLM_GATEWAY_HOST": "127.0.0.1",
+            "LLM_GATEWAY_PORT": str(port),
+            "LLM_ORCHESTRATOR_URL": loaded_stack.services.orchestrator_url,
+            "LLM_GATEWAY_API_KEYS": api_key,
+            "LLM_GATEWAY_CACHE_ENTRIES": "0",
+            "LLM_MODEL_CATALOG": str(catalog),
+            "E2E_OPENAI_KEY": upstream.master_key,
+        },
+        ready_check=http_ready(f"{url}/ready"),
+        cwd=REPO,
+    )
+    process = loaded_stack.stack.start_process(spec)
+    try:
+        yield ProviderGateway(url, api_key, upstream)
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def prometheus(loaded_stack: LoadedStack) -> Iterator[PrometheusClient]:
+    client = PrometheusClient(loaded_stack.prometheus_url, timeout=10.0)
+    yield client
+    client.close()
+
+
+def _usage(response: httpx.Response) -> dict[str, int]:
+    assert response.status_code == 200, response.text
+    if not response.headers["content-type"].startswith("text/event-stream"):
+        usage: dict[str, int] = response.json()["usage"]
+        return usage
+    data = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+    assert data[-1] == "[DONE]"
+    return dict(httpx.Response(200, content=data[-2]).json()["usage"])
+
+
+def _value(prometheus: PrometheusClient, expr: str) -> dict[str, float]:
+    """The samples of ``expr`` by their gen_ai_provider_name."""
+    return {s.labels.get("gen_ai_provider_name", ""): s.value for s in prometheus.query(expr)}
+
+
+def test_a_provider_and_the_pipeline_reach_prometheus_with_their_series_spend_and_traces(
+    gateway: ProviderGateway, prometheus: PrometheusClient, loaded_stack: LoadedStack
+) -> None:
+    started = time.time()
+    spent = 0.0
+    with httpx.Client(
+        base_url=gateway.url, headers={"Authorization": f"Bearer {gateway.api_key}"}, timeout=60
+    ) as client:
+        for i in range(6):
+            streamed: dict[str, Any] = {"stream": True, "stream_options": {"include_usage": True}}
+            body = {
+                "model": "gpt-4o-mini",
+                "messages": [{"role": "user", "content": f"question {i}"}],
+                **(streamed if i % 2 else {}),
+            }
+            usage = _usage(client.post("/v1/chat/completions", json=body))
+            spent += (usage["prompt_tokens"] * PRICE[0] + usage["completion_tokens"] * PRICE[1]) / 1e6
+        pipeline = {"model": "llama-3.1-8b-instruct", "messages": [{"role": "user", "content": "ours"}]}
+        for _ in range(2):
+            _usage(client.post("/v1/chat/completions", json=pipeline))
+
+    where = f'job="gateway", instance="{INSTANCE}"'
+
+    def calls() -> dict[str, float] | None:
+        by_provider = _value(
+            prometheus,
+            f"sum by (gen_ai_provider_name) (gen_ai_client_operation_duration_seconds_count{{{where}}})",
+        )
+        return by_provider if (by_provider.get("openai"), by_provider.get("self_hosted")) == (6, 2) else None
+
+    print(f"\n[providers] calls {poll_until(calls, '6 openai and 2 self_hosted calls', timeout=60)}")
+    print(f"[providers] expected spend on openai: {spent:.9f} USD")
+    (openai,) = prometheus.query(
+        f'gen_ai_client_operation_duration_seconds_count{{{where}, gen_ai_provider_name="openai"}}'
+    )
+    assert openai.labels["server_address"] == "127.0.0.1"
+    assert openai.labels["server_port"] == str(gateway.upstream.port)
+    assert openai.labels["gen_ai_request_model"] == "gpt-4o-mini"
+
+    cost = _value(prometheus, f"sum by (gen_ai_provider_name) (llm_gateway_cost_usd_total{{{where}}})")
+    assert cost["openai"] == pytest.approx(spent, rel=1e-9)
+    assert cost["self_hosted"] > 0
+    chunk_gaps = "gen_ai_client_operation_time_per_output_chunk_seconds_count"
+    chunks = _value(prometheus, f"sum by (gen_ai_provider_name) ({chunk_gaps}{{{where}}})")
+    assert chunks["openai"] > 0
+    poll_until(
+        lambda: (
+            _value(
+                prometheus, 'provider_model:llm_gateway_cost_usd:rate5m{gen_ai_provider_name="openai"}'
+            ).get("openai", 0)
+            > 0
+        ),
+        "the recording rule provider_model:llm_gateway_cost_usd:rate5m for openai",
+        timeout=60,
+    )
+
+    # An exemplar of a provider call opens its trace: the gateway's chat span and, under it, the call
+    # that carried the trace context to the provider.
+    series = prometheus.query_exemplars(
+        f'gen_ai_client_operation_duration_seconds_bucket{{{where}, gen_ai_provider_name="openai"}}',
+        start=started - 5,
+        end=time.time() + 5,
+    )
+    trace_ids = {e.trace_id for s in series for e in s.exemplars if e.trace_id}
+    assert trace_ids, "no exemplar on the provider's duration histogram"
+    jaeger = JaegerClient(loaded_stack.jaeger_url, timeout=10.0)
+    try:
+        spans = poll_until(
+            lambda: next((t for t in (jaeger.get_trace(i) for i in sorted(trace_ids)) if t), None),
+            "a provider call's trace in Jaeger",
+            timeout=30,
+        )
+    finally:
+        jaeger.close()
+    chat = next(s for s in spans if s.name == "chat gpt-4o-mini")
+    assert chat.attributes["gen_ai.provider.name"] == "openai"
+    upstream_call = next(s for s in spans if s.parent_span_id == chat.span_id)
+    assert upstream_call.kind == "SPAN_KIND_CLIENT"
+    assert upstream_call.attributes["server.port"] == gateway.upstream.port
+    assert gateway.upstream.master_key not in str([s.attributes for s in spans])
