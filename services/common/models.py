@@ -23,9 +23,10 @@ catalog: the built-in one, or the JSON or YAML file ``LLM_MODEL_CATALOG`` names:
       - name: llama-3.1-8b-instruct   # provider defaults to self_hosted
         decode_seconds_per_token: 0.004
 
-A top-level list is the older form: models only, all on ``self_hosted``. Every mistake is reported at
-start-up, all at once, each with where it is (``models[2].provider: ...``). API keys are read once, at
-start-up, and never appear in a message, a log line, a ``repr`` or a span.
+A top-level list is the older form: models only, all on ``self_hosted``. Mistakes stop start-up, each
+with where it is (``models[2].provider: ...``): all those of the file's shape at once, or else all those
+of its meaning (unknown providers, missing URLs, unreadable keys). API keys are read once, at start-up,
+and never appear in a message, a log line, a ``repr`` or a span.
 """
 
 from __future__ import annotations
