@@ -27,7 +27,7 @@ COPY --from=build /install /usr/local
 RUN groupadd --system --gid 10001 llm && useradd --system --uid 10001 --gid llm --no-create-home llm
 USER 10001:10001
 WORKDIR /tmp
-# gateway HTTP, orchestrator HTTP, inference gRPC, inference /health + /ready, /metrics (pull mode).
-EXPOSE 8080 8081 50051 8082 9464
+# gateway HTTP, orchestrator HTTP, inference gRPC, inference /health + /ready (+ /metrics in pull mode).
+EXPOSE 8080 8081 50051 8082
 ENTRYPOINT ["python", "-m"]
 CMD ["services.gateway"]

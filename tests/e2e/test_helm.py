@@ -255,17 +255,18 @@ def test_the_services_have_probes_resources_and_scrape_annotations(rendered: dic
             else:
                 assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": probe_port}
             if name == "inference":
-                assert ports == {"grpc": 50051, "probes": 8082, **({"metrics": 9464} if pull else {})}
+                assert ports == {"grpc": 50051, "probes": 8082}
                 assert _env(container)["LLM_INFERENCE_HTTP_ADDRESS"] == "0.0.0.0:8082"
             assert set(container["resources"]) == {"requests", "limits"}
             assert container["args"] == [f"services.{name}"]
             annotations = deployment["spec"]["template"]["metadata"]["annotations"]
             assert annotations["prometheus.io/scrape"] == ("true" if pull else "false")
-            assert (annotations["prometheus.io/port"], annotations["prometheus.io/path"]) == (
-                "9464",
-                "/metrics",
-            )
+            # /metrics is on the service's own HTTP port (services/common/probes.py add_metrics).
+            scraped = str(ports["probes" if name == "inference" else "http"])
+            assert annotations["prometheus.io/port"] == scraped
+            assert annotations["prometheus.io/path"] == "/metrics"
             assert _env(container)["OTEL_METRICS_EXPORTER"] == ("prometheus" if pull else "otlp")
+            assert ("LLM_TELEMETRY_PROMETHEUS_SERVER" in _env(container)) == pull
             assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
         gateway = _find(objects, "Deployment", f"{PREFIX}-gateway")
         hpa = [o for o in objects if o["kind"] == "HorizontalPodAutoscaler"]
