@@ -13,7 +13,7 @@ step() { printf '\n==> %s\n' "$*"; }
 step "Python environment (.venv)"
 scripts/bootstrap.sh
 
-step "Backends: Collector (OCB), Prometheus, Jaeger, Alertmanager (cached after the first build)"
+step "Backends: Collector (OCB), Prometheus, Jaeger, Alertmanager, etcd, kube-apiserver, kubectl, helm (cached after the first build)"
 scripts/build-backends.sh all
 
 step "ruff"
