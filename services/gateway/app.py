@@ -142,15 +142,8 @@ class Gateway:
         if cached is not None:
             return cached
         call = self._start_call(body, spec)
-        try:
-            with trace.use_span(call.span, end_on_exit=False):
-                answer = await self.providers[spec.provider].complete(body, spec)
-        except ApiError as exc:
-            call.fail(exc.error_type, str(exc))
-            raise
-        except BaseException as exc:
-            call.fail(type(exc).__qualname__, str(exc))
-            raise
+        with call.current():
+            answer = await self.providers[spec.provider].complete(body, spec)
         call.usage.input_tokens = answer.input_tokens
         call.usage.output_tokens = answer.output_tokens
         call.succeed(
@@ -166,17 +159,8 @@ class Gateway:
         """Open the upstream stream first, so failures before the first token get a real status code.
         From then on the stream owns the request's in-flight slot and gives it back when it ends."""
         call = self._start_call(body, spec)
-        try:
-            with trace.use_span(call.span, end_on_exit=False):
-                relay = await self.providers[spec.provider].open_stream(
-                    body, spec, call, self.admission.leave
-                )
-        except ApiError as exc:
-            call.fail(exc.error_type, str(exc))
-            raise
-        except BaseException as exc:
-            call.fail(type(exc).__qualname__, str(exc))
-            raise
+        with call.current():
+            relay = await self.providers[spec.provider].open_stream(body, spec, call, self.admission.leave)
         return StreamingResponse(
             relay.events(), media_type="text/event-stream", background=BackgroundTask(relay.finish)
         )

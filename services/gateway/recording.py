@@ -3,7 +3,8 @@ and the estimated spend, started once and ended once, the same way for answers, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any
@@ -147,6 +148,17 @@ class GenAICall:
                 enabled=self.capture_content,
             )
         self._end(None)
+
+    @contextmanager
+    def current(self) -> Iterator[None]:
+        """The call's span is current inside the block (the upstream's CLIENT span is its child); an
+        exception fails the call with its ``error_type`` (an ApiError's) or its type's name."""
+        try:
+            with trace.use_span(self.span, end_on_exit=False):
+                yield
+        except BaseException as exc:
+            self.fail(str(getattr(exc, "error_type", type(exc).__qualname__)), str(exc))
+            raise
 
     def fail(self, error_type: str, description: str | None = None) -> None:
         if self.ended:
