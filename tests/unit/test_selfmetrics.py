@@ -80,18 +80,27 @@ def gated() -> Iterator[GatedExporter]:
     exporter.release.set()
 
 
-def test_spans_dropped_at_a_full_queue_are_counted_as_queue_full(gated: GatedExporter) -> None:
+def _traced(
+    exporter: SpanExporter, queue: int
+) -> tuple[PipelineCounts, CountingBatchSpanProcessor, TracerProvider]:
+    """A provider whose counting processor holds ``queue`` spans, exports batches of as many, and only
+    exports on its own when a batch is full (the schedule delay is a minute)."""
     counts = PipelineCounts()
     processor = CountingBatchSpanProcessor(
-        gated,
+        exporter,
         counts,
         exporter_type="otlp_grpc_span_exporter",
-        max_queue_size=4,
-        max_export_batch_size=4,
+        max_queue_size=queue,
+        max_export_batch_size=queue,
         schedule_delay_millis=60_000,
     )
     provider = TracerProvider()
     provider.add_span_processor(processor)
+    return counts, processor, provider
+
+
+def test_spans_dropped_at_a_full_queue_are_counted_as_queue_full(gated: GatedExporter) -> None:
+    counts, processor, provider = _traced(gated, queue=4)
     _end_spans(provider, 4)  # a full batch wakes the worker, which takes it and blocks in export
     assert gated.entered.wait(5)
     _end_spans(provider, 10)  # 4 fill the queue again, 6 find it full
@@ -175,17 +184,7 @@ def test_metric_points_of_a_failed_export_are_counted_and_reported_by_the_next_c
 
 
 def test_queue_size_and_capacity_are_reported(gated: GatedExporter) -> None:
-    counts = PipelineCounts()
-    processor = CountingBatchSpanProcessor(
-        gated,
-        counts,
-        exporter_type="otlp_grpc_span_exporter",
-        max_queue_size=8,
-        max_export_batch_size=8,
-        schedule_delay_millis=60_000,
-    )
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(processor)
+    counts, _, tracer_provider = _traced(gated, queue=8)
     reader = InMemoryMetricReader()
     counts.register(MeterProvider(metric_readers=[reader]))
     _end_spans(tracer_provider, 3)

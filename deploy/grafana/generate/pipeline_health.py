@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from grafana_foundation_sdk.builders.stat import Panel
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from deploy.grafana.generate import names as n
@@ -34,6 +35,17 @@ def _per(label: str, *metrics: tuple[str, str]) -> list[Query]:
     return [grouped("sum", label, rate(metric), prefix) for prefix, metric in metrics]
 
 
+def _fill(title: str, description: str, fill: str, red: float) -> Panel:
+    """The largest queue fill (size / capacity) as a stat: orange from half full, red from ``red``."""
+    return stat(
+        title,
+        description,
+        "percentunit",
+        agg("max", "", fill),
+        steps=[("green", None), ("orange", 0.5), ("red", red)],
+    )
+
+
 def build() -> Dashboard:
     queue_by = "exporter, data_type"
     queue_size = agg("max", queue_by, n.EXPORTER_QUEUE_SIZE)
@@ -62,13 +74,12 @@ def build() -> Dashboard:
             steps=[("green", None)],
             decimals=1,
         ),
-        stat(
+        _fill(
             "Worst exporter queue fill",
             f"Largest {n.EXPORTER_QUEUE_SIZE} / capacity. Alert OTelCollectorExporterQueueNearlyFull fires "
             "above 80 %.",
-            "percentunit",
-            agg("max", "", f"{queue_size} / {queue_capacity}"),
-            steps=[("green", None), ("orange", 0.5), ("red", 0.8)],
+            f"{queue_size} / {queue_capacity}",
+            0.8,
         ),
         timeseries(
             "Accepted per receiver",
@@ -176,13 +187,12 @@ def build() -> Dashboard:
             steps=[("green", None), ("red", 1)],
             decimals=0,
         ),
-        stat(
+        _fill(
             "Fullest SDK span queue",
             f"Largest {SDK_QUEUE_SIZE} / capacity over the services: at 100 % new spans are dropped "
             "(queue_full).",
-            "percentunit",
-            agg("max", "", f"{SDK_QUEUE_SIZE} / {SDK_QUEUE_CAPACITY}"),
-            steps=[("green", None), ("orange", 0.5), ("red", 0.9)],
+            f"{SDK_QUEUE_SIZE} / {SDK_QUEUE_CAPACITY}",
+            0.9,
         ),
         timeseries(
             "SDK outcomes per service",
