@@ -6,7 +6,6 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -151,23 +150,6 @@ class JaegerClient:
         body = self.get_trace_json(trace_id)
         return [] if body is None else spans_from_otlp_json(body)
 
-    def find_trace_ids(self, service: str, start: float, end: float, limit: int = 1000) -> set[str]:
-        """Ids of the traces with a span of ``service`` that started in ``[start, end]`` (Unix seconds)."""
-        params = {
-            "query.service_name": service,
-            "query.start_time_min": _rfc3339(start),
-            "query.start_time_max": _rfc3339(end),
-            "query.num_traces": str(limit),
-        }
-        text = self._get("/api/v3/traces", params)
-        body = {"resourceSpans": []} if text is None else read_v3_traces(text, "/api/v3/traces")
-        return {span.trace_id for span in spans_from_otlp_json(body)}
-
-    def services(self) -> list[str]:
-        text = self._get("/api/v3/services")
-        [body] = _json_objects(text or "{}", "/api/v3/services")
-        return sorted(body.get("services") or [])
-
 
 def read_v3_traces(text: str, what: str = "Jaeger response") -> dict[str, Any]:
     """A body of Jaeger's ``/api/v3/traces`` endpoints as one OTLP JSON ``{"resourceSpans": [...]}``.
@@ -199,10 +181,6 @@ def _json_objects(text: str, what: str) -> list[dict[str, Any]]:
         if "error" in obj:
             raise BackendError(f"{what}: {obj['error']}")
     return objects
-
-
-def _rfc3339(unix_s: float) -> str:
-    return datetime.fromtimestamp(unix_s, UTC).isoformat().replace("+00:00", "Z")
 
 
 def spans_from_otlp_json(body: dict[str, Any]) -> list[Span]:
