@@ -139,6 +139,7 @@ class CountingSpanExporter(SpanExporter):
         self._counts = counts
         self._processor = processor
         self._attributes = component(component_type)
+        self._stopped = False
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         n = len(spans)
@@ -160,6 +161,9 @@ class CountingSpanExporter(SpanExporter):
         return result
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        if self._stopped:  # Telemetry.shutdown may have stopped it already, at its deadline
+            return
+        self._stopped = True
         # The batching processor passes its remaining time only to a shutdown that names timeout_millis.
         if "timeout_millis" in inspect.signature(self.inner.shutdown).parameters:
             self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)  # type: ignore[call-arg]
@@ -191,6 +195,7 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
         self._attributes = component("batching_span_processor")
         self._counts = counts
         exporter = CountingSpanExporter(span_exporter, counts, exporter_type, processor=self._attributes)
+        self.exporter = exporter
         super().__init__(
             exporter,
             max_queue_size=max_queue_size,
@@ -224,6 +229,7 @@ class CountingMetricExporter(MetricExporter):
         self.inner = inner
         self._counts = counts
         self._attributes = component(component_type)
+        self._stopped = False
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
@@ -243,6 +249,9 @@ class CountingMetricExporter(MetricExporter):
         return self.inner.force_flush(timeout_millis)
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        if self._stopped:  # Telemetry.shutdown may have stopped it already, at its deadline
+            return
+        self._stopped = True
         self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)
 
 

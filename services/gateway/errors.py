@@ -58,7 +58,7 @@ def from_upstream(status: int, body: bytes, retry_after: str | None) -> ApiError
     except (ValueError, KeyError, TypeError):
         upstream_type, message = ErrorType.UPSTREAM_ERROR, f"orchestrator answered {status}"
     ours, error_type = _BY_STATUS.get(status, (502, ErrorType.UPSTREAM_ERROR))
-    if ours == 502 and upstream_type in _UPSTREAM:
+    if ours in (502, 503) and upstream_type in _UPSTREAM:
         error_type = ErrorType(upstream_type)
     wait = (int(retry_after) if retry_after and retry_after.isdigit() else 1) if ours == 503 else None
     return ApiError(ours, error_type, message, retry_after=wait)

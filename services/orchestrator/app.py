@@ -99,18 +99,21 @@ class PipelineError(Exception):
         self.status, self.error_type, self.retry_after = status, error_type, retry_after
 
 
+# gRPC's codes as HTTP statuses, after google.rpc.Code's mapping: UNAVAILABLE (inference down, or draining
+# at shutdown, so the call never started) is a 503 worth retrying, like RESOURCE_EXHAUSTED.
 _GRPC_TO_HTTP = {
     grpc.StatusCode.NOT_FOUND: (404, ErrorType.MODEL_NOT_FOUND),
     grpc.StatusCode.INVALID_ARGUMENT: (400, ErrorType.INVALID_REQUEST),
     grpc.StatusCode.DEADLINE_EXCEEDED: (504, ErrorType.UPSTREAM_TIMEOUT),
-    grpc.StatusCode.UNAVAILABLE: (502, ErrorType.UPSTREAM_UNAVAILABLE),
+    grpc.StatusCode.UNAVAILABLE: (503, ErrorType.UPSTREAM_UNAVAILABLE),
     grpc.StatusCode.RESOURCE_EXHAUSTED: (503, ErrorType.OVERLOADED),
 }
 
 
 def _from_grpc(exc: aio.AioRpcError) -> PipelineError:
     status, error_type = _GRPC_TO_HTTP.get(exc.code(), (502, ErrorType.UPSTREAM_ERROR))
-    return PipelineError(status, error_type, exc.details() or exc.code().name)
+    retry_after = 1 if status == 503 else None
+    return PipelineError(status, error_type, exc.details() or exc.code().name, retry_after)
 
 
 class Orchestrator:

@@ -409,17 +409,7 @@ def _has_span(stack: Stack, service: str, request: TracedRequest) -> bool:
     return any(span.service_name == service for span in stack.jaeger.get_trace(request.trace_id))
 
 
-INFERENCE_DRAIN_502 = pytest.mark.xfail(
-    reason="a request reaching inference while it drains gets gRPC UNAVAILABLE, which the orchestrator "
-    "answers 502 upstream_unavailable (services/orchestrator/app.py _GRPC_TO_HTTP) and the gateway passes "
-    "on: not a retryable 503. Timing-dependent, so not strict.",
-    strict=False,
-)
-
-
-@pytest.mark.parametrize(
-    "service", ["gateway", "orchestrator", pytest.param("inference", marks=INFERENCE_DRAIN_502)]
-)
+@pytest.mark.parametrize("service", SERVICES)
 def test_sigterm_under_load_drains_in_flight_requests_and_flushes_telemetry(
     faults: FaultStack, service: str
 ) -> None:

@@ -114,7 +114,7 @@ def test_oversized_body_is_refused_with_413_whether_declared_or_chunked(stack: S
     _still_serving(stack)
 
 
-def test_inference_down_gives_502_then_recovers(stack: Stack) -> None:
+def test_inference_down_gives_503_to_retry_then_recovers(stack: Stack) -> None:
     stack.stop_inference()
     try:
         ready = httpx.get(f"{stack.orchestrator_url}/ready", timeout=10)
@@ -131,7 +131,8 @@ def test_inference_down_gives_502_then_recovers(stack: Stack) -> None:
                 json={**CHAT, "messages": [{"role": "user", "content": "while inference is down"}]},
             )
         assert _error_span(stack, "upstream_unavailable", "orchestrator")["status"] == "ERROR"
-        _assert_error(response, 502, "upstream_unavailable", stack)
+        _assert_error(response, 503, "upstream_unavailable", stack)
+        assert response.headers["Retry-After"] == "1"
         errors = stack.metrics("orchestrator")["llm.orchestrator.errors"]["points"]
         assert any(
             p["attributes"] == {"llm.stage": "infer", "error.type": "upstream_unavailable"} for p in errors

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -148,6 +149,29 @@ def test_a_collector_that_is_down_never_raises_into_the_caller(
     assert stopped - recorded < 5, "shutdown waited past its timeout on a collector that is down"
     failures = [r.getMessage() for r in caplog.records if r.name.startswith("opentelemetry.exporter")]
     assert any(f"Failed to export traces to 127.0.0.1:{port}" in m for m in failures), failures
+
+
+def test_shutdown_keeps_its_deadline_when_the_collector_hangs(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A socket that listens but is never accepted from: connections open, exports hang to their 10 s
+    # deadline and retry, as with a Collector frozen by SIGSTOP. The SDK's flush would wait for that.
+    with socket.socket() as frozen:
+        frozen.bind(("127.0.0.1", 0))
+        frozen.listen(64)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{frozen.getsockname()[1]}")
+        monkeypatch.delenv("OTEL_EXPORTER_OTLP_TIMEOUT", raising=False)
+        built = _setup.build_telemetry({"service_name": "frozen", "gpu": False})
+        tracer = built.tracer_provider.get_tracer("t")
+        for _ in range(2000):  # several batches queued
+            tracer.start_span("request").end()
+        with caplog.at_level(logging.WARNING, logger="telemetry"):
+            started = time.monotonic()
+            built.shutdown(timeout_millis=1000)
+            took = time.monotonic() - started
+    assert took < 1.0 + _setup._ABANDON_S + 1.5, f"shutdown took {took:.1f} s against a 1 s deadline"
+    assert "export not finished 1000 ms into shutdown" in caplog.text
+    assert not any(t.name == "telemetry-shutdown" for t in threading.enumerate()), "the flush still runs"
 
 
 def test_internal_errors_are_contained_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:

@@ -24,6 +24,7 @@ import telemetry
 from deploy.stack import free_port
 from telemetry import _setup, instruments, semconv
 from telemetry._config import TelemetrySettings, load_settings
+from telemetry._selfmetrics import PipelineCounts
 
 OPENMETRICS = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
 
@@ -96,7 +97,7 @@ def _readers(settings: TelemetrySettings, monkeypatch: pytest.MonkeyPatch) -> li
         return ConsoleMetricExporter(out=io.StringIO())  # an OTLP one would dial a Collector at shutdown
 
     monkeypatch.setattr(_setup, "_otlp_metric_exporter", quiet_exporter)
-    readers = _setup._metric_readers(settings, None)
+    readers = _setup._metric_readers(settings, None, PipelineCounts(), [])
     for reader in readers:
         reader.shutdown()
     return [type(reader) for reader in readers]
