@@ -7,10 +7,12 @@ import sys
 
 import pytest
 
+from tests._ci import in_ci
+
 pytest_plugins = ["telemetry.pytest_plugin"]
 
-SOAK_MINUTES = 2.0
-"""The soak's default length: short enough for the suite's CI budget (8 minutes for the fault suite)."""
+SOAK_MINUTES = 10.0 if in_ci() else 2.0
+"""The soak's default length: 10 minutes in CI (CI=true), 2 on a developer's machine."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -14,6 +14,12 @@ from services.common.env import SettingError
 
 logger = logging.getLogger("services")
 
+DRAIN_SECONDS = 5.0
+"""After SIGTERM, how long requests in flight may take to finish before they are cancelled."""
+FLUSH_MILLIS = 3000
+"""Then how long the final flush of spans and metric points may take (telemetry.shutdown's deadline).
+Together they stay inside the 10 s the local stack grants and Kubernetes' default 30 s."""
+
 
 def run_service(name: str, main: Callable[[telemetry.Telemetry, asyncio.Event], Awaitable[None]]) -> None:
     """Configure telemetry for ``name`` and run ``main`` until SIGTERM/SIGINT sets its stop event.
@@ -40,14 +46,23 @@ def run_service(name: str, main: Callable[[telemetry.Telemetry, asyncio.Event], 
         print(f"{name}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     finally:
-        telemetry.shutdown()
+        telemetry.shutdown(FLUSH_MILLIS)
 
 
 async def serve_http(app: Any, host: str, port: int, stop: asyncio.Event) -> None:
-    """Serve an ASGI app with uvicorn until ``stop`` is set (uvicorn's own signal handling stays off)."""
+    """Serve an ASGI app with uvicorn until ``stop`` is set (uvicorn's own signal handling stays off), then
+    stop accepting and let requests in flight finish for up to :data:`DRAIN_SECONDS`."""
     import uvicorn
 
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=int(DRAIN_SECONDS),
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     await stop.wait()

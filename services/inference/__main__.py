@@ -7,7 +7,7 @@ import asyncio
 import logging
 
 import telemetry
-from services.common.runner import run_service, serve_http
+from services.common.runner import DRAIN_SECONDS, run_service, serve_http
 from services.inference.server import InferenceSettings, side_app, start_server
 
 
@@ -22,7 +22,7 @@ async def main(configured: telemetry.Telemetry, stop: asyncio.Event) -> None:
         side = asyncio.create_task(serve_http(side_app(running.probes, configured), host, int(port), stop))
         log.info("inference serving /health, /ready and /metrics on %s", settings.http_address)
     await stop.wait()
-    await running.stop(grace=5)
+    await running.stop(grace=DRAIN_SECONDS)
     if side is not None:
         await side
 

@@ -10,9 +10,9 @@ figure as one table at the end of the run.
 
 The services push OTLP (as in production) and also serve their own /metrics, which the test reads
 directly, so their self-metrics stay readable while the Collector is down. One stack serves the whole
-module, in order; the last test stops its backends. The soak runs ``--soak-minutes`` (default 2, to keep
-the module within its 8-minute CI budget; pass e.g. ``--soak-minutes 60`` for a real one, or deselect it
-with ``-m 'not soak'``).
+module, in order; the last test stops its backends. The soak runs ``--soak-minutes`` (default 10 under
+CI=true, 2 elsewhere; pass e.g. ``--soak-minutes 60`` for a longer one, or deselect it with
+``-m 'not soak'``).
 """
 
 from __future__ import annotations
@@ -63,7 +63,9 @@ AFTER = 6.0
 LOAD_SECONDS = BEFORE + OUTAGE + AFTER
 RECOVERY_GOAL = 5.0
 P99_GOAL = 1.10
-MEMORY_LIMIT_MIB = 128
+MEMORY_BUDGET_MIB = 256
+"""What the Collector may use, as a container's limit: the limiters get 60 % of it, GOMEMLIMIT 70 % (the
+shares of collector/config/base.yaml's header and the Helm chart)."""
 SERVICES = ("gateway", "orchestrator", "inference")
 BACKENDS = ("otelcol", "jaeger", "prometheus")
 TRACES_EXPORTER = "otlp_grpc/traces"
@@ -222,6 +224,12 @@ def test_jaeger_then_prometheus_down_lose_nothing(faults: FaultStack, baseline: 
     stack.restart("jaeger")
     jaeger_back = time.monotonic()
 
+    def drained() -> bool:  # the load goes on: a batch or so may be on its way at any moment
+        return _collector(stack, "otelcol_exporter_queue_size", exporter=TRACES_EXPORTER) <= 1
+
+    poll_until(drained, "the Jaeger queue drained", 60, interval=0.25)
+    drain_s = time.monotonic() - jaeger_back
+
     prometheus_down = time.time()
     stack.process("prometheus").stop()
     time.sleep(OUTAGE)
@@ -229,13 +237,12 @@ def test_jaeger_then_prometheus_down_lose_nothing(faults: FaultStack, baseline: 
     stack.restart("prometheus")
     report = load.join()
 
-    def drained() -> bool:
+    def all_sent() -> bool:
         accepted = _collector(stack, "otelcol_receiver_accepted_spans")
         sent = _collector(stack, "otelcol_exporter_sent_spans", exporter=TRACES_EXPORTER)
         return accepted > 0 and sent >= accepted
 
-    poll_until(drained, "every span the Collector accepted sent on to Jaeger", 90, interval=0.5)
-    drain_s = time.monotonic() - jaeger_back
+    poll_until(all_sent, "every span the Collector accepted sent on to Jaeger", 90, interval=0.5)
     for trace_id in out.trace_ids:
 
         def complete(t: str = trace_id) -> bool:
@@ -295,9 +302,11 @@ def test_a_burst_past_the_memory_limit_is_refused_and_nothing_crashes(faults: Fa
     normal = stack.process("otelcol")
     normal.stop()
     stack.processes.remove(normal)
-    limited = dataclasses.replace(
-        normal.spec, env={**normal.spec.env, "OTELCOL_MEMORY_LIMIT_MIB": str(MEMORY_LIMIT_MIB)}
-    )
+    budget = {
+        "OTELCOL_MEMORY_LIMIT_MIB": str(MEMORY_BUDGET_MIB * 60 // 100),
+        "GOMEMLIMIT": f"{MEMORY_BUDGET_MIB * 70 // 100}MiB",
+    }
+    limited = dataclasses.replace(normal.spec, env={**normal.spec.env, **budget})
     collector = stack.start_process(limited)
     try:
         before = all_sdk_counts(faults.services)
@@ -319,7 +328,7 @@ def test_a_burst_past_the_memory_limit_is_refused_and_nothing_crashes(faults: Fa
         sampler.join(5)
         report = load.join()
         after = all_sdk_counts(faults.services)
-        refused = _collector(stack, "otelcol_receiver_refused_spans")
+        pipeline_refused = _collector(stack, "otelcol_receiver_refused_spans")
         limiter = _collector(stack, "otelcol_processor_memory_limiter_refused_spans")
         alive = {name: stack.process(name).popen.poll() is None for name in (*SERVICES, *BACKENDS)}
         healthy = httpx.get(stack.endpoints.collector_health_url, timeout=5).status_code == 200
@@ -328,25 +337,32 @@ def test_a_burst_past_the_memory_limit_is_refused_and_nothing_crashes(faults: Fa
         stack.processes.remove(collector)
         stack.start_process(normal.spec)
     lost = total(after[s] - before[s] for s in SERVICES)
-    fault = f"burst past a {MEMORY_LIMIT_MIB} MiB memory limit"
+    fault = f"burst past a {MEMORY_BUDGET_MIB} MiB memory budget"
     FIGURES.add(fault, "requests / failed / p99", _load_figure(report, None))
     FIGURES.add(
         fault, "burst requests by outcome", f"{dict(burst.outcomes)} ({burst.bytes_sent / 1e6:.0f} MB sent)"
     )
-    FIGURES.add(fault, "spans refused: receiver / memory_limiter", f"{refused:g} / {limiter:g}")
-    over = " (OVER the limit)" if peak["VmRSS"] > MEMORY_LIMIT_MIB else ""
     FIGURES.add(
         fault,
-        "Collector peak RSS / anon RSS vs limit",
-        f"{peak['VmRSS']:.0f} / {peak['RssAnon']:.0f} MiB vs {MEMORY_LIMIT_MIB} MiB{over}",
+        "spans refused in the pipeline / of them by the memory_limiter processor",
+        f"{pipeline_refused:g} / {limiter:g}",
+    )
+    over = " (OVER the budget)" if peak["RssAnon"] > MEMORY_BUDGET_MIB else ""
+    FIGURES.add(
+        fault,
+        "Collector peak anon RSS / RSS with file pages (queue's mmap) vs budget",
+        f"{peak['RssAnon']:.0f} / {peak['VmRSS']:.0f} MiB vs {MEMORY_BUDGET_MIB} MiB{over}",
     )
     FIGURES.add(
         fault,
         "SDKs counted lost: spans dropped / spans failed / points failed",
         f"{lost.spans_dropped:g} / {lost.spans_lost:g} / {lost.points_lost:g}",
     )
-    assert refused > 0, "the memory_limiter never refused"
-    assert limiter > 0
+    refused_early = burst.outcomes["RESOURCE_EXHAUSTED"]
+    assert refused_early > 0, f"the receivers' memory limiter never refused: {dict(burst.outcomes)}"
+    # Anonymous memory is what a container's limit kills for; the persistent queue's mmap (file pages,
+    # in VmRSS) is page cache the kernel reclaims first.
+    assert peak["RssAnon"] < MEMORY_BUDGET_MIB, f"anon RSS {peak['RssAnon']:.0f} MiB over the budget"
     assert all(alive.values()), f"something crashed: {alive}"
     assert healthy
     assert failed(report) == {}, report.summary()
