@@ -12,6 +12,13 @@ CHAT = "/v1/chat/completions"
 ERROR_SCHEMA = "#/components/schemas/ErrorResponse"
 
 
+def openapi_document(gateway_url: str) -> dict[str, Any]:
+    response = httpx.get(f"{gateway_url}/openapi.json", timeout=10)
+    assert response.status_code == 200
+    document: dict[str, Any] = response.json()
+    return document
+
+
 def validator(document: dict[str, Any], ref: str) -> Draft202012Validator:
     """A validator of the schema at ``ref`` whose own ``$ref``s resolve inside ``document``."""
     return Draft202012Validator({"$ref": ref, "components": document["components"]})

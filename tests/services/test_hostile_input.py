@@ -22,7 +22,7 @@ from services.gateway.app import create_app as create_gateway
 from services.orchestrator.app import create_app as create_orchestrator
 from telemetry import testing
 from tests.services.conftest import API_KEY, MODELS, AppServer, Stack, gateway_settings, orchestrator_settings
-from tests.services.contract import CHAT, assert_matches_contract, assert_refused, validator
+from tests.services.contract import CHAT, assert_matches_contract, assert_refused, openapi_document, validator
 from tests.services.helpers import poll_until
 
 MESSAGES = [{"role": "user", "content": "hello"}]
@@ -34,10 +34,7 @@ _probe = itertools.count()
 
 @pytest.fixture(scope="module")
 def document(stack: Stack) -> dict[str, Any]:
-    response = httpx.get(f"{stack.gateway_url}/openapi.json", timeout=10)
-    assert response.status_code == 200
-    doc: dict[str, Any] = response.json()
-    return doc
+    return openapi_document(stack.gateway_url)
 
 
 def _fresh(**fields: Any) -> dict[str, Any]:

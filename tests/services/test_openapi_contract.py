@@ -14,7 +14,13 @@ from jsonschema import Draft202012Validator
 
 from deploy.stack import free_port
 from tests.services.conftest import API_KEY, Stack
-from tests.services.contract import CHAT, assert_matches_contract, declared_response, validator
+from tests.services.contract import (
+    CHAT,
+    assert_matches_contract,
+    declared_response,
+    openapi_document,
+    validator,
+)
 
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 CHAT_ERRORS = {400, 401, 404, 413, 429, 431, 500, 502, 503, 504}
@@ -23,10 +29,7 @@ SLOW = {"model": "slow-model", "max_tokens": 64, "messages": [{"role": "user", "
 
 @pytest.fixture(scope="module")
 def document(stack: Stack) -> dict[str, Any]:
-    response = httpx.get(f"{stack.gateway_url}/openapi.json", timeout=10)
-    assert response.status_code == 200
-    doc: dict[str, Any] = response.json()
-    return doc
+    return openapi_document(stack.gateway_url)
 
 
 def _refs(node: Any) -> Iterator[str]:
