@@ -1,8 +1,11 @@
-"""Who may call, and how many at once: API keys and the in-flight limit, and the count of refusals."""
+"""Who may call, and how many at once: API keys, the in-flight limit, the size of the request head, and
+the count of refusals."""
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
 from fastapi.responses import JSONResponse
 from opentelemetry.metrics import Meter
@@ -51,3 +54,30 @@ class Admission:
         # Compare against every key so the time taken says nothing about which key was close.
         if not any([hmac.compare_digest(supplied, key) for key in self._keys]):
             raise ApiError(401, ErrorType.INVALID_API_KEY, "invalid API key")
+
+
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
+
+
+class HeaderLimit:
+    """Pure ASGI middleware: a request whose headers (names and values) pass ``limit`` bytes is refused
+    with 431 in OpenAI's shape before the app sees it. uvicorn's h11 refuses a head over 16 kB only when
+    it arrives in pieces; one that arrives whole would otherwise reach the app at any size."""
+
+    def __init__(self, app: ASGIApp, *, limit: int, admission: Admission) -> None:
+        self.app, self.limit, self.admission = app, limit, admission
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            size = sum(len(name) + len(value) for name, value in scope.get("headers") or ())
+            if size > self.limit:
+                error = ApiError(
+                    431,
+                    ErrorType.REQUEST_TOO_LARGE,
+                    f"request headers are {size} bytes, more than the {self.limit} allowed",
+                    code="request_header_fields_too_large",
+                )
+                await self.admission.reject(error)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -11,7 +11,6 @@ in-flight limit), the upstreams, GenAI recording, stream relaying, and the respo
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,13 +23,14 @@ from starlette.background import BackgroundTask
 
 from services.common.models import Catalog, ModelSpec, ProviderType
 from services.common.probes import Probes, add_metrics, add_probes
-from services.gateway.admission import Admission
+from services.gateway.admission import Admission, HeaderLimit
 from services.gateway.cache import ResponseCache, request_key
-from services.gateway.errors import ApiError
+from services.gateway.errors import ApiError, add_error_handlers
+from services.gateway.openapi import AUTH_ERRORS, CHAT_REQUEST_BODY, CHAT_RESPONSES, install_openapi
 from services.gateway.recording import GatewayMetrics, GenAICall
 from services.gateway.settings import GatewaySettings
 from services.gateway.upstream import OpenAICompatible, Orchestrator, Upstream
-from services.gateway.wire import ChatCompletionRequest, InvalidRequest, parse_request
+from services.gateway.wire import ChatCompletionRequest, InvalidRequest, parse_json, parse_request
 from telemetry import (
     Telemetry,
     instrument_fastapi,
@@ -98,11 +98,7 @@ class Gateway:
                 raise ApiError(413, ErrorType.REQUEST_TOO_LARGE, f"request body exceeds {limit} bytes")
             chunks.append(chunk)
         try:
-            payload = json.loads(b"".join(chunks))
-        except ValueError as exc:
-            raise ApiError(400, ErrorType.INVALID_REQUEST, f"body is not valid JSON: {exc}") from None
-        try:
-            return parse_request(payload)
+            return parse_request(parse_json(b"".join(chunks)))
         except InvalidRequest as exc:
             raise ApiError(400, ErrorType.INVALID_REQUEST, str(exc), param=exc.param) from None
 
@@ -183,13 +179,23 @@ def create_app(
         yield
         await gateway.close()
 
-    app = FastAPI(title="gateway", lifespan=lifespan)
-    app.state.gateway = gateway
     version = telemetry.settings.service_version
+    app = FastAPI(
+        title="gateway",
+        version=version,
+        description="OpenAI's chat completions in front of the model catalog. Every error, on any path, "
+        'is OpenAI\'s shape `{"error": {"message", "type", "param", "code"}}`: 404 for an unknown path, '
+        "405 for a wrong method.",
+        lifespan=lifespan,
+    )
+    app.state.gateway = gateway
+    add_error_handlers(app)
+    install_openapi(app)
+    app.add_middleware(HeaderLimit, limit=settings.max_header_bytes, admission=admission)
     add_probes(app, Probes("gateway", version, {"orchestrator": gateway.upstream.problem}))
     add_metrics(app, telemetry)
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", responses=AUTH_ERRORS)
     async def list_models(request: Request) -> Response:
         try:
             admission.authenticate(request.headers.get("authorization"))
@@ -204,7 +210,7 @@ def create_app(
             }
         )
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", responses=CHAT_RESPONSES, openapi_extra=CHAT_REQUEST_BODY)
     async def chat_completions(request: Request) -> Response:
         try:
             admission.enter()

@@ -1,13 +1,18 @@
 """Errors answered in OpenAI's shape, and the mapping of the upstreams' failures onto them: the
-orchestrator's (:func:`from_upstream`) and an OpenAI-compatible provider's (:func:`from_provider`)."""
+orchestrator's (:func:`from_upstream`) and an OpenAI-compatible provider's (:func:`from_provider`).
+:func:`add_error_handlers` gives the framework's own answers (unknown path, wrong method, an unexpected
+exception) the same shape, so no client ever gets a body it cannot parse as an OpenAI error."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from opentelemetry import trace
+from starlette.exceptions import HTTPException
 
 from services.gateway.wire import error_body
 from telemetry import mark_failed
@@ -107,3 +112,38 @@ def provider_error(body: bytes | dict[str, Any]) -> tuple[str, str | None]:
         return "", None
     param = detail.get("param")
     return str(detail.get("message") or "")[:1000], str(param) if param else None
+
+
+_SHOWN_PATH = 256
+"""Characters of an unknown path echoed back: the path is the client's, and can be 16 kB."""
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """OpenAI's shape for the answers FastAPI and Starlette make themselves: 404 for an unknown path
+    (OpenAI's own words, "Invalid URL (POST /v1/x)"), 405 for a wrong method, 400 for a request FastAPI
+    validated, and 500 for an exception nothing caught (which still reaches the server's log and span)."""
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        where = f"{request.method} {request.url.path[:_SHOWN_PATH]}"
+        if exc.status_code == 404:
+            message = f"Invalid URL ({where})"
+        elif exc.status_code == 405:
+            message = f"Method not allowed ({where})"
+        else:
+            message = str(exc.detail)
+        error = ApiError(exc.status_code, ErrorType.INVALID_REQUEST, message)
+        response = error.response()
+        response.headers.update(exc.headers or {})
+        return response
+
+    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+        return ApiError(400, ErrorType.INVALID_REQUEST, "the request is invalid").response()
+
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # No mark_failed: the telemetry middleware names the failure by the exception's type.
+        return JSONResponse(error_body("the gateway failed unexpectedly", "server_error"), 500)
+
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, unexpected)

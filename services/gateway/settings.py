@@ -31,6 +31,12 @@ SETTINGS: dict[str, Setting[Any]] = {
         1 << 20,
         "largest request body accepted (413 above)",
     ),
+    "max_header_bytes": Setting(
+        "LLM_GATEWAY_MAX_HEADER_BYTES",
+        parse_int(minimum=1024),
+        16 * 1024,
+        "largest request head accepted, header names and values (431 above)",
+    ),
     "max_in_flight": Setting(
         "LLM_GATEWAY_MAX_IN_FLIGHT", parse_int(minimum=1), 256, "requests served at once; more get 429"
     ),
@@ -58,6 +64,9 @@ class GatewaySettings:
     upstream_timeout: float
     cache_entries: int
     cache_ttl: float
+    max_header_bytes: int = 16 * 1024
+    """As h11's own limit on an incomplete request head: a head past it is refused however it arrives
+    (uvicorn answers 400 itself when the head comes in pieces, the gateway 431 when it comes whole)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:

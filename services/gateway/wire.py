@@ -3,12 +3,20 @@
 Accepted: roles ``system``, ``developer``, ``user``, ``assistant`` (with ``tool_calls``) and ``tool``;
 content as a string or an array of text parts; ``max_tokens`` or ``max_completion_tokens``,
 ``temperature``, ``stop``, ``user``, ``n=1``, ``stream`` and ``stream_options``. Anything else is refused
-with 400 ``invalid_request_error`` naming the ``param``, as OpenAI does, never silently ignored.
+with 400 ``invalid_request_error`` naming the ``param``, as OpenAI does, never silently ignored. So is a
+body that is not JSON (invalid UTF-8, a lone surrogate, nesting past Python's recursion limit, an integer
+over 4,300 digits) and a number that is not finite (``NaN``, ``Infinity``, ``1e400``): the parser takes
+those literals, the model refuses them where they stand, naming the field.
+
+The models here are also the OpenAPI document's schemas (``app.py`` publishes them): the request, the
+``chat.completion`` answer, the stream's chunk and the error shape, so a client generator or a fuzzer
+sees the contract that is enforced.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Annotated, Any, Literal
 
@@ -19,6 +27,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    WithJsonSchema,
     field_validator,
 )
 
@@ -35,11 +44,13 @@ class InvalidRequest(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinities parse (Python's json takes the literals, 1e400 overflows to inf); OpenAI refuses
+    # them and so do we, where they stand: "temperature: Input should be a finite number".
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 class TextPart(_Strict):
-    type: str
+    type: str = Field(json_schema_extra={"const": "text"})
     text: str = Field(max_length=MAX_CONTENT_CHARS)
 
     @field_validator("type")
@@ -101,9 +112,25 @@ class ChatCompletionRequest(_Strict):
     max_tokens: int | None = Field(default=None, ge=1, le=4096)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=4096)
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
-    stop: list[str] | None = None
+    stop: Annotated[
+        list[str] | None,
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "string", "minLength": 1, "maxLength": 256},
+                    {
+                        "type": "array",
+                        "items": {"type": "string", "minLength": 1, "maxLength": 256},
+                        "minItems": 1,
+                        "maxItems": 4,
+                    },
+                    {"type": "null"},
+                ]
+            }
+        ),
+    ] = None
     user: str | None = Field(default=None, max_length=256)
-    n: int | None = None
+    n: Annotated[int | None, WithJsonSchema({"anyOf": [{"const": 1}, {"type": "null"}]})] = None
     stream: bool = False
     stream_options: StreamOptions | None = None
 
@@ -156,6 +183,30 @@ class ChatCompletionRequest(_Strict):
         if self.stream:
             payload["stream_options"] = {"include_usage": True}
         return payload
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def parse_json(raw: bytes) -> Any:
+    """The body's JSON value, or :class:`InvalidRequest` (``param`` None) saying why it is none."""
+    try:
+        payload = json.loads(raw.decode("utf-8"))
+        # Escapes of UTF-16 surrogates decode to lone surrogates unless paired: no UTF-8 can carry those,
+        # so every later encoding (the answer, the upstream request, telemetry export) would fail on them.
+        if _SURROGATE_ESCAPE.search(raw):
+            json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    except RecursionError:
+        raise InvalidRequest("body is not valid JSON: nested too deeply", None) from None
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(f"body is not valid UTF-8: {exc.reason} at byte {exc.start}", None) from None
+    except UnicodeEncodeError:
+        raise InvalidRequest(
+            "body is not valid JSON: a \\u escape names an unpaired surrogate", None
+        ) from None
+    except ValueError as exc:
+        raise InvalidRequest(f"body is not valid JSON: {exc}", None) from None
+    return payload
 
 
 def parse_request(payload: Any) -> ChatCompletionRequest:
@@ -283,3 +334,51 @@ def error_body(
     message: str, error_type: str, code: str | None = None, param: str | None = None
 ) -> dict[str, Any]:
     return {"error": {"message": message, "type": error_type, "param": param, "code": code or error_type}}
+
+
+# What the gateway answers, as the OpenAPI document describes it. Only for the schema: answers are built as
+# dicts above (and an OpenAI-compatible upstream's answer passes through with any fields it adds).
+
+
+class ErrorDetail(BaseModel):
+    message: str = Field(description="What is wrong, for a person to read.")
+    type: str = Field(
+        description="The failure's class (``invalid_request_error``, ``model_not_found``, "
+        "``upstream_timeout`` ...); also the gateway span's ``error.type``."
+    )
+    param: str | None = Field(description="The request field at fault (``messages[0].role``), if any.")
+    code: str | None = Field(description="A machine-readable code; the ``type`` unless a finer one applies.")
+
+
+class ErrorResponse(BaseModel):
+    """OpenAI's error shape, for every status the gateway answers itself."""
+
+    error: ErrorDetail
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str | None
+
+
+class Choice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: str | None
+
+
+class CompletionUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(BaseModel):
+    """The answer of a request without ``stream: true``."""
+
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: CompletionUsage | None = None
