@@ -49,9 +49,12 @@ def run_service(name: str, main: Callable[[telemetry.Telemetry, asyncio.Event], 
         telemetry.shutdown(FLUSH_MILLIS)
 
 
-async def serve_http(app: Any, host: str, port: int, stop: asyncio.Event) -> None:
+async def serve_http(
+    app: Any, host: str, port: int, stop: asyncio.Event, http: type[asyncio.Protocol] | str = "auto"
+) -> None:
     """Serve an ASGI app with uvicorn until ``stop`` is set (uvicorn's own signal handling stays off), then
-    stop accepting and let requests in flight finish for up to :data:`DRAIN_SECONDS`."""
+    stop accepting and let requests in flight finish for up to :data:`DRAIN_SECONDS`. ``http``: uvicorn's
+    HTTP/1.1 protocol, by name or class (the gateway's shapes its parse errors)."""
     import uvicorn
 
     config = uvicorn.Config(
@@ -62,6 +65,7 @@ async def serve_http(app: Any, host: str, port: int, stop: asyncio.Event) -> Non
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=int(DRAIN_SECONDS),
+        http=http,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

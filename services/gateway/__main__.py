@@ -7,11 +7,13 @@ import asyncio
 import telemetry
 from services.common.runner import run_service, serve_http
 from services.gateway.app import GatewaySettings, create_app
+from services.gateway.protocol import GatewayH11Protocol
 
 
 async def main(configured: telemetry.Telemetry, stop: asyncio.Event) -> None:
     settings = GatewaySettings.from_env()
-    await serve_http(create_app(settings, configured), settings.host, settings.port, stop)
+    app = create_app(settings, configured)
+    await serve_http(app, settings.host, settings.port, stop, http=GatewayH11Protocol)
 
 
 if __name__ == "__main__":

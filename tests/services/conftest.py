@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from deploy.stack import free_port
 from services.common.models import ModelSpec
 from services.gateway.app import GatewaySettings, create_app as create_gateway
+from services.gateway.protocol import GatewayH11Protocol
 from services.inference.server import InferenceSettings, start_server
 from services.orchestrator.app import OrchestratorSettings, create_app as create_orchestrator
 from telemetry import testing
@@ -144,7 +145,13 @@ def stack() -> Iterator[Stack]:
                 create_orchestrator(orchestrator, captures["orchestrator"].telemetry), orchestrator_port
             )
         ),
-        loop.run(serve_uvicorn(create_gateway(gateway, captures["gateway"].telemetry, MODELS), gateway_port)),
+        loop.run(
+            serve_uvicorn(
+                create_gateway(gateway, captures["gateway"].telemetry, MODELS),
+                gateway_port,
+                http=GatewayH11Protocol,
+            )
+        ),
     ]
     yield Stack(
         gateway_url=f"http://127.0.0.1:{gateway_port}",

@@ -18,10 +18,14 @@ START_TIMEOUT = 10.0
 Served = tuple[uvicorn.Server, asyncio.Task[None]]  # a running server and the task serving it
 
 
-async def serve_uvicorn(app: Any, port: int, start_timeout: float = START_TIMEOUT) -> Served:
+async def serve_uvicorn(
+    app: Any, port: int, start_timeout: float = START_TIMEOUT, http: type[asyncio.Protocol] | str = "auto"
+) -> Served:
     """Serve ``app`` on 127.0.0.1:``port`` once it has started; fails naming the port if it does not."""
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False)
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False, http=http
+        )
     )
     where = f"uvicorn on 127.0.0.1:{port}"
 
