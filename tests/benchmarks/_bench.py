@@ -122,9 +122,34 @@ class Floor:
         return (time.process_time() - c0) / n * 1e6
 
 
-def floor_multiple(overhead: float, floor_overhead: float) -> float:
-    """``overhead`` as a multiple of the floor's (both paired differences against ``none``)."""
-    return overhead / floor_overhead if floor_overhead > 0 else float("nan")
+def paired_runs(
+    runs: Mapping[str, list[dict[str, Any]]], variants: Sequence[str]
+) -> Iterator[tuple[str, list[dict[str, Any]], list[tuple[dict[str, Any], dict[str, Any]]]]]:
+    """Each variant, its runs, and its runs paired with the ``none`` run of the same rep (the first
+    variant's where ``none`` did not run)."""
+    base = runs["none"] if "none" in runs else runs[variants[0]]
+    for variant in variants:
+        yield variant, runs[variant], list(zip(runs[variant], base, strict=True))
+
+
+def floor_multiples(runs: Mapping[str, Sequence[Mapping[str, Any]]], key: str) -> dict[str, dict[str, float]]:
+    """Per variant: its ``key`` overhead over ``none`` as a multiple of the floor's, paired per rep.
+
+    Empty unless both ``none`` and ``floor`` ran.
+    """
+    base, floor = runs.get("none"), runs.get("floor")
+    if not base or not floor:
+        return {}
+    floor_added = [f[key] - b[key] for f, b in zip(floor, base, strict=True)]
+    return {
+        variant: summarize(
+            [
+                (r[key] - b[key]) / fa if fa > 0 else float("nan")
+                for r, b, fa in zip(rs, base, floor_added, strict=True)
+            ]
+        )
+        for variant, rs in runs.items()
+    }
 
 
 def stock_providers(service_name: str) -> tuple[TracerProvider, MeterProvider, CountingSpanExporter]:

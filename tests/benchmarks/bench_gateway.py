@@ -82,12 +82,13 @@ from tests.benchmarks._bench import (
     Children,
     Floor,
     children,
-    floor_multiple,
+    floor_multiples,
     fmt,
     machine_info,
     markdown_table,
     noop_telemetry,
     ours_telemetry,
+    paired_runs,
     pin,
     proc_cpu_seconds,
     rotated,
@@ -410,32 +411,23 @@ def run_one(
 
 
 def summarise(runs: dict[str, list[dict[str, Any]]], variants: list[str]) -> dict[str, Any]:
-    base = runs["none"] if "none" in runs else runs[variants[0]]
-    floor = runs.get("floor")
+    multiples = floor_multiples(runs, "cpu_us_per_req")
     summary: dict[str, Any] = {}
-    for v in variants:
-        rs = runs[v]
-        pairs = list(zip(rs, base, strict=True))
-        added = [r["cpu_us_per_req"] - b["cpu_us_per_req"] for r, b in pairs]
+    for v, rs, pairs in paired_runs(runs, variants):
         summary[v] = {
             "rps": summarize([r["rps"] for r in rs]),
             "ratio_vs_none": summarize([r["rps"] / b["rps"] for r, b in pairs]),
             "inv_rps_overhead_us": summarize([1e6 / r["rps"] - 1e6 / b["rps"] for r, b in pairs]),
             "cpu_us_per_req": summarize([r["cpu_us_per_req"] for r in rs]),
-            "cpu_overhead_us": summarize(added),
+            "cpu_overhead_us": summarize([r["cpu_us_per_req"] - b["cpu_us_per_req"] for r, b in pairs]),
             "server_cpu_util": summarize([r["server_cpu_util"] for r in rs]),
             "p50_ms": summarize([r["p50_ms"] for r in rs]),
             "p99_ms": summarize([r["p99_ms"] for r in rs]),
             "spans_per_req": summarize([r["spans_per_req"] for r in rs]),
             "non2xx": sum(r["non2xx"] for r in rs),
         }
-        if floor is not None:
-            floor_added = [
-                f["cpu_us_per_req"] - b["cpu_us_per_req"] for f, b in zip(floor, base, strict=True)
-            ]
-            summary[v]["floor_multiple"] = summarize(
-                [floor_multiple(a, f) for a, f in zip(added, floor_added, strict=True)]
-            )
+        if v in multiples:
+            summary[v]["floor_multiple"] = multiples[v]
     return summary
 
 

@@ -45,12 +45,13 @@ from typing import Any
 from tests.benchmarks._bench import (
     Floor,
     children,
-    floor_multiple,
+    floor_multiples,
     fmt,
     machine_info,
     markdown_table,
     noop_telemetry,
     ours_telemetry,
+    paired_runs,
     pin,
     proc_cpu_seconds,
     rotated,
@@ -309,13 +310,9 @@ def run_one(kids: Any, args: argparse.Namespace, variant: str) -> dict[str, Any]
 
 
 def summarise(runs: dict[str, list[dict[str, Any]]], variants: list[str]) -> dict[str, Any]:
-    base = runs["none"] if "none" in runs else runs[variants[0]]
-    floor = runs.get("floor")
+    multiples = floor_multiples(runs, "cpu_us_per_call")
     summary: dict[str, Any] = {}
-    for v in variants:
-        rs = runs[v]
-        pairs = list(zip(rs, base, strict=True))
-        added = [r["cpu_us_per_call"] - b["cpu_us_per_call"] for r, b in pairs]
+    for v, rs, pairs in paired_runs(runs, variants):
         s = {
             "calls_per_s": summarize([r["cps"] for r in rs]),
             "ratio_vs_none": summarize([r["cps"] / b["cps"] for r, b in pairs]),
@@ -323,17 +320,14 @@ def summarise(runs: dict[str, list[dict[str, Any]]], variants: list[str]) -> dic
             "us_per_call_overhead": summarize([r["us_per_call"] - b["us_per_call"] for r, b in pairs]),
             "server_cpu_us_per_call": summarize([r["server_cpu_us_per_call"] for r in rs]),
             "client_cpu_us_per_call": summarize([r["client_cpu_us_per_call"] for r in rs]),
-            "cpu_us_added_per_call": summarize(added),
+            "cpu_us_added_per_call": summarize(
+                [r["cpu_us_per_call"] - b["cpu_us_per_call"] for r, b in pairs]
+            ),
             "server_spans_per_call": summarize([r["server_spans_per_call"] for r in rs]),
             "client_spans_per_call": summarize([r["client_spans_per_call"] for r in rs]),
         }
-        if floor is not None:
-            floor_added = [
-                f["cpu_us_per_call"] - b["cpu_us_per_call"] for f, b in zip(floor, base, strict=True)
-            ]
-            s["floor_multiple"] = summarize(
-                [floor_multiple(a, f) for a, f in zip(added, floor_added, strict=True)]
-            )
+        if v in multiples:
+            s["floor_multiple"] = multiples[v]
         summary[v] = s
     return summary
 
