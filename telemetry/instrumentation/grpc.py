@@ -80,15 +80,23 @@ class _Method:
     attributes into the aggregation key), so one dict per method serves every call.
     """
 
-    __slots__ = ("name", "outcomes", "span_attributes")
+    __slots__ = ("_outcomes", "name", "server", "span_attributes")
 
     def __init__(self, full_method: str | bytes, server: bool) -> None:
         self.name = (full_method.decode() if isinstance(full_method, bytes) else full_method).lstrip("/")
+        self.server = server
         self.span_attributes: dict[str, AttributeValue] = {
             sc.RPC_SYSTEM_NAME: sc.RPC_SYSTEM_GRPC,
             sc.RPC_METHOD: self.name,
         }
-        self.outcomes = {code: _Outcome(self.name, code, server) for code in grpc.StatusCode}
+        self._outcomes: dict[grpc.StatusCode, _Outcome] = {}
+
+    def outcome(self, code: grpc.StatusCode) -> _Outcome:
+        """The :class:`_Outcome` of ``code``, built on its first call (at most one per status code)."""
+        known = self._outcomes.get(code)
+        if known is None:
+            known = self._outcomes[code] = _Outcome(self.name, code, self.server)
+        return known
 
 
 class _Call:
@@ -142,7 +150,7 @@ class _RpcTelemetry:
 
     def _record(self, call: _Call, code: grpc.StatusCode, exc: BaseException | None) -> None:
         elapsed = perf_counter() - call.start
-        outcome = call.method.outcomes[code]
+        outcome = call.method.outcome(code)
         span = call.span
         span.set_attributes(outcome.span_attributes)
         if code == grpc.StatusCode.CANCELLED:
