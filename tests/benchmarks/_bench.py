@@ -135,7 +135,8 @@ def paired_runs(
 def floor_multiples(runs: Mapping[str, Sequence[Mapping[str, Any]]], key: str) -> dict[str, dict[str, float]]:
     """Per variant: its ``key`` overhead over ``none`` as a multiple of the floor's, paired per rep.
 
-    Empty unless both ``none`` and ``floor`` ran.
+    Empty unless both ``none`` and ``floor`` ran. A rep where the floor measured no overhead at all (noise
+    larger than the floor) has no multiple and is left out; ``n`` says how many reps remain.
     """
     base, floor = runs.get("none"), runs.get("floor")
     if not base or not floor:
@@ -143,10 +144,7 @@ def floor_multiples(runs: Mapping[str, Sequence[Mapping[str, Any]]], key: str) -
     floor_added = [f[key] - b[key] for f, b in zip(floor, base, strict=True)]
     return {
         variant: summarize(
-            [
-                (r[key] - b[key]) / fa if fa > 0 else float("nan")
-                for r, b, fa in zip(rs, base, floor_added, strict=True)
-            ]
+            [(r[key] - b[key]) / fa for r, b, fa in zip(rs, base, floor_added, strict=True) if fa > 0]
         )
         for variant, rs in runs.items()
     }
