@@ -136,6 +136,13 @@ SETTINGS: dict[str, Setting[Any]] = {
         "with `prometheus`: serve `/metrics` on its own server thread; `false` when the service serves"
         " `Telemetry.metrics_app()` on its own port",
     ),
+    "http_body_size_metrics": Setting(
+        "LLM_TELEMETRY_HTTP_BODY_SIZE_METRICS",
+        parse_bool,
+        False,
+        "record `http.server.request.body.size` and `http.server.response.body.size` (opt-in in the HTTP"
+        " semconv; two histogram records per request)",
+    ),
     "sdk_disabled": Setting(
         "OTEL_SDK_DISABLED", parse_bool, False, "disable the SDK entirely", in_table=False
     ),
@@ -157,6 +164,7 @@ class TelemetrySettings:
     prometheus_host: str
     prometheus_port: int
     prometheus_server: bool
+    http_body_size_metrics: bool
     sdk_disabled: bool
     propagators: tuple[str, ...] | None
     """``OTEL_PROPAGATORS``; ``None`` when unset (tracecontext and baggage)."""

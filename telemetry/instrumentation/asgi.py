@@ -6,6 +6,11 @@ machine (``shared/reference/overhead-baseline.md``). Here: one span, attached on
 the metric points cached per (method, route, status, error); metrics recorded in the span's context so
 their points carry exemplars. An application classifies its own failure by setting ``error.type`` on the
 current span (``trace.get_current_span()``); the metric points carry it too.
+
+The body-size histograms (``http.server.request.body.size``, ``http.server.response.body.size``) are
+opt-in, as the HTTP semantic conventions mark them: ``LLM_TELEMETRY_HTTP_BODY_SIZE_METRICS=true`` or
+``body_size_metrics=True``. Each is one more SDK histogram record per request, which on the gateway's
+cache-hit path costs about as much as the duration record itself.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AnyValue, Attributes, AttributeValue
 
 from telemetry import instruments, semconv as sc
+from telemetry._config import SETTINGS
 from telemetry._errors import report_internal_error
 from telemetry._propagation import propagation_fields
 
@@ -73,14 +79,27 @@ def _point_attributes(  # noqa: PLR0917 - positional: the lru_cache key is built
     return attributes
 
 
+def body_size_metrics_enabled() -> bool:
+    """``LLM_TELEMETRY_HTTP_BODY_SIZE_METRICS``: the global set-up's value if ``configure()`` ran, else the
+    environment's (default off)."""
+    from telemetry._setup import current
+
+    configured = current()
+    if configured is not None:
+        return configured.settings.http_body_size_metrics
+    enabled: bool = SETTINGS["http_body_size_metrics"].read()
+    return enabled
+
+
 class TelemetryMiddleware:
     """ASGI middleware; non-HTTP scopes and ``excluded_paths`` pass straight through.
 
     Costs are kept off the request path where the data allows it: in-flight requests are a plain
     counter read by an observable instrument at collection time (an SDK ``add`` costs as much as a
-    histogram record, twice per request); only the duration carries an exemplar (the body-size points are
-    recorded outside the span's context, which the exemplar filter rejects at once); propagation headers
-    are only parsed when the request has one.
+    histogram record, twice per request); the body-size histograms are off unless ``body_size_metrics``
+    (``None``: :func:`body_size_metrics_enabled`), and when on only the duration carries an exemplar (the
+    body-size points are recorded outside the span's context, which the exemplar filter rejects at once);
+    propagation headers are only parsed when the request has one.
     """
 
     def __init__(
@@ -90,13 +109,16 @@ class TelemetryMiddleware:
         tracer_provider: trace.TracerProvider | None = None,
         meter_provider: metrics.MeterProvider | None = None,
         excluded_paths: Iterable[str] = ("/health", "/ready", "/metrics"),
+        body_size_metrics: bool | None = None,
     ) -> None:
         self.app = app
         self.tracer = trace.get_tracer("telemetry.asgi", tracer_provider=tracer_provider)
         meter = metrics.get_meter("telemetry.asgi", meter_provider=meter_provider)
         self.duration = instruments.create(meter, sc.HTTP_SERVER_REQUEST_DURATION)
+        # Created either way (an instrument never recorded exports nothing); recorded only when enabled.
         self.request_size = instruments.create(meter, sc.HTTP_SERVER_REQUEST_BODY_SIZE)
         self.response_size = instruments.create(meter, sc.HTTP_SERVER_RESPONSE_BODY_SIZE)
+        self.body_sizes = body_size_metrics_enabled() if body_size_metrics is None else body_size_metrics
         # (method, scheme) -> requests in flight. The lock (about 0.3 µs) keeps counts exact should an ASGI
         # server call us from several threads; the collection thread reads a copy.
         self._in_flight: dict[tuple[str, str], int] = {}
@@ -192,11 +214,12 @@ class TelemetryMiddleware:
         version = scope.get("http_version", "1.1")
         attributes = _point_attributes(method, call.scheme, route, status, error_type, version)
         self.duration.record(duration, attributes, context=call.ctx)
-        self.response_size.record(call.response_bytes, attributes, context=_NO_EXEMPLAR)
-        for name, value in scope.get("headers") or ():
-            if name == b"content-length":
-                self.request_size.record(int(value), attributes, context=_NO_EXEMPLAR)
-                break
+        if self.body_sizes:
+            self.response_size.record(call.response_bytes, attributes, context=_NO_EXEMPLAR)
+            for name, value in scope.get("headers") or ():
+                if name == b"content-length":
+                    self.request_size.record(int(value), attributes, context=_NO_EXEMPLAR)
+                    break
 
 
 class _ServerSpan(trace.Span):

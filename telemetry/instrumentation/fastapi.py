@@ -19,15 +19,19 @@ def instrument_fastapi(
     tracer_provider: trace.TracerProvider | None = None,
     meter_provider: metrics.MeterProvider | None = None,
     excluded_paths: Iterable[str] = ("/health", "/ready", "/metrics"),
+    body_size_metrics: bool | None = None,
 ) -> InstrumentationHandle:
     """Trace and measure every HTTP request of ``app`` (FastAPI or Starlette).
 
-    Must run before the app serves its first request (Starlette builds its middleware stack then).
+    ``body_size_metrics`` turns the opt-in body-size histograms on or off; ``None`` follows
+    ``LLM_TELEMETRY_HTTP_BODY_SIZE_METRICS`` (off by default). Must run before the app serves its first
+    request (Starlette builds its middleware stack then).
     """
     options: dict[str, Any] = {
         "tracer_provider": tracer_provider,
         "meter_provider": meter_provider,
         "excluded_paths": tuple(excluded_paths),
+        "body_size_metrics": body_size_metrics,
     }
     entry = Middleware(TelemetryMiddleware, **options)
     restore_native = _silence_native_telemetry(app)

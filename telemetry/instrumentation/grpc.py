@@ -8,16 +8,13 @@ from here. Streaming calls are measured until the stream ends, is cancelled, or 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from functools import lru_cache
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc import aio
 from opentelemetry import context as otel_context, metrics, propagate, trace
-from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
@@ -48,43 +45,68 @@ _SERVER_ERROR_CODES = frozenset(
 )
 
 
-class _MetadataGetter(Getter[Sequence[tuple[str, str | bytes]]]):
-    def get(self, carrier: Sequence[tuple[str, str | bytes]], key: str) -> list[str] | None:
-        found = [v if isinstance(v, str) else v.decode("latin-1") for k, v in carrier if k == key]
-        return found or None
-
-    def keys(self, carrier: Sequence[tuple[str, str | bytes]]) -> list[str]:
-        return [k for k, _ in carrier]
-
-
-_GETTER = _MetadataGetter()
 # Method names come from the servicers registered in this process, but unknown names also reach the
-# interceptor (and get UNIMPLEMENTED): the cache of wrapped handlers must not grow with them.
+# interceptor (and get UNIMPLEMENTED): the caches of wrapped handlers and of methods must not grow with them.
 _MAX_CACHED_METHODS = 256
 HEALTH_METHODS = ("/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch")
 """The standard gRPC health service's methods: left out of spans and metrics by default."""
 
 
-@lru_cache(maxsize=1024)
-def _point_attributes(method: str, code: str, error_type: str | None) -> dict[str, AttributeValue]:
-    attributes: dict[str, AttributeValue] = {
-        sc.RPC_SYSTEM_NAME: sc.RPC_SYSTEM_GRPC,
-        sc.RPC_METHOD: method,
-        sc.RPC_STATUS_CODE: code,
-    }
-    if error_type is not None:
-        attributes[sc.ERROR_TYPE] = error_type
-    return attributes
+class _Outcome:
+    """What a call that ended with one status code records: built once per method, side and code."""
+
+    __slots__ = ("code", "error_type", "is_error", "point_attributes", "span_attributes", "status")
+
+    def __init__(self, method: str, code: grpc.StatusCode, server: bool) -> None:
+        self.code = code
+        self.is_error = code in _SERVER_ERROR_CODES if server else code != grpc.StatusCode.OK
+        self.error_type = code.name if self.is_error else None
+        self.span_attributes: dict[str, AttributeValue] = {sc.RPC_STATUS_CODE: code.name}
+        self.point_attributes: dict[str, AttributeValue] = {
+            sc.RPC_SYSTEM_NAME: sc.RPC_SYSTEM_GRPC,
+            sc.RPC_METHOD: method,
+            sc.RPC_STATUS_CODE: code.name,
+        }
+        if self.error_type is not None:
+            self.span_attributes[sc.ERROR_TYPE] = self.error_type
+            self.point_attributes[sc.ERROR_TYPE] = self.error_type
+        self.status = Status(StatusCode.ERROR, code.name) if self.is_error else None
 
 
-@dataclass
+class _Method:
+    """One RPC method as one side records it; built once, so a call builds no name, dict or status.
+
+    The SDK copies the attribute dicts it is given (span attributes into the span's own, point
+    attributes into the aggregation key), so one dict per method serves every call.
+    """
+
+    __slots__ = ("_outcomes", "name", "server", "span_attributes")
+
+    def __init__(self, full_method: str | bytes, server: bool) -> None:
+        self.name = (full_method.decode() if isinstance(full_method, bytes) else full_method).lstrip("/")
+        self.server = server
+        self.span_attributes: dict[str, AttributeValue] = {
+            sc.RPC_SYSTEM_NAME: sc.RPC_SYSTEM_GRPC,
+            sc.RPC_METHOD: self.name,
+        }
+        self._outcomes: dict[grpc.StatusCode, _Outcome] = {}
+
+    def outcome(self, code: grpc.StatusCode) -> _Outcome:
+        """The :class:`_Outcome` of ``code``, built on its first call (at most one per status code)."""
+        known = self._outcomes.get(code)
+        if known is None:
+            known = self._outcomes[code] = _Outcome(self.name, code, self.server)
+        return known
+
+
 class _Call:
-    """One RPC in flight: its span, timer and the context token to restore."""
+    """One RPC in flight: its method, span, the span's context and the start time."""
 
-    span: Span
-    ctx: otel_context.Context
-    method: str
-    start: float = field(default_factory=perf_counter)
+    __slots__ = ("ctx", "method", "span", "start")
+
+    def __init__(self, method: _Method, span: Span, ctx: otel_context.Context) -> None:
+        self.method, self.span, self.ctx = method, span, ctx
+        self.start = perf_counter()
 
 
 class _RpcTelemetry:
@@ -95,20 +117,27 @@ class _RpcTelemetry:
         meter_provider: metrics.MeterProvider | None,
     ) -> None:
         self.server = side == "server"
+        self.kind = SpanKind.SERVER if self.server else SpanKind.CLIENT
         self.tracer = trace.get_tracer(f"telemetry.grpc.{side}", tracer_provider=tracer_provider)
         meter = metrics.get_meter(f"telemetry.grpc.{side}", meter_provider=meter_provider)
         spec = sc.RPC_SERVER_CALL_DURATION if self.server else sc.RPC_CLIENT_CALL_DURATION
         self.duration = instruments.create(meter, spec)
+        self._methods: dict[str | bytes, _Method] = {}
 
-    def start(self, full_method: str, parent: otel_context.Context | None) -> _Call:
-        method = full_method.lstrip("/")
+    def method(self, full_method: str | bytes) -> _Method:
+        """The (cached) :class:`_Method` for ``full_method`` (gRPC's client side passes ``bytes``)."""
+        known = self._methods.get(full_method)
+        if known is None:
+            known = _Method(full_method, self.server)
+            if len(self._methods) < _MAX_CACHED_METHODS:
+                self._methods[full_method] = known
+        return known
+
+    def start(self, method: _Method, parent: otel_context.Context | None) -> _Call:
         span = self.tracer.start_span(
-            method,
-            context=parent,
-            kind=SpanKind.SERVER if self.server else SpanKind.CLIENT,
-            attributes={sc.RPC_SYSTEM_NAME: sc.RPC_SYSTEM_GRPC, sc.RPC_METHOD: method},
+            method.name, context=parent, kind=self.kind, attributes=method.span_attributes
         )
-        return _Call(span, trace.set_span_in_context(span, parent), method)
+        return _Call(method, span, trace.set_span_in_context(span, parent))
 
     def finish(self, call: _Call, code: grpc.StatusCode, exc: BaseException | None = None) -> None:
         """Complete the span and record the duration; the span ends even when that fails."""
@@ -120,22 +149,17 @@ class _RpcTelemetry:
             call.span.end()
 
     def _record(self, call: _Call, code: grpc.StatusCode, exc: BaseException | None) -> None:
-        is_error = code in _SERVER_ERROR_CODES if self.server else code != grpc.StatusCode.OK
-        error_type = code.name if is_error else None
+        elapsed = perf_counter() - call.start
+        outcome = call.method.outcome(code)
         span = call.span
-        span.set_attribute(sc.RPC_STATUS_CODE, code.name)
+        span.set_attributes(outcome.span_attributes)
         if code == grpc.StatusCode.CANCELLED:
             span.add_event("rpc.cancelled", {"rpc.cancelled.by": "client" if self.server else "caller"})
-        if exc is not None and is_error:
-            span.record_exception(exc)
-        if error_type is not None:
-            span.set_attribute(sc.ERROR_TYPE, error_type)
-            span.set_status(Status(StatusCode.ERROR, f"{code.name}"))
-        self.duration.record(
-            perf_counter() - call.start,
-            _point_attributes(call.method, code.name, error_type),
-            context=call.ctx,
-        )
+        if outcome.status is not None:
+            if exc is not None:
+                span.record_exception(exc)
+            span.set_status(outcome.status)
+        self.duration.record(elapsed, outcome.point_attributes, context=call.ctx)
 
 
 def _server_code(context: aio.ServicerContext[Any, Any], exc: BaseException | None) -> grpc.StatusCode:
@@ -150,11 +174,14 @@ def _server_code(context: aio.ServicerContext[Any, Any], exc: BaseException | No
 
 
 def _parent_context(context: aio.ServicerContext[Any, Any]) -> otel_context.Context | None:
-    """The caller's context from the metadata; ``None`` (no parsing at all) when it sent none."""
-    metadata = context.invocation_metadata() or ()
+    """The caller's context from the metadata; ``None`` (no parsing at all) when it sent none.
+
+    Only the propagator's own keys are copied, into a ``dict`` the SDK's default getter reads directly
+    (gRPC passes text values as ``str``; ``-bin`` keys, the only ``bytes`` ones, are never among them).
+    """
     fields = propagation_fields().text
-    carrier = [(k, v) for k, v in metadata if k in fields]
-    return propagate.extract(carrier, getter=_GETTER) if carrier else None
+    carrier = {k: v for k, v in context.invocation_metadata() or () if k in fields}
+    return propagate.extract(carrier) if carrier else None
 
 
 class TelemetryServerInterceptor(_ServerInterceptor):
@@ -200,9 +227,10 @@ class TelemetryServerInterceptor(_ServerInterceptor):
         self, full_method: str, handler: grpc.RpcMethodHandler[Any, Any]
     ) -> grpc.RpcMethodHandler[Any, Any]:
         rpc = self._rpc
+        method = _Method(full_method, server=True)
 
         def begin(context: aio.ServicerContext[Any, Any]) -> tuple[_Call, object]:
-            call = rpc.start(full_method, _parent_context(context))
+            call = rpc.start(method, _parent_context(context))
             return call, otel_context.attach(call.ctx)
 
         if handler.unary_unary is not None:
@@ -265,19 +293,16 @@ class _ClientCallDetails(aio.ClientCallDetails):
 
 
 def _with_trace_metadata(details: aio.ClientCallDetails, ctx: otel_context.Context) -> aio.ClientCallDetails:
+    """``details`` with the propagator's headers added to a copy of its metadata (the caller's own
+    ``Metadata`` object, which gRPC passes on as it is, must not change)."""
     carrier: dict[str, str] = {}
     propagate.inject(carrier, context=ctx)
-    metadata = aio.Metadata(*(details.metadata or ()))
-    for key, value in carrier.items():
-        metadata.add(key, value)
+    if not carrier:
+        return details
+    metadata = aio.Metadata(*(details.metadata or ()), *carrier.items())
     return _ClientCallDetails(
         details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
     )
-
-
-def _method_name(details: aio.ClientCallDetails) -> str:
-    method = details.method
-    return method.decode() if isinstance(method, bytes) else method
 
 
 class TelemetryUnaryUnaryClientInterceptor(_UnaryUnaryClientInterceptor):
@@ -285,7 +310,7 @@ class TelemetryUnaryUnaryClientInterceptor(_UnaryUnaryClientInterceptor):
         self._rpc = rpc
 
     async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        call = self._rpc.start(_method_name(client_call_details), None)
+        call = self._rpc.start(self._rpc.method(client_call_details.method), None)
         try:
             rpc_call = await continuation(_with_trace_metadata(client_call_details, call.ctx), request)
             response = await rpc_call
@@ -304,7 +329,7 @@ class TelemetryUnaryStreamClientInterceptor(_UnaryStreamClientInterceptor):
         self._rpc = rpc
 
     async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        call = self._rpc.start(_method_name(client_call_details), None)
+        call = self._rpc.start(self._rpc.method(client_call_details.method), None)
         try:
             rpc_call = await continuation(_with_trace_metadata(client_call_details, call.ctx), request)
         except aio.AioRpcError as exc:

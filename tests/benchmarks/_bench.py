@@ -20,21 +20,25 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Any, cast
 
+from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.trace import NoOpTracerProvider
+from opentelemetry.trace import NoOpTracerProvider, Span, SpanKind
+from opentelemetry.util.types import AttributeValue
 
-from telemetry import Telemetry, build_telemetry, load_settings
+from telemetry import Telemetry, build_telemetry, instruments, load_settings
+from telemetry.semconv import MetricSpec
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -68,6 +72,82 @@ def ours_telemetry(service_name: str) -> tuple[Telemetry, CountingSpanExporter, 
         metric_readers=[reader],
     )
     return built, exporter, reader
+
+
+class Floor:
+    """The floor: one sampled span and one histogram record with an exemplar per call, nothing else.
+
+    The least any instrumentation built on the SDK's public API pays per request, with our full set-up
+    (``ours_telemetry``: views, sampler, BSP, exemplar filter): a span started with ``attributes`` and
+    ended, and one point of ``spec`` with the same pre-built attributes, recorded in the span's context so
+    that the trace-based filter keeps an exemplar. No propagation, no attach, no status, no attributes
+    built per call. The benchmarks run it as a variant of its own, interleaved with the others, so its
+    cost is measured in the same conditions (caches shared with the server's own work) as ours.
+    """
+
+    def __init__(
+        self,
+        service_name: str,
+        spec: MetricSpec,
+        kind: SpanKind,
+        name: str,
+        attributes: Mapping[str, AttributeValue],
+    ) -> None:
+        self.built, self.exporter, _ = ours_telemetry(service_name)
+        self.tracer = self.built.tracer_provider.get_tracer("bench.floor")
+        self.histogram = instruments.create(self.built.meter_provider.get_meter("bench.floor"), spec)
+        self.kind, self.name, self.attributes = kind, name, dict(attributes)
+
+    def spans(self) -> int:
+        """Spans exported so far (after a flush)."""
+        self.built.tracer_provider.force_flush()
+        return self.exporter.count
+
+    def start(self) -> tuple[Span, Context, float]:
+        span = self.tracer.start_span(self.name, kind=self.kind, attributes=self.attributes)
+        return span, trace.set_span_in_context(span), time.perf_counter()
+
+    def end(self, started: tuple[Span, Context, float]) -> None:
+        span, ctx, t0 = started
+        self.histogram.record(time.perf_counter() - t0, self.attributes, context=ctx)
+        span.end()
+
+    def hot_loop_cpu_us(self, n: int = 5000) -> float:
+        """CPU µs per start+end in a tight loop (hot caches): what a micro-benchmark of the floor says."""
+        for _ in range(n // 10):
+            self.end(self.start())
+        c0 = time.process_time()
+        for _ in range(n):
+            self.end(self.start())
+        return (time.process_time() - c0) / n * 1e6
+
+
+def paired_runs(
+    runs: Mapping[str, list[dict[str, Any]]], variants: Sequence[str]
+) -> Iterator[tuple[str, list[dict[str, Any]], list[tuple[dict[str, Any], dict[str, Any]]]]]:
+    """Each variant, its runs, and its runs paired with the ``none`` run of the same rep (the first
+    variant's where ``none`` did not run)."""
+    base = runs["none"] if "none" in runs else runs[variants[0]]
+    for variant in variants:
+        yield variant, runs[variant], list(zip(runs[variant], base, strict=True))
+
+
+def floor_multiples(runs: Mapping[str, Sequence[Mapping[str, Any]]], key: str) -> dict[str, dict[str, float]]:
+    """Per variant: its ``key`` overhead over ``none`` as a multiple of the floor's, paired per rep.
+
+    Empty unless both ``none`` and ``floor`` ran. A rep where the floor measured no overhead at all (noise
+    larger than the floor) has no multiple and is left out; ``n`` says how many reps remain.
+    """
+    base, floor = runs.get("none"), runs.get("floor")
+    if not base or not floor:
+        return {}
+    floor_added = [f[key] - b[key] for f, b in zip(floor, base, strict=True)]
+    return {
+        variant: summarize(
+            [(r[key] - b[key]) / fa for r, b, fa in zip(rs, base, floor_added, strict=True) if fa > 0]
+        )
+        for variant, rs in runs.items()
+    }
 
 
 def stock_providers(service_name: str) -> tuple[TracerProvider, MeterProvider, CountingSpanExporter]:

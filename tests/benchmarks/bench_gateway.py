@@ -35,6 +35,10 @@ Variants
   ours   ``build_telemetry`` (our views, default sampler = 100 %, exemplar filter trace_based) with a
          BatchSpanProcessor to an exporter that only counts, an InMemoryMetricReader that is not collected
          during the run; ``create_app`` as shipped (middleware, httpx, GenAI, cache metrics).
+  floor  the ``none`` app + an outermost ASGI middleware doing only what no SDK-based instrumentation can
+         avoid: one sampled SERVER span and one ``http.server.request.duration`` record with an exemplar
+         per request, with pre-built attributes (``_bench.Floor``, over ``build_telemetry`` providers as
+         ``ours``). Our overhead is also printed as a multiple of this one's (paired per rep).
   stock  the ``none`` app + ``opentelemetry-instrumentation-fastapi`` ``FastAPIInstrumentor.instrument_app``
          with a plain SDK TracerProvider (same BSP + counting exporter) and MeterProvider (no views),
          ``OTEL_SEMCONV_STABILITY_OPT_IN=http``. It traces only the server side (no httpx/GenAI spans).
@@ -76,12 +80,15 @@ from deploy.stack import PollTimeoutError, free_port, poll_until
 from telemetry import instrument_httpx
 from tests.benchmarks._bench import (
     Children,
+    Floor,
     children,
+    floor_multiples,
     fmt,
     machine_info,
     markdown_table,
     noop_telemetry,
     ours_telemetry,
+    paired_runs,
     pin,
     proc_cpu_seconds,
     rotated,
@@ -97,7 +104,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Stats = Callable[[], dict[str, Any]]
 
-VARIANTS = ("none", "ours", "stock")
+VARIANTS = ("none", "floor", "ours", "stock")
 SCENARIOS = ("cache", "upstream")
 API_KEY = "bench-key-0123456789"
 PATH = "/v1/chat/completions"
@@ -174,7 +181,9 @@ def build_gateway(variant: str, scenario: str, upstream_url: str | None) -> tupl
         for handle in app.state.instrumentation:
             handle.uninstrument()
         stats = dict
-        if variant == "stock":
+        if variant == "floor":
+            stats = _add_floor(app)
+        elif variant == "stock":
             os.environ["OTEL_SEMCONV_STABILITY_OPT_IN"] = "http"
             from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
@@ -193,6 +202,44 @@ def build_gateway(variant: str, scenario: str, upstream_url: str | None) -> tupl
     if scenario == "cache":
         _fill_cache(app)
     return app, stats
+
+
+class _FloorMiddleware:
+    """One ``Floor`` per HTTP request: a span and a duration record, nothing else."""
+
+    def __init__(self, app: ASGIApp, floor: Floor) -> None:
+        self.app, self.floor = app, floor
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = self.floor.start()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.floor.end(started)
+
+
+def _add_floor(app: Any) -> Stats:
+    """The floor as the outermost middleware, where ``instrument_fastapi`` puts ours."""
+    from opentelemetry.trace import SpanKind
+    from opentelemetry.util.types import AttributeValue
+    from starlette.middleware import Middleware
+
+    from telemetry import semconv as sc
+
+    attributes: dict[str, AttributeValue] = {
+        sc.HTTP_REQUEST_METHOD: "POST",
+        sc.URL_SCHEME: "http",
+        sc.HTTP_ROUTE: PATH,
+        sc.HTTP_RESPONSE_STATUS_CODE: 200,
+        sc.NETWORK_PROTOCOL_VERSION: "1.1",
+    }
+    floor = Floor("gateway", sc.HTTP_SERVER_REQUEST_DURATION, SpanKind.SERVER, f"POST {PATH}", attributes)
+    app.user_middleware.insert(0, Middleware(_FloorMiddleware, floor=floor))
+    app.middleware_stack = None
+    return lambda: {"spans": floor.spans()}
 
 
 def with_stats_endpoint(app: ASGIApp, stats: Stats) -> ASGIApp:
@@ -364,11 +411,9 @@ def run_one(
 
 
 def summarise(runs: dict[str, list[dict[str, Any]]], variants: list[str]) -> dict[str, Any]:
-    base = runs["none"] if "none" in runs else runs[variants[0]]
+    multiples = floor_multiples(runs, "cpu_us_per_req")
     summary: dict[str, Any] = {}
-    for v in variants:
-        rs = runs[v]
-        pairs = list(zip(rs, base, strict=True))
+    for v, rs, pairs in paired_runs(runs, variants):
         summary[v] = {
             "rps": summarize([r["rps"] for r in rs]),
             "ratio_vs_none": summarize([r["rps"] / b["rps"] for r, b in pairs]),
@@ -381,6 +426,8 @@ def summarise(runs: dict[str, list[dict[str, Any]]], variants: list[str]) -> dic
             "spans_per_req": summarize([r["spans_per_req"] for r in rs]),
             "non2xx": sum(r["non2xx"] for r in rs),
         }
+        if v in multiples:
+            summary[v]["floor_multiple"] = multiples[v]
     return summary
 
 
@@ -391,6 +438,7 @@ def print_table(scenario: str, summary: dict[str, Any], variants: list[str]) -> 
         "× none (paired)",
         "server CPU µs/req",
         "CPU overhead µs/req (paired)",
+        "× floor (CPU overhead, paired)",
         "CPU util",
         "p50 ms",
         "p99 ms",
@@ -407,6 +455,7 @@ def print_table(scenario: str, summary: dict[str, Any], variants: list[str]) -> 
                 fmt(s["ratio_vs_none"], 2),
                 fmt(s["cpu_us_per_req"]),
                 fmt(s["cpu_overhead_us"]),
+                fmt(s["floor_multiple"], 2) if "floor_multiple" in s else "",
                 f"{s['server_cpu_util']['median']:.2f}",
                 f"{s['p50_ms']['median']:.1f}",
                 f"{s['p99_ms']['median']:.1f}",

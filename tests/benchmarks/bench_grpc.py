@@ -1,7 +1,7 @@
 """Unary gRPC (grpc.aio) round trips: no telemetry vs ours vs stock OpenTelemetry (benchmark, not a test).
 
     .venv/bin/python -m tests.benchmarks.bench_grpc [--reps 5] [--calls 5000] [--warmup 500]
-        [--variants none,ours,stock] [--no-pin] [--out /tmp/bench_grpc.json]
+        [--variants none,passthrough,floor,ours,stock] [--no-pin] [--out /tmp/bench_grpc.json]
 
 The call is ``Inference.ListModels`` on the real ``InferenceServicer`` (a cheap unary RPC answering the
 3-model catalog) served by ``grpc.aio.server()`` in its own process (pinned to CPU 0); a client process
@@ -16,13 +16,18 @@ Variants (both sides alike)
   stock  ``opentelemetry-instrumentation-grpc`` ``GrpcAioInstrumentorServer`` / ``GrpcAioInstrumentorClient``
          with a plain SDK TracerProvider (same BSP + counting exporter); it records spans only.
   passthrough  interceptors on both sides that only call ``continuation``: the cost of grpc.aio's
-         interceptor machinery itself, which any interceptor-based instrumentation pays (the floor).
+         interceptor machinery itself, which any interceptor-based instrumentation pays.
+  floor  interceptors on both sides that do only what no SDK-based instrumentation can avoid: one sampled
+         span and one ``rpc.*.call.duration`` record with an exemplar per call and side (``_bench.Floor``,
+         over ``build_telemetry`` providers as ``ours``), no propagation. Our overhead is printed as a
+         multiple of this one's; each floor process also prints the same work timed in a tight loop.
   ours_server, ours_client (not in the default set): ours on one side only.
 
 Figures: calls/s median (min–max) over reps, ratio vs ``none`` paired per rep, µs per call, server CPU
 µs/call (``/proc`` utime+stime of the server, read by the client around its measured loop) and client
-CPU µs/call (``process_time`` of the client, all threads, over the same loop), spans per call on each side
-(sanity check: 1 and 1 when instrumented).
+CPU µs/call (``process_time`` of the client, all threads, over the same loop), CPU µs added per call (both
+sides, paired against ``none``) and that as a multiple of the floor's (paired per rep), spans per call on
+each side (sanity check: 1 and 1 when instrumented).
 """
 
 from __future__ import annotations
@@ -38,12 +43,15 @@ import time
 from typing import Any
 
 from tests.benchmarks._bench import (
+    Floor,
     children,
+    floor_multiples,
     fmt,
     machine_info,
     markdown_table,
     noop_telemetry,
     ours_telemetry,
+    paired_runs,
     pin,
     proc_cpu_seconds,
     rotated,
@@ -52,11 +60,12 @@ from tests.benchmarks._bench import (
     write_json,
 )
 
-VARIANTS = ("none", "passthrough", "ours", "stock")
+VARIANTS = ("none", "passthrough", "floor", "ours", "stock")
 # variant -> (server flavour, client flavour)
 SIDES = {
     "none": ("none", "none"),
     "passthrough": ("passthrough", "passthrough"),
+    "floor": ("floor", "floor"),
     "ours": ("ours", "ours"),
     "stock": ("stock", "stock"),
     "ours_server": ("ours", "none"),
@@ -86,6 +95,67 @@ def _passthrough_client() -> Any:
     return Passthrough()
 
 
+def _floor(side: str) -> Floor:
+    from opentelemetry.trace import SpanKind
+
+    from telemetry import semconv as sc
+
+    method = "llm.inference.v1.Inference/ListModels"
+    attributes = {sc.RPC_SYSTEM_NAME: sc.RPC_SYSTEM_GRPC, sc.RPC_METHOD: method, sc.RPC_STATUS_CODE: "OK"}
+    if side == "server":
+        return Floor("inference", sc.RPC_SERVER_CALL_DURATION, SpanKind.SERVER, method, attributes)
+    return Floor("gateway", sc.RPC_CLIENT_CALL_DURATION, SpanKind.CLIENT, method, attributes)
+
+
+def _floor_server(floor: Floor) -> Any:
+    import grpc
+    from grpc import aio
+
+    class FloorServer(aio.ServerInterceptor):  # type: ignore[type-arg]
+        """Wraps the (one) unary handler once, as ours does, and spends one floor per call."""
+
+        def __init__(self) -> None:
+            self.cached: tuple[Any, Any] = (None, None)
+
+        async def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
+            handler = await continuation(handler_call_details)
+            if handler is None or handler.unary_unary is None:
+                return handler
+            if self.cached[0] is not handler:
+                inner = handler.unary_unary
+
+                async def unary(request: Any, context: Any) -> Any:
+                    started = floor.start()
+                    try:
+                        return await inner(request, context)
+                    finally:
+                        floor.end(started)
+
+                wrapped = grpc.unary_unary_rpc_method_handler(
+                    unary, handler.request_deserializer, handler.response_serializer
+                )
+                self.cached = (handler, wrapped)
+            return self.cached[1]
+
+    return FloorServer()
+
+
+def _floor_client(floor: Floor) -> Any:
+    from grpc import aio
+
+    class FloorClient(aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
+        async def intercept_unary_unary(
+            self, continuation: Any, client_call_details: Any, request: Any
+        ) -> Any:
+            started = floor.start()
+            try:
+                return await (await continuation(client_call_details, request))
+            finally:
+                floor.end(started)
+
+    return FloorClient()
+
+
 async def serve(flavour: str) -> None:
     from grpc import aio
 
@@ -98,6 +168,7 @@ async def serve(flavour: str) -> None:
 
     flush: Any = None
     exporter: Any = None
+    floor: Floor | None = None
     interceptors: list[Any] = []
     if flavour == "ours":
         built, exporter, _ = ours_telemetry("inference")
@@ -106,6 +177,9 @@ async def serve(flavour: str) -> None:
     else:
         if flavour == "passthrough":
             interceptors.append(_passthrough_server())
+        elif flavour == "floor":
+            floor = _floor("server")
+            interceptors.append(_floor_server(floor))
         built = noop_telemetry("inference")
         if flavour == "stock":
             from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorServer
@@ -133,7 +207,11 @@ async def serve(flavour: str) -> None:
     await server.stop(0)
     if flush is not None:
         flush()
-    print(json.dumps({"server_spans": exporter.count if exporter is not None else 0}), flush=True)
+    result: dict[str, Any] = {"server_spans": exporter.count if exporter is not None else 0}
+    if floor is not None:
+        result["server_spans"] = floor.spans()
+        result["server_floor_hot_loop_us"] = floor.hot_loop_cpu_us()
+    print(json.dumps(result), flush=True)
 
 
 async def client(flavour: str, port: int, calls: int, warmup: int, server_pid: int) -> None:
@@ -144,6 +222,7 @@ async def client(flavour: str, port: int, calls: int, warmup: int, server_pid: i
 
     flush: Any = None
     exporter: Any = None
+    floor: Floor | None = None
     interceptors: list[Any] = []
     if flavour == "ours":
         built, exporter, _ = ours_telemetry("gateway")
@@ -151,6 +230,9 @@ async def client(flavour: str, port: int, calls: int, warmup: int, server_pid: i
         interceptors = client_interceptors(built.tracer_provider, built.meter_provider)
     elif flavour == "passthrough":
         interceptors = [_passthrough_client()]
+    elif flavour == "floor":
+        floor = _floor("client")
+        interceptors = [_floor_client(floor)]
     elif flavour == "stock":
         from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient
 
@@ -164,7 +246,7 @@ async def client(flavour: str, port: int, calls: int, warmup: int, server_pid: i
         await stub.ListModels(request)
     if flush is not None:
         flush()
-    spans0 = exporter.count if exporter is not None else 0
+    spans0 = floor.spans() if floor is not None else exporter.count if exporter is not None else 0
     server0 = proc_cpu_seconds(server_pid)
     cpu0, t0 = time.process_time(), time.perf_counter()
     for _ in range(calls):
@@ -174,9 +256,11 @@ async def client(flavour: str, port: int, calls: int, warmup: int, server_pid: i
     assert len(response.models) == 3
     if flush is not None:
         flush()
-    spans = (exporter.count if exporter is not None else 0) - spans0
+    spans = (floor.spans() if floor is not None else exporter.count if exporter is not None else 0) - spans0
     await channel.close(None)
     result = {"wall_s": wall, "client_cpu_s": cpu, "server_cpu_s": server_cpu, "client_spans": spans}
+    if floor is not None:
+        result["client_floor_hot_loop_us"] = floor.hot_loop_cpu_us()
     print(json.dumps(result), flush=True)
 
 
@@ -206,7 +290,8 @@ def run_one(kids: Any, args: argparse.Namespace, variant: str) -> dict[str, Any]
         result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
         os.kill(server.pid, signal.SIGTERM)
         tail, _ = server.communicate(timeout=30)
-        result["server_spans"] = json.loads(tail.strip().splitlines()[-1])["server_spans"]
+        server_result = json.loads(tail.strip().splitlines()[-1])
+        result.update(server_result)
     finally:
         kids.stop(server)
     n = args.calls
@@ -216,11 +301,64 @@ def run_one(kids: Any, args: argparse.Namespace, variant: str) -> dict[str, Any]
         us_per_call=result["wall_s"] / n * 1e6,
         server_cpu_us_per_call=result["server_cpu_s"] / n * 1e6,
         client_cpu_us_per_call=result["client_cpu_s"] / n * 1e6,
+        cpu_us_per_call=(result["server_cpu_s"] + result["client_cpu_s"]) / n * 1e6,
         client_spans_per_call=result["client_spans"] / n,
         # the server's spans cover warm-up + measured calls
         server_spans_per_call=result["server_spans"] / (n + args.warmup),
     )
     return result
+
+
+def summarise(runs: dict[str, list[dict[str, Any]]], variants: list[str]) -> dict[str, Any]:
+    multiples = floor_multiples(runs, "cpu_us_per_call")
+    summary: dict[str, Any] = {}
+    for v, rs, pairs in paired_runs(runs, variants):
+        s = {
+            "calls_per_s": summarize([r["cps"] for r in rs]),
+            "ratio_vs_none": summarize([r["cps"] / b["cps"] for r, b in pairs]),
+            "us_per_call": summarize([r["us_per_call"] for r in rs]),
+            "us_per_call_overhead": summarize([r["us_per_call"] - b["us_per_call"] for r, b in pairs]),
+            "server_cpu_us_per_call": summarize([r["server_cpu_us_per_call"] for r in rs]),
+            "client_cpu_us_per_call": summarize([r["client_cpu_us_per_call"] for r in rs]),
+            "cpu_us_added_per_call": summarize(
+                [r["cpu_us_per_call"] - b["cpu_us_per_call"] for r, b in pairs]
+            ),
+            "server_spans_per_call": summarize([r["server_spans_per_call"] for r in rs]),
+            "client_spans_per_call": summarize([r["client_spans_per_call"] for r in rs]),
+        }
+        if v in multiples:
+            s["floor_multiple"] = multiples[v]
+        summary[v] = s
+    return summary
+
+
+HEADER = [
+    "variant",
+    "calls/s median (min–max)",
+    "× none (paired)",
+    "µs/call",
+    "overhead µs/call (paired)",
+    "server CPU µs/call",
+    "client CPU µs/call",
+    "CPU µs added/call, both sides (paired)",
+    "× floor (CPU added, paired)",
+    "spans/call srv / cli",
+]
+
+
+def row(v: str, s: dict[str, Any]) -> list[str]:
+    return [
+        v,
+        fmt(s["calls_per_s"]),
+        fmt(s["ratio_vs_none"], 2),
+        f"{s['us_per_call']['median']:.0f}",
+        fmt(s["us_per_call_overhead"]),
+        fmt(s["server_cpu_us_per_call"]),
+        fmt(s["client_cpu_us_per_call"]),
+        fmt(s["cpu_us_added_per_call"]),
+        fmt(s["floor_multiple"], 2) if "floor_multiple" in s else "",
+        f"{s['server_spans_per_call']['median']:.2f} / {s['client_spans_per_call']['median']:.2f}",
+    ]
 
 
 def main_bench(args: argparse.Namespace) -> None:
@@ -234,7 +372,8 @@ def main_bench(args: argparse.Namespace) -> None:
         f"(+{args.warmup} warm-up); variants {variants}",
         flush=True,
     )
-    print(f"load average at start: {os.getloadavg()} (other work on this machine adds noise)", flush=True)
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
+    print(f"load average at start: {load_at_start} (other work on this machine adds noise)", flush=True)
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     with children() as kids:
         for rep in range(args.reps):
@@ -249,50 +388,22 @@ def main_bench(args: argparse.Namespace) -> None:
                     f"spans/call srv={r['server_spans_per_call']:.2f} cli={r['client_spans_per_call']:.2f}",
                     flush=True,
                 )
-    base = runs["none"] if "none" in runs else runs[variants[0]]
-    summary: dict[str, Any] = {}
-    rows = []
-    for v in variants:
-        rs = runs[v]
-        pairs = list(zip(rs, base, strict=True))
-        s = {
-            "calls_per_s": summarize([r["cps"] for r in rs]),
-            "ratio_vs_none": summarize([r["cps"] / b["cps"] for r, b in pairs]),
-            "us_per_call": summarize([r["us_per_call"] for r in rs]),
-            "us_per_call_overhead": summarize([r["us_per_call"] - b["us_per_call"] for r, b in pairs]),
-            "server_cpu_us_per_call": summarize([r["server_cpu_us_per_call"] for r in rs]),
-            "client_cpu_us_per_call": summarize([r["client_cpu_us_per_call"] for r in rs]),
-            "server_spans_per_call": summarize([r["server_spans_per_call"] for r in rs]),
-            "client_spans_per_call": summarize([r["client_spans_per_call"] for r in rs]),
-        }
-        summary[v] = s
-        rows.append(
-            [
-                v,
-                fmt(s["calls_per_s"]),
-                fmt(s["ratio_vs_none"], 2),
-                f"{s['us_per_call']['median']:.0f}",
-                fmt(s["us_per_call_overhead"]),
-                fmt(s["server_cpu_us_per_call"]),
-                fmt(s["client_cpu_us_per_call"]),
-                f"{s['server_spans_per_call']['median']:.2f} / {s['client_spans_per_call']['median']:.2f}",
-            ]
-        )
-    header = [
-        "variant",
-        "calls/s median (min–max)",
-        "× none (paired)",
-        "µs/call",
-        "overhead µs/call (paired)",
-        "server CPU µs/call",
-        "client CPU µs/call",
-        "spans/call srv / cli",
-    ]
+    summary = summarise(runs, variants)
     print()
-    print(markdown_table(header, rows))
+    print(markdown_table(HEADER, [row(v, summary[v]) for v in variants]))
+    sides = ("server_floor_hot_loop_us", "client_floor_hot_loop_us")
+    hot = [r[k] for r in runs.get("floor", []) for k in sides]
+    if hot:
+        print(
+            f"\nthe floor's span + record timed in a tight loop in the same processes: "
+            f"{fmt(summarize(hot))} µs CPU per side"
+        )
     print(f"\nload average at end: {os.getloadavg()}")
     config = {k: v for k, v in vars(args).items() if k not in ("role", "out")}
-    write_json(args.out, {"config": config, "machine": machine_info(), "summary": summary, "runs": runs})
+    machine = machine_info()
+    machine["loadavg_at_start"] = load_at_start
+    machine["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    write_json(args.out, {"config": config, "machine": machine, "summary": summary, "runs": runs})
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from opentelemetry.propagators.textmap import (
 )
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from telemetry import testing
+from telemetry import TelemetryConfigError, testing
 from telemetry.instrumentation.asgi import TelemetryMiddleware
 
 Message = MutableMapping[str, Any]
@@ -57,11 +57,14 @@ async def _ok(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"0123456789"})
 
 
-def _middleware(capture: testing.Capture, app: Any) -> TelemetryMiddleware:
+def _middleware(
+    capture: testing.Capture, app: Any, body_size_metrics: bool | None = None
+) -> TelemetryMiddleware:
     return TelemetryMiddleware(
         app,
         tracer_provider=capture.telemetry.tracer_provider,
         meter_provider=capture.telemetry.meter_provider,
+        body_size_metrics=body_size_metrics,
     )
 
 
@@ -91,7 +94,7 @@ async def test_active_requests_counts_requests_in_flight_and_returns_to_zero(
 @pytest.mark.anyio
 async def test_duration_carries_the_span_as_exemplar_and_body_sizes_carry_none() -> None:
     capture = testing.capture("asgi")
-    await _call(_middleware(capture, _ok), _scope())
+    await _call(_middleware(capture, _ok, body_size_metrics=True), _scope())
     (span,) = capture.spans()
     metrics = capture.metrics()
     (duration,) = metrics["http.server.request.duration"]["points"]
@@ -108,6 +111,38 @@ async def test_duration_carries_the_span_as_exemplar_and_body_sizes_carry_none()
         "http.response.status_code": 200,
         "network.protocol.version": "1.1",
     }
+    capture.shutdown()
+
+
+@pytest.mark.anyio
+async def test_body_sizes_are_opt_in_as_the_http_semconv_marks_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LLM_TELEMETRY_HTTP_BODY_SIZE_METRICS", raising=False)
+    capture = testing.capture("asgi")
+    await _call(_middleware(capture, _ok), _scope())
+    metrics = capture.metrics()
+    assert "http.server.request.body.size" not in metrics
+    assert "http.server.response.body.size" not in metrics
+    (duration,) = metrics["http.server.request.duration"]["points"]
+    assert duration["count"] == 1
+    capture.shutdown()
+
+
+@pytest.mark.anyio
+async def test_the_body_size_setting_turns_them_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLM_TELEMETRY_HTTP_BODY_SIZE_METRICS", "true")
+    capture = testing.capture("asgi")
+    await _call(_middleware(capture, _ok), _scope())
+    metrics = capture.metrics()
+    assert [p["sum"] for p in metrics["http.server.request.body.size"]["points"]] == [5]
+    assert [p["sum"] for p in metrics["http.server.response.body.size"]["points"]] == [10]
+    capture.shutdown()
+
+
+def test_a_wrong_body_size_setting_fails_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    capture = testing.capture("asgi")  # which reads every setting, and would fail here just the same
+    monkeypatch.setenv("LLM_TELEMETRY_HTTP_BODY_SIZE_METRICS", "sometimes")
+    with pytest.raises(TelemetryConfigError, match="LLM_TELEMETRY_HTTP_BODY_SIZE_METRICS='sometimes'"):
+        _middleware(capture, _ok)
     capture.shutdown()
 
 
