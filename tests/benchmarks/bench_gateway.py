@@ -35,6 +35,9 @@ Variants
   ours   ``build_telemetry`` (our views, default sampler = 100 %, exemplar filter trace_based) with a
          BatchSpanProcessor to an exporter that only counts, an InMemoryMetricReader that is not collected
          during the run; ``create_app`` as shipped (middleware, httpx, GenAI, cache metrics).
+  none+httpx, ours+httpx (upstream scenario, on request: ``--variants none,ours,none+httpx,ours+httpx``)
+         the same with the upstream client the gateway had before aiohttp (``httpx.AsyncClient.send``
+         over httpcore 1.0.9's pool), for before/after figures from one interleaved run.
   stock  the ``none`` app + ``opentelemetry-instrumentation-fastapi`` ``FastAPIInstrumentor.instrument_app``
          with a plain SDK TracerProvider (same BSP + counting exporter) and MeterProvider (no views),
          ``OTEL_SEMCONV_STABILITY_OPT_IN=http``. It traces only the server side (no httpx/GenAI spans).
@@ -135,7 +138,11 @@ def _fill_cache(app: Any) -> None:
 
 
 def build_gateway(variant: str, scenario: str, upstream_url: str | None) -> tuple[Any, Stats]:
-    """The gateway app for ``variant``/``scenario`` and a function returning the telemetry counts."""
+    """The gateway app for ``variant``/``scenario`` and a function returning the telemetry counts.
+
+    ``variant`` may end in ``+httpx``: the same, with the upstream client the gateway had before aiohttp.
+    """
+    variant, _, client = variant.partition("+")
     from services.common.models import load_catalog
     from services.gateway.app import GatewaySettings, create_app
 
@@ -190,9 +197,40 @@ def build_gateway(variant: str, scenario: str, upstream_url: str | None) -> tupl
             stats = stock_stats
         elif variant != "none":
             raise SystemExit(f"unknown variant {variant!r}")
+    if client == "httpx":
+        _use_httpx_client(app)
+    elif client:
+        raise SystemExit(f"unknown upstream client {client!r} (only +httpx)")
     if scenario == "cache":
         _fill_cache(app)
     return app, stats
+
+
+def _use_httpx_client(app: Any) -> None:
+    """The upstream client as it was before aiohttp: ``AsyncClient.send`` over httpx's own transport
+    (httpcore 1.0.9, retries=0, default limits), kept instrumented if it was (the ``+httpx`` variants)."""
+    from services.gateway.upstream import Orchestrator
+
+    class HttpxOrchestrator(Orchestrator):
+        async def _send(self, request: httpx.Request, stream: bool = False) -> httpx.Response:
+            try:
+                return await self.client.send(request, stream=stream)
+            except httpx.HTTPError as exc:
+                raise self._transport_error(exc) from None
+
+    gateway = app.state.gateway
+    upstream = gateway.upstream
+    handle = upstream.instrumentation
+    was_instrumented = handle.active
+    handle.uninstrument()
+    upstream.client._transport = httpx.AsyncHTTPTransport(retries=0)
+    if was_instrumented:
+        instrument_httpx(
+            upstream.client,
+            tracer_provider=gateway.telemetry.tracer_provider,
+            meter_provider=gateway.telemetry.meter_provider,
+        )
+    upstream.__class__ = HttpxOrchestrator
 
 
 def with_stats_endpoint(app: ASGIApp, stats: Stats) -> ASGIApp:
