@@ -169,11 +169,9 @@ def main() -> None:
         print(json.dumps(result))
         return
     variants = args.variants.split(",")
-    print(
-        f"POST /v1/generate, {args.concurrency} concurrent tasks, {args.reps} reps x {args.duration:g}s; "
-        f"client on CPU 0, stub server on CPU 1{' (NOT pinned)' if not args.pin else ''}",
-        flush=True,
-    )
+    pinned = "" if args.pin else " (NOT pinned)"
+    header = f"POST /v1/generate, {args.concurrency} concurrent tasks, {args.reps} reps x {args.duration:g}s"
+    print(f"{header}; client on CPU 0, stub server on CPU 1{pinned}", flush=True)
     print(f"load average at start: {machine_info()['loadavg_at_start']}", flush=True)
     runs: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
     with children() as kids:
