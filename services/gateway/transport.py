@@ -18,7 +18,9 @@ What it keeps of the default transport:
   ``ReadTimeout``, ``RemoteProtocolError``, ``ReadError``...), while sending and while the body streams.
 - **Bytes as sent:** no automatic decompression or extra headers; httpx decodes ``Content-Encoding``.
 
-HTTP/1.1 only, plain or TLS (aiohttp's default SSL context); no proxies from the environment.
+What differs: HTTP/1.1 only; TLS verifies against the system's CA store (``ssl.create_default_context()``),
+where httpx used certifi's bundle; ``HTTP_PROXY``/``HTTPS_PROXY`` are not honoured (httpx's default client
+honoured them; aiohttp's ``trust_env`` would also read ``~/.netrc`` for every request without credentials).
 """
 
 from __future__ import annotations
