@@ -15,7 +15,12 @@ import aiohttp
 import httpx
 import pytest
 
+from services.common.models import ModelSpec
+from services.gateway.errors import ApiError
 from services.gateway.transport import AiohttpTransport
+from services.gateway.upstream import Orchestrator
+from services.gateway.wire import parse_request
+from telemetry import testing
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"ok":true}'
@@ -131,14 +136,27 @@ async def test_nothing_listening_is_a_connect_error() -> None:
 
 
 @pytest.mark.anyio
-async def test_an_upstream_that_never_answers_is_a_read_timeout() -> None:
+async def test_an_upstream_that_never_answers_is_a_504_and_a_client_span_with_the_timeout() -> None:
+    """Through the gateway's Orchestrator client, instrumented as shipped: aiohttp's read timeout comes
+    out as httpx's ReadTimeout, which upstream.py maps to the caller's 504."""
+
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_request(reader)
         await asyncio.sleep(5)
 
-    async with _server(silent) as url, _client(url, timeout=0.2) as client:
-        with pytest.raises(httpx.ReadTimeout):
-            await client.get("/")
+    capture = testing.capture("gateway")
+    body = parse_request({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    async with _server(silent) as url:
+        orchestrator = Orchestrator(url, 0.2, capture.telemetry)
+        try:
+            with pytest.raises(ApiError) as refused:
+                await orchestrator.complete(body, ModelSpec("m"))
+        finally:
+            await orchestrator.close()
+    assert (refused.value.status, refused.value.error_type) == (504, "upstream_timeout")
+    (span,) = capture.spans()
+    assert (span["kind"], span["attributes"]["error.type"]) == ("CLIENT", "ReadTimeout")
+    capture.shutdown()
 
 
 @pytest.mark.anyio
