@@ -132,6 +132,8 @@ class _Snapshot:
     readings: tuple[_Reading, ...]
     taken_at: float
     served: set[str] = field(default_factory=set)
+    points: Any = None
+    """What telemetry.gpu made of the readings (every instrument's observations), built once per snapshot."""
 
 
 class _DeviceLostError(Exception):
@@ -180,6 +182,9 @@ class _NvmlSession:
         self._lost_codes = {nvml.NVML_ERROR_GPU_IS_LOST, nvml.NVML_ERROR_RESET_REQUIRED}
         self._unsupported_codes = {nvml.NVML_ERROR_NOT_SUPPORTED, nvml.NVML_ERROR_FUNCTION_NOT_FOUND}
         self._value_members = {getattr(nvml, t): member for t, member in _VALUE_MEMBERS}
+        self._success = nvml.NVML_SUCCESS
+        self._field_ids = {f: int(getattr(nvml, f.field_id)) for f in _FIELDS}
+        self._batches: dict[str, tuple[int, tuple[_Field, ...], list[int]]] = {}
         self._throttle = tuple((int(getattr(nvml, const)), reason) for const, reason in _THROTTLE_REASONS)
         # pynvml raises this (not an NVMLError) where the driver lacks the versioned function it wraps.
         self._mismatch: type[Exception] = getattr(nvml, "NVMLLibraryMismatchError", _NeverRaisedError)
@@ -249,29 +254,44 @@ class _NvmlSession:
             if mine and None not in mine:
                 r.process_memory = sum(int(m) for m in mine)
 
+    def _batch(self, device: _Device) -> tuple[tuple[_Field, ...], list[int]]:
+        """The fields still asked of ``device`` in one nvmlDeviceGetFieldValues, and their ids: kept until
+        a field turns out unsupported (which never comes back)."""
+        unsupported = self._unsupported[device.uuid]
+        cached = self._batches.get(device.uuid)
+        if cached is None or cached[0] != len(unsupported):
+            batch = tuple(f for f in _FIELDS if f.field_id not in unsupported)
+            cached = self._batches[device.uuid] = (
+                len(unsupported),
+                batch,
+                [self._field_ids[f] for f in batch],
+            )
+        return cached[1], cached[2]
+
     def _read_fields(self, r: _Reading) -> None:
         nvml, device = self.nvml, r.device
         unsupported = self._unsupported[device.uuid]
-        batch = [f for f in _FIELDS if f.field_id not in unsupported]
-        answered: set[str] = set()
+        batch, ids = self._batch(device)
+        answered = 0
         if batch and "nvmlDeviceGetFieldValues" not in unsupported:
-            ids = [getattr(nvml, f.field_id) for f in batch]
             values = self._call(device, "nvmlDeviceGetFieldValues", ids)
             for f, value in zip(batch, values if values is not None else (), strict=False):
                 ret = value.nvmlReturn
-                if ret == nvml.NVML_SUCCESS:
+                if ret == self._success:
                     raw = getattr(value.value, self._value_members[value.valueType])
                     setattr(r, f.key, raw if f.divisor == 1 else raw / f.divisor)
-                    answered.add(f.key)
+                    answered += 1
                 elif ret in self._lost_codes:
                     raise _DeviceLostError(device.uuid)
                 elif ret in self._unsupported_codes:
                     unsupported.add(f.field_id)
                 else:
                     _warn_once(f"nvmlDeviceGetFieldValues({f.field_id})", nvml.NVMLError(ret))
+        if answered == len(_FIELDS):
+            return  # the common case: the batch answered everything
         batch_missing = "nvmlDeviceGetFieldValues" in unsupported
         for f in _FIELDS:
-            if f.key in answered or not (batch_missing or f.field_id in unsupported):
+            if getattr(r, f.key) is not None or not (batch_missing or f.field_id in unsupported):
                 continue
             raw = self._call(device, f.fallback, *(getattr(nvml, a) for a in f.fallback_args))
             if raw is not None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import collections
 import itertools
 import types
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,27 @@ MIG_UNSUPPORTED: frozenset[str | int] = frozenset(
 )
 
 _uuids = itertools.count()
+
+# The fields nvmlDeviceGetFieldValues answers: (value type as the real driver reports it, c_nvmlValue_t
+# member, FakeDevice attribute).
+_FIELD_VALUES: dict[int, tuple[int, str, str]] = {
+    pynvml.NVML_FI_DEV_POWER_INSTANT: (pynvml.NVML_VALUE_TYPE_UNSIGNED_INT, "uiVal", "power_instant_mw"),
+    pynvml.NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION: (
+        pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG,
+        "ullVal",
+        "energy_mj",
+    ),
+    pynvml.NVML_FI_DEV_ECC_SBE_VOL_TOTAL: (
+        pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG,
+        "ullVal",
+        "ecc_corrected",
+    ),
+    pynvml.NVML_FI_DEV_ECC_DBE_VOL_TOTAL: (
+        pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG,
+        "ullVal",
+        "ecc_uncorrected",
+    ),
+}
 
 
 @dataclass
@@ -263,39 +284,15 @@ class FakeNvml(types.ModuleType):
         values = (pynvml.c_nvmlFieldValue_t * len(ids))()
         for slot, field_id in zip(values, ids, strict=True):
             slot.fieldId = field_id
-            reading = self._field(handle, field_id)
-            if reading is None:
+            known = _FIELD_VALUES.get(field_id)
+            if known is None or field_id in handle.unsupported:
                 slot.nvmlReturn = pynvml.NVML_ERROR_NOT_SUPPORTED
             else:
-                slot.valueType, slot.value = reading
+                value_type, member, attribute = known
+                slot.valueType = value_type
+                setattr(slot.value, member, getattr(handle, attribute))
                 slot.nvmlReturn = pynvml.NVML_SUCCESS
         return values
-
-    @staticmethod
-    def _field(handle: FakeDevice, field_id: int) -> tuple[int, pynvml.c_nvmlValue_t] | None:
-        if field_id in handle.unsupported:
-            return None
-        # Value types as the real driver reports them for these fields.
-        table: dict[int, Callable[[], tuple[int, pynvml.c_nvmlValue_t]]] = {
-            pynvml.NVML_FI_DEV_POWER_INSTANT: lambda: (
-                pynvml.NVML_VALUE_TYPE_UNSIGNED_INT,
-                pynvml.c_nvmlValue_t(uiVal=handle.power_instant_mw),
-            ),
-            pynvml.NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION: lambda: (
-                pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG,
-                pynvml.c_nvmlValue_t(ullVal=handle.energy_mj),
-            ),
-            pynvml.NVML_FI_DEV_ECC_SBE_VOL_TOTAL: lambda: (
-                pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG,
-                pynvml.c_nvmlValue_t(ullVal=handle.ecc_corrected),
-            ),
-            pynvml.NVML_FI_DEV_ECC_DBE_VOL_TOTAL: lambda: (
-                pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG,
-                pynvml.c_nvmlValue_t(ullVal=handle.ecc_uncorrected),
-            ),
-        }
-        read = table.get(field_id)
-        return read() if read is not None else None
 
 
 class CountingNvml(types.ModuleType):

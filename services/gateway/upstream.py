@@ -2,12 +2,14 @@
 (:class:`Answer`) or as a stream (a :class:`~services.gateway.streaming.Relay`), and turns every failure
 into the :class:`ApiError` our caller gets.
 
-Each has its own httpx client, instrumented (CLIENT spans, metrics, W3C trace context sent upstream), with
-no retries: a request that reached a provider may be billed, so it is never sent twice.
+Each has its own httpx client over aiohttp's connection pool (:mod:`services.gateway.transport`),
+instrumented (CLIENT spans, metrics, W3C trace context sent upstream), with no retries: a request that
+reached a provider may be billed, so it is never sent twice.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -18,11 +20,15 @@ from services.common.models import ModelSpec, ProviderSpec
 from services.gateway.errors import ApiError, from_provider, from_upstream
 from services.gateway.recording import GenAICall
 from services.gateway.streaming import PipelineRelay, Relay, SSERelay
+from services.gateway.transport import AiohttpTransport
 from services.gateway.wire import ChatCompletionRequest, chat_completion
 from telemetry import InstrumentationHandle, Telemetry, instrument_httpx
 from telemetry.semconv import ErrorType
 
 CONNECT_TIMEOUT = 5.0
+MAX_CONNECTIONS = 256
+"""Open connections per upstream; a request past them waits (the pool timeout), as the gateway's own
+``max_in_flight`` (256 by default) would make it wait anyway."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,15 @@ class Upstream(Protocol):
 
 
 class _Client:
+    """One upstream's httpx client over :class:`AiohttpTransport`, instrumented.
+
+    The request path builds an :class:`httpx.Request` itself and hands it to the client's transport (the
+    instrumented one, read at each call so the handle's undo and redo hold): httpx's ``AsyncClient.send``
+    adds nothing the gateway uses (no cookies, auth flows, redirects or hooks here) and costs about as much
+    CPU as the whole aiohttp round trip (URL merging and re-parsing, the stdlib cookie jar on every
+    response; ``tests/benchmarks/README.md``). Timeouts, headers and the base URL are the client's.
+    """
+
     def __init__(
         self, base_url: str, timeout: float, telemetry: Telemetry, headers: dict[str, str] | None = None
     ) -> None:
@@ -60,20 +75,40 @@ class _Client:
             base_url=base_url,
             headers=headers,
             timeout=httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout)),
-            transport=httpx.AsyncHTTPTransport(retries=0),
+            transport=AiohttpTransport(max_connections=MAX_CONNECTIONS),
         )
         self.instrumentation: InstrumentationHandle = instrument_httpx(
             self.client, tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
         )
+        self._headers = httpx.Headers({**self.client.headers, "Content-Type": "application/json"})
+        self._extensions = {"timeout": self.client.timeout.as_dict()}
+        self._urls: dict[str, httpx.URL] = {}
 
     async def close(self) -> None:
         await self.client.aclose()
 
+    def _post_json(self, path: str, payload: dict[str, Any]) -> httpx.Request:
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = self.client.build_request("POST", path).url
+        # httpx's own JSON encoding (0.28): compact, UTF-8, no NaN.
+        content = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        return httpx.Request(
+            "POST", url, headers=self._headers, content=content, extensions=dict(self._extensions)
+        )
+
     async def _send(self, request: httpx.Request, stream: bool = False) -> httpx.Response:
         try:
-            return await self.client.send(request, stream=stream)
+            response = await self.client._transport.handle_async_request(request)
+            response.request = request
+            if not stream:
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
+        return response
 
     def _transport_error(self, exc: httpx.HTTPError) -> ApiError:
         raise NotImplementedError
@@ -85,7 +120,7 @@ class Orchestrator(_Client):
 
     async def complete(self, body: ChatCompletionRequest, spec: ModelSpec) -> Answer:
         payload = {**body.pipeline_payload(), "stream": False}
-        response = await self._send(self.client.build_request("POST", "/v1/generate", json=payload))
+        response = await self._send(self._post_json("/v1/generate", payload))
         if response.status_code != 200:
             raise from_upstream(response.status_code, response.content, response.headers.get("retry-after"))
         result: dict[str, Any] = response.json()
@@ -104,8 +139,7 @@ class Orchestrator(_Client):
         self, body: ChatCompletionRequest, spec: ModelSpec, call: GenAICall, release: Callable[[], None]
     ) -> Relay:
         payload = {**body.pipeline_payload(), "stream": True}
-        request = self.client.build_request("POST", "/v1/generate", json=payload)
-        upstream = await self._send(request, stream=True)
+        upstream = await self._send(self._post_json("/v1/generate", payload), stream=True)
         if upstream.status_code != 200:
             content = await upstream.aread()
             await upstream.aclose()
@@ -136,7 +170,7 @@ class OpenAICompatible(_Client):
 
     def _request(self, body: ChatCompletionRequest, spec: ModelSpec) -> httpx.Request:
         payload = body.upstream_payload(spec.upstream_model or spec.name)
-        return self.client.build_request("POST", "chat/completions", json=payload)
+        return self._post_json("chat/completions", payload)
 
     async def complete(self, body: ChatCompletionRequest, spec: ModelSpec) -> Answer:
         response = await self._send(self._request(body, spec))

@@ -19,10 +19,11 @@ Scenarios
             wrk's non-2xx count). Isolates the gateway's own cost: auth, body read and validation, cache
             lookup, JSON response, and the telemetry around them (SERVER span, HTTP metrics with exemplars,
             cache counter).
-  upstream  the response cache is off (0 entries), so every request goes to a minimal upstream stub (a
-            raw-ASGI uvicorn process answering /v1/generate at once, pinned to CPU 1 beside wrk): adds the
-            httpx call, and for ``ours`` the GenAI INTERNAL span, the httpx CLIENT span, traceparent
-            injection, http.client.request.duration and the gen_ai.client.* metrics.
+  upstream  the response cache is off (0 entries), so every request goes to a minimal upstream stub (HTTP/1.1
+            straight on asyncio, no framework, answering /v1/generate at once, pinned to CPU 1 beside wrk;
+            ``_StubUpstream``): adds the upstream call (httpx's API over aiohttp's pool), and for ``ours``
+            the GenAI INTERNAL span, the httpx CLIENT span, traceparent injection,
+            http.client.request.duration and the gen_ai.client.* metrics.
 
 Variants
   none   ``create_app`` with a Telemetry whose providers are the API's no-ops, then every instrumentation
@@ -39,6 +40,9 @@ Variants
          avoid: one sampled SERVER span and one ``http.server.request.duration`` record with an exemplar
          per request, with pre-built attributes (``_bench.Floor``, over ``build_telemetry`` providers as
          ``ours``). Our overhead is also printed as a multiple of this one's (paired per rep).
+  none+httpx, ours+httpx (upstream scenario, on request: ``--variants none,ours,none+httpx,ours+httpx``)
+         the same with the upstream client the gateway had before aiohttp (``httpx.AsyncClient.send``
+         over httpcore 1.0.9's pool), for before/after figures from one interleaved run.
   stock  the ``none`` app + ``opentelemetry-instrumentation-fastapi`` ``FastAPIInstrumentor.instrument_app``
          with a plain SDK TracerProvider (same BSP + counting exporter) and MeterProvider (no views),
          ``OTEL_SEMCONV_STABILITY_OPT_IN=http``. It traces only the server side (no httpx/GenAI spans).
@@ -142,7 +146,11 @@ def _fill_cache(app: Any) -> None:
 
 
 def build_gateway(variant: str, scenario: str, upstream_url: str | None) -> tuple[Any, Stats]:
-    """The gateway app for ``variant``/``scenario`` and a function returning the telemetry counts."""
+    """The gateway app for ``variant``/``scenario`` and a function returning the telemetry counts.
+
+    ``variant`` may end in ``+httpx``: the same, with the upstream client the gateway had before aiohttp.
+    """
+    variant, _, client = variant.partition("+")
     from services.common.models import load_catalog
     from services.gateway.app import GatewaySettings, create_app
 
@@ -199,6 +207,10 @@ def build_gateway(variant: str, scenario: str, upstream_url: str | None) -> tupl
             stats = stock_stats
         elif variant != "none":
             raise SystemExit(f"unknown variant {variant!r}")
+    if client == "httpx":
+        _use_httpx_client(app)
+    elif client:
+        raise SystemExit(f"unknown upstream client {client!r} (only +httpx)")
     if scenario == "cache":
         _fill_cache(app)
     return app, stats
@@ -242,6 +254,33 @@ def _add_floor(app: Any) -> Stats:
     return lambda: {"spans": floor.spans()}
 
 
+def _use_httpx_client(app: Any) -> None:
+    """The upstream client as it was before aiohttp: ``AsyncClient.send`` over httpx's own transport
+    (httpcore 1.0.9, retries=0, default limits), kept instrumented if it was (the ``+httpx`` variants)."""
+    from services.gateway.upstream import Orchestrator
+
+    class HttpxOrchestrator(Orchestrator):
+        async def _send(self, request: httpx.Request, stream: bool = False) -> httpx.Response:
+            try:
+                return await self.client.send(request, stream=stream)
+            except httpx.HTTPError as exc:
+                raise self._transport_error(exc) from None
+
+    gateway = app.state.gateway
+    upstream = gateway.upstream
+    handle = upstream.instrumentation
+    was_instrumented = handle.active
+    handle.uninstrument()
+    upstream.client._transport = httpx.AsyncHTTPTransport(retries=0)
+    if was_instrumented:
+        instrument_httpx(
+            upstream.client,
+            tracer_provider=gateway.telemetry.tracer_provider,
+            meter_provider=gateway.telemetry.meter_provider,
+        )
+    upstream.__class__ = HttpxOrchestrator
+
+
 def with_stats_endpoint(app: ASGIApp, stats: Stats) -> ASGIApp:
     """``GET /_bench/stats`` answered outside every instrumentation layer (one comparison per request)."""
 
@@ -257,23 +296,51 @@ def with_stats_endpoint(app: ASGIApp, stats: Stats) -> ASGIApp:
     return wrapped
 
 
-async def upstream_app(scope: Scope, receive: Receive, send: Send) -> None:
-    """The minimal orchestrator stand-in: /v1/generate answers a fixed completion at once."""
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    more = True
-    while more:
-        more = (await receive()).get("more_body", False)
-    body = UPSTREAM_ANSWER if scope["path"] == "/v1/generate" else b'{"status":"ok"}'
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+def _stub_response(body: bytes) -> bytes:
+    head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+    return head.encode() + body
+
+
+class _StubUpstream(asyncio.Protocol):
+    """The minimal orchestrator stand-in: HTTP/1.1 keep-alive straight on asyncio, ``POST /v1/generate``
+    answered with a fixed completion at once, anything else with ``{"status":"ok"}``.
+
+    No web framework: at 1,500 req/s a uvicorn stub (about 0.3 ms of CPU a request here) would take half
+    of CPU 1, which it shares with wrk, and the benchmark would measure the stub; this one costs a few tens
+    of µs. Request bodies must come with Content-Length (httpx, aiohttp and urllib send one).
+    """
+
+    GENERATE = _stub_response(UPSTREAM_ANSWER)
+    OTHER = _stub_response(b'{"status":"ok"}')
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            head = bytes(self.buffer[:end]).lower()
+            length = 0
+            if (at := head.find(b"\r\ncontent-length:")) >= 0:
+                line_end = head.find(b"\r\n", at + 2)
+                length = int(head[at + 17 : line_end if line_end >= 0 else None])
+            if len(self.buffer) < end + 4 + length:
+                return  # the rest of the body is still coming
+            del self.buffer[: end + 4 + length]
+            path = head.split(b" ", 2)[1]
+            self.transport.write(self.GENERATE if path == b"/v1/generate" else self.OTHER)
+
+
+def serve_stub_upstream(port: int) -> None:
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(_StubUpstream, "127.0.0.1", port, backlog=1024)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(run())
 
 
 def serve(app: ASGIApp, port: int) -> None:
@@ -802,7 +869,7 @@ def main() -> None:
         app, stats = build_gateway(args.variant, args.scenario, upstream)
         serve(with_stats_endpoint(app, stats), args.port)
     elif args.role == "upstream":
-        serve(upstream_app, args.port)
+        serve_stub_upstream(args.port)
     elif args.role == "inproc":
         inproc_child(args)
     elif args.profile:
