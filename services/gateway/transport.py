@@ -18,14 +18,18 @@ What it keeps of the default transport:
   ``ReadTimeout``, ``RemoteProtocolError``, ``ReadError``...), while sending and while the body streams.
 - **Bytes as sent:** no automatic decompression or extra headers; httpx decodes ``Content-Encoding``.
 
+- **The proxy variables**, as httpx's default client: ``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY`` and
+  ``NO_PROXY``, read once when the transport is made (aiohttp's own ``trust_env`` would also read
+  ``~/.netrc`` for every request without credentials, so it stays off).
+
 What differs: HTTP/1.1 only; TLS verifies against the system's CA store (``ssl.create_default_context()``),
-where httpx used certifi's bundle; ``HTTP_PROXY``/``HTTPS_PROXY`` are not honoured (httpx's default client
-honoured them; aiohttp's ``trust_env`` would also read ``~/.netrc`` for every request without credentials).
+where httpx used certifi's bundle.
 """
 
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 from collections.abc import AsyncIterator
 from functools import lru_cache
 from typing import Any
@@ -112,6 +116,20 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry
         self._session: aiohttp.ClientSession | None = None
+        self._proxies = urllib.request.getproxies_environment()
+        self._proxy_by_origin: dict[tuple[str, str], str | None] = {}
+
+    def _proxy(self, url: httpx.URL) -> str | None:
+        """The proxy for ``url``'s scheme unless NO_PROXY exempts its host; looked up once per origin."""
+        origin = (url.scheme, url.host)
+        if origin not in self._proxy_by_origin:
+            proxy = self._proxies.get(url.scheme) or self._proxies.get("all")
+            # NO_PROXY as urllib (and so requests) reads it; typeshed omits this public-but-undocumented helper.
+            bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+            if proxy and bypass(url.host, self._proxies):
+                proxy = None
+            self._proxy_by_origin[origin] = proxy
+        return self._proxy_by_origin[origin]
 
     def _open(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
@@ -147,6 +165,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 timeout=_client_timeout(timeout.get("connect"), timeout.get("read"), timeout.get("pool")),
                 compress=None,
                 chunked=None,
+                proxy=self._proxy(request.url) if self._proxies else None,
             )
         except _FAILURES as exc:
             raise _mapped(exc, request, sending=True) from exc

@@ -248,3 +248,26 @@ def test_aiohttp_still_has_the_switch_that_stops_its_resend() -> None:
             await session.close()
 
     asyncio.run(check())
+
+
+@pytest.mark.anyio
+async def test_the_proxy_variables_are_honoured_as_by_httpx(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP_PROXY sends the request to the proxy in absolute form; NO_PROXY exempts a host."""
+    seen: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await _read_request(reader))
+        writer.write(OK)
+        await writer.drain()
+
+    async with _server(proxy) as proxy_url:
+        monkeypatch.setenv("HTTP_PROXY", proxy_url)
+        monkeypatch.setenv("NO_PROXY", "exempt.invalid")
+        async with _client("http://upstream.invalid:8080") as client:
+            response = await client.post("/v1/generate", content=b"{}")
+        assert response.json() == {"ok": True}
+        assert seen[0].startswith(b"POST http://upstream.invalid:8080/v1/generate HTTP/1.1\r\n")
+        async with _client("http://exempt.invalid:8080") as client:
+            with pytest.raises(httpx.ConnectError):  # straight to a host that does not exist
+                await client.post("/v1/generate", content=b"{}")
+        assert len(seen) == 1
