@@ -124,7 +124,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         origin = (url.scheme, url.host)
         if origin not in self._proxy_by_origin:
             proxy = self._proxies.get(url.scheme) or self._proxies.get("all")
-            # NO_PROXY as urllib (and so requests) reads it; typeshed omits this public-but-undocumented helper.
+            # NO_PROXY as urllib reads it (typeshed omits this undocumented helper).
             bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
             if proxy and bypass(url.host, self._proxies):
                 proxy = None
