@@ -65,7 +65,8 @@ CHAT_RESPONSES: dict[int | str, dict[str, Any]] = {
     ),
     503: _error(
         "`overloaded`: a pipeline stage is full and shed the request; `upstream_unavailable`: the "
-        "provider said it is unavailable.",
+        "provider said it is unavailable, or the pipeline's inference server is (down, or draining as it "
+        "stops).",
         headers=_RETRY_AFTER,
     ),
     504: _error("`upstream_timeout`: no answer from upstream within `LLM_GATEWAY_UPSTREAM_TIMEOUT_SECONDS`."),
