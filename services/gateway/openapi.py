@@ -44,7 +44,8 @@ CHAT_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: _error(
         "`invalid_request_error`: the body is not JSON (invalid UTF-8, an unpaired surrogate escape, "
         "nested too deeply), not an object, breaks the request schema (`param` names the field), holds a "
-        "number that is not finite (`NaN`, `Infinity`, `1e400`), or the upstream refused it as invalid."
+        "number that is not finite (`NaN`, `Infinity`, `1e400`), or the upstream refused it as invalid; "
+        "also, on any path, a request that is not valid HTTP/1.1 or whose head arrives over 16 KiB."
     ),
     **AUTH_ERRORS,
     404: _error("`model_not_found`: `model` names no model of the catalog (`param` is `model`)."),
