@@ -119,10 +119,17 @@ def test_a_provider_and_the_pipeline_reach_prometheus_with_their_series_spend_an
 ) -> None:
     started = time.time()
     spent = 0.0
+    where = f'job="gateway", instance="{INSTANCE}"'
     with httpx.Client(
         base_url=gateway.url, headers={"Authorization": f"Bearer {gateway.api_key}"}, timeout=60
     ) as client:
         for i in range(6):
+            if i == 1:  # the spend counter in Prometheus before it grows, or rate() sees no increase
+                poll_until(
+                    lambda: prometheus.query(f"llm_gateway_cost_usd_total{{{where}}}"),
+                    "the first call's spend in Prometheus",
+                    timeout=60,
+                )
             streamed: dict[str, Any] = {"stream": True, "stream_options": {"include_usage": True}}
             body = {
                 "model": "gpt-4o-mini",
@@ -134,8 +141,6 @@ def test_a_provider_and_the_pipeline_reach_prometheus_with_their_series_spend_an
         pipeline = {"model": "llama-3.1-8b-instruct", "messages": [{"role": "user", "content": "ours"}]}
         for _ in range(2):
             _usage(client.post("/v1/chat/completions", json=pipeline))
-
-    where = f'job="gateway", instance="{INSTANCE}"'
 
     def calls() -> dict[str, float] | None:
         by_provider = _value(
