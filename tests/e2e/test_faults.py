@@ -64,7 +64,7 @@ LOAD_SECONDS = BEFORE + OUTAGE + AFTER
 RECOVERY_GOAL = 5.0
 P99_GOAL = 1.10
 MEMORY_BUDGET_MIB = 256
-"""What the Collector may use, as a container's limit: the limiters get 60 % of it, GOMEMLIMIT 70 % (the
+"""What the Collector may use, as a container's limit: the limiters get 50 % of it, GOMEMLIMIT 60 % (the
 shares of collector/config/base.yaml's header and the Helm chart)."""
 SERVICES = ("gateway", "orchestrator", "inference")
 BACKENDS = ("otelcol", "jaeger", "prometheus")
@@ -303,8 +303,8 @@ def test_a_burst_past_the_memory_limit_is_refused_and_nothing_crashes(faults: Fa
     normal.stop()
     stack.processes.remove(normal)
     budget = {
-        "OTELCOL_MEMORY_LIMIT_MIB": str(MEMORY_BUDGET_MIB * 60 // 100),
-        "GOMEMLIMIT": f"{MEMORY_BUDGET_MIB * 70 // 100}MiB",
+        "OTELCOL_MEMORY_LIMIT_MIB": str(MEMORY_BUDGET_MIB * 50 // 100),
+        "GOMEMLIMIT": f"{MEMORY_BUDGET_MIB * 60 // 100}MiB",
     }
     limited = dataclasses.replace(normal.spec, env={**normal.spec.env, **budget})
     collector = stack.start_process(limited)
