@@ -290,6 +290,9 @@ def test_the_collector_tiers_route_by_trace_id_to_a_headless_gateway_service(
         == f"{PREFIX}-otel-gateway-headless.{NAMESPACE}.svc.cluster.local"
     )
     assert gateway_env["OTELCOL_INSTANCE_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    # The limiters at 50 % and GOMEMLIMIT at 60 % of each tier's memory limit (512Mi agents, 1Gi gateways).
+    assert (agent_env["OTELCOL_MEMORY_LIMIT_MIB"], agent_env["GOMEMLIMIT"]) == ("256", "307MiB")
+    assert (gateway_env["OTELCOL_MEMORY_LIMIT_MIB"], gateway_env["GOMEMLIMIT"]) == ("512", "614MiB")
     assert _container(agent)["args"][1:] == ["--config=file:/etc/otelcol/overlay-agent.yaml"]
     assert _container(gateway)["args"][1:] == ["--config=file:/etc/otelcol/overlay-gateway.yaml"]
     assert _find(objects, "Service", f"{PREFIX}-otel-agent")["spec"]["internalTrafficPolicy"] == "Local"
