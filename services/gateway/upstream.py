@@ -29,6 +29,9 @@ CONNECT_TIMEOUT = 5.0
 MAX_CONNECTIONS = 256
 """Open connections per upstream; a request past them waits (the pool timeout), as the gateway's own
 ``max_in_flight`` (256 by default) would make it wait anyway."""
+KEEPALIVE_S = 2.0
+"""How long an idle upstream connection stays pooled: under uvicorn's 5 s keep-alive (the orchestrator's),
+so the gateway never sends on a connection the server is closing at that moment (a reset, then a 502)."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ class _Client:
             base_url=base_url,
             headers=headers,
             timeout=httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout)),
-            transport=AiohttpTransport(max_connections=MAX_CONNECTIONS),
+            transport=AiohttpTransport(max_connections=MAX_CONNECTIONS, keepalive_expiry=KEEPALIVE_S),
         )
         self.instrumentation: InstrumentationHandle = instrument_httpx(
             self.client, tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider

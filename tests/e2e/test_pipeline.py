@@ -13,7 +13,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from deploy.stack import Exemplar, Sample, Stack, poll_until
+from deploy.stack import Exemplar, Sample, Span, Stack, poll_until
 from telemetry.semconv import HTTP_DURATION_BUCKETS
 from tests.e2e._emit import DURATIONS, HISTOGRAM_PROM, Emitted, Emitter, emit
 
@@ -89,7 +89,12 @@ def test_sdk_histogram_exemplars_resolve_to_traces_in_jaeger(stack: Stack, emitt
     print(f"SDK histogram exemplars: {resolved}/{total} resolve to a stored trace ({resolved / total:.0%})")
     assert (resolved, total) == (len(emitted.trace_ids), len(emitted.trace_ids))
 
-    spans = stack.jaeger.get_trace(first_trace)
+    # Its spans reach Jaeger in several batches: the trace is whole a moment after it is first found.
+    def whole() -> list[Span] | None:
+        found = stack.jaeger.get_trace(first_trace)
+        return found if len(found) >= 5 else None
+
+    spans = poll_until(whole, f"all 5 spans of {first_trace} in Jaeger", DEADLINE)
     assert sorted((s.service_name, s.kind) for s in spans) == sorted(
         [
             (emitted.services["gateway"], "SPAN_KIND_SERVER"),

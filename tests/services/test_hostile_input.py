@@ -370,7 +370,10 @@ async def _flood(url: str, requests: list[tuple[str, bytes]], concurrency: int =
     statuses: set[int] = set()
     queue = iter(requests)
     headers = {"Authorization": f"Bearer {API_KEY}", "content-type": "application/json"}
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as client:
+    # Idle connections dropped after 1 s, under uvicorn's 5 s keep-alive: a connection the server closes
+    # as a request goes out on it is the keep-alive race, not the gateway failing.
+    limits = httpx.Limits(keepalive_expiry=1.0)
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60, limits=limits) as client:
 
         async def worker() -> None:
             for path, content in queue:
