@@ -219,19 +219,13 @@ build_helm() {
   require_go
   log "building helm $HELM_VERSION (cold: about 3 minutes)"
   mkdir -p "$helm_dir.tmp"
-  # What upstream's Makefile stamps: the full version (otherwise `helm version` says v3.22), and the
-  # Kubernetes version `helm template` and `helm lint` assume, from the client-go it is built with
-  # (otherwise v1.20.0, and a chart's kubeVersion constraint fails without --kube-version).
-  local gomod client_go minor
-  gomod=$(go mod download -json "helm.sh/helm/v3@v$HELM_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
-  client_go=$(awk '$1 == "k8s.io/client-go" { print $2 }' "$gomod")   # v0.<minor>.<patch>
-  minor=${client_go#v0.}; minor=${minor%%.*}
-  local ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION" pkg
-  for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
-    ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$minor"
-  done
+  # What upstream's Makefile stamps for a tagged release (otherwise `helm version` says v4.3). Helm v4
+  # reads the Kubernetes version `helm template` and `helm lint` assume from its build info (the
+  # k8s.io/client-go module it was built with), so, unlike v3, no Kubernetes version ldflags are needed.
+  local ldflags="-s -w -X helm.sh/helm/v4/internal/version.version=v$HELM_VERSION"
+  ldflags+=" -X helm.sh/helm/v4/internal/version.metadata= -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
   with_progress "go install helm" env GOBIN="$helm_dir.tmp" CGO_ENABLED=0 go install -ldflags "$ldflags" \
-    "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
+    "helm.sh/helm/v4/cmd/helm@v$HELM_VERSION"
   rm -rf "$helm_dir"; mv "$helm_dir.tmp" "$helm_dir"
 }
 

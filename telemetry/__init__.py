@@ -24,7 +24,7 @@ from telemetry.genai import (
 from telemetry.instrumentation.fastapi import instrument_fastapi
 from telemetry.instrumentation.grpc import TelemetryServerInterceptor, client_interceptors
 from telemetry.instrumentation.httpx import instrument_httpx
-from telemetry.spans import mark_failed
+from telemetry.spans import mark_failed, mark_http_server_error
 from telemetry.views import DEFAULT_VIEWS, bounded, register_known_values
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "instrument_httpx",
     "load_settings",
     "mark_failed",
+    "mark_http_server_error",
     "register_known_values",
     "set_request_attributes",
     "set_response_attributes",

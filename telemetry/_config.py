@@ -20,7 +20,15 @@ from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
 from telemetry._errors import TelemetryConfigError
-from telemetry.settings import Setting, markdown_table, parse_bool, parse_nonempty, parse_port
+from telemetry.settings import (
+    Setting,
+    markdown_table,
+    parse_bool,
+    parse_float,
+    parse_nonempty,
+    parse_port,
+)
+from telemetry.views import DEFAULT_EXEMPLAR_WINDOW_S
 
 T = TypeVar("T")
 
@@ -143,6 +151,14 @@ SETTINGS: dict[str, Setting[Any]] = {
         "record `http.server.request.body.size` and `http.server.response.body.size` (opt-in in the HTTP"
         " semconv; two histogram records per request)",
     ),
+    "exemplar_window": Setting(
+        "LLM_TELEMETRY_EXEMPLAR_WINDOW",
+        parse_float(minimum=0.001),
+        DEFAULT_EXEMPLAR_WINDOW_S,
+        "seconds: each bucket of each histogram series takes the first measurement of every such window"
+        " (aligned to the clock) as its exemplar and marks that span `llm.exemplar=true`, which the"
+        " Collector's sampling keeps; shorter means more exemplars and more kept traces",
+    ),
     "sdk_disabled": Setting(
         "OTEL_SDK_DISABLED", parse_bool, False, "disable the SDK entirely", in_table=False
     ),
@@ -165,6 +181,8 @@ class TelemetrySettings:
     prometheus_port: int
     prometheus_server: bool
     http_body_size_metrics: bool
+    exemplar_window: float
+    """Seconds between two exemplars of one bucket of one series (``LLM_TELEMETRY_EXEMPLAR_WINDOW``)."""
     sdk_disabled: bool
     propagators: tuple[str, ...] | None
     """``OTEL_PROPAGATORS``; ``None`` when unset (tracecontext and baggage)."""

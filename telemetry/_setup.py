@@ -33,7 +33,8 @@ from telemetry._selfmetrics import (
     CountingSpanExporter,
     PipelineCounts,
 )
-from telemetry.views import DEFAULT_VIEWS
+from telemetry.exemplars import MarkedSpans
+from telemetry.views import default_views
 
 logger = logging.getLogger("telemetry")
 
@@ -206,7 +207,9 @@ def build_telemetry(
     readers = _metric_readers(settings, metric_readers, counts, exporters)
     pull = next((r for r in readers if isinstance(r, PrometheusMetricReader)), None)
     tracer_provider = TracerProvider(resource=resource, id_generator=id_generator)
-    meter_provider = MeterProvider(resource=resource, metric_readers=readers, views=DEFAULT_VIEWS)
+    marked = MarkedSpans()
+    views = default_views(settings.exemplar_window, marked)
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers, views=views)
     if settings.traces and not settings.sdk_disabled:
         for processor in span_processors or [_span_processor(settings, counts, exporters)]:
             tracer_provider.add_span_processor(processor)
@@ -216,6 +219,7 @@ def build_telemetry(
     built._exporters = exporters
     built._arguments = {k: v for k, v in arguments.items() if v is not None}
     _observe_uptime(meter_provider)
+    _observe_marked_spans(meter_provider, marked)
     _start_gpu(built)
     if pull is not None and metric_readers is None and settings.prometheus_server:
         try:
@@ -235,6 +239,16 @@ def _observe_uptime(meter_provider: MeterProvider) -> None:
         return [Observation(time.monotonic() - started)]
 
     instruments.create(meter_provider.get_meter("telemetry"), semconv.PROCESS_UPTIME, callbacks=[observe])
+
+
+def _observe_marked_spans(meter_provider: MeterProvider, marked: MarkedSpans) -> None:
+    """What the exemplar guarantee costs: spans marked to be kept by the Collector's sampling."""
+
+    def observe(_options: CallbackOptions) -> list[Observation]:
+        return [Observation(marked.count)]
+
+    meter = meter_provider.get_meter("telemetry")
+    instruments.create(meter, semconv.LLM_TELEMETRY_EXEMPLAR_MARKED_SPANS, callbacks=[observe])
 
 
 def current() -> Telemetry | None:

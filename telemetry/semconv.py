@@ -207,6 +207,9 @@ LLM_GPU_INDEX: Final = "llm.gpu.index"
 LLM_GPU_MIG_INSTANCE: Final = "llm.gpu.mig.instance_id"
 LLM_GPU_THROTTLE_REASON: Final = "llm.gpu.throttle.reason"
 LLM_TELEMETRY_STATUS_REASON: Final = "llm.telemetry.reason"
+LLM_EXEMPLAR: Final = "llm.exemplar"
+"""``true`` on a span one of whose measurements became an exemplar (telemetry.exemplars): the Collector's
+sampling configuration keeps every trace that holds such a span, so every exemplar resolves."""
 # span attributes only (never on metric points)
 LLM_GATEWAY_PROVIDER: Final = "llm.gateway.provider"
 """The catalog id of the provider the gateway called (``gen_ai.provider.name`` is its semconv name)."""
@@ -524,6 +527,13 @@ LLM_TELEMETRY_GPU_AVAILABLE: Final = MetricSpec(
     "1",
     Kind.OBSERVABLE_GAUGE,
     "1 when NVML collection works; 0 with llm.telemetry.reason saying why not.",
+)
+LLM_TELEMETRY_EXEMPLAR_MARKED_SPANS: Final = MetricSpec(
+    "llm.telemetry.exemplar.marked_spans",
+    "{span}",
+    Kind.OBSERVABLE_COUNTER,
+    "Spans marked llm.exemplar=true because one of their measurements became an exemplar: what the "
+    "exemplar guarantee costs in kept traces (at most one per series, bucket and exemplar window).",
 )
 
 # The SDK's own pipeline (telemetry._selfmetrics): semconv's SDK self-observability names (otel.sdk.*), so

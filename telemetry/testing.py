@@ -206,18 +206,25 @@ def capture(
     gpu: bool = False,
     capture_content: bool = False,
     raise_errors: bool = True,
+    exemplar_window: float | None = None,
 ) -> Capture:
     """A non-global telemetry set-up that keeps everything in memory: use it in a ``with``, or shut it down.
 
     Until then, internal errors in our instrumentation are re-raised (``raise_errors``) so a bug fails the
-    test, or contained and logged as in production (``raise_errors=False``).
+    test, or contained and logged as in production (``raise_errors=False``). ``exemplar_window`` (seconds)
+    overrides ``LLM_TELEMETRY_EXEMPLAR_WINDOW``: a tiny one makes every request's measurements exemplars.
     """
     exporter = spans or InMemorySpanExporter()
     reader = InMemoryMetricReader()
     with ExitStack() as scope:
         scope.enter_context(internal_errors_raised(raise_errors))
         built = build_telemetry(
-            {"service_name": service_name, "gpu": gpu, "capture_content": capture_content},
+            {
+                "service_name": service_name,
+                "gpu": gpu,
+                "capture_content": capture_content,
+                "exemplar_window": exemplar_window,
+            },
             span_processors=[SimpleSpanProcessor(exporter)],
             metric_readers=[reader],
             id_generator=ids,

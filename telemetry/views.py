@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 
 from telemetry import semconv as sc
+from telemetry.exemplars import MarkedSpans, marking_reservoir_factory
 
 _HTTP_SERVER_KEYS = frozenset(
     {
@@ -67,25 +68,34 @@ ATTRIBUTE_ALLOW_LISTS: dict[str, frozenset[str]] = {
 }
 
 
-def _views() -> list[View]:
+DEFAULT_EXEMPLAR_WINDOW_S = 15.0
+"""How often each bucket of each series gets a fresh exemplar (``LLM_TELEMETRY_EXEMPLAR_WINDOW``)."""
+
+
+def default_views(
+    exemplar_window_s: float = DEFAULT_EXEMPLAR_WINDOW_S, marked: MarkedSpans | None = None
+) -> list[View]:
+    """One view per metric in :data:`telemetry.semconv.METRICS`: its semconv buckets, its attribute
+    allow-list, and a :class:`~telemetry.exemplars.MarkingReservoir` (exemplars chosen at record time,
+    their spans marked), counting the marks in ``marked``."""
+    reservoirs = marking_reservoir_factory(exemplar_window_s, marked or MarkedSpans())
     views = []
     for spec in sc.METRICS.values():
         aggregation = ExplicitBucketHistogramAggregation(list(spec.buckets)) if spec.buckets else None
         keys = ATTRIBUTE_ALLOW_LISTS.get(spec.name)
-        if aggregation is None and keys is None:
-            continue
         views.append(
             View(
                 instrument_name=spec.name,
                 aggregation=aggregation,
                 attribute_keys=set(keys) if keys is not None else None,
+                exemplar_reservoir_factory=reservoirs,
             )
         )
     return views
 
 
-DEFAULT_VIEWS: list[View] = _views()
-"""One view per metric that needs semconv buckets or an attribute allow-list."""
+DEFAULT_VIEWS: list[View] = default_views()
+""":func:`default_views` with the default exemplar window, for a MeterProvider of your own."""
 
 
 _known: dict[str, frozenset[str]] = {}

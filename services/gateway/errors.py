@@ -15,7 +15,7 @@ from opentelemetry import trace
 from starlette.exceptions import HTTPException
 
 from services.gateway.wire import error_body
-from telemetry import mark_failed
+from telemetry import mark_http_server_error
 from telemetry.semconv import ErrorType
 
 
@@ -40,7 +40,7 @@ class ApiError(Exception):
         return error_body(str(self), self.error_type, self.code, self.param)
 
     def response(self) -> JSONResponse:
-        mark_failed(trace.get_current_span(), self.error_type, str(self))
+        mark_http_server_error(trace.get_current_span(), self.status, self.error_type, str(self))
         headers = {"Retry-After": str(self.retry_after)} if self.retry_after else None
         return JSONResponse(self.body(), self.status, headers=headers)
 

@@ -34,7 +34,7 @@ from telemetry import (
     client_interceptors,
     instrument_fastapi,
     instruments,
-    mark_failed,
+    mark_http_server_error,
     semconv as sc,
 )
 from telemetry.semconv import ErrorType, Outcome
@@ -174,7 +174,11 @@ class Orchestrator:
         error: BaseException | None = None
         try:
             with self.tracer.start_as_current_span(span_name or name, attributes=attributes) as span:
-                yield span
+                try:
+                    yield span
+                finally:
+                    # While the stage's span still records: an exemplar must be able to mark its span.
+                    self.stage_duration.record(perf_counter() - start, attributes)
         except BaseException as exc:
             error = exc
             raise
@@ -182,7 +186,6 @@ class Orchestrator:
             if error is not None:
                 error_type = _error_type(error)
                 self.errors.add(1, {**attributes, sc.ERROR_TYPE: error_type})
-            self.stage_duration.record(perf_counter() - start, attributes)
             await gate.__aexit__(None, None, None)
 
     def _prompt(self, body: GenerateBody, documents: list[str]) -> str:
@@ -334,7 +337,7 @@ def _error_type(error: BaseException) -> str:
 
 
 def _error(status: int, error_type: str, message: str, retry_after: int | None = None) -> JSONResponse:
-    mark_failed(trace.get_current_span(), error_type, message)
+    mark_http_server_error(trace.get_current_span(), status, error_type, message)
     headers = {"Retry-After": str(retry_after)} if retry_after else None
     return JSONResponse({"error": {"type": error_type, "message": message}}, status, headers=headers)
 

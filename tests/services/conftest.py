@@ -117,7 +117,8 @@ def stack() -> Iterator[Stack]:
     exporter = InMemorySpanExporter()
     ids = testing.DeterministicIdGenerator()
     captures = {
-        name: testing.capture(name, spans=exporter, ids=ids)
+        # A 1 ms exemplar window: each request's measurements are exemplars, so a test finds its own.
+        name: testing.capture(name, spans=exporter, ids=ids, exemplar_window=0.001)
         for name in ("gateway", "orchestrator", "inference")
     }
     loop = LoopThread()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +25,7 @@ OPENMETRICS = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0
 TEXT = "text/plain;version=0.0.4"
 HEX = re.compile(r"[0-9a-f]+")
 
+EXEMPLAR_WINDOW_S = 0.05
 INFLIGHT = MetricSpec("llm.test.inflight", "{request}", Kind.UP_DOWN_COUNTER, "An up-down counter.")
 
 
@@ -31,7 +33,7 @@ INFLIGHT = MetricSpec("llm.test.inflight", "{request}", Kind.UP_DOWN_COUNTER, "A
 def pulled() -> Iterator[tuple[Telemetry, PrometheusMetricReader]]:
     reader = PrometheusMetricReader()
     built = build_telemetry(
-        {"service_name": "pulled", "gpu": False},
+        {"service_name": "pulled", "gpu": False, "exemplar_window": EXEMPLAR_WINDOW_S},
         span_processors=[SimpleSpanProcessor(InMemorySpanExporter())],
         metric_readers=[reader],
         resource_attributes={"k8s.pod.name": "pod-1"},
@@ -200,7 +202,7 @@ def test_openmetrics_puts_the_exemplar_on_the_bucket_its_value_falls_in(
     assert (buckets["0.5"].value, buckets["7.5"].value, buckets["+Inf"].value) == (1, 2, 2)
 
 
-def test_an_exemplar_stays_on_its_bucket_until_a_newer_one_replaces_it(
+def test_an_exemplar_stays_on_its_bucket_until_the_next_window_brings_a_newer_one(
     pulled: tuple[Telemetry, PrometheusMetricReader],
 ) -> None:
     built, reader = pulled
@@ -210,6 +212,7 @@ def test_an_exemplar_stays_on_its_bucket_until_a_newer_one_replaces_it(
     (first,) = _exemplar_lines(reader)
     assert f'trace_id="{first_trace}"' in first
     assert _exemplar_lines(reader) == [first]  # the same time too: Prometheus stores it once
+    time.sleep(EXEMPLAR_WINDOW_S * 1.2)  # the bucket's next exemplar window
     second_trace, _ = _histogram_in_a_sampled_span(built, histogram)
     (second,) = _exemplar_lines(reader)
     assert f'trace_id="{second_trace}"' in second

@@ -1,0 +1,145 @@
+"""telemetry.exemplars: the exemplar of a bucket is decided when the measurement is recorded, and the
+measurement's span is marked ``llm.exemplar=true`` while it still records, so a tail sampler can keep it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+from telemetry import instruments, semconv as sc, testing
+from telemetry.exemplars import MarkedSpans, MarkingReservoir, marking_reservoir_factory
+
+WINDOW_NS = 10_000_000_000
+BOUNDARIES = (0.1, 1.0, 10.0)
+
+
+@pytest.fixture
+def spans() -> Iterator[tuple[trace.Tracer, InMemorySpanExporter]]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider.get_tracer("test"), exporter
+    provider.shutdown()
+
+
+def _reservoir(marked: MarkedSpans | None = None) -> MarkingReservoir:
+    return MarkingReservoir(window_ns=WINDOW_NS, marked=marked or MarkedSpans(), boundaries=BOUNDARIES)
+
+
+def _offer(reservoir: MarkingReservoir, span: trace.Span, value: float, at_s: float) -> None:
+    reservoir.offer(value, int(at_s * 1e9), {"k": "v"}, trace.set_span_in_context(span, Context()))
+
+
+def _marked(exporter: InMemorySpanExporter) -> list[str]:
+    return [s.name for s in exporter.get_finished_spans() if (s.attributes or {}).get(sc.LLM_EXEMPLAR)]
+
+
+def test_the_first_measurement_of_a_bucket_in_a_window_is_its_exemplar_and_its_span_is_marked(
+    spans: tuple[trace.Tracer, InMemorySpanExporter],
+) -> None:
+    tracer, exporter = spans
+    reservoir = _reservoir()
+    first, second, other_bucket = (tracer.start_span(n) for n in ("first", "second", "other-bucket"))
+    _offer(reservoir, first, 0.5, at_s=100.0)
+    _offer(reservoir, second, 0.7, at_s=101.0)  # same bucket (0.1, 1], same window: not chosen
+    _offer(reservoir, other_bucket, 5.0, at_s=102.0)
+    for span in (first, second, other_bucket):
+        span.end()
+
+    exemplars = reservoir.collect({})
+    assert [(e.value, e.span_id) for e in exemplars] == [
+        (0.5, first.get_span_context().span_id),
+        (5.0, other_bucket.get_span_context().span_id),
+    ]
+    assert exemplars[0].trace_id == first.get_span_context().trace_id
+    assert exemplars[0].filtered_attributes == {"k": "v"}
+    assert _marked(exporter) == ["first", "other-bucket"]
+
+
+def test_the_next_window_brings_a_fresh_exemplar_and_collect_returns_every_one_chosen_since_the_last(
+    spans: tuple[trace.Tracer, InMemorySpanExporter],
+) -> None:
+    tracer, _ = spans
+    reservoir = _reservoir()
+    a, b, c = (tracer.start_span(n) for n in "abc")
+    _offer(reservoir, a, 0.5, at_s=100.0)
+    _offer(reservoir, b, 0.6, at_s=112.0)  # the next 10 s window
+    assert [e.span_id for e in reservoir.collect({})] == [
+        a.get_span_context().span_id,
+        b.get_span_context().span_id,
+    ]
+    _offer(reservoir, c, 0.6, at_s=115.0)  # b's window still: nothing new
+    assert reservoir.collect({}) == []
+
+
+def test_a_measurement_whose_span_has_ended_or_does_not_record_is_never_chosen(
+    spans: tuple[trace.Tracer, InMemorySpanExporter],
+) -> None:
+    tracer, exporter = spans
+    reservoir = _reservoir()
+    ended = tracer.start_span("ended")
+    ended.end()
+    unsampled = TracerProvider(sampler=ALWAYS_OFF).get_tracer("off").start_span("unsampled")
+    _offer(reservoir, ended, 0.5, at_s=100.0)
+    _offer(reservoir, unsampled, 0.5, at_s=100.5)
+    reservoir.offer(0.5, int(101e9), None, Context())  # no span at all
+    assert reservoir.collect({}) == []
+    later = tracer.start_span("later")
+    _offer(reservoir, later, 0.5, at_s=102.0)  # the bucket waited for a measurement it can mark
+    later.end()
+    assert [e.span_id for e in reservoir.collect({})] == [later.get_span_context().span_id]
+    assert _marked(exporter) == ["later"]
+
+
+def test_a_span_chosen_by_several_histograms_is_counted_once(
+    spans: tuple[trace.Tracer, InMemorySpanExporter],
+) -> None:
+    tracer, _ = spans
+    marked = MarkedSpans()
+    duration, tokens = _reservoir(marked), _reservoir(marked)
+    span = tracer.start_span("request")
+    _offer(duration, span, 0.5, at_s=100.0)
+    _offer(tokens, span, 5.0, at_s=100.0)
+    assert marked.count == 1
+
+
+def test_counters_have_one_exemplar_slot_per_window(spans: tuple[trace.Tracer, InMemorySpanExporter]) -> None:
+    tracer, _ = spans
+    reservoir = marking_reservoir_factory(10.0, MarkedSpans())(object)(size=4)  # as the SDK builds a sum's
+    a, b = tracer.start_span("a"), tracer.start_span("b")
+    reservoir.offer(1, int(100e9), None, trace.set_span_in_context(a))
+    reservoir.offer(1000, int(101e9), None, trace.set_span_in_context(b))
+    assert [e.span_id for e in reservoir.collect({})] == [a.get_span_context().span_id]
+
+
+def test_the_window_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        marking_reservoir_factory(0, MarkedSpans())
+
+
+def test_through_the_sdk_an_exported_exemplar_names_a_marked_span_and_the_marks_are_counted() -> None:
+    with testing.capture("svc") as capture:
+        provider = capture.telemetry
+        tracer = provider.tracer_provider.get_tracer("t")
+        histogram = instruments.create(
+            provider.meter_provider.get_meter("m"), sc.HTTP_SERVER_REQUEST_DURATION
+        )
+        ids = []
+        for _ in range(3):  # one bucket, one window: only the first becomes the exemplar
+            with tracer.start_as_current_span("request") as span:
+                histogram.record(0.3, {sc.HTTP_REQUEST_METHOD: "GET"})
+                ids.append(span.get_span_context())
+        (point,) = capture.metrics()[sc.HTTP_SERVER_REQUEST_DURATION.name]["points"]
+        assert point["count"] == 3
+        (exemplar,) = point["exemplars"]
+        assert exemplar["span_id"] == trace.format_span_id(ids[0].span_id)
+        marked = [s for s in capture.spans() if s["attributes"].get(sc.LLM_EXEMPLAR)]
+        assert [s["span_id"] for s in marked] == [exemplar["span_id"]]
+        assert capture.value(sc.LLM_TELEMETRY_EXEMPLAR_MARKED_SPANS.name) == 1
