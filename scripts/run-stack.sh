@@ -5,6 +5,8 @@
 #
 #   scripts/run-stack.sh            rounds of load + drilldown until Ctrl-C
 #   scripts/run-stack.sh --once     one round, then exit (also: --requests N --concurrency N --interval S)
+#   scripts/run-stack.sh --sampled  the Collector's sampling configuration (5 % of ordinary traces kept,
+#                                   every exemplar's trace kept) under a steady load (--rate R)
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"

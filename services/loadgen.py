@@ -40,6 +40,10 @@ class LoadReport:
     statuses: Counter[str] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
     kinds: Counter[str] = field(default_factory=Counter)
+    late: int = 0
+    """Open-loop arrivals that waited for a free slot (``run_load(rate=...)``)."""
+    elapsed: float = 0.0
+    """Seconds from the first request sent to the last answer."""
 
     def summary(self) -> str:
         lat = sorted(self.latencies)
@@ -48,8 +52,10 @@ class LoadReport:
         p = statistics.quantiles(lat, n=100) if len(lat) > 1 else [lat[0]] * 99
         statuses = ", ".join(f"{k}: {v}" for k, v in sorted(self.statuses.items()))
         kinds = ", ".join(f"{k}: {v}" for k, v in sorted(self.kinds.items()))
+        pace = f" in {self.elapsed:.0f} s ({len(lat) / self.elapsed:.1f}/s)" if self.elapsed else ""
+        late = f", {self.late} arrivals waited for a free slot" if self.late else ""
         return (
-            f"{len(lat)} requests ({kinds})\n"
+            f"{len(lat)} requests{pace} ({kinds}){late}\n"
             f"  status codes: {statuses}\n"
             f"  latency p50 {p[49] * 1000:.0f} ms, p95 {p[94] * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms"
         )
@@ -139,13 +145,19 @@ async def run_load(
     seed: int = 7,
     models: Sequence[str] | None = None,
     burst: int = 0,
+    rate: float | None = None,
 ) -> LoadReport:
     """Send up to ``requests`` requests with ``concurrency`` in flight, stopping after ``duration`` s;
-    then ``burst`` more, all at once."""
+    then ``burst`` more, all at once.
+
+    With ``rate`` (requests per second) the arrivals are open-loop, one every ``1/rate`` s whatever the
+    answers' latency, as real users arrive; ``concurrency`` then caps how many are in flight (a request
+    due while the cap is reached waits for a slot, and the report's ``late`` counts it)."""
     report = LoadReport()
     names = list(models or [m.name for m in BUILTIN_CATALOG])
     queue = list(plan(requests, seed, names))
-    deadline = time.monotonic() + duration
+    began = time.monotonic()
+    deadline = began + duration
     async with httpx.AsyncClient(
         base_url=url, headers={"Authorization": f"Bearer {api_key}"}, timeout=60
     ) as client:
@@ -155,14 +167,51 @@ async def run_load(
                 kind, body, auth = queue.pop()
                 await _one(client, kind, body, auth, report)
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        if rate is None:
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        else:
+            await _open_loop(client, queue, report, rate=rate, concurrency=concurrency, deadline=deadline)
         if burst and time.monotonic() < deadline:
             rng = random.Random(seed + 1)
             bodies = [
                 {"model": names[0], "messages": _messages(rng, 2), "max_tokens": 128} for _ in range(burst)
             ]
             await asyncio.gather(*(_one(client, "burst", body, True, report) for body in bodies))
+    report.elapsed = time.monotonic() - began
     return report
+
+
+async def _open_loop(
+    client: httpx.AsyncClient,
+    queue: list[tuple[str, dict[str, Any] | bytes, bool]],
+    report: LoadReport,
+    *,
+    rate: float,
+    concurrency: int,
+    deadline: float,
+) -> None:
+    slots = asyncio.Semaphore(concurrency)
+    tasks: set[asyncio.Task[None]] = set()
+    start = time.monotonic()
+
+    async def one(kind: str, body: dict[str, Any] | bytes, auth: bool) -> None:
+        try:
+            await _one(client, kind, body, auth, report)
+        finally:
+            slots.release()
+
+    sent = 0
+    while queue and time.monotonic() < deadline:
+        due = start + sent / rate
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        if slots.locked():
+            report.late += 1
+        await slots.acquire()
+        task = asyncio.create_task(one(*queue.pop()))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        sent += 1
+    await asyncio.gather(*tasks)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="stop after this many seconds")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--burst", type=int, default=0, help="then this many requests at once")
+    parser.add_argument(
+        "--rate", type=float, help="open-loop arrivals per second (--concurrency caps those in flight)"
+    )
     args = parser.parse_args(argv)
     report = asyncio.run(
         run_load(
@@ -184,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             duration=args.duration,
             seed=args.seed,
             burst=args.burst,
+            rate=args.rate,
         )
     )
     print(report.summary())

@@ -1,7 +1,10 @@
-"""``python -m deploy.local [--once]``: the whole pipeline on loopback, a load, and the drilldown.
+"""``python -m deploy.local [--once] [--sampled]``: the whole pipeline on loopback, a load, and the drilldown.
 
 Runs until Ctrl-C (a new round of load and drilldown every ``--interval`` seconds), or exits after one
-round with ``--once``. Every process it started is stopped by its PID on the way out.
+round with ``--once``. ``--sampled`` runs the Collector's sampling configuration
+(collector/config/overlay-tail-sampling.yaml, 5 % of ordinary traces kept) under a steady load, so the
+exemplar guarantee's figures show what it keeps. Every process it started is stopped by its PID on the
+way out.
 """
 
 from __future__ import annotations
@@ -13,11 +16,21 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import replace
 
 from deploy.local.drilldown import find_slowest, render
 from deploy.local.services import BURST, service_specs
 from deploy.stack import BinaryMissingError, PollTimeoutError, Stack, StackConfig, StackError
+from deploy.stack.guarantee import measure
 from services.loadgen import run_load
+
+SAMPLED_RATE, SAMPLED_SECONDS = 20.0, 60.0
+SAMPLED_DECISION_WAIT_S = 10
+SAMPLED_COLLECTOR_ENV = {
+    # The overlay's 30 s default suits requests of up to half a minute; this load's take under 3 s, and
+    # a shorter wait shows the round's figures sooner.
+    "OTELCOL_TAIL_DECISION_WAIT": f"{SAMPLED_DECISION_WAIT_S}s",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,6 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=6)
     parser.add_argument("--interval", type=float, default=30.0, help="seconds between rounds")
     parser.add_argument(
+        "--sampled",
+        action="store_true",
+        help="tail sampling in the Collector (5 %% of ordinary traces; every exemplar's trace kept), "
+        "under a steady load (--rate, default 20/s, for 60 s)",
+    )
+    parser.add_argument("--rate", type=float, help="open-loop requests per second instead of --concurrency")
+    parser.add_argument(
         "--pull",
         action="store_true",
         help="Prometheus scrapes each service's /metrics instead of the Collector pushing their metrics",
@@ -35,11 +55,18 @@ def main(argv: list[str] | None = None) -> int:
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    rate = args.rate or (SAMPLED_RATE if args.sampled else None)
+    requests = args.requests if args.rate or not args.sampled else int(SAMPLED_RATE * SAMPLED_SECONDS)
     config = StackConfig(
-        scrape_interval="2s", connector_flush="2s", service_metrics="pull" if args.pull else "push"
+        scrape_interval="2s",
+        connector_flush="2s",
+        service_metrics="pull" if args.pull else "push",
+        overlays=("overlay-tail-sampling.yaml",) if args.sampled else (),
+        collector_env=SAMPLED_COLLECTOR_ENV if args.sampled else {},
     )
     stack = Stack(config)
-    specs, addresses = service_specs(stack)
+    # A steady rate wants the services' own admission limits; the rounds' burst wants low ones.
+    specs, addresses = service_specs(stack, low_admission_limits=rate is None)
     try:
         stack.start(services=specs)
     except (BinaryMissingError, StackError) as exc:
@@ -54,24 +81,31 @@ def main(argv: list[str] | None = None) -> int:
         while not stop.is_set():
             round_no += 1
             started = time.time()
-            print(
-                f"[load] round {round_no}: {args.requests} requests, {args.concurrency} concurrent …",
-                flush=True,
-            )
+            pace = f"{rate:g}/s" if rate else f"{args.concurrency} concurrent"
+            print(f"[load] round {round_no}: {requests} requests, {pace} …", flush=True)
             report = asyncio.run(
                 run_load(
                     addresses.gateway_url,
                     addresses.api_key,
-                    requests=args.requests,
-                    concurrency=args.concurrency,
+                    requests=requests,
+                    concurrency=args.concurrency if rate is None else 400,
                     duration=120,
                     seed=round_no,
-                    burst=BURST,
+                    burst=BURST if rate is None else 0,
+                    rate=rate,
                 )
             )
             print(report.summary(), flush=True)
             try:
                 drill = find_slowest(stack.prometheus, stack.jaeger, window_s=time.time() - started + 30)
+                if args.sampled:  # the last traces are decided DECISION_WAIT after they end
+                    time.sleep(SAMPLED_DECISION_WAIT_S + 3)
+                drill = replace(
+                    drill,
+                    guarantee=measure(
+                        stack.prometheus, stack.jaeger, started, time.time(), served=len(report.latencies)
+                    ),
+                )
                 print(render(drill, stack.endpoints.prometheus_url, stack.endpoints.jaeger_url), flush=True)
             except PollTimeoutError as exc:
                 print(f"drilldown failed: {exc}", file=sys.stderr)

@@ -1,8 +1,10 @@
 """From a latency histogram to the slowest request's trace: what the terminal shows after a load.
 
 1. Prometheus: the request-duration quantiles over the window, and the exemplars of its buckets;
-2. the slowest exemplar (its bucket, value, trace id), and how many of the window's exemplars resolve;
-3. Jaeger: that trace, rendered as a tree of spans across the services with durations and key attributes.
+2. the slowest exemplar (its bucket, value, trace id);
+3. Jaeger: that trace, rendered as a tree of spans across the services with durations and key attributes;
+4. the exemplar guarantee's figures (deploy.stack.guarantee): traces kept of those served, exemplars that
+   resolve to a kept trace, and bucket coverage.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deploy.stack import Exemplar, JaegerClient, PrometheusClient, Span, poll_until
+from deploy.stack.guarantee import GuaranteeFigures
 from telemetry import semconv as sc
 
 REQUEST_DURATION = "http_server_request_duration_seconds"
@@ -41,10 +44,7 @@ class Drilldown:
     bucket: str
     exemplar: Exemplar
     spans: list[Span]
-    exemplar_traces: int
-    """Distinct trace ids on the histogram's exemplars in the window."""
-    resolved: int
-    """How many of those Jaeger returned."""
+    guarantee: GuaranteeFigures | None = None
 
 
 def find_slowest(
@@ -74,9 +74,6 @@ def find_slowest(
     spans = poll_until(
         lambda: _complete_trace(jaeger, trace_id), f"trace {trace_id} in Jaeger", timeout=timeout
     )
-    # By now the slowest trace is whole, and the others were sent no later: one look each.
-    trace_ids = {e.trace_id for _, e in candidates if e.trace_id}
-    resolved = sum(1 for t in trace_ids if jaeger.get_trace(t))
     quantiles = {}
     for q in ("0.5", "0.95", "0.99"):
         result = prometheus.query(
@@ -84,7 +81,7 @@ def find_slowest(
         )
         if result:
             quantiles[f"p{float(q) * 100:g}"] = result[0].value
-    return Drilldown(quantiles, bucket, exemplar, spans, len(trace_ids), resolved)
+    return Drilldown(quantiles, bucket, exemplar, spans)
 
 
 def _complete_trace(jaeger: JaegerClient, trace_id: str) -> list[Span] | None:
@@ -150,8 +147,7 @@ def render(drill: Drilldown, prometheus_url: str, jaeger_url: str) -> str:
         f"gateway {REQUEST_DURATION}: {quantiles}",
         f"slowest exemplar: {drill.exemplar.value * 1000:.0f} ms in bucket le={drill.bucket}, "
         f"trace_id={trace_id}",
-        f"exemplars in the window: {drill.exemplar_traces} traces, {drill.resolved} found in Jaeger "
-        f"({drill.resolved / max(drill.exemplar_traces, 1):.0%})",
+        *(drill.guarantee.lines() if drill.guarantee else []),
         "",
         *render_tree(drill.spans),
         "",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +33,18 @@ class ServiceAddresses:
     api_key: str
 
 
-def service_specs(stack: Stack, *, time_scale: float = 1.0) -> tuple[list[ProcessSpec], ServiceAddresses]:
+def service_specs(
+    stack: Stack,
+    *,
+    time_scale: float = 1.0,
+    low_admission_limits: bool = True,
+    env: Mapping[str, str] | None = None,
+) -> tuple[list[ProcessSpec], ServiceAddresses]:
     """Inference first, then orchestrator, then gateway: each is ready before the next starts.
+
+    ``low_admission_limits`` (:data:`ADMISSION_LIMITS`) lets a burst show refusals and sheds; a steady load
+    of many requests per second wants the services' defaults. ``env`` is added to every service's (e.g.
+    ``OTEL_TRACES_SAMPLER``).
 
     The gateway gets a fresh random API key for this run (no key ships with the product). In pull mode
     (``StackConfig.service_metrics``) each service's metrics port is registered with the stack's
@@ -51,6 +62,8 @@ def service_specs(stack: Stack, *, time_scale: float = 1.0) -> tuple[list[Proces
     for job, port in (("gateway", gateway), ("orchestrator", orchestrator), ("inference", inference_http)):
         stack.scrape_service(job, f"{LOOPBACK}:{port}")
     python = sys.executable
+    limits = ADMISSION_LIMITS if low_admission_limits else {"gateway": {}, "orchestrator": {}}
+    extra = dict(env or {})
     specs = [
         ProcessSpec(
             "inference",
@@ -60,6 +73,7 @@ def service_specs(stack: Stack, *, time_scale: float = 1.0) -> tuple[list[Proces
                 "LLM_INFERENCE_ADDRESS": addresses.inference_target,
                 "LLM_INFERENCE_HTTP_ADDRESS": f"{LOOPBACK}:{inference_http}",
                 "LLM_INFERENCE_TIME_SCALE": str(time_scale),
+                **extra,
             },
             ready_check=http_ready(f"{addresses.inference_http_url}/ready"),
             cwd=REPO,
@@ -72,7 +86,8 @@ def service_specs(stack: Stack, *, time_scale: float = 1.0) -> tuple[list[Proces
                 "LLM_ORCHESTRATOR_HOST": LOOPBACK,
                 "LLM_ORCHESTRATOR_PORT": str(orchestrator),
                 "LLM_INFERENCE_TARGET": addresses.inference_target,
-                **ADMISSION_LIMITS["orchestrator"],
+                **limits["orchestrator"],
+                **extra,
             },
             ready_check=http_ready(f"{addresses.orchestrator_url}/ready"),
             cwd=REPO,
@@ -86,7 +101,8 @@ def service_specs(stack: Stack, *, time_scale: float = 1.0) -> tuple[list[Proces
                 "LLM_GATEWAY_PORT": str(gateway),
                 "LLM_ORCHESTRATOR_URL": addresses.orchestrator_url,
                 "LLM_GATEWAY_API_KEYS": addresses.api_key,
-                **ADMISSION_LIMITS["gateway"],
+                **limits["gateway"],
+                **extra,
             },
             ready_check=http_ready(f"{addresses.gateway_url}/ready"),
             cwd=REPO,

@@ -24,6 +24,7 @@ from deploy.stack.clients import (
     JaegerClient,
     PrometheusClient,
     Sample,
+    Series,
     Span,
 )
 
@@ -45,6 +46,7 @@ __all__ = [
     "PrometheusClient",
     "ReadyCheck",
     "Sample",
+    "Series",
     "ServiceMetrics",
     "Span",
     "Stack",

@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -19,6 +20,13 @@ class BackendError(RuntimeError):
 class Sample:
     labels: dict[str, str]
     value: float
+
+
+@dataclass(frozen=True)
+class Series:
+    labels: dict[str, str]
+    values: list[tuple[float, float]]
+    """(unix time, value) pairs."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,16 @@ class PrometheusClient:
         if data["resultType"] != "vector":
             raise BackendError(f"query {expr!r} gave a {data['resultType']}, not a vector")
         return [Sample(dict(r["metric"]), float(r["value"][1])) for r in data["result"]]
+
+    def query_range(self, expr: str, start: float, end: float, step: float) -> list[Series]:
+        """A range query: each series' samples at ``start``, ``start + step``, ... ``end``."""
+        params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:.3f}"}
+        data = self._get("/api/v1/query_range", params)
+        if data["resultType"] != "matrix":
+            raise BackendError(f"range query {expr!r} gave a {data['resultType']}, not a matrix")
+        return [
+            Series(dict(r["metric"]), [(float(t), float(v)) for t, v in r["values"]]) for r in data["result"]
+        ]
 
     def query_exemplars(self, expr: str, start: float, end: float) -> list[ExemplarSeries]:
         data = self._get(
@@ -149,6 +167,24 @@ class JaegerClient:
         """The trace's spans (empty while Jaeger does not have it), in the order Jaeger returned them."""
         body = self.get_trace_json(trace_id)
         return [] if body is None else spans_from_otlp_json(body)
+
+    def trace_ids(self, service: str, start: float, end: float, limit: int = 20_000) -> set[str]:
+        """Ids of the stored traces with a span of ``service`` starting between ``start`` and ``end``
+        (unix seconds), at most ``limit`` of them."""
+        params = {
+            "query.service_name": service,
+            "query.start_time_min": _rfc3339(start),
+            "query.start_time_max": _rfc3339(end),
+            "query.num_traces": str(limit),
+        }
+        text = self._get("/api/v3/traces", params)
+        if text is None:
+            return set()
+        return {span.trace_id for span in spans_from_otlp_json(read_v3_traces(text, "/api/v3/traces"))}
+
+
+def _rfc3339(unix_s: float) -> str:
+    return datetime.fromtimestamp(unix_s, UTC).isoformat().replace("+00:00", "Z")
 
 
 def read_v3_traces(text: str, what: str = "Jaeger response") -> dict[str, Any]:
