@@ -3,14 +3,26 @@
 The SDK's histogram reservoir keeps the *last* measurement of each bucket, so which request becomes the
 exemplar is known only at export, after its span has ended and left the process. A tail sampler
 downstream then cannot tell which traces to keep, and under sampling most exemplars point at dropped
-traces. :class:`MarkingReservoir` decides at offer time instead: within each exemplar window (aligned to
-the wall clock, so every process of a deployment opens its windows together) the *first* measurement
-that falls in a bucket becomes that bucket's exemplar, and its span, still recording, gets
-``llm.exemplar=true``. The Collector's sampling configuration keeps every trace with a marked span.
+traces. :class:`MarkingReservoir` decides at offer time instead, and marks the chosen measurement's span
+``llm.exemplar=true`` while it still records; the Collector's sampling configuration keeps every trace
+with a marked span.
+
+**Which measurement.** Each bucket of each series takes one exemplar per window (clock-aligned, so every
+process of a deployment opens its windows together). A *busy* bucket (it had an exemplar last window)
+accepts early in the window only a measurement whose trace ranks low: its trace id's random low 56 bits
+(the W3C randomness) read as a number in [0, 1), below a threshold that rises from 1/256 to 1 over the
+first three quarters of the window; later it takes the first that comes. A *sparse* bucket (none last
+window) takes the first that comes, since waiting would likely leave it empty.
+
+Every process and every histogram ranks a trace the same way, so the busy buckets of one window tend to
+choose the *same* few traces: a request that ranks low becomes the exemplar of its duration, its TTFT, its
+token counts, in the gateway, the orchestrator and the inference server at once. And the Collector's
+sampling keeps its share of ordinary traces by the same rank (collector/config/overlay-tail-sampling.yaml),
+so an exemplar that ranks within the share costs no extra kept trace at all.
 
 The guarantee holds by construction: a measurement whose span cannot be marked (it has ended, or it is
-not recording) never becomes an exemplar; the bucket waits for the next one. Its cost is bounded by the
-window, not by traffic: at most one marked span per (series, bucket) with data per window and reader.
+not recording) never becomes an exemplar. The cost is bounded by the window, not by traffic: at most one
+marked span per (series, bucket) with data per window and reader.
 """
 
 from __future__ import annotations
@@ -26,6 +38,15 @@ from opentelemetry.sdk.metrics import Exemplar, ExemplarReservoir
 from opentelemetry.util.types import Attributes
 
 from telemetry import semconv as sc
+
+_RANK_BITS = 56
+"""The W3C random part of a trace id: its rightmost 7 bytes."""
+_RANK_MASK = (1 << _RANK_BITS) - 1
+_RANK_SCALE = float(1 << _RANK_BITS)
+_FIRST_THRESHOLD = 1 / 256
+"""The rank a trace must beat at the very start of a window."""
+_RAMP_SHARE = 0.75
+"""Part of the window over which the threshold rises to 1 (any trace): it passes 5 % a third in."""
 
 _RECENT_SPANS = 4096
 """How many marked span ids :class:`MarkedSpans` remembers, so a span chosen by several histograms (a
@@ -69,6 +90,7 @@ class MarkingReservoir(ExemplarReservoir):
     ) -> None:
         self._boundaries = tuple(boundaries)
         self._window_ns = window_ns
+        self._ramp_ns = window_ns * _RAMP_SHARE
         self._marked = marked
         self._windows = [-1] * (len(self._boundaries) + 1)
         self._chosen: list[tuple[float, int, Attributes, int, int]] = []
@@ -76,13 +98,20 @@ class MarkingReservoir(ExemplarReservoir):
 
     def offer(self, value: float, time_unix_nano: int, attributes: Attributes, context: Context) -> None:
         bucket = bisect_left(self._boundaries, value) if self._boundaries else 0
-        window = time_unix_nano // self._window_ns
+        window, offset = divmod(time_unix_nano, self._window_ns)
         if self._windows[bucket] == window:  # the common case: this bucket has its exemplar already
             return
         span = trace.get_current_span(context)
         if not span.is_recording():  # ended, or never sampled: it could not be marked, so it is not chosen
             return
         span_context = span.get_span_context()
+        # A bucket that had an exemplar last window is busy: early on it waits for a low-ranking trace. One
+        # that had none is sparse: waiting would likely leave it empty, so it takes what comes.
+        busy = self._windows[bucket] == window - 1
+        if busy and offset < self._ramp_ns:
+            rank = (span_context.trace_id & _RANK_MASK) / _RANK_SCALE
+            if rank >= _FIRST_THRESHOLD ** (1.0 - offset / self._ramp_ns):
+                return
         with self._lock:
             if self._windows[bucket] == window:
                 return

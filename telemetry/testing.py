@@ -211,8 +211,12 @@ def capture(
     """A non-global telemetry set-up that keeps everything in memory: use it in a ``with``, or shut it down.
 
     Until then, internal errors in our instrumentation are re-raised (``raise_errors``) so a bug fails the
-    test, or contained and logged as in production (``raise_errors=False``). ``exemplar_window`` (seconds)
-    overrides ``LLM_TELEMETRY_EXEMPLAR_WINDOW``: a tiny one makes every request's measurements exemplars.
+    test, or contained and logged as in production (``raise_errors=False``).
+
+    Ids are :class:`DeterministicIdGenerator`'s unless ``ids`` says otherwise: they rank low, so a test's
+    measurements become exemplars wherever in an exemplar window they fall (see :mod:`telemetry.exemplars`).
+    ``exemplar_window`` (seconds) overrides ``LLM_TELEMETRY_EXEMPLAR_WINDOW``: a tiny one makes every
+    request's measurements exemplars.
     """
     exporter = spans or InMemorySpanExporter()
     reader = InMemoryMetricReader()
@@ -227,6 +231,6 @@ def capture(
             },
             span_processors=[SimpleSpanProcessor(exporter)],
             metric_readers=[reader],
-            id_generator=ids,
+            id_generator=ids or DeterministicIdGenerator(),
         )
         return Capture(built, exporter, reader, scope.pop_all())

@@ -68,7 +68,7 @@ ATTRIBUTE_ALLOW_LISTS: dict[str, frozenset[str]] = {
 }
 
 
-DEFAULT_EXEMPLAR_WINDOW_S = 15.0
+DEFAULT_EXEMPLAR_WINDOW_S = 30.0
 """How often each bucket of each series gets a fresh exemplar (``LLM_TELEMETRY_EXEMPLAR_WINDOW``)."""
 
 

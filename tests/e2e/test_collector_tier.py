@@ -48,7 +48,8 @@ from deploy.stack import (
     poll_until,
 )
 from deploy.stack._render import collector_config_args
-from telemetry.semconv import HTTP_DURATION_BUCKETS
+from telemetry import build_telemetry, instruments
+from telemetry.semconv import HTTP_DURATION_BUCKETS, HTTP_SERVER_REQUEST_DURATION
 from tests.e2e.conftest import require
 
 pytestmark = pytest.mark.e2e
@@ -126,8 +127,7 @@ def _collector(stack: Stack, binary: str, name: str, overlays: Sequence[str], en
     return Node(name, f"{LOOPBACK}:{ports['grpc']}", f"http://{LOOPBACK}:{ports['telemetry']}/metrics", spec)
 
 
-@pytest.fixture(scope="module")
-def tier(binaries: Binaries) -> Iterator[Tier]:
+def _start_tier(binaries: Binaries, gateway_overlays: Sequence[str], gateway_env: dict[str, str]) -> Tier:
     paths = require(binaries, "prometheus", "jaeger", "otelcol")
     stack = Stack(StackConfig(), binaries)
     try:
@@ -138,7 +138,11 @@ def tier(binaries: Binaries) -> Iterator[Tier]:
         otelcol = str(paths["otelcol"])
         gateways = [
             _collector(
-                stack, otelcol, f"gateway-{i}", GATEWAY_OVERLAYS, {"OTELCOL_INSTANCE_ID": f"gateway-{i}"}
+                stack,
+                otelcol,
+                f"gateway-{i}",
+                gateway_overlays,
+                {"OTELCOL_INSTANCE_ID": f"gateway-{i}", **gateway_env},
             )
             for i in range(2)
         ]
@@ -155,10 +159,16 @@ def tier(binaries: Binaries) -> Iterator[Tier]:
     except BaseException:
         stack.stop(failed=True)
         raise
+    return Tier(stack, agents, gateways)
+
+
+@pytest.fixture(scope="module")
+def tier(binaries: Binaries) -> Iterator[Tier]:
+    started = _start_tier(binaries, GATEWAY_OVERLAYS, {})
     try:
-        yield Tier(stack, agents, gateways)
+        yield started
     finally:
-        stack.stop()
+        started.stack.stop()
 
 
 # ---- three fake services, one trace per request, spread over the agents -------------------------------
@@ -426,3 +436,107 @@ def test_a_gateway_killed_mid_load_loses_only_what_the_collectors_count(tier: Ti
     )
     assert counted_lost > 0, "the outage outlasted the retries, so something must have been dropped"
     assert sent == stored + counted_lost
+
+
+# ---- the exemplar guarantee across the tier, with tail sampling on the gateways ----------------------
+
+SAMPLED_GATEWAY_ENV = {"OTELCOL_TAIL_DECISION_WAIT": "3s", "OTELCOL_TAIL_SAMPLE_PERCENT": "5"}
+
+
+@pytest.fixture(scope="module")
+def sampled_tier(binaries: Binaries) -> Iterator[Tier]:
+    """The tier as the chart runs it with ``collector.gateway.tailSampling.enabled``."""
+    started = _start_tier(binaries, (*GATEWAY_OVERLAYS, "overlay-tail-sampling.yaml"), SAMPLED_GATEWAY_ENV)
+    try:
+        yield started
+    finally:
+        started.stack.stop()
+
+
+@dataclass
+class LibraryLoad:
+    """The three services as our library instruments them: every hop's server duration recorded in its
+    SERVER span, exemplars chosen and their spans marked by the library; each service to its own agent."""
+
+    agents: list[Node]
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    trace_ids: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.services = {
+            role: f"tier-{role}-{self.run_id}" for role in ("gateway", "orchestrator", "inference")
+        }
+        self._set_ups = []
+        for i, service in enumerate(self.services.values()):
+            agent = self.agents[i % len(self.agents)]
+            self._set_ups.append(
+                build_telemetry(
+                    # A 1 s exemplar window: several windows in a short run, as minutes would give.
+                    {"service_name": service, "gpu": False, "exemplar_window": 1.0},
+                    span_processors=[
+                        BatchSpanProcessor(
+                            OTLPSpanExporter(endpoint=agent.otlp_grpc, insecure=True),
+                            schedule_delay_millis=100,
+                            max_queue_size=20000,
+                        )
+                    ],
+                    metric_readers=[
+                        PeriodicExportingMetricReader(
+                            OTLPMetricExporter(endpoint=agent.otlp_grpc, insecure=True),
+                            export_interval_millis=500,
+                        )
+                    ],
+                )
+            )
+        self._hops = [
+            (
+                set_up.tracer_provider.get_tracer("tests.e2e.tier"),
+                instruments.create(
+                    set_up.meter_provider.get_meter("tests.e2e.tier"), HTTP_SERVER_REQUEST_DURATION
+                ),
+            )
+            for set_up in self._set_ups
+        ]
+
+    def request(self, n: int) -> None:
+        (gw, gw_duration), (orch, orch_duration), (inf, inf_duration) = self._hops
+        value = HTTP_DURATION_BUCKETS[n % len(HTTP_DURATION_BUCKETS)] * 0.9
+        with gw.start_as_current_span("POST /v1/chat/completions", kind=SpanKind.SERVER) as root:
+            with orch.start_as_current_span("POST /v1/generate", kind=SpanKind.SERVER):
+                with inf.start_as_current_span("Generate", kind=SpanKind.SERVER):
+                    inf_duration.record(value * 0.8)
+                orch_duration.record(value * 0.9)
+            gw_duration.record(value)
+        self.trace_ids.append(format_trace_id(root.get_span_context().trace_id))
+
+    def close(self) -> None:
+        for set_up in self._set_ups:
+            set_up.shutdown(timeout_millis=10_000)
+
+
+def test_under_tail_sampling_on_the_gateways_every_exemplar_resolves(sampled_tier: Tier) -> None:
+    load = LibraryLoad(sampled_tier.agents)
+    requests, rate = 600, 100.0
+    started = time.time()
+    for n in range(requests):
+        time.sleep(max(0.0, started + n / rate - time.time()))
+        load.request(n)
+    load.close()
+    time.sleep(3 + 5)  # the gateways' decision wait, then their batch and Jaeger's
+    prometheus, jaeger = sampled_tier.stack.prometheus, sampled_tier.stack.jaeger
+    selector = f'http_server_request_duration_seconds_bucket{{job=~"tier-.*-{load.run_id}"}}'
+
+    def exemplar_ids() -> set[str]:
+        found = prometheus.query_exemplars(selector, started - 5, time.time() + 5)
+        return {e.trace_id for s in found for e in s.exemplars if e.trace_id}
+
+    ids = poll_until(exemplar_ids, f"exemplars on {selector}", 30)
+    kept = {t for t in load.trace_ids if jaeger.get_trace(t)}
+    unresolved = ids - kept
+    print(
+        f"\n[tier, tail sampling 5 %] {requests} traces, {len(kept)} kept in Jaeger "
+        f"({len(kept) / requests:.0%}); exemplars: {len(ids)} trace ids, {len(ids) - len(unresolved)} resolve"
+    )
+    assert ids <= set(load.trace_ids), "exemplars of traces this test did not make"
+    assert unresolved == set(), f"{len(unresolved)} exemplar traces were dropped: {sorted(unresolved)[:5]}"
+    assert len(kept) < requests / 2, "the gateways kept most traces: is tail sampling applied?"

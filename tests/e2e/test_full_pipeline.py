@@ -13,6 +13,7 @@ import pytest
 
 from deploy.stack import Span, poll_until
 from telemetry import semconv as sc
+from telemetry.views import DEFAULT_EXEMPLAR_WINDOW_S
 from tests.e2e._loaded import LoadedStack
 
 pytestmark = pytest.mark.e2e
@@ -102,8 +103,9 @@ def test_span_metrics_and_service_graph_cover_both_edges(loaded_stack: LoadedSta
 
 
 def test_freshness_from_response_to_queryable_exemplar_and_fetchable_trace(loaded_stack: LoadedStack) -> None:
-    # Our own W3C traceparent: the gateway continues this trace, so we know its id before we send.
-    trace_id = secrets.token_hex(16)
+    # Our own W3C traceparent: the gateway continues this trace, so we know its id before we send. Its
+    # random part (the low 7 bytes) is zero, so it ranks first wherever in an exemplar window it lands.
+    trace_id = secrets.token_hex(9) + "00" * 7
     headers = {
         "Authorization": f"Bearer {loaded_stack.services.api_key}",
         "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01",
@@ -113,6 +115,10 @@ def test_freshness_from_response_to_queryable_exemplar_and_fetchable_trace(loade
         "max_tokens": 8,
         "messages": [{"role": "user", "content": f"freshness probe {trace_id}"}],
     }
+    # A bucket takes one exemplar per window (clock-aligned); the load is over, so in a fresh window the
+    # buckets are free and this request is the one chosen.
+    window = DEFAULT_EXEMPLAR_WINDOW_S
+    time.sleep(window - time.time() % window + 0.05)
     response = httpx.post(
         f"{loaded_stack.services.gateway_url}/v1/chat/completions", json=body, headers=headers, timeout=30
     )

@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from telemetry import PrometheusMetricReader, Telemetry, _prometheus, build_telemetry, instruments, semconv
 from telemetry._errors import internal_errors_raised
+from telemetry.testing import DeterministicIdGenerator
 from telemetry.semconv import Kind, MetricSpec
 
 OPENMETRICS = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
@@ -36,6 +37,7 @@ def pulled() -> Iterator[tuple[Telemetry, PrometheusMetricReader]]:
         {"service_name": "pulled", "gpu": False, "exemplar_window": EXEMPLAR_WINDOW_S},
         span_processors=[SimpleSpanProcessor(InMemorySpanExporter())],
         metric_readers=[reader],
+        id_generator=DeterministicIdGenerator(),  # low-ranking trace ids: chosen anywhere in a window
         resource_attributes={"k8s.pod.name": "pod-1"},
     )
     with internal_errors_raised():
