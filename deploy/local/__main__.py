@@ -1,7 +1,9 @@
 """``python -m deploy.local [--once] [--sampled]``: the whole pipeline on loopback, a load, and the drilldown.
 
 Runs until Ctrl-C (a new round of load and drilldown every ``--interval`` seconds), or exits after one
-round with ``--once``. ``--sampled`` runs the Collector's sampling configuration
+round with ``--once``. Each round also writes the drilldown as a page (deploy.local.report) to
+``round-N.html`` in the reports folder (kept after exit; ``--report-dir``), served on 127.0.0.1 while the
+job runs. ``--sampled`` runs the Collector's sampling configuration
 (collector/config/overlay-tail-sampling.yaml, 5 % of ordinary traces kept) under a steady load, so the
 exemplar guarantee's figures show what it keeps. Every process it started is stopped by its PID on the
 way out.
@@ -14,13 +16,16 @@ import asyncio
 import contextlib
 import signal
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
-from deploy.local.drilldown import find_slowest, render
+from deploy.local.drilldown import Drilldown, find_slowest, render
+from deploy.local.report import ReportAssetError, ReportServer, collect, write_report
 from deploy.local.services import BURST, service_specs
-from deploy.stack import BinaryMissingError, PollTimeoutError, Stack, StackConfig, StackError
+from deploy.stack import BackendError, BinaryMissingError, PollTimeoutError, Stack, StackConfig, StackError
 from deploy.stack.guarantee import measure
 from services.loadgen import run_load
 
@@ -51,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="Prometheus scrapes each service's /metrics instead of the Collector pushing their metrics",
     )
+    parser.add_argument(
+        "--report-dir",
+        type=Path,
+        help="where each round's page goes (default: a new llmtel-reports-* folder in the temp dir)",
+    )
     args = parser.parse_args(argv)
 
     stop = threading.Event()
@@ -67,9 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack(config)
     # A steady rate wants the services' own admission limits; the rounds' burst wants low ones.
     specs, addresses = service_specs(stack, low_admission_limits=rate is None)
+    reports = ReportServer(_report_dir(args.report_dir)).start()
     try:
         stack.start(services=specs)
     except (BinaryMissingError, StackError) as exc:
+        reports.stop()
         print(exc, file=sys.stderr)
         return 1
     try:
@@ -107,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                     ),
                 )
                 print(render(drill, stack.endpoints.prometheus_url, stack.endpoints.jaeger_url), flush=True)
+                _write_report(stack, reports, drill, started, round_no)
             except PollTimeoutError as exc:
                 print(f"drilldown failed: {exc}", file=sys.stderr)
                 if args.once:
@@ -119,8 +132,41 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        reports.stop()
         stack.stop()
     return 0
+
+
+def _report_dir(chosen: Path | None) -> Path:
+    if chosen is None:
+        return Path(tempfile.mkdtemp(prefix="llmtel-reports-"))
+    chosen.mkdir(parents=True, exist_ok=True)
+    return chosen.resolve()
+
+
+REPORT_MARGIN_S = 15.0
+"""Seconds of the report's window before the round's load: the heatmaps start from an empty column."""
+
+
+def _write_report(
+    stack: Stack, reports: ReportServer, drill: Drilldown, started: float, round_no: int
+) -> None:
+    """This round's page, beside the terminal drilldown: a failure costs the page, never the round."""
+    path = reports.directory / f"round-{round_no}.html"
+    try:
+        data = collect(
+            stack.prometheus,
+            stack.jaeger,
+            started - REPORT_MARGIN_S,
+            time.time(),
+            guarantee=drill.guarantee,
+            title=f"llm-telemetry drilldown, round {round_no}",
+        )
+        size = write_report(data, path)
+    except (BackendError, ReportAssetError, OSError) as exc:
+        print(f"no report this round: {exc}", file=sys.stderr, flush=True)
+        return
+    print(f"Report:     {reports.url(path)}  ({size / 1024:.0f} KiB, kept as {path})", flush=True)
 
 
 if __name__ == "__main__":
