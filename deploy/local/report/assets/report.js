@@ -242,7 +242,10 @@
       const service = data.services[serviceIndex];
       const color = serviceColor(service);
       const left = (startUs / total) * 100, width = (durUs / total) * 100;
-      const label = el("span", { class: "bar-label", style: left + width > 72 ? { right: `${100 - left + 0.8}%` } : { left: `${left + width + 0.8}%` } }, seconds(durUs / 1e6));
+      // the duration beside its bar: after it, else before it, else inside it
+      const place = left + width <= 80 ? { left: `${left + width + 0.8}%` }
+        : left >= 14 ? { right: `${100 - left + 0.8}%` } : { right: `${100 - left - width + 0.8}%`, color: "#fff" };
+      const label = el("span", { class: "bar-label", style: place }, seconds(durUs / 1e6));
       body.append(el("tr", { class: "span", dataset: { service, name, kind } },
         el("td", {},
           el("div", { class: "span-name", style: { paddingLeft: `${depth * 14}px` }, title: `${service} · ${name} · ${kind}` },
@@ -258,7 +261,7 @@
     }
     table.append(body);
     const head = el("div", { class: "trace-head" },
-      el("h3", {}, "Trace ", el("span", { class: "mono", id: "trace-id" }, id)),
+      el("h3", {}, "trace_id ", el("span", { class: "mono", id: "trace-id" }, id)),
       el("span", {}, `${seconds(total / 1e6)} · ${spans.length} spans · started ${clock(trace.start)} UTC`
         + (id === data.slowest ? " · the slowest exemplar" : "")),
       el("span", { class: "legend" }, ...inTrace.map((s) => el("span", {}, el("span", { class: "swatch", style: { background: serviceColor(s) } }), s))),
