@@ -22,6 +22,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
+
 from deploy.local.drilldown import Drilldown, find_slowest, render
 from deploy.local.report import ReportAssetError, ReportServer, collect, write_report
 from deploy.local.services import BURST, service_specs
@@ -163,7 +165,7 @@ def _write_report(
             title=f"llm-telemetry drilldown, round {round_no}",
         )
         size = write_report(data, path)
-    except (BackendError, ReportAssetError, OSError) as exc:
+    except (BackendError, ReportAssetError, OSError, ValueError, httpx.HTTPError) as exc:
         print(f"no report this round: {exc}", file=sys.stderr, flush=True)
         return
     print(f"Report:     {reports.url(path)}  ({size / 1024:.0f} KiB, kept as {path})", flush=True)

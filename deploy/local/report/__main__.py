@@ -15,6 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
+
 from deploy.local.report.collect import collect
 from deploy.local.report.page import ReportAssetError, write_report
 from deploy.local.report.serve import ReportServer
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = collect(prometheus, jaeger, end - args.minutes * 60, end)
         size = write_report(data, out)
-    except (BackendError, ReportAssetError, OSError) as exc:
+    except (BackendError, ReportAssetError, OSError, ValueError, httpx.HTTPError) as exc:
         print(f"no report: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -9,6 +9,7 @@ trace-to-metrics link shows); and the exemplar guarantee's figures (deploy.stack
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -27,6 +28,10 @@ QUANTILES = (0.5, 0.95, 0.99)
 MAX_POINTS = 90
 """Columns of the heatmaps and points of every series: enough to see a burst, few enough to stay small."""
 MIN_STEP_S = 2
+SETTLE_S = 3.0
+"""A sample reaches Prometheus up to this long after its timestamp (SDK export interval, the Collector's
+batch, remote write; deploy.stack.guarantee's ``lag_s``): the window ends that long before it is read, so
+every figure on the page is final and a later query for the same window gives the same answer."""
 MAX_TRACES = 120
 """Traces embedded in the page, slowest exemplars first; a point beyond this links to Jaeger instead."""
 OPERATION_LABELS = "service_name, span_name, span_kind"
@@ -109,10 +114,13 @@ def collect(
     served: int | None = None,
     title: str = "llm-telemetry drilldown",
 ) -> ReportData:
-    """Read the window ``start``..``end`` (unix seconds). Without ``guarantee`` its figures are measured."""
+    """Read the window ``start``..``end`` (unix seconds), cut to whole steps and to :data:`SETTLE_S` before
+    now. Without ``guarantee`` its figures are measured for that window."""
     step = max(MIN_STEP_S, math.ceil((end - start) / MAX_POINTS))
     start = math.floor(start / step) * step
-    end = math.ceil(end / step) * step
+    end = math.floor(min(end, time.time() - SETTLE_S) / step) * step
+    if end <= start:
+        raise ValueError(f"the report's window is empty: {start:.0f}..{end:.0f} (step {step} s)")
     times = [float(t) for t in range(int(start) + step, int(end) + step, step)]
     grid = _Grid(prometheus, times, step)
     histograms = [

@@ -8,11 +8,13 @@
   const services = [...new Set([...KNOWN_ORDER, ...data.services, ...data.histograms.map((h) => h.service)])];
   const serviceColor = (name) => PALETTE[services.indexOf(name) % PALETTE.length];
   const QUANTILE_STYLE = {
-    p50: { stroke: "#1b5e9e", width: 1.6 },
-    p95: { stroke: "#6a3d9a", width: 1.6 },
-    p99: { stroke: "#1d2430", width: 1.4, dash: [5, 3] },
+    p50: { stroke: "#0b57d0", width: 2 },
+    p95: { stroke: "#7b1fa2", width: 2 },
+    p99: { stroke: "#111827", width: 1.6, dash: [6, 3] },
   };
-  const HEAT = [[255, 247, 236], [253, 174, 97], [215, 48, 31], [127, 0, 0]];
+  // light enough under the quantile lines: cream to orange to brick, never near-black
+  const HEAT = [[255, 244, 224], [253, 190, 120], [240, 120, 60], [196, 60, 40]];
+  const NICE = new Set([1, 2.5, 5]); // the bucket bounds that get a grid line and a label
   const utc = (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC");
   const charts = [];
 
@@ -48,7 +50,9 @@
 
   function histogramBlock(h) {
     const bounds = h.bounds.map(Number);
-    const lower = bounds.map((b, j) => (j === 0 ? b / 2 : bounds[j - 1]));
+    // the first bucket has no lower bound: draw it down to its smallest exemplar
+    const floor = Math.min(bounds[0] / 2, ...h.exemplars.filter((e) => e[1] > 0 && e[1] <= bounds[0]).map((e) => e[1] / 1.2));
+    const lower = bounds.map((b, j) => (j === 0 ? floor : bounds[j - 1]));
     const upper = bounds.map((b, j) => (isFinite(b) ? b : lower[j] * 2));
     let max = 0;
     h.rates.forEach((row) => row.forEach((v) => { if (v > max) max = v; }));
@@ -118,7 +122,7 @@
         a.style.top = `${y}px`;
       }
     };
-    const finiteBounds = bounds.filter(isFinite);
+    const gridBounds = bounds.filter((b) => isFinite(b) && NICE.has(Number((b / 10 ** Math.floor(Math.log10(b) + 1e-9)).toPrecision(3))));
     const opts = {
       width: Math.max(400, chartBox.clientWidth),
       height: 250,
@@ -128,13 +132,16 @@
         y: { distr: 3, range: () => [lo, hi] },
       },
       axes: [
-        {},
+        { values: (u, splits) => splits.map((t) => clock(t)) },
         {
           size: 62,
-          splits: (u) => finiteBounds.filter((b) => b >= u.scales.y.min && b <= u.scales.y.max),
+          ticks: { show: false },
+          splits: (u) => gridBounds.filter((b) => b >= u.scales.y.min && b <= u.scales.y.max),
+          filter: (u, splits) => splits, // keep 2.5 and 5 too (a log axis keeps powers of ten only)
           values: (u, splits) => {
             let last = -Infinity;
             return splits.map((v) => {
+              if (v === null) return "";
               const y = u.valToPos(v, "y");
               if (Math.abs(y - last) < 15) return "";
               last = y;
@@ -231,7 +238,7 @@
     const inTrace = [...new Set(spans.map((s) => data.services[s[1]]))].sort((a, b) => services.indexOf(a) - services.indexOf(b));
 
     const ticks = el("div", { class: "ticks" },
-      ...[0, 0.25, 0.5, 0.75, 1].map((f) => el("span", { style: { left: `${f * 100}%` } }, seconds((total * f) / 1e6))));
+      ...[0, 0.25, 0.5, 0.75, 1].map((f) => el("span", { style: { left: `${f * 100}%` } }, f ? seconds((total * f) / 1e6) : "0")));
     const table = el("table", { class: "waterfall" },
       el("colgroup", {}, el("col", { class: "name" }), el("col", { class: "timeline" }), el("col", { class: "red" })),
       el("thead", {}, el("tr", {}, el("th", {}, "Span"), el("th", {}, ticks), el("th", {}, "Span metrics of its operation (window)"))));
