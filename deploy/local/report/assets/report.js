@@ -132,7 +132,7 @@
         y: { distr: 3, range: () => [lo, hi] },
       },
       axes: [
-        { values: (u, splits) => splits.map((t) => clock(t)) },
+        { space: 80, values: (u, splits) => splits.map((t) => clock(t)) },
         {
           size: 62,
           ticks: { show: false },
@@ -171,12 +171,18 @@
   let sparkCharts = [];
 
   function spark(box, series, colors, extra) {
+    // x: where the operation has data (and this span), so a short load is not a spike at the edge
+    const times = data.times.filter((t, i) => series.some((s) => s[i] !== null));
+    const first = Math.min(times[0] ?? data.times[0], extra ? extra.t : Infinity) - data.step;
+    const last = Math.max(times[times.length - 1] ?? data.times[data.times.length - 1], extra ? extra.t : -Infinity);
     const opts = {
       width: 128, height: 34, tzDate: utc, legend: { show: false }, cursor: { show: false },
-      scales: { x: { time: true, range: () => [data.times[0] - data.step, data.times[data.times.length - 1]] },
+      scales: { x: { time: true, range: () => [first, last + data.step / 2] },
                 y: { range: (u, min, max) => [0, Math.max(max || 0, extra ? extra.v : 0, 1e-9) * 1.15] } },
       axes: [{ show: false }, { show: false }],
-      series: [{}, ...colors.map((stroke, i) => ({ stroke, width: 1.3, fill: i === 0 ? `${stroke}22` : undefined, points: { show: false } }))],
+      series: [{}, ...colors.map((stroke, i) => ({
+        stroke, width: 1.3, fill: i === 0 ? `${stroke}22` : undefined, points: { show: times.length < 12, size: 3 },
+      }))],
       hooks: extra ? { draw: [(u) => {
         const x = u.valToPos(extra.t, "x", true), y = u.valToPos(extra.v, "y", true);
         u.ctx.save();
