@@ -26,6 +26,7 @@ import httpx
 
 from deploy.local.drilldown import Drilldown, find_slowest, render
 from deploy.local.report import ReportAssetError, ReportServer, collect, write_report
+from deploy.local.report.collect import load_window, wait_until_settled
 from deploy.local.services import BURST, service_specs
 from deploy.stack import BackendError, BinaryMissingError, PollTimeoutError, Stack, StackConfig, StackError
 from deploy.stack.guarantee import measure
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                     rate=rate,
                 )
             )
+            finished = time.time()
             print(report.summary(), flush=True)
             try:
                 drill = find_slowest(stack.prometheus, stack.jaeger, window_s=time.time() - started + 30)
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                     ),
                 )
                 print(render(drill, stack.endpoints.prometheus_url, stack.endpoints.jaeger_url), flush=True)
-                _write_report(stack, reports, drill, started, round_no)
+                _write_report(stack, reports, drill, (started, finished), round_no)
             except PollTimeoutError as exc:
                 print(f"drilldown failed: {exc}", file=sys.stderr)
                 if args.once:
@@ -146,21 +148,22 @@ def _report_dir(chosen: Path | None) -> Path:
     return chosen.resolve()
 
 
-REPORT_MARGIN_S = 15.0
-"""Seconds of the report's window before the round's load: the heatmaps start from an empty column."""
-
-
 def _write_report(
-    stack: Stack, reports: ReportServer, drill: Drilldown, started: float, round_no: int
+    stack: Stack, reports: ReportServer, drill: Drilldown, load: tuple[float, float], round_no: int
 ) -> None:
-    """This round's page, beside the terminal drilldown: a failure costs the page, never the round."""
+    """This round's page, beside the terminal drilldown: a failure costs the page, never the round.
+
+    Its window is the load's, from a little before it until its rates fall back to 0, read once settled
+    (a few seconds after the drilldown)."""
     path = reports.directory / f"round-{round_no}.html"
+    start, end = load_window(*load)
+    wait_until_settled(end)
     try:
         data = collect(
             stack.prometheus,
             stack.jaeger,
-            started - REPORT_MARGIN_S,
-            time.time(),
+            start,
+            end,
             guarantee=drill.guarantee,
             title=f"llm-telemetry drilldown, round {round_no}",
         )

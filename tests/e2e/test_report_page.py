@@ -25,7 +25,7 @@ from playwright.sync_api import Page, Request, Route, sync_playwright
 
 from deploy.local.drilldown import find_slowest
 from deploy.local.report import ReportData, ReportServer, collect, write_report
-from deploy.local.report.collect import SERVICE_HISTOGRAMS, SETTLE_S
+from deploy.local.report.collect import SERVICE_HISTOGRAMS, load_window, wait_until_settled
 from deploy.stack import LOOPBACK, Span, poll_until
 from deploy.stack.guarantee import GuaranteeFigures, measure
 from tests._ci import missing
@@ -35,8 +35,6 @@ pytestmark = pytest.mark.e2e
 
 SERVICES = {"gateway", "orchestrator", "inference"}
 LOOPBACK_HOSTS = {LOOPBACK, "localhost", "::1"}
-RATE_TAIL_S = 10.0
-"""The report's window goes on this long past the load: the heatmaps' rates (8 s ranges) fall back to 0."""
 
 
 @dataclass
@@ -67,7 +65,7 @@ def _services(spans: list[Span]) -> set[str]:
 def opened(loaded_stack: LoadedStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenedReport]:
     chromium = _chromium()
     stack = loaded_stack.stack
-    start, end = loaded_stack.load_started - 15, loaded_stack.load_finished + RATE_TAIL_S
+    start, end = load_window(loaded_stack.load_started, loaded_stack.load_finished)
     # as the main job does: once the slowest exemplar's trace is whole in Jaeger, the guarantee's figures
     find_slowest(stack.prometheus, stack.jaeger, window_s=time.time() - start)
     figures = measure(
@@ -78,8 +76,7 @@ def opened(loaded_stack: LoadedStack, tmp_path_factory: pytest.TempPathFactory) 
         served=len(loaded_stack.report.latencies),
     )
 
-    # the window's last samples reach Prometheus SETTLE_S after their time: the report reads none sooner
-    time.sleep(max(0.0, end + SETTLE_S - time.time()))
+    wait_until_settled(end)
 
     def complete_report() -> ReportData | None:
         data = collect(stack.prometheus, stack.jaeger, start, end, guarantee=figures)

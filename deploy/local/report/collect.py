@@ -32,6 +32,9 @@ SETTLE_S = 3.0
 """A sample reaches Prometheus up to this long after its timestamp (SDK export interval, the Collector's
 batch, remote write; deploy.stack.guarantee's ``lag_s``): the window ends that long before it is read, so
 every figure on the page is final and a later query for the same window gives the same answer."""
+LEAD_S, TAIL_S = 15.0, 10.0
+"""A load's window starts this long before it (the heatmaps start from an empty column) and goes on this
+long after it (the rates, over 8 s ranges, fall back to 0)."""
 MAX_TRACES = 120
 """Traces embedded in the page, slowest exemplars first; a point beyond this links to Jaeger instead."""
 OPERATION_LABELS = "service_name, span_name, span_kind"
@@ -306,3 +309,13 @@ def _operations(
 
 def _operation(labels: dict[str, str]) -> Operation:
     return labels.get("service_name", ""), labels.get("span_name", ""), labels.get("span_kind", "")
+
+
+def wait_until_settled(end: float) -> None:
+    """Return once every sample up to ``end`` has reached Prometheus (:data:`SETTLE_S` after it)."""
+    time.sleep(max(0.0, end + SETTLE_S - time.time()))
+
+
+def load_window(started: float, finished: float) -> tuple[float, float]:
+    """The report's window for a load that ran from ``started`` to ``finished`` (unix seconds)."""
+    return started - LEAD_S, finished + TAIL_S
