@@ -23,9 +23,10 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Page, Request, Route, sync_playwright
 
+from deploy.grafana.generate.names import SPAN_CALLS
 from deploy.local.drilldown import find_slowest
 from deploy.local.report import ReportData, ReportServer, collect, write_report
-from deploy.local.report.collect import SERVICE_HISTOGRAMS, load_window, wait_until_settled
+from deploy.local.report.collect import SERVICE_HISTOGRAMS, in_window, load_window, wait_until_settled
 from deploy.stack import LOOPBACK, Span, poll_until
 from deploy.stack.guarantee import GuaranteeFigures, measure
 from tests._ci import missing
@@ -173,25 +174,26 @@ def test_clicking_an_exemplar_opens_its_waterfall_across_the_three_services(
 
 
 def test_each_span_sits_beside_its_operations_span_metrics_from_prometheus(opened: OpenedReport) -> None:
-    page, prometheus = opened.page, opened.loaded.stack.prometheus
-    cells = page.eval_on_selector_all(
+    page, prometheus, data = opened.page, opened.loaded.stack.prometheus, opened.data
+    rows = page.eval_on_selector_all(
         "#trace-view tr.span",
         "rows => rows.map(r => [r.dataset.service, r.dataset.name, r.dataset.kind,"
         " r.querySelector('td.red .red-figures b')?.textContent ?? null,"
         " r.querySelectorAll('td.red canvas').length])",
     )
-    assert cells
-    window = f"{round(opened.data.end - opened.data.start)}s"
-    for service, name, kind, calls, canvases in cells:
+    assert rows
+    window = f"{round(data.end - data.start)}s"
+    for service, name, kind, calls, canvases in rows:
         assert calls is not None, f"{service} {name}: no span metrics beside the span"
         assert canvases >= 2, f"{service} {name}: no RED sparklines"
-        found = prometheus.query(
-            f'sum(increase(traces_span_metrics_calls_total{{service_name="{service}", '
-            f'span_name="{name}", span_kind="{kind}"}}[{window}]))',
-            at=opened.data.end,
-        )
+        selector = f'{SPAN_CALLS}{{service_name="{service}", span_name="{name}", span_kind="{kind}"}}'
+        found = prometheus.query(in_window("sum", selector, window), at=data.end)
         assert found, f"{service} {name}: no span-metrics series in Prometheus"
         assert int(calls) == round(found[0].value) > 0
+    # the root span's operation counted every request of the load, no more, no fewer
+    root_service, _, root_kind, root_calls, _ = rows[0]
+    assert (root_service, root_kind) == ("gateway", "SPAN_KIND_SERVER")
+    assert int(root_calls) == sum(opened.loaded.report.statuses.values())
 
 
 def test_guarantee_figures_are_the_measured_ones(opened: OpenedReport) -> None:

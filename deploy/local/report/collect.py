@@ -209,10 +209,10 @@ def _histogram(
         series = grid.query(f"histogram_quantile({q}, {rate})")
         quantiles[name] = grid.aligned(series[0]) if series else [None] * len(grid.times)
         found = prometheus.query(
-            f"histogram_quantile({q}, sum by (le) (increase({selector}[{window}])))", at=end
+            f"histogram_quantile({q}, {in_window('sum by (le)', selector, window)})", at=end
         )
         window_quantiles[name] = _finite(found[0].value) if found else None
-    count = prometheus.query(f'sum(increase({metric}_count{{job="{service}"}}[{window}]))', at=end)
+    count = prometheus.query(in_window("sum", f'{metric}_count{{job="{service}"}}', window), at=end)
     exemplars = [
         ExemplarPoint(e.timestamp, e.value, e.trace_id, s.series_labels.get("le", "+Inf"))
         for s in prometheus.query_exemplars(selector, start, end)
@@ -286,10 +286,10 @@ def _operations(
     error_calls = ranged(f"{by} (rate({SPAN_CALLS}{{{errors}}}[{r}]))")
     p50 = ranged(f"histogram_quantile(0.5, {by_le} (rate({SPAN_DURATION_BUCKET}{{{selector}}}[{r}])))")
     p95 = ranged(f"histogram_quantile(0.95, {by_le} (rate({SPAN_DURATION_BUCKET}{{{selector}}}[{r}])))")
-    total = instant(f"{by} (increase({SPAN_CALLS}{{{selector}}}[{window}]))")
-    total_errors = instant(f"{by} (increase({SPAN_CALLS}{{{errors}}}[{window}]))")
+    total = instant(in_window(by, f"{SPAN_CALLS}{{{selector}}}", window))
+    total_errors = instant(in_window(by, f"{SPAN_CALLS}{{{errors}}}", window))
     window_p95 = instant(
-        f"histogram_quantile(0.95, {by_le} (increase({SPAN_DURATION_BUCKET}{{{selector}}}[{window}])))"
+        f"histogram_quantile(0.95, {in_window(by_le, f'{SPAN_DURATION_BUCKET}{{{selector}}}', window)})"
     )
     empty: list[float | None] = [None] * len(grid.times)
     return {
@@ -305,6 +305,19 @@ def _operations(
         )
         for op in sorted(wanted & calls.keys())
     }
+
+
+def in_window(aggregation: str, selector: str, window: str) -> str:
+    """What a counter (or histogram bucket) ``selector``, aggregated, counted within the ``window`` that ends
+    at the query's time: its value then less its value at the window's start, 0 for a series not yet born.
+
+    Exact where ``increase()`` is not: ``increase()`` extrapolates, and misses a series' first count when
+    the series is born inside the window (a new status code, a stack that just started). A counter reset
+    inside the window (a restarted Collector) would count less, never below 0.
+    """
+    now = f"{aggregation} ({selector})"
+    then = f"{aggregation} ({selector} offset {window})"
+    return f"clamp_min({now} - ({then} or {now} * 0), 0)"
 
 
 def _operation(labels: dict[str, str]) -> Operation:
