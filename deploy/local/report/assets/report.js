@@ -75,7 +75,8 @@
         el("i", { style: { background: `linear-gradient(90deg, ${[0, 0.33, 0.66, 1].map(heatColor).join(",")})` } }),
         `${perSecond(max)} per bucket`));
     const chartBox = el("div", { class: "chart" });
-    const block = el("div", { class: "histogram", id: `histogram-${h.service}`, dataset: { service: h.service } }, head, chartBox);
+    const readout = el("div", { class: "readout" }, "\u00a0");
+    const block = el("div", { class: "histogram", id: `histogram-${h.service}`, dataset: { service: h.service } }, head, readout, chartBox);
     document.getElementById("histogram-list").append(block);
     if (!h.exemplars.length && max === 0) {
       chartBox.append(el("p", { class: "note" }, "No request in this window."));
@@ -90,6 +91,7 @@
         class: `exemplar${missing ? " missing" : ""}`,
         href: embedded || missing ? `#trace-${id}` : `${data.jaeger}/api/v3/traces/${id}`,
         title: `${h.service}: ${seconds(v)} in bucket le=${le} at ${clock(t)} UTC\ntrace ${id}\n${where}`,
+        "aria-label": `exemplar ${seconds(v)} at ${clock(t)} UTC, trace ${id}`,
         dataset: { traceId: id, service: h.service, t: String(t), v: String(v) },
       });
       a.addEventListener("mousedown", (ev) => ev.stopPropagation()); // a click, not the start of a zoom
@@ -113,6 +115,17 @@
       });
       ctx.restore();
     };
+    // the heatmap cell under the cursor, in words
+    const cellAt = (u) => {
+      const { left, top } = u.cursor;
+      if (left === undefined || left < 0) return "\u00a0";
+      const t = u.posToVal(left, "x"), v = u.posToVal(top, "y");
+      const i = times.findIndex((end) => t > end - step && t <= end);
+      const j = bounds.findIndex((b, k) => v > lower[k] && v <= upper[k]);
+      if (i < 0 || j < 0) return "\u00a0";
+      const range = isFinite(bounds[j]) ? `${seconds(lower[j])} – ${seconds(bounds[j])}` : `over ${seconds(lower[j])}`;
+      return `${clock(times[i] - step)}–${clock(times[i])} UTC · ${range}: ${perSecond(h.rates[j][i] ?? 0)} in this bucket`;
+    };
     const placeExemplars = (u) => {
       const width = u.over.clientWidth, height = u.over.clientHeight;
       for (const a of anchors) {
@@ -132,7 +145,7 @@
         y: { distr: 3, range: () => [lo, hi] },
       },
       axes: [
-        { space: 80, values: (u, splits) => splits.map((t) => clock(t)) },
+        { space: 80, incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600], values: (u, splits) => splits.map((t) => clock(t)) },
         {
           size: 62,
           ticks: { show: false },
@@ -157,7 +170,7 @@
           value: (u, v) => seconds(v),
         })),
       ],
-      hooks: { drawClear: [drawHeat], draw: [placeExemplars] },
+      hooks: { drawClear: [drawHeat], draw: [placeExemplars], setCursor: [(u) => { readout.textContent = cellAt(u); }] },
     };
     const u = new uPlot(opts, [times, ...Object.values(h.quantiles)], chartBox);
     u.over.append(...anchors);
