@@ -2,11 +2,11 @@
 
 Runs until Ctrl-C (a new round of load and drilldown every ``--interval`` seconds), or exits after one
 round with ``--once``. Each round also writes the drilldown as a page (deploy.local.report) to
-``round-N.html`` in the reports folder (kept after exit; ``--report-dir``), served on 127.0.0.1 while the
-job runs. ``--sampled`` runs the Collector's sampling configuration
-(collector/config/overlay-tail-sampling.yaml, 5 % of ordinary traces kept) under a steady load, so the
-exemplar guarantee's figures show what it keeps. Every process it started is stopped by its PID on the
-way out.
+``round-N.html`` in the reports folder (kept after exit; ``--report-dir``) and prints its URL: served on
+127.0.0.1 while the job runs, the file itself with ``--once``. ``--sampled`` runs the Collector's
+sampling configuration (collector/config/overlay-tail-sampling.yaml, 5 % of ordinary traces kept) under a
+steady load, so the exemplar guarantee's figures show what it keeps. Every process it started is stopped by
+its PID on the way out.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -80,7 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack(config)
     # A steady rate wants the services' own admission limits; the rounds' burst wants low ones.
     specs, addresses = service_specs(stack, low_admission_limits=rate is None)
-    reports = ReportServer(_report_dir(args.report_dir)).start()
+    try:
+        report_dir = _report_dir(args.report_dir)
+    except OSError as exc:
+        parser.error(f"--report-dir: {exc}")
+    # --once exits right after its round: its page is opened as a file, not from a server gone with it
+    reports = _Reports(report_dir, None if args.once else ReportServer(report_dir).start())
     try:
         stack.start(services=specs)
     except (BinaryMissingError, StackError) as exc:
@@ -148,8 +153,21 @@ def _report_dir(chosen: Path | None) -> Path:
     return chosen.resolve()
 
 
+@dataclass(frozen=True)
+class _Reports:
+    directory: Path
+    server: ReportServer | None
+
+    def url(self, path: Path) -> str:
+        return self.server.url(path) if self.server else path.as_uri()
+
+    def stop(self) -> None:
+        if self.server:
+            self.server.stop()
+
+
 def _write_report(
-    stack: Stack, reports: ReportServer, drill: Drilldown, load: tuple[float, float], round_no: int
+    stack: Stack, reports: _Reports, drill: Drilldown, load: tuple[float, float], round_no: int
 ) -> None:
     """This round's page, beside the terminal drilldown: a failure costs the page, never the round.
 
