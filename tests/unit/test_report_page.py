@@ -17,6 +17,7 @@ from deploy.local.report import ReportAssetError, ReportData, page as page_modul
 from deploy.local.report.collect import ExemplarPoint, OperationSeries, ServiceHistogram
 from deploy.stack import Span
 from deploy.stack.guarantee import Coverage, GuaranteeFigures
+from tests._ci import missing
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 T0 = 1_765_000_000
@@ -73,6 +74,12 @@ def _data() -> ReportData:
         jaeger_url="http://127.0.0.1:16686",
         title="round </script> 1",
     )
+
+
+@pytest.fixture(autouse=True)
+def _uplot_installed(request: pytest.FixtureRequest) -> None:
+    if "monkeypatch" not in request.fixturenames and not (page_module.UPLOT / "uPlot.iife.min.js").is_file():
+        missing(f"uPlot is not installed in {page_module.UPLOT} (scripts/bootstrap.sh installs it with npm)")
 
 
 def _embedded(html: str) -> dict[str, object]:
