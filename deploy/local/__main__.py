@@ -189,7 +189,8 @@ def _write_report(
     except (BackendError, ReportAssetError, OSError, ValueError, httpx.HTTPError) as exc:
         print(f"no report this round: {exc}", file=sys.stderr, flush=True)
         return
-    print(f"Report:     {reports.url(path)}  ({size / 1024:.0f} KiB, kept as {path})", flush=True)
+    kept = f", kept as {path}" if reports.server else ""
+    print(f"Report:     {reports.url(path)}  ({size / 1024:.0f} KiB{kept})", flush=True)
 
 
 if __name__ == "__main__":
