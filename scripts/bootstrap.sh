@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Creates .venv with every pinned Python dependency and builds the gRPC code from services/proto.
-# Idempotent and quick when nothing changed: the install is skipped while pyproject.toml's hash matches.
+# Creates .venv with every pinned Python dependency, builds the gRPC code from services/proto and installs
+# the report's plotting library (deploy/local/report/package-lock.json) with npm.
+# Idempotent and quick when nothing changed: each install is skipped while its manifest's hash matches.
 #
 # uv installs the pinned set in seconds where pip takes minutes on 2 cores; it comes from PyPI itself,
 # so the only prerequisite is a Python 3.11+ with pip.
@@ -33,4 +34,21 @@ if [[ ! -f $gen || $proto -nt $gen ]]; then
   say "generating gRPC code from $proto"
   PATH="$repo/.venv/bin:$PATH" .venv/bin/python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. \
     --mypy_out=quiet:. --mypy_grpc_out=quiet:. "$proto"
+fi
+
+# The drilldown report inlines uPlot from npm (deploy/local/report/package.json says why). Without npm the
+# main job still prints the terminal drilldown and says why there is no report; under CI=true it is an error.
+report=deploy/local/report
+report_stamp=$report/node_modules/.installed-$(sha256sum $report/package-lock.json | cut -c1-16)
+if [[ ! -f $report_stamp ]]; then
+  if command -v npm >/dev/null; then
+    say "installing the report's plotting library (npm ci in $report)"
+    npm ci --prefix "$report" --silent --no-audit --no-fund
+    touch "$report_stamp"
+  elif [[ ${CI:-} == true ]]; then
+    say "CI=true and npm is missing: the drilldown report needs it (Debian: apt-get install npm)"
+    exit 1
+  else
+    say "npm not found: no drilldown report until Node.js and npm are installed (Debian: apt-get install npm)"
+  fi
 fi

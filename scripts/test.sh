@@ -16,6 +16,9 @@ scripts/bootstrap.sh
 step "Backends: Collector (OCB), Prometheus, Jaeger, Alertmanager, etcd, kube-apiserver, kubectl, helm (cached after the first build)"
 scripts/build-backends.sh all
 
+step "Browser for the report's page test: Debian's Chromium"
+scripts/install-browser.sh
+
 step "ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
