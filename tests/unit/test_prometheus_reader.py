@@ -19,8 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from telemetry import PrometheusMetricReader, Telemetry, _prometheus, build_telemetry, instruments, semconv
 from telemetry._errors import internal_errors_raised
-from telemetry.testing import DeterministicIdGenerator
 from telemetry.semconv import Kind, MetricSpec
+from telemetry.testing import DeterministicIdGenerator
 
 OPENMETRICS = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
 TEXT = "text/plain;version=0.0.4"
