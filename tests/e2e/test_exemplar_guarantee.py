@@ -13,17 +13,28 @@ The figures come out with ``-s``; the run takes about six minutes.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pytest
 
+from deploy.grafana.generate._build import PIPELINE_HEALTH
 from deploy.local.services import service_specs
-from deploy.stack import Binaries, PollTimeoutError, Stack, StackConfig, StackError, poll_until
+from deploy.stack import (
+    Binaries,
+    PollTimeoutError,
+    PrometheusClient,
+    Stack,
+    StackConfig,
+    StackError,
+    poll_until,
+)
 from deploy.stack.guarantee import GuaranteeFigures, measure
 from services.loadgen import LoadReport, run_load
 from tests.e2e.conftest import require
+from tests.rules._grafana import expand, load_dashboards, panel_queries
 
 pytestmark = pytest.mark.e2e
 
@@ -46,6 +57,27 @@ TAIL = {
 class Run:
     report: LoadReport
     figures: GuaranteeFigures
+    guarantee_panels: dict[str, int]
+    """Title → samples that each query of the pipeline-health dashboard's exemplar-guarantee section
+    returned from this run's Prometheus (queried before the stack stopped)."""
+
+
+def _guarantee_panels(prometheus: PrometheusClient) -> dict[str, int]:
+    dashboard = load_dashboards()[PIPELINE_HEALTH.uid]
+    titles = {
+        "Traces kept by sampling",
+        "Spans marked per second",
+        "Traces kept per sampling policy",
+        "Spans marked as exemplar carriers",
+    }
+    found: dict[str, int] = {}
+    for query in panel_queries(dashboard):
+        if query.panel in titles:
+            expr = expand(query.expr, {}, rate_interval="5m")
+            samples = [x for x in prometheus.query(expr) if math.isfinite(x.value)]
+            found[query.panel] = found.get(query.panel, 0) + len(samples)
+    assert set(found) == titles, f"the dashboard lacks panels: {titles - set(found)}"
+    return found
 
 
 def _run(
@@ -90,7 +122,7 @@ def _run(
             figures = poll_until(resolved, "every exemplar's trace in Jaeger", timeout=30, interval=3)
         except PollTimeoutError:
             figures = measure(stack.prometheus, stack.jaeger, started, ended + 5, served=served)
-        return Run(report, figures)
+        return Run(report, figures, _guarantee_panels(stack.prometheus))
     finally:
         stack.stop()
 
@@ -121,6 +153,12 @@ def test_under_tail_sampling_jaeger_keeps_a_small_share_and_every_exemplar_resol
     assert figures.unresolved == (), f"{missing} exemplar traces not in Jaeger: {figures.lines()}"
     assert figures.kept_share <= MAX_KEPT, figures.lines()
     assert figures.coverage.with_data > 0
+
+
+def test_the_pipeline_health_dashboard_shows_what_sampling_keeps(tail_run: Run) -> None:
+    panels = tail_run.guarantee_panels
+    print(f"\n[tail sampling] pipeline-health exemplar-guarantee panels, samples per panel: {panels}")
+    assert all(count > 0 for count in panels.values()), panels
 
 
 def test_head_sampling_at_the_same_stored_volume_for_comparison(binaries: Binaries, tail_run: Run) -> None:

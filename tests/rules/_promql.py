@@ -62,6 +62,9 @@ COLLECTOR_SELF_NAMES = frozenset(
         "otelcol_process_memory_rss",
         "otelcol_process_cpu_seconds",
         "otelcol_connector_servicegraph_total_edges",
+        # tail_sampling (collector/config/overlay-tail-sampling.yaml)
+        "otelcol_processor_tail_sampling_global_count_traces_sampled",
+        "otelcol_processor_tail_sampling_count_traces_sampled",
     }
 )
 PROMETHEUS_NAMES = frozenset({"up", "target_info", "ALERTS", "ALERTS_FOR_STATE"})

@@ -34,6 +34,11 @@ EXPORTER_QUEUE_SIZE: Final = "otelcol_exporter_queue_size"
 EXPORTER_QUEUE_CAPACITY: Final = "otelcol_exporter_queue_capacity"
 PROCESS_MEMORY_RSS: Final = "otelcol_process_memory_rss"
 PROCESS_CPU_SECONDS: Final = "otelcol_process_cpu_seconds"
+# The tail_sampling processor (collector/config/overlay-tail-sampling.yaml; absent without it).
+TAIL_SAMPLED_TRACES: Final = "otelcol_processor_tail_sampling_global_count_traces_sampled"
+"""Traces decided, ``sampled="true"`` for kept."""
+TAIL_SAMPLED_TRACES_BY_POLICY: Final = "otelcol_processor_tail_sampling_count_traces_sampled"
+"""Per ``policy``: traces it voted to keep (``sampled="true"``); a trace kept by two policies counts twice."""
 COLLECTOR_JOBS: Final = "otelcol|otelcol-exporter"
 """Prometheus jobs that scrape the Collector: its own metrics endpoint and its prometheus exporter."""
 

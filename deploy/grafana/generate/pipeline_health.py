@@ -27,6 +27,7 @@ SDK_SPANS_EXPORTED = series(sc.OTEL_SDK_EXPORTER_SPAN_EXPORTED)
 SDK_POINTS_EXPORTED = series(sc.OTEL_SDK_EXPORTER_METRIC_DATA_POINT_EXPORTED)
 SDK_QUEUE_SIZE = series(sc.OTEL_SDK_PROCESSOR_SPAN_QUEUE_SIZE)
 SDK_QUEUE_CAPACITY = series(sc.OTEL_SDK_PROCESSOR_SPAN_QUEUE_CAPACITY)
+MARKED_SPANS = series(sc.LLM_TELEMETRY_EXEMPLAR_MARKED_SPANS)
 LOST = 'error_type!=""'
 
 
@@ -213,6 +214,45 @@ def build() -> Dashboard:
             overrides=[dashed("^capacity .*")],
         ),
     ]
+    kept = rate(n.TAIL_SAMPLED_TRACES, 'sampled="true"')
+    guarantee = [
+        stat(
+            "Traces kept by sampling",
+            "Share of the traces the Collector's tail sampling decided that it kept (every exemplar's trace, "
+            "server errors, slow traces and the configured share of the rest). Empty without "
+            "overlay-tail-sampling.yaml: then every trace is kept.",
+            "percentunit",
+            f"{agg('sum', '', kept)} / {agg('sum', '', rate(n.TAIL_SAMPLED_TRACES))}",
+            steps=[("green", None)],
+            decimals=1,
+        ),
+        stat(
+            "Spans marked per second",
+            f"{MARKED_SPANS} summed over the services: measurements that became exemplars mark their span "
+            "for the sampler to keep; bounded by the series and buckets with data, not by traffic.",
+            "short",
+            agg("sum", "", rate(MARKED_SPANS)),
+            steps=[("green", None)],
+            decimals=1,
+        ),
+        timeseries(
+            "Traces kept per sampling policy",
+            "Traces each policy voted to keep per second; a trace two policies keep counts in both. "
+            "keep-exemplars is what the exemplar guarantee costs beyond the others.",
+            "short",
+            grouped("sum", "policy", rate(n.TAIL_SAMPLED_TRACES_BY_POLICY, 'sampled="true"')),
+            Query(agg("sum", "", rate(n.TAIL_SAMPLED_TRACES)), "decided"),
+        ),
+        timeseries(
+            "Spans marked as exemplar carriers",
+            f"{MARKED_SPANS} per service: spans whose measurement became an exemplar, marked "
+            "llm.exemplar=true for the sampler to keep (at most one per series, bucket and exemplar window). "
+            "Whether each exemplar resolves to a kept trace, and the buckets' coverage, need the trace store: "
+            "the main job's drilldown and report measure them.",
+            "short",
+            grouped("sum", "job", rate(MARKED_SPANS)),
+        ),
+    ]
     return dashboard_model(
         PIPELINE_HEALTH,
         "Is telemetry arriving? The Collector's receivers, processors, exporters and queues, the services "
@@ -222,6 +262,7 @@ def build() -> Dashboard:
         sections=[
             ("Collector", collector),
             ("Services' SDK pipeline", sdk),
+            ("Exemplar guarantee", guarantee),
             ("Alerts and reporting services", reporting),
         ],
     )
