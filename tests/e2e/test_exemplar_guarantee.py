@@ -63,7 +63,7 @@ class Run:
 
 
 def _guarantee_panels(prometheus: PrometheusClient) -> dict[str, int]:
-    dashboard = load_dashboards()[PIPELINE_HEALTH.uid]
+    dashboard = load_dashboards()[PIPELINE_HEALTH.file]
     titles = {
         "Traces kept by sampling",
         "Spans marked per second",
