@@ -178,7 +178,7 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
     """The SDK's batching processor, counting the spans it drops at a full queue or after shutdown.
 
     The queue check reads the SDK's ``BatchProcessor`` (SDK 1.45: ``_queue``, ``_max_queue_size``,
-    ``_shutdown``); tests/unit/test_selfmetrics.py fails if an SDK upgrade moves them. Two threads ending
+    ``_shutdown``); tests/telemetry/test_selfmetrics.py fails if an SDK upgrade moves them. Two threads ending
     spans at the very moment the queue fills can both pass the check, so a drop there may go uncounted.
     """
 

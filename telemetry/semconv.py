@@ -6,7 +6,7 @@ hardware). Where semconv has no name we use the ``llm.`` namespace and the same 
 names, UCUM units (``s``, ``By``, ``1``, ``{token}``), no unit or ``_total`` in the name (the Prometheus
 exporters add those).
 
-``tests/unit/test_semconv_contract.py`` collects every instrument the library and services create and
+``tests/telemetry/test_semconv.py`` collects every instrument the library and services create and
 compares it with :data:`METRICS`.
 """
 

@@ -1,13 +1,27 @@
-"""Plugins for every test: the ``telemetry_capture`` fixture (``telemetry.pytest_plugin``); the fault
-suite's ``--soak-minutes`` option and its figures table (tests/e2e/test_faults.py)."""
+"""For every test: the cost markers, set by folder here and nowhere else; the ``telemetry_capture`` fixture
+(``telemetry.pytest_plugin``); the fault suite's ``--soak-minutes`` option and its figures table.
+
+| folder | what | marker |
+|---|---|---|
+| ``telemetry/`` | the library, one test file per module | none |
+| ``services/`` | the three services, units and over real loopback HTTP and gRPC | none |
+| ``deploy/`` | compose, chart, dashboards, rules and configs, read from the files | none |
+| ``docs/`` | the README and the docs cannot drift from the code | none |
+| ``e2e/`` | tests that start a built binary (scripts/build-backends.sh) | ``e2e`` |
+| ``gpu/`` | a real NVIDIA driver when there is one | ``gpu`` |
+
+``scripts/test.sh --fast`` runs everything but ``e2e`` (no backend is built); helpers live in
+``tests/support``, which tests import (no test imports a ``conftest.py``).
+"""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
-from tests._ci import in_ci
+from tests.support.ci import in_ci
 
 pytest_plugins = ["telemetry.pytest_plugin"]
 
@@ -24,8 +38,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+TESTS = Path(__file__).resolve().parent
+MARKERS_BY_FOLDER = {"e2e": "e2e", "gpu": "gpu"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = item.path.relative_to(TESTS).parts[0]
+        marker = MARKERS_BY_FOLDER.get(folder)
+        if marker is not None:
+            item.add_marker(marker)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    faults = sys.modules.get("tests.e2e._faults")  # only when the fault suite ran
+    faults = sys.modules.get("tests.support.faults")  # only when the fault suite ran
     if faults is not None and faults.FIGURES.rows:
         terminalreporter.section("fault suite figures")
         terminalreporter.write_line(faults.FIGURES.table())

@@ -2,7 +2,7 @@
 
 Each service declares its settings as one table, field name → :class:`Setting`, and its settings
 dataclass reads them all with :func:`read_table`; the README's service tables are generated from the
-same tables (``tests/unit/test_readme.py`` compares them). Nothing else in a service reads
+same tables (``tests/docs/test_readme.py`` compares them). Nothing else in a service reads
 ``os.environ``. A bad value fails at start-up naming the variable and the value.
 """
 

@@ -146,7 +146,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             cookie_jar=aiohttp.DummyCookieJar(),  # httpx keeps the cookies, if anything does
         )
         # aiohttp resends an idempotent request once on a stale kept-alive connection; we never resend.
-        # A private attribute (aiohttp 3.14): tests/unit/test_gateway_transport.py checks it still exists.
+        # A private attribute (aiohttp 3.14): tests/services/test_gateway_transport.py checks it still exists.
         session._retry_connection = False
         self._session = session
         return session

@@ -7,13 +7,14 @@ it fails them: CI must never pass by testing nothing.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from deploy.stack import Binaries, BinaryMissingError, Stack, StackConfig, StackError, locate_binaries
-from tests._ci import missing
-from tests.e2e._alerts import WebhookReceiver, serve_webhook
+from tests.support.alerts import WebhookReceiver, serve_webhook
+from tests.support.backends import require
+from tests.support.ci import missing
+from tests.support.loaded import LoadedBackends, load_services
 
 
 @pytest.fixture(scope="session")
@@ -24,16 +25,9 @@ def binaries() -> Binaries:
         missing(exc)
 
 
-def require(binaries: Binaries, *names: str) -> dict[str, Path]:
-    """The binaries' paths, or skip (fail under CI) naming scripts/build-backends.sh."""
-    try:
-        return binaries.require(*names)
-    except BinaryMissingError as exc:
-        missing(exc)
-
-
 @pytest.fixture(scope="session")
-def stack(binaries: Binaries) -> Iterator[Stack]:
+def backends(binaries: Binaries) -> Iterator[Stack]:
+    """Prometheus, Jaeger and our Collector with the default configuration, shared by the session."""
     require(binaries, "prometheus", "jaeger", "otelcol")
     backends = Stack(StackConfig(), binaries)
     try:
@@ -52,4 +46,7 @@ def webhook() -> Iterator[WebhookReceiver]:
     yield from serve_webhook()
 
 
-from tests.e2e._loaded import loaded_stack  # noqa: E402,F401  (a fixture shared by several modules)
+@pytest.fixture(scope="session")
+def loaded_backends(backends: Stack) -> LoadedBackends:
+    """``backends`` plus the three real services, after a realistic load."""
+    return load_services(backends)

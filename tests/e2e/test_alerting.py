@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 import yaml
 
 from deploy.stack import (
@@ -24,10 +23,8 @@ from deploy.stack import (
     poll_until,
     render_prometheus_config,
 )
-from tests.e2e._alerts import WebhookReceiver, alertmanager_spec, firing
-from tests.e2e.conftest import require
-
-pytestmark = pytest.mark.e2e
+from tests.support.alerts import WebhookReceiver, alertmanager_spec, firing
+from tests.support.backends import require
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ALERTMANAGER_CONFIG = REPO_ROOT / "deploy" / "alertmanager" / "alertmanager.yml"

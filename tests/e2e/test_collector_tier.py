@@ -50,9 +50,7 @@ from deploy.stack import (
 from deploy.stack._render import collector_config_args
 from telemetry import build_telemetry, instruments
 from telemetry.semconv import HTTP_DURATION_BUCKETS, HTTP_SERVER_REQUEST_DURATION
-from tests.e2e.conftest import require
-
-pytestmark = pytest.mark.e2e
+from tests.support.backends import require
 
 AGENT_OVERLAYS = ("overlay-agent.yaml", "overlay-agent-static.yaml")
 GATEWAY_OVERLAYS = ("overlay-gateway.yaml",)

@@ -3,7 +3,7 @@
 Each service's mounts are laid out in a temporary root as the container sees them: the real promtool
 checks Prometheus's config there, the real Jaeger validates its config with compose's environment, and
 the real Alertmanager starts from its compose command line. The file itself is checked by
-tests/unit/test_compose_file.py.
+tests/deploy/test_compose_file.py.
 """
 
 from __future__ import annotations
@@ -14,16 +14,14 @@ import subprocess
 from pathlib import Path
 
 import httpx
-import pytest
 import yaml
 
 from deploy.stack import Binaries, ProcessSpec, free_port, http_ready
 from deploy.stack._process import start_process
-from tests._compose import DEPLOY, command_flags, compose_service, container_root, mounts, under
-from tests.e2e.conftest import require
+from tests.support.backends import require
+from tests.support.compose import DEPLOY, command_flags, compose_service, container_root, mounts, under
 
 
-@pytest.mark.e2e
 def test_promtool_accepts_prometheus_config_as_mounted(binaries: Binaries, tmp_path: Path) -> None:
     promtool = require(binaries, "promtool")["promtool"]
     root = container_root("prometheus", tmp_path)
@@ -45,7 +43,6 @@ def test_promtool_accepts_prometheus_config_as_mounted(binaries: Binaries, tmp_p
     assert int(found.group(1)) == len(rules), output[-3000:]
 
 
-@pytest.mark.e2e
 def test_jaeger_accepts_its_config_as_mounted_with_composes_environment(
     binaries: Binaries, tmp_path: Path
 ) -> None:
@@ -65,7 +62,6 @@ def test_jaeger_accepts_its_config_as_mounted_with_composes_environment(
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
 
 
-@pytest.mark.e2e
 def test_alertmanager_starts_from_its_compose_command_line(binaries: Binaries, tmp_path: Path) -> None:
     """``alertmanager`` has no check mode, so start it as compose would, on a free loopback port."""
     binary = require(binaries, "alertmanager")["alertmanager"]
@@ -97,7 +93,6 @@ def test_alertmanager_starts_from_its_compose_command_line(binaries: Binaries, t
         process.stop()
 
 
-@pytest.mark.e2e
 def test_alertmanager_exits_on_a_bad_config(binaries: Binaries, tmp_path: Path) -> None:
     """Guards the test above: a config Alertmanager cannot load must stop it, not leave it ready."""
     binary = require(binaries, "alertmanager")["alertmanager"]

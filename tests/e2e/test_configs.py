@@ -12,11 +12,9 @@ import yaml
 
 from deploy.stack import Binaries, Stack, StackConfig, render_prometheus_config
 from deploy.stack._render import COLLECTOR_CONFIG_DIR, JAEGER_CONFIG, PROMETHEUS_CONFIG, MetricsPath
-from tests._ci import missing
-from tests._licences import forbidden_references
-from tests.e2e.conftest import require
-
-pytestmark = pytest.mark.e2e
+from tests.support.backends import require
+from tests.support.ci import missing
+from tests.support.licences import forbidden_references
 
 OVERLAYS = sorted(p.name for p in COLLECTOR_CONFIG_DIR.glob("overlay-*.yaml"))
 COMBINATIONS = [

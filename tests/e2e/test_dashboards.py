@@ -1,6 +1,6 @@
 """Every dashboard panel returns data from the real Prometheus after the real services served load.
 
-Needs the ``loaded_stack`` session fixture (tests/e2e/conftest.py): the stack plus gateway,
+Needs the ``loaded_backends`` session fixture (tests/e2e/conftest.py): the stack plus gateway,
 orchestrator and inference, after a load run; it has ``prometheus_url`` and ``jaeger_url``. Queries run
 as Grafana sends them, with ``$__rate_interval`` and the dashboard variables filled in ("All").
 
@@ -22,8 +22,8 @@ from typing import Protocol
 import pytest
 
 from deploy.stack import JaegerClient, PrometheusClient, poll_until
-from tests._ci import missing
-from tests.rules._grafana import (
+from tests.support.ci import missing
+from tests.support.grafana import (
     GPU_AVAILABLE_QUERY,
     PanelQuery,
     expand,
@@ -33,15 +33,13 @@ from tests.rules._grafana import (
     traces_to_metrics_queries,
 )
 
-pytestmark = pytest.mark.e2e
-
 VARIABLES = {"job": ".*", "model": ".*", "provider": ".*"}
 # Wide enough that a rate still sees two samples if the load ended a little while ago.
 RATE_INTERVAL = "5m"
 DEADLINE = 60.0
 
 
-class LoadedStack(Protocol):
+class LoadedBackends(Protocol):
     @property
     def prometheus_url(self) -> str: ...
 
@@ -50,16 +48,18 @@ class LoadedStack(Protocol):
 
 
 @pytest.fixture(scope="module")
-def loaded(request: pytest.FixtureRequest) -> LoadedStack:
+def loaded(request: pytest.FixtureRequest) -> LoadedBackends:
     try:
-        stack: LoadedStack = request.getfixturevalue("loaded_stack")
+        stack: LoadedBackends = request.getfixturevalue("loaded_backends")
     except pytest.FixtureLookupError:
-        missing("tests/e2e/conftest.py has no loaded_stack fixture (the stack with the services, after load)")
+        missing(
+            "tests/e2e/conftest.py has no loaded_backends fixture (the stack with the services, after load)"
+        )
     return stack
 
 
 @pytest.fixture(scope="module")
-def prometheus(loaded: LoadedStack) -> Iterator[PrometheusClient]:
+def prometheus(loaded: LoadedBackends) -> Iterator[PrometheusClient]:
     client = PrometheusClient(loaded.prometheus_url, timeout=10.0)
     try:
         yield client
@@ -113,7 +113,7 @@ def test_exemplar_panel_has_exemplars(query: PanelQuery, prometheus: PrometheusC
 
 
 def test_an_http_latency_exemplar_opens_its_trace_in_jaeger(
-    loaded: LoadedStack, prometheus: PrometheusClient
+    loaded: LoadedBackends, prometheus: PrometheusClient
 ) -> None:
     # The click the overview promises: from a dot on the latency panel to the stored trace.
     query = next(q for q in EXEMPLAR_QUERIES if "http_server_request_duration_seconds_bucket" in q.expr)
@@ -130,7 +130,7 @@ def test_an_http_latency_exemplar_opens_its_trace_in_jaeger(
 
 
 def test_trace_to_metrics_links_of_a_real_span_return_data(
-    loaded: LoadedStack, prometheus: PrometheusClient
+    loaded: LoadedBackends, prometheus: PrometheusClient
 ) -> None:
     # "Metrics for this span" in Grafana: each query of the Jaeger datasource, filled in from a real
     # span as Grafana fills it, must find data. A query has data for the orchestrator's or the

@@ -33,10 +33,8 @@ from deploy.stack import (
 )
 from deploy.stack.guarantee import GuaranteeFigures, measure
 from services.loadgen import LoadReport, run_load
-from tests.e2e.conftest import require
-from tests.rules._grafana import expand, load_dashboards, panel_queries
-
-pytestmark = pytest.mark.e2e
+from tests.support.backends import require
+from tests.support.grafana import expand, load_dashboards, panel_queries
 
 RATE = 50.0
 """Requests per second through the gateway (open loop)."""

@@ -33,8 +33,9 @@ import pytest
 from deploy.local.services import ServiceAddresses, service_specs
 from deploy.stack import Binaries, PollTimeoutError, Stack, StackConfig, StackError, poll_until
 from services.loadgen import LoadReport
-from tests.e2e._emit import emit
-from tests.e2e._faults import (
+from tests.support.backends import require
+from tests.support.emit import emit
+from tests.support.faults import (
     FIGURES,
     BackgroundLoad,
     TracedRequest,
@@ -53,9 +54,6 @@ from tests.e2e._faults import (
     traced_requests,
     uptime_s,
 )
-from tests.e2e.conftest import require
-
-pytestmark = pytest.mark.e2e
 
 OUTAGE = 30.0
 BEFORE = 3.0

@@ -9,19 +9,16 @@ import secrets
 import time
 
 import httpx
-import pytest
 
 from deploy.stack import Span, poll_until
 from telemetry import semconv as sc
 from telemetry.views import DEFAULT_EXEMPLAR_WINDOW_S
-from tests.e2e._loaded import LoadedStack
-
-pytestmark = pytest.mark.e2e
+from tests.support.loaded import LoadedBackends
 
 SERVICES = {"gateway", "orchestrator", "inference"}
 
 
-def _exemplar_trace_ids(loaded: LoadedStack, selector: str) -> list[str]:
+def _exemplar_trace_ids(loaded: LoadedBackends, selector: str) -> list[str]:
     def fetch() -> list[str] | None:
         series = loaded.stack.prometheus.query_exemplars(selector, loaded.load_started - 5, time.time())
         ids = [e.trace_id for s in series for e in s.exemplars if e.trace_id]
@@ -30,7 +27,7 @@ def _exemplar_trace_ids(loaded: LoadedStack, selector: str) -> list[str]:
     return poll_until(fetch, f"exemplars on {selector}", timeout=60)
 
 
-def _trace(loaded: LoadedStack, trace_id: str, services: set[str]) -> list[Span]:
+def _trace(loaded: LoadedBackends, trace_id: str, services: set[str]) -> list[Span]:
     def fetch() -> list[Span] | None:
         spans = loaded.stack.jaeger.get_trace(trace_id)
         return spans if services <= {s.service_name for s in spans} else None
@@ -46,11 +43,11 @@ def _went_upstream(spans: list[Span]) -> bool:
     )
 
 
-def test_every_request_duration_exemplar_resolves_to_its_trace(loaded_stack: LoadedStack) -> None:
+def test_every_request_duration_exemplar_resolves_to_its_trace(loaded_backends: LoadedBackends) -> None:
     trace_ids = _exemplar_trace_ids(
-        loaded_stack, 'http_server_request_duration_seconds_bucket{job="gateway"}'
+        loaded_backends, 'http_server_request_duration_seconds_bucket{job="gateway"}'
     )
-    found = [_trace(loaded_stack, t, {"gateway"}) for t in trace_ids]
+    found = [_trace(loaded_backends, t, {"gateway"}) for t in trace_ids]
     full = [spans for spans in found if _went_upstream(spans)]
     print(
         f"\n[exemplars] http.server.request.duration: {len(found)}/{len(trace_ids)} trace ids in Jaeger "
@@ -62,9 +59,11 @@ def test_every_request_duration_exemplar_resolves_to_its_trace(loaded_stack: Loa
         assert {s.service_name for s in spans} >= SERVICES
 
 
-def test_every_ttft_exemplar_resolves_to_a_trace_across_all_three_services(loaded_stack: LoadedStack) -> None:
-    trace_ids = _exemplar_trace_ids(loaded_stack, "gen_ai_server_time_to_first_token_seconds_bucket")
-    traces = [_trace(loaded_stack, t, SERVICES) for t in trace_ids]
+def test_every_ttft_exemplar_resolves_to_a_trace_across_all_three_services(
+    loaded_backends: LoadedBackends,
+) -> None:
+    trace_ids = _exemplar_trace_ids(loaded_backends, "gen_ai_server_time_to_first_token_seconds_bucket")
+    traces = [_trace(loaded_backends, t, SERVICES) for t in trace_ids]
     print(
         f"\n[exemplars] gen_ai.server.time_to_first_token: {len(traces)}/{len(trace_ids)} resolved to a "
         f"trace spanning {sorted(SERVICES)} (rate {len(traces) / len(trace_ids):.0%})"
@@ -76,12 +75,12 @@ def test_every_ttft_exemplar_resolves_to_a_trace_across_all_three_services(loade
         assert {"queue", "prefill", "decode"} <= {s.name for s in spans if s.service_name == "inference"}
 
 
-def test_span_metrics_and_service_graph_cover_both_edges(loaded_stack: LoadedStack) -> None:
+def test_span_metrics_and_service_graph_cover_both_edges(loaded_backends: LoadedBackends) -> None:
     # Requests of its own: the loaded stack may have been idle longer than the connector's 5 m expiry
     # (the fault suite runs before this module), and an expired series is gone from the instant query.
     with httpx.Client(
-        base_url=loaded_stack.services.gateway_url,
-        headers={"Authorization": f"Bearer {loaded_stack.services.api_key}"},
+        base_url=loaded_backends.services.gateway_url,
+        headers={"Authorization": f"Bearer {loaded_backends.services.api_key}"},
         timeout=30,
     ) as client:
         for i in range(3):
@@ -91,7 +90,7 @@ def test_span_metrics_and_service_graph_cover_both_edges(loaded_stack: LoadedSta
                 "messages": [{"role": "user", "content": f"edges {i}"}],
             }
             assert client.post("/v1/chat/completions", json=body).status_code == 200
-    prometheus = loaded_stack.stack.prometheus
+    prometheus = loaded_backends.stack.prometheus
     queries = [
         f'traces_service_graph_request_total{{client="{client}",server="{server}"}}'
         for client, server in (("gateway", "orchestrator"), ("orchestrator", "inference"))
@@ -102,12 +101,14 @@ def test_span_metrics_and_service_graph_cover_both_edges(loaded_stack: LoadedSta
     assert buckets, "span-metric durations in seconds"
 
 
-def test_freshness_from_response_to_queryable_exemplar_and_fetchable_trace(loaded_stack: LoadedStack) -> None:
+def test_freshness_from_response_to_queryable_exemplar_and_fetchable_trace(
+    loaded_backends: LoadedBackends,
+) -> None:
     # Our own W3C traceparent: the gateway continues this trace, so we know its id before we send. Its
     # random part (the low 7 bytes) is zero, so it ranks first wherever in an exemplar window it lands.
     trace_id = secrets.token_hex(9) + "00" * 7
     headers = {
-        "Authorization": f"Bearer {loaded_stack.services.api_key}",
+        "Authorization": f"Bearer {loaded_backends.services.api_key}",
         "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01",
     }
     body = {
@@ -120,11 +121,11 @@ def test_freshness_from_response_to_queryable_exemplar_and_fetchable_trace(loade
     window = DEFAULT_EXEMPLAR_WINDOW_S
     time.sleep(window - time.time() % window + 0.05)
     response = httpx.post(
-        f"{loaded_stack.services.gateway_url}/v1/chat/completions", json=body, headers=headers, timeout=30
+        f"{loaded_backends.services.gateway_url}/v1/chat/completions", json=body, headers=headers, timeout=30
     )
     assert response.status_code == 200
     answered = time.time()
-    prometheus = loaded_stack.stack.prometheus
+    prometheus = loaded_backends.stack.prometheus
 
     def exemplar_visible() -> bool:
         series = prometheus.query_exemplars(
@@ -134,7 +135,7 @@ def test_freshness_from_response_to_queryable_exemplar_and_fetchable_trace(loade
 
     poll_until(exemplar_visible, f"exemplar with trace_id {trace_id}", timeout=60)
     exemplar_after = time.time() - answered
-    _trace(loaded_stack, trace_id, SERVICES)
+    _trace(loaded_backends, trace_id, SERVICES)
     trace_after = time.time() - answered
     print(
         f"\n[freshness] exemplar queryable {exemplar_after:.1f} s and trace fetchable {trace_after:.1f} s "

@@ -1,7 +1,7 @@
 """deploy/helm/llm-telemetry: linted, rendered and validated by a real API server.
 
-Without binaries: the chart's copies of the shared configs equal their sources byte for byte, every
-value is in the README's table, and its image tags are deploy/images.env's. With helm, etcd,
+(Read without binaries, in tests/deploy/test_helm_chart.py: the chart's copies, its README table, its
+image tags.) With helm, etcd,
 kube-apiserver and kubectl (scripts/build-backends.sh etcd kube helm): `helm lint`; `helm template`
 with the default values and with every non-default branch; each rendering sent to a throwaway
 kube-apiserver on loopback with `kubectl apply --dry-run=server --validate=strict` (`helm install
@@ -31,32 +31,14 @@ import yaml
 from deploy.stack import LOOPBACK, Binaries, ProcessSpec, free_port
 from deploy.stack._binaries import REPO_ROOT
 from deploy.stack._process import ManagedProcess, start_process
-from tests._ci import missing
-from tests._compose import env_file
-from tests._licences import forbidden_references
-from tests.e2e.conftest import require
+from tests.support.backends import require
+from tests.support.ci import missing
+from tests.support.licences import forbidden_references
 
 CHART = REPO_ROOT / "deploy" / "helm" / "llm-telemetry"
 FILES = CHART / "files"
 RELEASE, NAMESPACE = "llmtel", "llmtel"
 PREFIX = f"{RELEASE}-llm-telemetry"
-
-# What deploy/helm/sync-files.sh copies: chart path under files/ → source.
-SOURCES: dict[str, Path] = {
-    **{
-        f"collector/{name}": REPO_ROOT / "collector" / "config" / name
-        for name in ("base.yaml", "overlay-agent.yaml", "overlay-gateway.yaml", "overlay-tail-sampling.yaml")
-    },
-    "jaeger/jaeger.yaml": REPO_ROOT / "deploy" / "jaeger" / "jaeger.yaml",
-    **{
-        f"prometheus/rules/{p.name}": p for p in (REPO_ROOT / "deploy" / "prometheus" / "rules").glob("*.yml")
-    },
-    **{
-        f"grafana/{p.relative_to(REPO_ROOT / 'deploy' / 'grafana')}": p
-        for pattern in ("provisioning/*/*.yaml", "dashboards/*.json")
-        for p in (REPO_ROOT / "deploy" / "grafana").glob(pattern)
-    },
-}
 
 # Every branch of the templates that the defaults leave out.
 NON_DEFAULT = {
@@ -140,51 +122,6 @@ spec:
 """
 
 
-# ---- the chart's files, without binaries ------------------------------------------------------------
-
-
-def test_the_charts_copies_are_byte_for_byte_its_sources() -> None:
-    """Helm reads only files inside the chart: it carries copies, kept equal by sync-files.sh."""
-    copies = {str(p.relative_to(FILES)) for p in FILES.rglob("*") if p.is_file()}
-    assert copies == set(SOURCES), "run deploy/helm/sync-files.sh: the chart's files/ differs in which files"
-    stale = [name for name, source in SOURCES.items() if (FILES / name).read_bytes() != source.read_bytes()]
-    assert not stale, f"copies differ from their sources, run deploy/helm/sync-files.sh: {stale}"
-
-
-def _leaves(values: dict[str, Any], prefix: str = "") -> list[str]:
-    blocks = {"resources", "env", "labels", "elasticsearch", "opensearch", "cassandra"}
-    keys = []
-    for key, value in values.items():
-        if isinstance(value, dict) and value and key not in blocks:
-            keys += _leaves(value, f"{prefix}{key}.")
-        else:
-            keys.append(f"{prefix}{key}")
-    return keys
-
-
-def test_every_value_is_in_the_readme_table() -> None:
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
-    rows = {
-        line.split("|")[1].strip().strip("`")
-        for line in (CHART / "README.md").read_text().splitlines()
-        if line.startswith("| `")
-    }
-    assert set(_leaves(values)) == rows
-
-
-def test_the_chart_runs_the_images_compose_pins() -> None:
-    images = env_file(REPO_ROOT / "deploy" / "images.env")
-    chart = yaml.safe_load((CHART / "values.yaml").read_text())["images"]
-    pinned = {
-        "services": images["SERVICES_IMAGE"],
-        "collector": images["OTELCOL_IMAGE"],
-        "jaeger": images["JAEGER_IMAGE"],
-        "prometheus": images["PROMETHEUS_IMAGE"],
-        "grafana": images["GRAFANA_IMAGE"],
-    }
-    assert {name: f"{i['repository']}:{i['tag']}" for name, i in chart.items()} == pinned
-
-
 # ---- helm --------------------------------------------------------------------------------------------
 
 
@@ -234,13 +171,11 @@ def rendered(helm: Helm) -> dict[str, str]:
     return {name: helm.template(values) for name, values in VARIANTS.items()}
 
 
-@pytest.mark.e2e
 def test_helm_lint_passes_with_default_and_non_default_values(helm: Helm) -> None:
     helm.run("lint", "--strict", str(CHART))
     helm.run("lint", "--strict", str(CHART), *(f"--set={k}={v}" for k, v in NON_DEFAULT.items()))
 
 
-@pytest.mark.e2e
 def test_the_services_have_probes_resources_and_scrape_annotations(rendered: dict[str, str]) -> None:
     for variant, pull in (("defaults", False), ("non-default", True)):
         objects = _objects(rendered[variant])
@@ -274,7 +209,6 @@ def test_the_services_have_probes_resources_and_scrape_annotations(rendered: dic
         assert len(hpa) == (0 if variant == "non-default" else 1)
 
 
-@pytest.mark.e2e
 def test_the_collector_tiers_route_by_trace_id_to_a_headless_gateway_service(
     rendered: dict[str, str],
 ) -> None:
@@ -309,7 +243,6 @@ def test_the_collector_tiers_route_by_trace_id_to_a_headless_gateway_service(
     assert tail["args"][-1] == "--config=file:/etc/otelcol/overlay-tail-sampling.yaml"
 
 
-@pytest.mark.e2e
 def test_the_service_monitor_is_rendered_only_where_it_can_be_used(helm: Helm) -> None:
     def monitors(values: dict[str, str], *extra: str) -> int:
         return sum(o["kind"] == "ServiceMonitor" for o in _objects(helm.template(values, *extra)))
@@ -323,7 +256,6 @@ def test_the_service_monitor_is_rendered_only_where_it_can_be_used(helm: Helm) -
     assert monitors({"metrics.export": "prometheus", "serviceMonitor.enabled": "false"}, crd) == 0
 
 
-@pytest.mark.e2e
 def test_bad_values_fail_the_rendering_with_a_reason(helm: Helm) -> None:
     for values, reason in (
         ({"collector.gateway.replicas": "1"}, "collector.gateway.replicas must be at least 2"),
@@ -359,7 +291,6 @@ def _validate(binary: Path, argv: list[str], mounts: dict[str, dict[str, str]], 
         assert result.returncode == 0, f"{binary.name} validate {argv}:\n{result.stderr[-3000:]}"
 
 
-@pytest.mark.e2e
 def test_the_rendered_collector_and_jaeger_configs_are_valid(
     binaries: Binaries, rendered: dict[str, str]
 ) -> None:
@@ -501,7 +432,6 @@ def apiserver(binaries: Binaries) -> Iterator[ApiServer]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.mark.e2e
 def test_every_rendering_is_accepted_by_the_api_server(
     apiserver: ApiServer, rendered: dict[str, str], helm: Helm
 ) -> None:
@@ -525,7 +455,6 @@ def _replace(manifest: str, kind: str, name: str, change: Any) -> str:
     return yaml.safe_dump(target)
 
 
-@pytest.mark.e2e
 def test_the_api_server_rejects_a_broken_manifest_with_its_own_error(
     apiserver: ApiServer, rendered: dict[str, str]
 ) -> None:
@@ -564,7 +493,6 @@ def test_the_api_server_rejects_a_broken_manifest_with_its_own_error(
     assert len(secret) == 40, "the generated API key"
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize("name", ["etcd", "kube-apiserver", "kubectl", "helm"])
 def test_no_agpl_module_is_compiled_into_the_kubernetes_tools(binaries: Binaries, name: str) -> None:
     """As tests/e2e/test_configs.py checks the backends: the module list Go embeds in the binary."""

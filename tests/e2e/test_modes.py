@@ -12,10 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from deploy.stack import Binaries, Stack, StackConfig, StackError, poll_until
-from tests.e2e._emit import DURATIONS, HISTOGRAM_PROM, Emitter
-from tests.e2e.conftest import require
-
-pytestmark = pytest.mark.e2e
+from tests.support.backends import require
+from tests.support.emit import DURATIONS, HISTOGRAM_PROM, Emitter
 
 DEADLINE = 60.0
 KEEP_PERCENT = 25

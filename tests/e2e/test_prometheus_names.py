@@ -7,13 +7,9 @@ instrument nobody declared, fails here.
 
 from __future__ import annotations
 
-import pytest
-
 from deploy.stack import poll_until
 from telemetry import semconv as sc
-from tests.e2e._loaded import LoadedStack
-
-pytestmark = pytest.mark.e2e
+from tests.support.loaded import LoadedBackends
 
 SERVICES = ("gateway", "orchestrator", "inference")
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
@@ -28,12 +24,12 @@ def _declared() -> dict[str, sc.MetricSpec]:
     return names
 
 
-def test_every_series_the_services_produce_has_its_declared_name(loaded_stack: LoadedStack) -> None:
-    prometheus = loaded_stack.stack.prometheus
+def test_every_series_the_services_produce_has_its_declared_name(loaded_backends: LoadedBackends) -> None:
+    prometheus = loaded_backends.stack.prometheus
     jobs = "|".join(SERVICES)
 
     def names() -> set[str]:
-        found = prometheus.series(f'{{job=~"{jobs}"}}', start=loaded_stack.load_started - 60)
+        found = prometheus.series(f'{{job=~"{jobs}"}}', start=loaded_backends.load_started - 60)
         return {s["__name__"] for s in found}
 
     # Wait until the histograms of all three services are in: the last export may still be on its way.

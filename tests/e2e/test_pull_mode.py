@@ -19,10 +19,8 @@ import pytest
 from deploy.local.services import ServiceAddresses, service_specs
 from deploy.stack import Binaries, Stack, StackConfig, StackError, poll_until
 from services.loadgen import run_load
-from tests.e2e._alerts import WebhookReceiver, alertmanager_spec, firing, serve_webhook
-from tests.e2e.conftest import require
-
-pytestmark = pytest.mark.e2e
+from tests.support.alerts import WebhookReceiver, alertmanager_spec, firing, serve_webhook
+from tests.support.backends import require
 
 SERVICES = ("gateway", "orchestrator", "inference")
 ALERT_DEADLINE = 60.0

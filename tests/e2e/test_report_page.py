@@ -29,10 +29,8 @@ from deploy.local.report import ReportData, ReportServer, collect, write_report
 from deploy.local.report.collect import SERVICE_HISTOGRAMS, in_window, load_window, wait_until_settled
 from deploy.stack import LOOPBACK, Span, poll_until
 from deploy.stack.guarantee import GuaranteeFigures, measure
-from tests._ci import missing
-from tests.e2e._loaded import LoadedStack
-
-pytestmark = pytest.mark.e2e
+from tests.support.ci import missing
+from tests.support.loaded import LoadedBackends
 
 SERVICES = {"gateway", "orchestrator", "inference"}
 LOOPBACK_HOSTS = {LOOPBACK, "localhost", "::1"}
@@ -40,7 +38,7 @@ LOOPBACK_HOSTS = {LOOPBACK, "localhost", "::1"}
 
 @dataclass
 class OpenedReport:
-    loaded: LoadedStack
+    loaded: LoadedBackends
     data: ReportData
     figures: GuaranteeFigures
     path: Path
@@ -63,18 +61,20 @@ def _services(spans: list[Span]) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def opened(loaded_stack: LoadedStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenedReport]:
+def opened(
+    loaded_backends: LoadedBackends, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OpenedReport]:
     chromium = _chromium()
-    stack = loaded_stack.stack
-    start, end = load_window(loaded_stack.load_started, loaded_stack.load_finished)
+    stack = loaded_backends.stack
+    start, end = load_window(loaded_backends.load_started, loaded_backends.load_finished)
     # as the main job does: once the slowest exemplar's trace is whole in Jaeger, the guarantee's figures
     find_slowest(stack.prometheus, stack.jaeger, window_s=time.time() - start)
     figures = measure(
         stack.prometheus,
         stack.jaeger,
-        loaded_stack.load_started,
+        loaded_backends.load_started,
         time.time(),
-        served=len(loaded_stack.report.latencies),
+        served=len(loaded_backends.report.latencies),
     )
 
     wait_until_settled(end)
@@ -91,7 +91,7 @@ def opened(loaded_stack: LoadedStack, tmp_path_factory: pytest.TempPathFactory) 
     with ReportServer(directory) as server, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium)
         page = browser.new_page(viewport={"width": 1360, "height": 900})
-        report = OpenedReport(loaded_stack, data, figures, path, size, page)
+        report = OpenedReport(loaded_backends, data, figures, path, size, page)
 
         def guard(route: Route, request: Request) -> None:
             # the page must need nothing; anything not on loopback is recorded and never sent

@@ -10,10 +10,8 @@ import httpx
 import pytest
 
 from deploy.stack import Binaries, Stack, StackConfig, StackError, poll_until
-from tests.e2e._emit import emit
-from tests.e2e.conftest import require
-
-pytestmark = pytest.mark.e2e
+from tests.support.backends import require
+from tests.support.emit import emit
 
 DEADLINE = 60.0
 _QUEUE_SIZE = re.compile(

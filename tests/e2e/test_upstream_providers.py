@@ -3,7 +3,7 @@ Collector into the real Prometheus and Jaeger: per-provider series, the spend co
 rule, and a provider call's exemplar that opens its trace, with the upstream call in it.
 
 The gateway runs as its own process (``python -m services.gateway``) with ``LLM_MODEL_CATALOG`` naming
-a YAML catalog, and the pipeline of the ``loaded_stack`` behind it.
+a YAML catalog, and the pipeline of the ``loaded_backends`` behind it.
 """
 
 from __future__ import annotations
@@ -19,10 +19,8 @@ import httpx
 import pytest
 
 from deploy.stack import JaegerClient, ProcessSpec, PrometheusClient, free_port, http_ready, poll_until
-from tests.e2e._loaded import LoadedStack
-from tests.services._litellm import LiteLLMServer, mock_models, start_litellm
-
-pytestmark = pytest.mark.e2e
+from tests.support.litellm import LiteLLMServer, mock_models, start_litellm
+from tests.support.loaded import LoadedBackends
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "gateway-providers"
@@ -62,7 +60,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiteLLMServer
 
 @pytest.fixture(scope="module")
 def gateway(
-    loaded_stack: LoadedStack, upstream: LiteLLMServer, tmp_path_factory: pytest.TempPathFactory
+    loaded_backends: LoadedBackends, upstream: LiteLLMServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ProviderGateway]:
     catalog = tmp_path_factory.mktemp("catalog") / "catalog.yaml"
     catalog.write_text(CATALOG.format(base_url=upstream.base_url, price=PRICE))
@@ -72,11 +70,11 @@ def gateway(
         NAME,
         [sys.executable, "-m", "services.gateway"],
         env={
-            **loaded_stack.stack.otel_env(),
+            **loaded_backends.stack.otel_env(),
             "OTEL_RESOURCE_ATTRIBUTES": f"service.instance.id={INSTANCE}",
             "LLM_GATEWAY_HOST": "127.0.0.1",
             "LLM_GATEWAY_PORT": str(port),
-            "LLM_ORCHESTRATOR_URL": loaded_stack.services.orchestrator_url,
+            "LLM_ORCHESTRATOR_URL": loaded_backends.services.orchestrator_url,
             "LLM_GATEWAY_API_KEYS": api_key,
             "LLM_GATEWAY_CACHE_ENTRIES": "0",
             "LLM_MODEL_CATALOG": str(catalog),
@@ -85,7 +83,7 @@ def gateway(
         ready_check=http_ready(f"{url}/ready"),
         cwd=REPO,
     )
-    process = loaded_stack.stack.start_process(spec)
+    process = loaded_backends.stack.start_process(spec)
     try:
         yield ProviderGateway(url, api_key, upstream)
     finally:
@@ -93,8 +91,8 @@ def gateway(
 
 
 @pytest.fixture(scope="module")
-def prometheus(loaded_stack: LoadedStack) -> Iterator[PrometheusClient]:
-    client = PrometheusClient(loaded_stack.prometheus_url, timeout=10.0)
+def prometheus(loaded_backends: LoadedBackends) -> Iterator[PrometheusClient]:
+    client = PrometheusClient(loaded_backends.prometheus_url, timeout=10.0)
     yield client
     client.close()
 
@@ -115,7 +113,7 @@ def _value(prometheus: PrometheusClient, expr: str) -> dict[str, float]:
 
 
 def test_a_provider_and_the_pipeline_reach_prometheus_with_their_series_spend_and_traces(
-    gateway: ProviderGateway, prometheus: PrometheusClient, loaded_stack: LoadedStack
+    gateway: ProviderGateway, prometheus: PrometheusClient, loaded_backends: LoadedBackends
 ) -> None:
     started = time.time()
     spent = 0.0
@@ -184,7 +182,7 @@ def test_a_provider_and_the_pipeline_reach_prometheus_with_their_series_spend_an
     )
     trace_ids = {e.trace_id for s in series for e in s.exemplars if e.trace_id}
     assert trace_ids, "no exemplar on the provider's duration histogram"
-    jaeger = JaegerClient(loaded_stack.jaeger_url, timeout=10.0)
+    jaeger = JaegerClient(loaded_backends.jaeger_url, timeout=10.0)
     try:
         spans = poll_until(
             lambda: next((t for t in (jaeger.get_trace(i) for i in sorted(trace_ids)) if t), None),

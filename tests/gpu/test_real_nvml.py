@@ -20,8 +20,6 @@ from telemetry import gpu
 from telemetry._errors import raise_internal_errors
 from telemetry.testing_nvml import CountingNvml
 
-pytestmark = pytest.mark.gpu
-
 Points = dict[str, list[tuple[dict[str, Any], float]]]
 
 

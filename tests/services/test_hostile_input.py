@@ -21,20 +21,27 @@ import telemetry
 from services.gateway.app import create_app as create_gateway
 from services.orchestrator.app import create_app as create_orchestrator
 from telemetry import testing
-from tests.services.conftest import API_KEY, MODELS, AppServer, Stack, gateway_settings, orchestrator_settings
-from tests.services.contract import CHAT, assert_matches_contract, assert_refused, openapi_document, validator
-from tests.services.helpers import poll_until
+from tests.support.openapi import CHAT, assert_matches_contract, assert_refused, openapi_document, validator
+from tests.support.services import (
+    API_KEY,
+    MODELS,
+    AppServer,
+    InProcessServices,
+    gateway_settings,
+    orchestrator_settings,
+)
+from tests.support.serving import poll_until
 
 MESSAGES = [{"role": "user", "content": "hello"}]
-LIMIT = 64 * 1024  # the stack gateway's max_body_bytes (tests/services/conftest.py)
+LIMIT = 64 * 1024  # the test gateway's max_body_bytes (tests/support/services.py)
 TRACE_ID, SPAN_ID = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 VALID_TRACEPARENT = f"00-{TRACE_ID}-{SPAN_ID}-01"
 _probe = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def document(stack: Stack) -> dict[str, Any]:
-    return openapi_document(stack.gateway_url)
+def document(services: InProcessServices) -> dict[str, Any]:
+    return openapi_document(services.gateway_url)
 
 
 def _fresh(**fields: Any) -> dict[str, Any]:
@@ -142,12 +149,12 @@ BAD_BODIES: dict[str, tuple[bytes, str | None]] = {
 
 @pytest.mark.parametrize(("content", "param"), BAD_BODIES.values(), ids=BAD_BODIES.keys())
 def test_a_malformed_body_is_400_naming_its_param(
-    stack: Stack, document: dict[str, Any], content: bytes, param: str | None
+    services: InProcessServices, document: dict[str, Any], content: bytes, param: str | None
 ) -> None:
-    error = assert_refused(document, _post(stack.gateway_url, content), 400)
+    error = assert_refused(document, _post(services.gateway_url, content), 400)
     assert error["type"] == "invalid_request_error"
     assert error["param"] == param
-    _still_serving(stack.gateway_url, document)
+    _still_serving(services.gateway_url, document)
 
 
 def _not_json_schema(literal: str) -> Any:
@@ -172,69 +179,71 @@ def test_the_request_schema_refuses_what_the_gateway_refuses(document: dict[str,
     assert judged >= 15
 
 
-def test_valid_oddities_are_answered(stack: Stack, document: dict[str, Any]) -> None:
+def test_valid_oddities_are_answered(services: InProcessServices, document: dict[str, Any]) -> None:
     """Strings that look like the bad cases are only text: paired surrogates, 'NaN', a NUL, 'Infinity'."""
     schema = validator(document, "#/components/schemas/ChatCompletionRequest")
     for content in ["😀 \ud83d\ude00", "NaN", "Infinity", "-Infinity", "1e400", "nul \u0000 here", "\u2028"]:
         body = _fresh(messages=[{"role": "user", "content": content}], temperature=0)
         assert schema.is_valid(body)
-        response = _post(stack.gateway_url, json.dumps(body).encode())
+        response = _post(services.gateway_url, json.dumps(body).encode())
         assert response.status_code == 200, (content, response.text)
         assert_matches_contract(document, response)
 
 
-def test_the_body_limit_is_enforced_before_parsing(stack: Stack, document: dict[str, Any]) -> None:
+def test_the_body_limit_is_enforced_before_parsing(
+    services: InProcessServices, document: dict[str, Any]
+) -> None:
     def sized(n: int) -> bytes:
         head = _body(temperature=0).replace(b'"hi ', b'"hi ' + b"x" * 8, 1)
         return head.replace(b"x" * 8, b"x" * (8 + n - len(head)), 1)
 
     at_limit = sized(LIMIT)
     assert len(at_limit) == LIMIT
-    response = _post(stack.gateway_url, at_limit)
+    response = _post(services.gateway_url, at_limit)
     assert response.status_code == 200, response.text
     assert_matches_contract(document, response)
     for content in (sized(LIMIT + 1), b"[" * (LIMIT + 1), b"\xff" * (10 * LIMIT)):
-        declared = _post(stack.gateway_url, content)
+        declared = _post(services.gateway_url, content)
         assert assert_refused(document, declared, 413)["type"] == "request_too_large"
         with httpx.Client(headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30) as client:
             chunks = iter([content[: LIMIT // 2], content[LIMIT // 2 :]])
-            chunked = client.post(f"{stack.gateway_url}{CHAT}", content=chunks)
+            chunked = client.post(f"{services.gateway_url}{CHAT}", content=chunks)
         assert assert_refused(document, chunked, 413)["type"] == "request_too_large"
-    _still_serving(stack.gateway_url, document)
+    _still_serving(services.gateway_url, document)
 
 
 def test_headers_past_the_servers_limit_get_a_4xx_and_the_gateway_serves_on(
-    stack: Stack, document: dict[str, Any]
+    services: InProcessServices, document: dict[str, Any]
 ) -> None:
     # h11's limit on a request head is 16 kB: under it, big headers are only headers.
-    under = _post(stack.gateway_url, _body(), {"x-padding": "p" * 12_000})
+    under = _post(services.gateway_url, _body(), {"x-padding": "p" * 12_000})
     assert under.status_code == 200, under.text
-    many = _post(stack.gateway_url, _body(), {f"x-h{i}": "v" * 40 for i in range(200)})
+    many = _post(services.gateway_url, _body(), {f"x-h{i}": "v" * 40 for i in range(200)})
     assert many.status_code == 200, many.text
     # Past it: 431 from the gateway when the head arrives whole; when it comes in pieces, h11 refuses it
     # before the app sees it, and the gateway's protocol answers 400 (connection closed), as for 1 MB here.
     # Either way in OpenAI's shape.
     statuses = set()
     for headers in ({"x-padding": "p" * 20_000}, {f"x-h{i}": "v" * 100 for i in range(200)}):
-        over = _post(stack.gateway_url, _body(), headers)
+        over = _post(services.gateway_url, _body(), headers)
         statuses.add(over.status_code)
         if over.status_code == 431:
             assert assert_refused(document, over, 431)["code"] == "request_header_fields_too_large"
         else:
             assert assert_refused(document, over, 400)["type"] == "invalid_request_error"
     assert 431 in statuses
-    huge = _post(stack.gateway_url, _body(), {"x-padding": "p" * 1_000_000})
+    huge = _post(services.gateway_url, _body(), {"x-padding": "p" * 1_000_000})
     assert assert_refused(document, huge, 400)["type"] == "invalid_request_error"
-    _still_serving(stack.gateway_url, document)
+    _still_serving(services.gateway_url, document)
 
 
-def _server_spans(stack: Stack) -> dict[str, ReadableSpan]:
+def _server_spans(services: InProcessServices) -> dict[str, ReadableSpan]:
     """The SERVER span of each service, once all three have ended (just after the response: poll)."""
 
     def ended() -> dict[str, ReadableSpan] | None:
         spans = {
             str(s.resource.attributes["service.name"]): s
-            for s in stack.spans_exporter.get_finished_spans()
+            for s in services.spans_exporter.get_finished_spans()
             if s.kind.name == "SERVER"
         }
         return spans if len(spans) == 3 else None
@@ -262,14 +271,16 @@ MALFORMED_TRACEPARENTS = {
     ids=[*MALFORMED_TRACEPARENTS, "non-ascii"],
 )
 def test_a_malformed_traceparent_starts_a_new_trace(
-    stack: Stack, document: dict[str, Any], traceparent: bytes
+    services: InProcessServices, document: dict[str, Any], traceparent: bytes
 ) -> None:
-    stack.spans_exporter.clear()
+    services.spans_exporter.clear()
     response = _post(
-        stack.gateway_url, _body(), {"traceparent": traceparent, "tracestate": "vendor=abc", "baggage": "k=v"}
+        services.gateway_url,
+        _body(),
+        {"traceparent": traceparent, "tracestate": "vendor=abc", "baggage": "k=v"},
     )
     assert response.status_code == 200, response.text
-    spans = _server_spans(stack)
+    spans = _server_spans(services)
     gateway = spans["gateway"]
     assert gateway.parent is None
     assert f"{gateway.context.trace_id:032x}" != TRACE_ID
@@ -294,23 +305,27 @@ BAD_TRACESTATES = {
 
 
 @pytest.mark.parametrize("tracestate", BAD_TRACESTATES.values(), ids=BAD_TRACESTATES.keys())
-def test_an_invalid_tracestate_is_dropped_and_the_trace_continues(stack: Stack, tracestate: str) -> None:
-    stack.spans_exporter.clear()
-    response = _post(stack.gateway_url, _body(), {"traceparent": VALID_TRACEPARENT, "tracestate": tracestate})
+def test_an_invalid_tracestate_is_dropped_and_the_trace_continues(
+    services: InProcessServices, tracestate: str
+) -> None:
+    services.spans_exporter.clear()
+    response = _post(
+        services.gateway_url, _body(), {"traceparent": VALID_TRACEPARENT, "tracestate": tracestate}
+    )
     assert response.status_code == 200, response.text
-    spans = _server_spans(stack)
+    spans = _server_spans(services)
     parent = spans["gateway"].parent
     assert parent is not None
     assert (f"{parent.trace_id:032x}", f"{parent.span_id:016x}") == (TRACE_ID, SPAN_ID)
     assert _states(spans) == {"gateway": "", "orchestrator": "", "inference": ""}
 
 
-def test_a_valid_trace_context_is_continued_to_the_last_hop(stack: Stack) -> None:
-    stack.spans_exporter.clear()
+def test_a_valid_trace_context_is_continued_to_the_last_hop(services: InProcessServices) -> None:
+    services.spans_exporter.clear()
     state = ",".join(f"k{i}=" + "v" * 20 for i in range(32))  # 32 members, over 512 characters: valid
-    response = _post(stack.gateway_url, _body(), {"traceparent": VALID_TRACEPARENT, "tracestate": state})
+    response = _post(services.gateway_url, _body(), {"traceparent": VALID_TRACEPARENT, "tracestate": state})
     assert response.status_code == 200, response.text
-    spans = _server_spans(stack)
+    spans = _server_spans(services)
     parent = spans["gateway"].parent
     assert parent is not None
     assert f"{parent.span_id:016x}" == SPAN_ID
@@ -319,13 +334,15 @@ def test_a_valid_trace_context_is_continued_to_the_last_hop(stack: Stack) -> Non
 
 @pytest.fixture
 def observed(
-    stack: Stack, app_server: AppServer, extra_gateway: Callable[..., str]
+    services: InProcessServices, app_server: AppServer, extra_gateway: Callable[..., str]
 ) -> Iterator[tuple[str, list[dict[str, str]]]]:
     """A gateway in front of a second real orchestrator whose requests' headers are recorded: what the
     gateway propagates. Yields the gateway's URL and the headers of each request the orchestrator got."""
     seen: list[dict[str, str]] = []
     capture = testing.capture("orchestrator")
-    inner = create_orchestrator(orchestrator_settings(f"127.0.0.1:{stack.inference_port}"), capture.telemetry)
+    inner = create_orchestrator(
+        orchestrator_settings(f"127.0.0.1:{services.inference_port}"), capture.telemetry
+    )
 
     async def recording(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] not in ("/health", "/ready"):
@@ -390,14 +407,14 @@ def _series(url: str) -> set[str]:
 
 
 @pytest.fixture
-def scraped_gateway(stack: Stack, app_server: AppServer) -> Iterator[str]:
+def scraped_gateway(services: InProcessServices, app_server: AppServer) -> Iterator[str]:
     """A real gateway whose telemetry has the pull reader, so ``/metrics`` serves what a Prometheus gets."""
     built = telemetry.build_telemetry(
         {"service_name": "gateway", "gpu": False},
         span_processors=[SimpleSpanProcessor(InMemorySpanExporter())],
         metric_readers=[telemetry.PrometheusMetricReader()],
     )
-    url = app_server.start(create_gateway(gateway_settings(stack.orchestrator_url), built, MODELS))
+    url = app_server.start(create_gateway(gateway_settings(services.orchestrator_url), built, MODELS))
     yield url
     app_server.stop()
     built.shutdown(timeout_millis=1000)

@@ -8,55 +8,57 @@ import grpc
 import pytest
 
 from services.proto import inference_pb2 as pb, inference_pb2_grpc as pb_grpc
-from tests.services.conftest import Stack
-from tests.services.helpers import poll_until
+from tests.support.services import InProcessServices
+from tests.support.serving import poll_until
 
 
-def _stub(stack: Stack) -> tuple[grpc.Channel, Any]:
-    channel = grpc.insecure_channel(f"127.0.0.1:{stack.inference_port}")
+def _stub(services: InProcessServices) -> tuple[grpc.Channel, Any]:
+    channel = grpc.insecure_channel(f"127.0.0.1:{services.inference_port}")
     return channel, pb_grpc.InferenceStub(channel)
 
 
-def _server_span(stack: Stack) -> dict[str, Any]:
+def _server_span(services: InProcessServices) -> dict[str, Any]:
     def find() -> dict[str, Any] | None:
-        return next((s for s in stack.spans() if s["service"] == "inference" and s["kind"] == "SERVER"), None)
+        return next(
+            (s for s in services.spans() if s["service"] == "inference" and s["kind"] == "SERVER"), None
+        )
 
     return poll_until(find, "the inference server span", timeout=10)
 
 
-def test_unknown_model_is_not_found_with_an_error_span(stack: Stack) -> None:
-    stack.spans_exporter.clear()
-    channel, stub = _stub(stack)
+def test_unknown_model_is_not_found_with_an_error_span(services: InProcessServices) -> None:
+    services.spans_exporter.clear()
+    channel, stub = _stub(services)
     with channel, pytest.raises(grpc.RpcError) as error:
         list(stub.Generate(pb.GenerateRequest(model="no-such-model", prompt="hi"), timeout=5))
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
     assert "no-such-model" in (error.value.details() or "")
-    span = _server_span(stack)
+    span = _server_span(services)
     assert span["attributes"]["rpc.status_code"] == "NOT_FOUND"
     assert span["attributes"]["error.type"] == "model_not_found"
     # NOT_FOUND is the caller's mistake, not a server failure: the RPC metric carries no error.type.
-    points = stack.metrics("inference")["rpc.server.call.duration"]["points"]
+    points = services.metrics("inference")["rpc.server.call.duration"]["points"]
     assert any(
         p["attributes"]["rpc.status_code"] == "NOT_FOUND" and "error.type" not in p["attributes"]
         for p in points
     )
 
 
-def test_a_passed_deadline_stops_generation_and_the_span_says_so(stack: Stack) -> None:
-    stack.spans_exporter.clear()
-    channel, stub = _stub(stack)
+def test_a_passed_deadline_stops_generation_and_the_span_says_so(services: InProcessServices) -> None:
+    services.spans_exporter.clear()
+    channel, stub = _stub(services)
     request = pb.GenerateRequest(model="slow-model", prompt="take your time", max_tokens=64)
     with channel, pytest.raises(grpc.RpcError) as error:
         list(stub.Generate(request, timeout=0.15))
     assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    span = _server_span(stack)
+    span = _server_span(services)
     assert span["attributes"]["error.type"] == "cancelled"
     cancelled = next(e for e in span["events"] if e["name"] == "generation.cancelled")
     assert cancelled["attributes"]["gen_ai.usage.output_tokens"] < 64
 
 
-def test_list_models_returns_the_registry(stack: Stack) -> None:
-    channel, stub = _stub(stack)
+def test_list_models_returns_the_registry(services: InProcessServices) -> None:
+    channel, stub = _stub(services)
     with channel:
         reply = stub.ListModels(pb.ListModelsRequest(), timeout=5)
     assert [(m.name, m.provider) for m in reply.models] == [
@@ -65,11 +67,13 @@ def test_list_models_returns_the_registry(stack: Stack) -> None:
     ]
 
 
-def test_each_call_gets_its_own_span_continuing_the_callers_trace_when_it_sent_one(stack: Stack) -> None:
+def test_each_call_gets_its_own_span_continuing_the_callers_trace_when_it_sent_one(
+    services: InProcessServices,
+) -> None:
     """The server interceptor reuses its wrapper per method; every call must still be traced on its own."""
-    stack.spans_exporter.clear()
+    services.spans_exporter.clear()
     trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
-    channel, stub = _stub(stack)
+    channel, stub = _stub(services)
     with channel:
         stub.ListModels(pb.ListModelsRequest(), timeout=5)
         stub.ListModels(
@@ -86,7 +90,7 @@ def test_each_call_gets_its_own_span_continuing_the_callers_trace_when_it_sent_o
         stub.ListModels(pb.ListModelsRequest(), timeout=5)
 
     def three() -> list[dict[str, Any]] | None:
-        spans = [s for s in stack.spans() if s["service"] == "inference" and s["kind"] == "SERVER"]
+        spans = [s for s in services.spans() if s["service"] == "inference" and s["kind"] == "SERVER"]
         return spans if len(spans) == 3 else None
 
     first, continued, last = poll_until(three, "three inference server spans", timeout=10)
@@ -97,11 +101,11 @@ def test_each_call_gets_its_own_span_continuing_the_callers_trace_when_it_sent_o
     assert trace_id not in (first["trace_id"], last["trace_id"])
 
 
-def test_the_standard_health_service_says_serving_and_leaves_no_span(stack: Stack) -> None:
+def test_the_standard_health_service_says_serving_and_leaves_no_span(services: InProcessServices) -> None:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    stack.spans_exporter.clear()
-    with grpc.insecure_channel(f"127.0.0.1:{stack.inference_port}") as channel:
+    services.spans_exporter.clear()
+    with grpc.insecure_channel(f"127.0.0.1:{services.inference_port}") as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for service in ("", "llm.inference.v1.Inference"):
             reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
@@ -110,6 +114,6 @@ def test_the_standard_health_service_says_serving_and_leaves_no_span(stack: Stac
             health.Check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=5)
         assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
     # Probes are not traffic: no span, no RPC duration point for the health service.
-    assert not [s for s in stack.spans() if s["service"] == "inference"]
-    points = stack.metrics("inference")["rpc.server.call.duration"]["points"]
+    assert not [s for s in services.spans() if s["service"] == "inference"]
+    points = services.metrics("inference")["rpc.server.call.duration"]["points"]
     assert not [p for p in points if "grpc.health" in str(p["attributes"].get("rpc.method", ""))]

@@ -12,8 +12,15 @@ from fastapi import FastAPI
 from services.gateway.app import create_app as create_gateway
 from services.orchestrator.app import create_app as create_orchestrator
 from telemetry import testing
-from tests.services.conftest import API_KEY, MODELS, AppServer, Stack, gateway_settings, orchestrator_settings
-from tests.services.helpers import poll_until
+from tests.support.services import (
+    API_KEY,
+    MODELS,
+    AppServer,
+    InProcessServices,
+    gateway_settings,
+    orchestrator_settings,
+)
+from tests.support.serving import poll_until
 
 SpanNames = list[tuple[str, str]]
 
@@ -50,10 +57,12 @@ def _before_and_after(
     return before, _span_names(capture)
 
 
-def test_gateway_handles_undo_its_server_and_client_telemetry(stack: Stack, app_server: AppServer) -> None:
+def test_gateway_handles_undo_its_server_and_client_telemetry(
+    services: InProcessServices, app_server: AppServer
+) -> None:
     capture = testing.capture("gateway")
     try:
-        app = create_gateway(gateway_settings(stack.orchestrator_url), capture.telemetry, MODELS)
+        app = create_gateway(gateway_settings(services.orchestrator_url), capture.telemetry, MODELS)
         assert [h.name for h in app.state.instrumentation] == ["fastapi", "httpx"]
 
         def post(url: str, content: str) -> httpx.Response:
@@ -85,10 +94,12 @@ def test_gateway_handles_undo_its_server_and_client_telemetry(stack: Stack, app_
         capture.shutdown()
 
 
-def test_orchestrator_handle_undoes_its_server_telemetry(stack: Stack, app_server: AppServer) -> None:
+def test_orchestrator_handle_undoes_its_server_telemetry(
+    services: InProcessServices, app_server: AppServer
+) -> None:
     capture = testing.capture("orchestrator")
     try:
-        settings = orchestrator_settings(f"127.0.0.1:{stack.inference_port}")
+        settings = orchestrator_settings(f"127.0.0.1:{services.inference_port}")
         app = create_orchestrator(settings, capture.telemetry)
         assert [h.name for h in app.state.instrumentation] == ["fastapi"]
 

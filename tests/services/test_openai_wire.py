@@ -8,17 +8,19 @@ from typing import Any
 
 import pytest
 
-from tests.services.conftest import Stack
+from tests.support.services import InProcessServices
 
 CHAT = {"model": "fast-model", "messages": [{"role": "user", "content": "hello"}]}
 
 
-def _post(stack: Stack, body: Any) -> Any:
-    with stack.client() as client:
+def _post(services: InProcessServices, body: Any) -> Any:
+    with services.client() as client:
         return client.post("/v1/chat/completions", json=body)
 
 
-def test_developer_and_tool_roles_text_parts_stop_user_and_n_are_accepted(stack: Stack) -> None:
+def test_developer_and_tool_roles_text_parts_stop_user_and_n_are_accepted(
+    services: InProcessServices,
+) -> None:
     body = {
         "model": "fast-model",
         "messages": [
@@ -41,7 +43,7 @@ def test_developer_and_tool_roles_text_parts_stop_user_and_n_are_accepted(stack:
         "n": 1,
         "max_completion_tokens": 8,
     }
-    response = _post(stack, body)
+    response = _post(services, body)
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer["object"] == "chat.completion"
@@ -49,10 +51,10 @@ def test_developer_and_tool_roles_text_parts_stop_user_and_n_are_accepted(stack:
     assert answer["usage"]["completion_tokens"] <= 8
 
 
-def test_a_stream_sends_the_usage_chunk_only_when_asked(stack: Stack) -> None:
+def test_a_stream_sends_the_usage_chunk_only_when_asked(services: InProcessServices) -> None:
     def events(stream_options: dict[str, Any] | None) -> list[Any]:
         body = {**CHAT, "stream": True, **({"stream_options": stream_options} if stream_options else {})}
-        response = _post(stack, body)
+        response = _post(services, body)
         assert response.status_code == 200, response.text
         data = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
         assert data[-1] == "[DONE]"
@@ -114,9 +116,9 @@ def test_a_stream_sends_the_usage_chunk_only_when_asked(stack: Stack) -> None:
     ],
 )
 def test_unsupported_input_is_refused_with_400_naming_the_param(
-    stack: Stack, body: Any, param: str | None
+    services: InProcessServices, body: Any, param: str | None
 ) -> None:
-    response = _post(stack, body)
+    response = _post(services, body)
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["type"] == error["code"] == "invalid_request_error"
@@ -125,8 +127,8 @@ def test_unsupported_input_is_refused_with_400_naming_the_param(
     assert set(error) == {"message", "type", "param", "code"}
 
 
-def test_unknown_model_names_the_model_param(stack: Stack) -> None:
-    response = _post(stack, {**CHAT, "model": "gpt-99"})
+def test_unknown_model_names_the_model_param(services: InProcessServices) -> None:
+    response = _post(services, {**CHAT, "model": "gpt-99"})
     assert response.status_code == 404
     assert response.json()["error"] == {
         "message": "The model 'gpt-99' does not exist",

@@ -13,14 +13,14 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from deploy.stack import free_port
-from tests.services.conftest import API_KEY, Stack
-from tests.services.contract import (
+from tests.support.openapi import (
     CHAT,
     assert_matches_contract,
     declared_response,
     openapi_document,
     validator,
 )
+from tests.support.services import API_KEY, InProcessServices
 
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 CHAT_ERRORS = {400, 401, 404, 413, 429, 431, 500, 502, 503, 504}
@@ -28,8 +28,8 @@ SLOW = {"model": "slow-model", "max_tokens": 64, "messages": [{"role": "user", "
 
 
 @pytest.fixture(scope="module")
-def document(stack: Stack) -> dict[str, Any]:
-    return openapi_document(stack.gateway_url)
+def document(services: InProcessServices) -> dict[str, Any]:
+    return openapi_document(services.gateway_url)
 
 
 def _refs(node: Any) -> Iterator[str]:
@@ -109,17 +109,17 @@ VALID: list[dict[str, Any]] = [
 
 @pytest.mark.parametrize("body", VALID, ids=["minimal", "every-field", "stop-list"])
 def test_requests_the_schema_accepts_are_answered_as_declared(
-    stack: Stack, document: dict[str, Any], body: dict[str, Any]
+    services: InProcessServices, document: dict[str, Any], body: dict[str, Any]
 ) -> None:
     assert validator(document, "#/components/schemas/ChatCompletionRequest").is_valid(body)
-    with stack.client() as client:
+    with services.client() as client:
         response = client.post(CHAT, json=body)
     assert_matches_contract(document, response)
     assert response.status_code == 200
 
 
-def test_a_stream_is_declared_as_event_stream(stack: Stack, document: dict[str, Any]) -> None:
-    with stack.client() as client:
+def test_a_stream_is_declared_as_event_stream(services: InProcessServices, document: dict[str, Any]) -> None:
+    with services.client() as client:
         response = client.post(CHAT, json={**VALID[0], "stream": True})
     assert response.status_code == 200
     media_type = response.headers["content-type"].partition(";")[0]
@@ -135,7 +135,7 @@ async def _burst(url: str, n: int) -> list[httpx.Response]:
 
 
 def test_upstream_and_overload_errors_are_answered_as_declared(
-    stack: Stack, document: dict[str, Any], extra_gateway: Callable[..., str]
+    services: InProcessServices, document: dict[str, Any], extra_gateway: Callable[..., str]
 ) -> None:
     unreachable = extra_gateway(orchestrator_url=f"http://127.0.0.1:{free_port()}")
     answers = [
@@ -146,7 +146,7 @@ def test_upstream_and_overload_errors_are_answered_as_declared(
         httpx.post(f"{impatient}{CHAT}", json=SLOW, headers={"Authorization": f"Bearer {API_KEY}"})
     )
     answers += asyncio.run(_burst(extra_gateway(max_in_flight=2), 8))
-    answers.append(httpx.post(f"{stack.gateway_url}{CHAT}", json=VALID[0]))  # no key
+    answers.append(httpx.post(f"{services.gateway_url}{CHAT}", json=VALID[0]))  # no key
     statuses = {r.status_code for r in answers}
     assert {401, 429, 502, 504} <= statuses, statuses
     for response in answers:

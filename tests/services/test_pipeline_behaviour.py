@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
-from tests.services.conftest import Stack
-from tests.services.helpers import poll_until
+from tests.support.services import InProcessServices
+from tests.support.serving import poll_until
 
 SLOW_STREAM = {
     "model": "slow-model",
@@ -18,10 +18,12 @@ SLOW_STREAM = {
 }
 
 
-def test_client_that_disconnects_mid_stream_stops_generation_and_the_span_says_so(stack: Stack) -> None:
-    stack.spans_exporter.clear()
+def test_client_that_disconnects_mid_stream_stops_generation_and_the_span_says_so(
+    services: InProcessServices,
+) -> None:
+    services.spans_exporter.clear()
     with (
-        stack.client() as client,
+        services.client() as client,
         client.stream("POST", "/v1/chat/completions", json=SLOW_STREAM) as response,
     ):
         assert response.status_code == 200
@@ -30,7 +32,9 @@ def test_client_that_disconnects_mid_stream_stops_generation_and_the_span_says_s
                 break  # one chunk, then hang up
 
     def cancelled_inference_span() -> dict[str, Any] | None:
-        return next((s for s in stack.spans() if s["service"] == "inference" and s["kind"] == "SERVER"), None)
+        return next(
+            (s for s in services.spans() if s["service"] == "inference" and s["kind"] == "SERVER"), None
+        )
 
     span = poll_until(cancelled_inference_span, "the inference server span to end", timeout=10)
     assert span["attributes"]["rpc.status_code"] == "CANCELLED"
@@ -40,7 +44,7 @@ def test_client_that_disconnects_mid_stream_stops_generation_and_the_span_says_s
     produced = span["events"][0]["attributes"]["gen_ai.usage.output_tokens"]
     assert produced < 32
     # ... and what it did produce is still counted on the server.
-    tokens = stack.metrics("inference")["llm.inference.tokens"]["points"]
+    tokens = services.metrics("inference")["llm.inference.tokens"]["points"]
     output = [
         p
         for p in tokens
@@ -56,19 +60,19 @@ async def _identical_pair(url: str) -> list[httpx.Response]:
         return await asyncio.gather(*(client.post("/v1/generate", json=body) for _ in range(3)))
 
 
-def test_identical_requests_in_flight_share_one_generation(stack: Stack) -> None:
-    stack.spans_exporter.clear()
-    responses = asyncio.run(_identical_pair(stack.orchestrator_url))
+def test_identical_requests_in_flight_share_one_generation(services: InProcessServices) -> None:
+    services.spans_exporter.clear()
+    responses = asyncio.run(_identical_pair(services.orchestrator_url))
     assert [r.status_code for r in responses] == [200, 200, 200]
     assert len({r.json()["id"] for r in responses}) == 1  # one generation, three answers
-    coalesced = stack.metrics("orchestrator")["llm.orchestrator.coalesced_requests"]["points"]
+    coalesced = services.metrics("orchestrator")["llm.orchestrator.coalesced_requests"]["points"]
     assert sum(p["value"] for p in coalesced) >= 2
-    generations = [s for s in stack.spans() if s["service"] == "inference" and s["kind"] == "SERVER"]
+    generations = [s for s in services.spans() if s["service"] == "inference" and s["kind"] == "SERVER"]
     assert len(generations) == 1
 
 
-def test_stage_queues_report_occupancy_and_capacity(stack: Stack) -> None:
-    metrics = stack.metrics("orchestrator")
+def test_stage_queues_report_occupancy_and_capacity(services: InProcessServices) -> None:
+    metrics = services.metrics("orchestrator")
     limits = {
         p["attributes"]["llm.stage"]: p["value"] for p in metrics["llm.orchestrator.queue.limit"]["points"]
     }
@@ -81,21 +85,21 @@ def test_stage_queues_report_occupancy_and_capacity(stack: Stack) -> None:
     assert waits == {"retrieve", "infer", "postprocess"}
 
 
-def _outcomes(stack: Stack) -> dict[str, float]:
-    points = stack.metrics("orchestrator").get("llm.orchestrator.requests", {"points": []})["points"]
+def _outcomes(services: InProcessServices) -> dict[str, float]:
+    points = services.metrics("orchestrator").get("llm.orchestrator.requests", {"points": []})["points"]
     return {p["attributes"]["llm.outcome"]: p["value"] for p in points}
 
 
-def _outcome_delta(stack: Stack, before: dict[str, float]) -> dict[str, float]:
-    after = _outcomes(stack)
+def _outcome_delta(services: InProcessServices, before: dict[str, float]) -> dict[str, float]:
+    after = _outcomes(services)
     return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
 
 
-def test_each_request_is_counted_once_with_how_it_ended(stack: Stack) -> None:
+def test_each_request_is_counted_once_with_how_it_ended(services: InProcessServices) -> None:
     # The recording rules divide sheds and errors by this counter: one point per request, whatever the path.
-    before = _outcomes(stack)
+    before = _outcomes(services)
     body = {"model": "fast-model", "max_tokens": 8, "messages": [{"role": "user", "content": "count once"}]}
-    with httpx.Client(base_url=stack.orchestrator_url, timeout=30) as client:
+    with httpx.Client(base_url=services.orchestrator_url, timeout=30) as client:
         assert client.post("/v1/generate", json=body).status_code == 200
         with client.stream("POST", "/v1/generate", json={**body, "stream": True}) as response:
             assert response.status_code == 200
@@ -104,22 +108,22 @@ def test_each_request_is_counted_once_with_how_it_ended(stack: Stack) -> None:
         missing = {**body, "model": "no-such-model"}
         assert client.post("/v1/generate", json=missing).status_code == 404
     assert poll_until(
-        lambda: _outcome_delta(stack, before) == {"ok": 2, "error": 1} or None,
+        lambda: _outcome_delta(services, before) == {"ok": 2, "error": 1} or None,
         "ok counted twice (answer and stream) and the unknown model once as an error",
         timeout=10,
     )
 
 
-def test_a_stream_the_client_abandons_counts_as_cancelled_not_error(stack: Stack) -> None:
-    before = _outcomes(stack)
+def test_a_stream_the_client_abandons_counts_as_cancelled_not_error(services: InProcessServices) -> None:
+    before = _outcomes(services)
     with (
-        httpx.Client(base_url=stack.orchestrator_url, timeout=30) as client,
+        httpx.Client(base_url=services.orchestrator_url, timeout=30) as client,
         client.stream("POST", "/v1/generate", json={**SLOW_STREAM, "stream": True}) as response,
     ):
         assert response.status_code == 200
         next(line for line in response.iter_lines() if line)  # one chunk, then hang up
     assert poll_until(
-        lambda: _outcome_delta(stack, before) == {"cancelled": 1} or None,
+        lambda: _outcome_delta(services, before) == {"cancelled": 1} or None,
         "the abandoned stream counted once, as cancelled",
         timeout=10,
     )

@@ -7,35 +7,35 @@ from typing import Any
 
 import pytest
 
-from tests.services.conftest import Stack
-from tests.services.helpers import poll_until, spans_of_trace
+from tests.support.services import InProcessServices
+from tests.support.serving import poll_until, spans_of_trace
 
 CHAT = {"model": "fast-model", "messages": [{"role": "user", "content": "how do exemplars work"}]}
 
 
-def _post(stack: Stack, body: dict[str, Any]) -> Any:
-    with stack.client() as client:
+def _post(services: InProcessServices, body: dict[str, Any]) -> Any:
+    with services.client() as client:
         return client.post("/v1/chat/completions", json=body)
 
 
-def _traced_post(stack: Stack, content: str) -> str:
+def _traced_post(services: InProcessServices, content: str) -> str:
     """Send one request on a cleared exporter; returns its trace id once its root span has ended."""
-    stack.spans_exporter.clear()
-    response = _post(stack, {**CHAT, "messages": [{"role": "user", "content": content}]})
+    services.spans_exporter.clear()
+    response = _post(services, {**CHAT, "messages": [{"role": "user", "content": content}]})
     assert response.status_code == 200
 
     def root() -> str | None:
-        roots = [s for s in stack.spans() if s["parent_span_id"] is None]
+        roots = [s for s in services.spans() if s["parent_span_id"] is None]
         assert len(roots) <= 1, roots
         return str(roots[0]["trace_id"]) if roots else None
 
     return poll_until(root, f"the root span of the request {content!r}", timeout=10)
 
 
-def test_one_request_yields_one_trace_linking_all_three_services(stack: Stack) -> None:
-    trace_id = _traced_post(stack, "trace one request")
+def test_one_request_yields_one_trace_linking_all_three_services(services: InProcessServices) -> None:
+    trace_id = _traced_post(services, "trace one request")
     spans = poll_until(
-        lambda: spans_of_trace(stack, trace_id, minimum=12), "12 spans of the trace", timeout=10
+        lambda: spans_of_trace(services, trace_id, minimum=12), "12 spans of the trace", timeout=10
     )
     by_id = {s["span_id"]: s for s in spans}
 
@@ -80,9 +80,9 @@ def _exemplar_trace_ids(metrics: dict[str, Any], name: str) -> set[str]:
     return {e["trace_id"] for p in metrics[name]["points"] for e in p["exemplars"]}
 
 
-def test_duration_histograms_carry_exemplars_of_the_request_trace(stack: Stack) -> None:
-    trace_id = _traced_post(stack, "exemplar check")
-    gateway, orchestrator, inference = (stack.metrics(s) for s in ("gateway", "orchestrator", "inference"))
+def test_duration_histograms_carry_exemplars_of_the_request_trace(services: InProcessServices) -> None:
+    trace_id = _traced_post(services, "exemplar check")
+    gateway, orchestrator, inference = (services.metrics(s) for s in ("gateway", "orchestrator", "inference"))
     for metrics, name in [
         (gateway, "http.server.request.duration"),
         (gateway, "gen_ai.client.operation.duration"),
@@ -102,8 +102,8 @@ def test_duration_histograms_carry_exemplars_of_the_request_trace(stack: Stack) 
     assert point["attributes"]["http.response.status_code"] == 200
 
 
-def test_streaming_records_ttft_tpot_and_time_to_first_chunk(stack: Stack) -> None:
-    with stack.client() as client:
+def test_streaming_records_ttft_tpot_and_time_to_first_chunk(services: InProcessServices) -> None:
+    with services.client() as client:
         response = client.post("/v1/chat/completions", json={**CHAT, "stream": True})
     events = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
     assert response.status_code == 200
@@ -112,7 +112,7 @@ def test_streaming_records_ttft_tpot_and_time_to_first_chunk(stack: Stack) -> No
     chunks = [json.loads(e) for e in events[:-1]]
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)
     assert chunks[-1]["choices"][0]["finish_reason"] in {"stop", "length"}
-    inference, gateway = stack.metrics("inference"), stack.metrics("gateway")
+    inference, gateway = services.metrics("inference"), services.metrics("gateway")
     ttft = inference["gen_ai.server.time_to_first_token"]["points"]
     tpot = inference["gen_ai.server.time_per_output_token"]["points"]
     assert sum(p["count"] for p in ttft) >= 1
@@ -124,12 +124,12 @@ def test_streaming_records_ttft_tpot_and_time_to_first_chunk(stack: Stack) -> No
     assert usage == {"input", "output"}
 
 
-def test_identical_requests_hit_the_response_cache(stack: Stack) -> None:
+def test_identical_requests_hit_the_response_cache(services: InProcessServices) -> None:
     body = {**CHAT, "messages": [{"role": "user", "content": "cache me"}]}
-    first, second = _post(stack, body), _post(stack, body)
+    first, second = _post(services, body), _post(services, body)
     assert first.status_code == second.status_code == 200
     assert first.json()["choices"] == second.json()["choices"]
-    points = stack.metrics("gateway")["llm.gateway.cache.requests"]["points"]
+    points = services.metrics("gateway")["llm.gateway.cache.requests"]["points"]
     by_result = {
         p["attributes"]["llm.cache.result"]: p["value"]
         for p in points
@@ -139,26 +139,28 @@ def test_identical_requests_hit_the_response_cache(stack: Stack) -> None:
     assert by_result["miss"] >= 1
 
 
-def test_prompt_text_is_not_recorded_by_default(stack: Stack) -> None:
+def test_prompt_text_is_not_recorded_by_default(services: InProcessServices) -> None:
     secret = "my-password-is-hunter2"
-    assert _post(stack, {**CHAT, "messages": [{"role": "user", "content": secret}]}).status_code == 200
-    for span in stack.spans():
+    assert _post(services, {**CHAT, "messages": [{"role": "user", "content": secret}]}).status_code == 200
+    for span in services.spans():
         assert not any(secret in str(v) for v in span["attributes"].values()), span["name"]
         assert "gen_ai.input.messages" not in span["attributes"]
 
 
-def test_models_endpoint_lists_the_catalog(stack: Stack) -> None:
-    with stack.client() as client:
+def test_models_endpoint_lists_the_catalog(services: InProcessServices) -> None:
+    with services.client() as client:
         response = client.get("/v1/models")
     assert response.status_code == 200
     assert [m["id"] for m in response.json()["data"]] == ["fast-model", "slow-model"]
 
 
 @pytest.mark.parametrize("path", ["/health", "/ready"])
-def test_health_and_readiness_answer_without_auth_and_without_spans(stack: Stack, path: str) -> None:
-    stack.spans_exporter.clear()
-    with stack.client(headers={"Authorization": ""}) as client:
+def test_health_and_readiness_answer_without_auth_and_without_spans(
+    services: InProcessServices, path: str
+) -> None:
+    services.spans_exporter.clear()
+    with services.client(headers={"Authorization": ""}) as client:
         assert client.get(path).status_code == 200
     # Only this path's spans: an earlier test's server span may still end after the clear.
-    gateway = [s for s in stack.spans() if s["service"] == "gateway"]
+    gateway = [s for s in services.spans() if s["service"] == "gateway"]
     assert not [s for s in gateway if s["attributes"].get("url.path") == path or s["name"].endswith(path)]

@@ -1,4 +1,4 @@
-"""The gateway in front of real OpenAI-compatible servers (LiteLLM's proxy, tests/services/_litellm.py) and
+"""The gateway in front of real OpenAI-compatible servers (LiteLLM's proxy, tests/support/litellm.py) and
 our own pipeline at once: pass-through answers and streams, usage, errors, a timeout, an upstream killed
 mid-stream, and the per-provider series and the cost counter they leave.
 
@@ -21,9 +21,9 @@ from deploy.stack import free_port
 from services.common.models import Catalog
 from services.gateway.app import create_app
 from telemetry import testing
-from tests.services._litellm import ANSWER, LiteLLMServer, mock_models, start_litellm
-from tests.services.conftest import API_KEY, Stack, gateway_settings
-from tests.services.helpers import poll_until, serve_uvicorn, stop_uvicorn
+from tests.support.litellm import ANSWER, LiteLLMServer, mock_models, start_litellm
+from tests.support.services import API_KEY, InProcessServices, gateway_settings
+from tests.support.serving import poll_until, serve_uvicorn, stop_uvicorn
 
 # The catalog's prices, in USD per million tokens.
 OPENAI_PRICE = (0.15, 0.60)
@@ -128,7 +128,7 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
 
 @pytest.fixture(scope="module")
 def gateway(
-    stack: Stack, upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory
+    services: InProcessServices, upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ProviderGateway]:
     work = tmp_path_factory.mktemp("catalog")
     key_file = work / "second.key"
@@ -150,10 +150,10 @@ def gateway(
     )
     capture = testing.capture("gateway")
     port = free_port()
-    app = create_app(gateway_settings(stack.orchestrator_url), capture.telemetry, catalog)
-    served = stack.loop.run(serve_uvicorn(app, port))
+    app = create_app(gateway_settings(services.orchestrator_url), capture.telemetry, catalog)
+    served = services.loop.run(serve_uvicorn(app, port))
     yield ProviderGateway(f"http://127.0.0.1:{port}", capture, upstreams)
-    stack.loop.run(stop_uvicorn([served]))
+    services.loop.run(stop_uvicorn([served]))
     capture.shutdown()
 
 

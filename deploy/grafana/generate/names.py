@@ -2,7 +2,7 @@
 
 Our own metrics are named through their :class:`~telemetry.semconv.MetricSpec` (see ``_build.series``);
 what is here comes from elsewhere: the Collector's connectors and self-metrics (otelcol-llm with
-collector/config/base.yaml), Prometheus itself, and our recording rules. tests/rules/_promql.py's
+collector/config/base.yaml), Prometheus itself, and our recording rules. tests/support/promql.py's
 ``known_names`` checks every one against what really reaches Prometheus.
 """
 

@@ -247,8 +247,8 @@ def build() -> Dashboard:
             "Spans marked as exemplar carriers",
             f"{MARKED_SPANS} per service: spans whose measurement became an exemplar, marked "
             "llm.exemplar=true for the sampler to keep (at most one per series, bucket and exemplar window). "
-            "Whether each exemplar resolves to a kept trace, and the buckets' coverage, need the trace store: "
-            "the main job's drilldown and report measure them.",
+            "Whether each exemplar resolves to a kept trace, and the buckets' coverage, need the trace "
+            "store: the main job's drilldown and report measure them.",
             "short",
             grouped("sum", "job", rate(MARKED_SPANS)),
         ),

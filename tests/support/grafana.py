@@ -22,7 +22,7 @@ from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.cog.runtime import UnknownDataquery
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from tests.rules._promql import REPO_ROOT
+from tests.support.promql import REPO_ROOT
 
 GRAFANA_DIR = REPO_ROOT / "deploy" / "grafana"
 DATASOURCES_FILE = GRAFANA_DIR / "provisioning" / "datasources" / "datasources.yaml"

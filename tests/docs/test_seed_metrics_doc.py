@@ -5,7 +5,7 @@ PromQL | note), then lists what is not emitted and the gaps. What is checkable i
 
 - dotted OpenTelemetry names of our namespaces are metrics in ``semconv.METRICS`` or attribute keys in
   ``semconv``; a name followed by its unit and kind (`` `x` (`s`, histogram) ``) has that unit and kind;
-- Prometheus names (in PromQL or alone) are series something in the stack stores (tests/rules/_promql.py),
+- Prometheus names (in PromQL or alone) are series something in the stack stores (tests/support/promql.py),
   series of a job deploy/prometheus/prometheus.yml scrapes, recording rules, label names, or a seed's own
   name, which is one that appears in a "seed metric" cell (that column is not checked: it quotes the seeds);
 - alert names exist in deploy/prometheus/rules, and quoted panel, row and dashboard titles in the dashboards;
@@ -28,8 +28,8 @@ import yaml
 
 from telemetry import semconv
 from telemetry.semconv import METRICS, Kind, Outcome
-from tests.rules._grafana import load_dashboards
-from tests.rules._promql import RULES_DIR, known_names, selectors
+from tests.support.grafana import load_dashboards
+from tests.support.promql import RULES_DIR, known_names, selectors
 
 REPO = Path(__file__).resolve().parents[2]
 DOC_PATH = REPO / "docs" / "seed-metrics.md"

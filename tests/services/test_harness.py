@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from deploy.stack import free_port
-from tests.services.helpers import serve_uvicorn
+from tests.support.serving import serve_uvicorn
 
 
 @pytest.mark.anyio

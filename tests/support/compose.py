@@ -1,4 +1,4 @@
-"""deploy/compose.yaml read as compose reads it, for the checks of tests/unit/test_compose_file.py (the file
+"""deploy/compose.yaml read as compose reads it, for the checks of tests/deploy/test_compose_file.py (the file
 alone) and tests/e2e/test_compose.py (the mounted configs through the real binaries)."""
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from deploy.local.report import ReportAssetError, ReportData, page as page_modul
 from deploy.local.report.collect import ExemplarPoint, OperationSeries, ServiceHistogram
 from deploy.stack import Span
 from deploy.stack.guarantee import Coverage, GuaranteeFigures
-from tests._ci import missing
+from tests.support.ci import missing
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 T0 = 1_765_000_000

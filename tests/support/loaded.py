@@ -1,4 +1,5 @@
-"""``loaded_stack``: the e2e backends plus the three real services, after a realistic load."""
+"""The e2e backends plus the three real services, after a realistic load (the ``loaded_backends`` fixture of
+tests/e2e/conftest.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from services.loadgen import LoadReport, run_load
 
 
 @dataclass(frozen=True)
-class LoadedStack:
+class LoadedBackends:
     stack: Stack
     services: ServiceAddresses
     report: LoadReport
@@ -30,9 +31,9 @@ class LoadedStack:
         return self.stack.endpoints.jaeger_url
 
 
-@pytest.fixture(scope="session")
-def loaded_stack(stack: Stack) -> LoadedStack:
-    """The services stop with ``stack`` (it stops every process it started)."""
+def load_services(stack: Stack) -> LoadedBackends:
+    """The three services started on ``stack`` and a realistic load sent through them; the services stop
+    with ``stack`` (it stops every process it started). Failures fail the calling fixture."""
     specs, addresses = service_specs(stack)
     try:
         for spec in specs:
@@ -53,4 +54,4 @@ def loaded_stack(stack: Stack) -> LoadedStack:
     )
     print(f"\n[e2e load] {report.summary()}")
     assert report.statuses["200"] > 0, report.summary()
-    return LoadedStack(stack, addresses, report, started, time.time())
+    return LoadedBackends(stack, addresses, report, started, time.time())

@@ -148,11 +148,9 @@ def test_a_collector_that_is_down_never_raises_into_the_caller(
     assert recorded - started < 2, "recording waited on the exporter"
     assert stopped - recorded < 5, "shutdown waited past its timeout on a collector that is down"
     failures = [r.getMessage() for r in caplog.records if r.name.startswith("opentelemetry.exporter")]
-    # Logged as the SDK gives up, or as a retry that shutdown's deadline then cut short.
-    assert any(
-        f"xport traces to 127.0.0.1:{port}" in m or f"xporting traces to 127.0.0.1:{port}" in m
-        for m in failures
-    ), failures
+    # Logged as the SDK gives up, or as a retry that shutdown's deadline then cut short: for the spans, or,
+    # when a busy machine delays the spans' first attempt past the deadline, for the metrics' final export.
+    assert any(f"to 127.0.0.1:{port}" in m for m in failures), failures
 
 
 def test_shutdown_keeps_its_deadline_when_the_collector_hangs(

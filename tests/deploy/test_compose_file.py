@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from deploy.stack._binaries import REPO_ROOT
-from tests._compose import (
+from tests.support.compose import (
     ALERTMANAGER_CONFIG,
     APP_SERVICES,
     BACKENDS,
@@ -44,7 +44,7 @@ from tests._compose import (
     mounts,
     target_of,
 )
-from tests.rules._grafana import GRAFANA_DIR, env_references
+from tests.support.grafana import GRAFANA_DIR, env_references
 
 # ---- images ----------------------------------------------------------------------------------------
 

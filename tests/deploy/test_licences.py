@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from deploy.stack._binaries import REPO_ROOT
-from tests._licences import forbidden_references
+from tests.support.licences import forbidden_references
 
 _BUILD_FILES = [
     "scripts/*.sh", ".ci/*", "deploy/versions.env", "collector/*", "**/go.mod",

@@ -22,8 +22,8 @@ from deploy.grafana import generate
 from deploy.grafana.generate.__main__ import main as generate_main
 from deploy.stack import BinaryMissingError, locate_binaries
 from telemetry import semconv
-from tests._ci import missing
-from tests.rules._grafana import (
+from tests.support.ci import missing
+from tests.support.grafana import (
     DASHBOARD_PROVIDERS_FILE,
     DASHBOARDS_DIR,
     DATASOURCES_FILE,
@@ -44,7 +44,7 @@ from tests.rules._grafana import (
     template_variables,
     traces_to_metrics_queries,
 )
-from tests.rules._promql import known_names, unknown_selectors
+from tests.support.promql import known_names, unknown_selectors
 
 # Values a template variable takes in these checks: "All".
 ALL = {"job": ".*", "model": ".*", "provider": ".*"}
