@@ -19,9 +19,10 @@ import shutil
 import ssl
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import httpx
@@ -40,29 +41,12 @@ FILES = CHART / "files"
 RELEASE, NAMESPACE = "llmtel", "llmtel"
 PREFIX = f"{RELEASE}-llm-telemetry"
 
-# Every branch of the templates that the defaults leave out.
-NON_DEFAULT = {
-    "metrics.export": "prometheus",
-    "serviceMonitor.enabled": "true",
-    "gateway.autoscaling.enabled": "false",
-    "gateway.apiKeys.existingSecret": "my-keys",
-    "inference.grpcReadinessProbe": "true",
-    "collector.gateway.replicas": "3",
-    "collector.gateway.tailSampling.enabled": "true",
-    "jaeger.storage.type": "elasticsearch",
-    "jaeger.replicas": "2",
-    "prometheus.enabled": "false",
-    "prometheus.remoteWriteUrl": "http://prom.example:9090/api/v1/write",
-    "prometheus.externalUrl": "http://prom.example:9090",
-    "grafana.adminPassword.existingSecret": "my-grafana",
-}
+# The scenarios: every ci/*-values.yaml by name ("defaults", "non-default", ...), as chart-testing reads them.
 VARIANTS = {
-    "defaults": {},
-    "non-default": NON_DEFAULT,
-    "pull-without-operator": {"metrics.export": "prometheus", "grafana.enabled": "false"},
-    "opensearch": {"jaeger.storage.type": "opensearch"},
-    "cassandra": {"jaeger.storage.type": "cassandra"},
+    path.name.removesuffix("-values.yaml"): path for path in sorted((CHART / "ci").glob("*-values.yaml"))
 }
+EXAMPLES = sorted(path.parent for path in (CHART / "examples").glob("*/values.yaml"))
+"""examples/<name>/: values.yaml, where a user starts, and rendered/, its committed ``helm template``."""
 
 # A minimal ServiceMonitor CRD: the fields the chart uses, no x-kubernetes-preserve-unknown-fields,
 # so --validate=strict rejects a field the real CRD does not have either.
@@ -137,9 +121,13 @@ class Helm:
             raise AssertionError(f"helm {' '.join(args)}: rc={result.returncode}\n{result.stderr}")
         return result
 
-    def template(self, values: dict[str, str], *extra: str) -> str:
-        sets = [f"--set={key}={value}" for key, value in values.items()]
-        return self.run("template", RELEASE, str(CHART), "--namespace", NAMESPACE, *sets, *extra).stdout
+    def template(self, values: Path | Mapping[str, str] = MappingProxyType({}), *extra: str) -> str:
+        """``helm template`` with a values file (a ci/ scenario) or ``--set`` pairs."""
+        if isinstance(values, Path):
+            given = ["--values", str(values)]
+        else:
+            given = [f"--set={key}={value}" for key, value in values.items()]
+        return self.run("template", RELEASE, str(CHART), "--namespace", NAMESPACE, *given, *extra).stdout
 
 
 def _objects(rendered: str) -> list[dict[str, Any]]:
@@ -173,7 +161,8 @@ def rendered(helm: Helm) -> dict[str, str]:
 
 def test_helm_lint_passes_with_default_and_non_default_values(helm: Helm) -> None:
     helm.run("lint", "--strict", str(CHART))
-    helm.run("lint", "--strict", str(CHART), *(f"--set={k}={v}" for k, v in NON_DEFAULT.items()))
+    for values in VARIANTS.values():
+        helm.run("lint", "--strict", str(CHART), "--values", str(values))
 
 
 def test_the_services_have_probes_resources_and_scrape_annotations(rendered: dict[str, str]) -> None:
@@ -243,6 +232,21 @@ def test_the_collector_tiers_route_by_trace_id_to_a_headless_gateway_service(
     assert tail["args"][-1] == "--config=file:/etc/otelcol/overlay-tail-sampling.yaml"
 
 
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda path: path.name)
+def test_each_example_renders_to_its_committed_output(helm: Helm, example: Path, tmp_path: Path) -> None:
+    helm.run("lint", "--strict", str(CHART), "--values", str(example / "values.yaml"))
+    helm.run(
+        "template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--values", str(example / "values.yaml"),
+        "--output-dir", str(tmp_path),
+    )  # fmt: skip
+    committed = {
+        p.relative_to(example / "rendered"): p.read_text() for p in (example / "rendered").rglob("*.yaml")
+    }
+    fresh = {p.relative_to(tmp_path): p.read_text() for p in tmp_path.rglob("*.yaml")}
+    assert committed, f"{example}/rendered is empty"
+    assert fresh == committed, f"re-render {example.name}/rendered (the command is in its values.yaml)"
+
+
 def test_the_service_monitor_is_rendered_only_where_it_can_be_used(helm: Helm) -> None:
     def monitors(values: dict[str, str], *extra: str) -> int:
         return sum(o["kind"] == "ServiceMonitor" for o in _objects(helm.template(values, *extra)))
@@ -258,8 +262,12 @@ def test_the_service_monitor_is_rendered_only_where_it_can_be_used(helm: Helm) -
 
 def test_bad_values_fail_the_rendering_with_a_reason(helm: Helm) -> None:
     for values, reason in (
-        ({"collector.gateway.replicas": "1"}, "collector.gateway.replicas must be at least 2"),
-        ({"jaeger.storage.type": "mysql"}, 'jaeger.storage.type="mysql"'),
+        # values.schema.json
+        ({"collector.gateway.replicas": "1"}, "at '/collector/gateway/replicas': minimum: got 1, want 2"),
+        ({"jaeger.storage.type": "mysql"}, "at '/jaeger/storage/type': value must be one of"),
+        ({"gateway.replicaz": "3"}, "at '/gateway': additional properties 'replicaz' not allowed"),
+        ({"metrics.export": "push"}, "at '/metrics/export': value must be one of 'otlp', 'prometheus'"),
+        # the templates' own checks, where a rule spans several values
         ({"prometheus.enabled": "false"}, "prometheus.enabled=false needs prometheus."),
     ):
         sets = [f"--set={k}={v}" for k, v in values.items()]
@@ -441,6 +449,9 @@ def test_every_rendering_is_accepted_by_the_api_server(
         accepted = result.stdout.count("(server dry run)")
         assert accepted == len(_objects(manifest)), f"{variant}: {result.stdout}"
         print(f"[helm] {variant}: {accepted} objects accepted (server dry run)")
+    for example in EXAMPLES:
+        manifest = helm.template(example / "values.yaml")
+        assert apiserver.dry_run(manifest).returncode == 0, example.name
     # Detected the way `helm install` on such a cluster would (the CRD's group/version is served).
     monitored = helm.template(
         {"metrics.export": "prometheus"}, "--api-versions=monitoring.coreos.com/v1/ServiceMonitor"
