@@ -35,6 +35,7 @@ KEY_ATTRIBUTES = (
     f"{sc.LLM_GPU_UTILIZATION}.start",
     f"{sc.LLM_GPU_MEMORY_USAGE}.start",
     sc.ERROR_TYPE,
+    sc.LLM_EXEMPLAR,
 )
 
 
