@@ -267,10 +267,14 @@ _HEALTH_SERVICES = ("", pb.DESCRIPTOR.services_by_name["Inference"].full_name)
 
 
 async def start_server(
-    settings: InferenceSettings, telemetry: Telemetry, models: Mapping[str, ModelSpec] | None = None
+    settings: InferenceSettings,
+    telemetry: Telemetry,
+    models: Mapping[str, ModelSpec] | None = None,
+    engine: Engine | None = None,
 ) -> RunningInference:
-    """Serve Inference and the standard grpc.health.v1 service on one port."""
-    engine = SimulatedEngine(settings.time_scale)
+    """Serve Inference and the standard grpc.health.v1 service on one port; ``engine`` replaces the
+    simulated one (tests/support/engine_faults.py wraps it to slow a model on purpose)."""
+    engine = engine or SimulatedEngine(settings.time_scale)
     scheduler = BatchScheduler(
         engine,
         max_batch_size=settings.max_batch_size,
