@@ -22,8 +22,8 @@ from telemetry.semconv import Kind, MetricSpec
 SPEC_VERSION = 1
 _NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-_DURATION = re.compile(r"(\d+)([smhdw])")
-_DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"(\d+)([smhdwy])")
+_DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 _SPEC_KEYS = frozenset({"version", "service", "windows", "period", "grafana_url", "slos"})
 _SLO_KEYS = frozenset(
     {"name", "description", "kind", "metric", "matchers", "target", "objective", "group_by"}
