@@ -32,9 +32,7 @@ class SlothError(RuntimeError):
     """Sloth refused the generated spec or could not run."""
 
 
-def generate(
-    spec: Spec, sloth: Path, *, windows_dir: Path | None = None, period: str | None = None
-) -> str:
+def generate(spec: Spec, sloth: Path, *, windows_dir: Path | None = None, period: str | None = None) -> str:
     """The rules file's text: Sloth's output for ``spec``, under :data:`HEADER`.
 
     ``windows_dir`` and ``period`` replace the spec's windows (the e2e burn uses a compressed period)."""
@@ -59,5 +57,7 @@ def generate(
         except OSError as exc:
             raise SlothError(f"cannot run {sloth}: {exc}") from exc
         if result.returncode != 0 or not out.is_file():
-            raise SlothError(f"sloth generate failed (exit {result.returncode}):\n{result.stderr}{result.stdout}")
+            raise SlothError(
+                f"sloth generate failed (exit {result.returncode}):\n{result.stderr}{result.stdout}"
+            )
         return HEADER + out.read_text()

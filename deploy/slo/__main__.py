@@ -21,8 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sloth", type=Path, help="the sloth binary (default: scripts/build-backends.sh's, or LLMTEL_SLOTH)"
     )
-    parser.add_argument("--windows", type=Path, help="a directory of AlertWindows files (default: the spec's)")
-    parser.add_argument("--period", help="the SLO period, one of the windows files' sloPeriod (default: the spec's)")
+    parser.add_argument(
+        "--windows", type=Path, help="a directory of AlertWindows files (default: the spec's)"
+    )
+    parser.add_argument(
+        "--period", help="the SLO period, one of the windows files' sloPeriod (default: the spec's)"
+    )
     args = parser.parse_args(argv)
     try:
         sloth = args.sloth or locate_binaries().require("sloth")["sloth"]

@@ -166,7 +166,9 @@ def sloth_spec(spec: Spec, windows: AlertWindows) -> dict[str, Any]:
                 "name": objective.name,
                 "description": objective.description,
                 "objective": objective.objective,
-                "sli": {"events": {"error_query": error_query(objective), "total_query": total_query(objective)}},
+                "sli": {
+                    "events": {"error_query": error_query(objective), "total_query": total_query(objective)}
+                },
                 "alerting": {
                     "name": objective.alert_name,
                     "page_alert": {
@@ -182,4 +184,3 @@ def sloth_spec(spec: Spec, windows: AlertWindows) -> dict[str, Any]:
             for objective in spec.objectives
         ],
     }
-

@@ -137,7 +137,9 @@ def load(path: Path) -> Spec:
             if objective is not None:
                 objectives.append(objective)
         names = [o.name for o in objectives]
-        problems += [f"slos: {n!r} appears more than once" for n in sorted({n for n in names if names.count(n) > 1})]
+        problems += [
+            f"slos: {n!r} appears more than once" for n in sorted({n for n in names if names.count(n) > 1})
+        ]
     if problems:
         raise SpecError(f"{path}:\n  " + "\n  ".join(problems))
     windows_dir = (path.parent / str(raw.get("windows", "windows"))).resolve()
@@ -162,7 +164,9 @@ def _objective(item: Any, index: int) -> tuple[Objective | None, list[str]]:
     try:
         kind = SLIKind(item.get("kind"))
     except ValueError:
-        problems.append(f"{where}: kind must be one of {[k.value for k in SLIKind]}, got {item.get('kind')!r}")
+        problems.append(
+            f"{where}: kind must be one of {[k.value for k in SLIKind]}, got {item.get('kind')!r}"
+        )
         kind = None
     metric = histograms().get(str(item.get("metric")))
     if metric is None:
@@ -177,7 +181,9 @@ def _objective(item: Any, index: int) -> tuple[Objective | None, list[str]]:
     if not isinstance(matchers, str) or "{" in matchers or "}" in matchers:
         problems.append(f"{where}: matchers: label matchers without braces, e.g. 'job=\"gateway\"'")
     group_by = item.get("group_by", [])
-    if not isinstance(group_by, list) or not all(isinstance(g, str) and _LABEL.fullmatch(g) for g in group_by):
+    if not isinstance(group_by, list) or not all(
+        isinstance(g, str) and _LABEL.fullmatch(g) for g in group_by
+    ):
         problems.append(f"{where}: group_by: a list of Prometheus label names, got {group_by!r}")
     target = item.get("target")
     if kind is SLIKind.LATENCY:

@@ -94,7 +94,11 @@ def test_rules_select_only_metrics_the_pipeline_stores() -> None:
 
 def test_recording_rules_are_unique() -> None:
     # Sloth records one name per SLO, told apart by its sloth_slo label: name and labels must be unique.
-    records = [(rule["record"], tuple(sorted(rule.get("labels", {}).items()))) for rule in _rules() if "record" in rule]
+    records = [
+        (rule["record"], tuple(sorted(rule.get("labels", {}).items())))
+        for rule in _rules()
+        if "record" in rule
+    ]
     assert len(records) == len(set(records)), sorted({r for r in records if records.count(r) > 1})
 
 

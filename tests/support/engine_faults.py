@@ -98,7 +98,9 @@ class FaultFile:
             self._fault = None
             return
         if fault.until - time.time() > MAX_FAULT_S or not 0 <= fault.prefill_delay_s <= MAX_DELAY_S:
-            log.warning("ignoring fault %s: longer than %g s or delay above %g s", fault, MAX_FAULT_S, MAX_DELAY_S)
+            log.warning(
+                "ignoring fault %s: longer than %g s or delay above %g s", fault, MAX_FAULT_S, MAX_DELAY_S
+            )
             self._fault = None
             return
         log.info("fault: %s", fault)
