@@ -162,7 +162,7 @@ def _objective(item: Any, index: int) -> tuple[Objective | None, list[str]]:
     if not isinstance(description, str) or not description:
         problems.append(f"{where}: description: one sentence saying what a good event is")
     try:
-        kind = SLIKind(item.get("kind"))
+        kind = SLIKind(str(item.get("kind")))
     except ValueError:
         problems.append(
             f"{where}: kind must be one of {[k.value for k in SLIKind]}, got {item.get('kind')!r}"
@@ -200,7 +200,7 @@ def _objective(item: Any, index: int) -> tuple[Objective | None, list[str]]:
             metric=metric,
             objective=float(objective),
             matchers=str(matchers),
-            target=float(target) if target is not None else None,
+            target=float(target) if isinstance(target, int | float) else None,
             group_by=tuple(group_by),
         ),
         [],
