@@ -190,7 +190,7 @@ def _objective(item: Any, index: int) -> tuple[Objective | None, list[str]]:
         problems += _check_target(where, target, metric)
     elif target is not None:
         problems.append(f"{where}: target applies to latency SLOs only")
-    if problems or metric is None or kind is None:
+    if problems or metric is None or kind is None or not isinstance(objective, int | float):
         return None, problems
     return (
         Objective(
