@@ -67,17 +67,18 @@ def clear_fault(path: Path) -> None:
 
 
 class FaultFile:
-    """The current fault, re-read when the file changes (checked at most every :data:`POLL_S`)."""
+    """The current fault, re-read when the file changes (checked at most every ``poll_s``)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, poll_s: float = POLL_S) -> None:
         self.path = path
-        self._checked = 0.0
+        self.poll_s = poll_s
+        self._checked = -poll_s
         self._stamp: float | None = None
         self._fault: Fault | None = None
 
     def current(self) -> Fault | None:
         now = time.monotonic()
-        if now - self._checked >= POLL_S:
+        if now - self._checked >= self.poll_s:
             self._checked = now
             self._reload()
         return self._fault
