@@ -73,7 +73,7 @@ class FaultFile:
         self.path = path
         self.poll_s = poll_s
         self._checked = -poll_s
-        self._stamp: float | None = None
+        self._stamp: tuple[int, int] | None = None
         self._fault: Fault | None = None
 
     def current(self) -> Fault | None:
@@ -85,7 +85,8 @@ class FaultFile:
 
     def _reload(self) -> None:
         try:
-            stamp = self.path.stat().st_mtime
+            stat = self.path.stat()
+            stamp = (stat.st_mtime_ns, stat.st_ino)  # start_fault replaces the file: a new inode
         except FileNotFoundError:
             self._stamp, self._fault = None, None
             return
