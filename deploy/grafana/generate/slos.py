@@ -68,7 +68,7 @@ def _section(objective: Objective, windows: list[str]) -> Section:
     )
     panels: list[PanelBuilder] = [
         stat(
-            "Error budget left",
+            f"{objective.name}: error budget left",
             f"{objective.description} Objective {objective.objective:g} % ({what}). Share of the period's "
             f"error budget not yet spent ({n.SLO_BUDGET_REMAINING}); below 0 the SLO is missed.",
             "percentunit",
@@ -77,7 +77,7 @@ def _section(objective: Objective, windows: list[str]) -> Section:
             decimals=1,
         ),
         timeseries(
-            "Error budget left over time",
+            f"{objective.name}: error budget left over time",
             f"{n.SLO_BUDGET_REMAINING} for {objective.name}, per {', '.join(objective.group_by) or 'SLO'}.",
             "percentunit",
             Query(remaining, _legend(objective)),
@@ -86,7 +86,7 @@ def _section(objective: Objective, windows: list[str]) -> Section:
             max_val=1,
         ),
         timeseries(
-            "Burn rate per window",
+            f"{objective.name}: burn rate per window",
             "The SLI's error ratio over each window Sloth records, divided by the error budget: 1 spends it "
             "exactly over the period. A page needs a long and a short window above its threshold at once "
             "(deploy/slo/windows/).",
