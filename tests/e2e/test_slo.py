@@ -209,6 +209,11 @@ def test_ttft_burn_pages_oncall_with_exemplars_that_resolve_in_jaeger(
         assert not _ttft_pages(webhook), f"paged before the fault: {_ttft_pages(webhook)}"
         (healthy,) = stack.prometheus.query(sli)
         assert healthy.value < PAGE_RATIO, f"the SLI burns before the fault: {healthy}"
+        # How far the shipped objectives are from the healthy load: every SLI over the last 2 minutes.
+        for sample in stack.prometheus.query("slo:sli_error:ratio_rate2m"):
+            labels = sample.labels
+            where = f"{labels['sloth_slo']} {labels.get(MODEL_LABEL, '')}".strip()
+            FIGURES.add("SLO burn", f"healthy load: bad share, 2 m, {where}", f"{sample.value:.2%}")
 
         fault = start_fault(fault_file, SLOW_MODEL, FAULT_S, prefill_delay_s=PREFILL_DELAY_S)
         fault_at = time.monotonic()
