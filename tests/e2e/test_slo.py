@@ -29,10 +29,10 @@ import yaml
 
 from deploy.local.services import ServiceAddresses, service_specs
 from deploy.slo import RULES_PATH, SPEC_PATH, generate, load
-from deploy.stack import Binaries, ProcessSpec, Stack, StackConfig, poll_until, render_prometheus_config
+from deploy.stack import Binaries, ProcessSpec, Stack, StackConfig, poll_until
 from deploy.stack.clients import Exemplar
 from services.loadgen import LoadReport, run_load
-from tests.support.alerts import WebhookReceiver, alertmanager_spec
+from tests.support.alerts import WebhookReceiver, alertmanager_spec, point_prometheus_at
 from tests.support.backends import require
 from tests.support.engine_faults import FAULT_FILE_VAR, clear_fault, start_fault
 from tests.support.faults import CONCURRENCY, FIGURES
@@ -92,10 +92,6 @@ def _with_objective(objective: Any, value: float) -> Any:
     from dataclasses import replace
 
     return replace(objective, objective=value)
-
-
-def _addr(url: str) -> str:
-    return url.removeprefix("http://").split("/", 1)[0]
 
 
 def _rules_dir(binaries: Binaries, dest: Path) -> Path:
@@ -185,20 +181,10 @@ def test_ttft_burn_pages_oncall_with_exemplars_that_resolve_in_jaeger(
         else s
         for s in specs
     ]
-    ep = stack.endpoints
     load: SteadyLoad | None = None
     try:
         backends = {spec.name: spec for spec in stack.backend_specs()}
-        render_prometheus_config(
-            stack.prometheus_config,
-            prometheus_addr=_addr(ep.prometheus_url),
-            collector_telemetry_addr=_addr(ep.collector_telemetry_url),
-            collector_exporter_addr=_addr(ep.collector_metrics_url),
-            metrics_path=stack.config.metrics_path,
-            scrape_interval=stack.config.scrape_interval,
-            rules_dir=rules_dir,
-            alertmanager_addr=_addr(am_url),
-        )
+        point_prometheus_at(stack, am_url, rules_dir)
         for spec in [am_spec, backends["prometheus"], backends["jaeger"], backends["otelcol"], *specs]:
             stack.start_process(spec)
 
