@@ -15,10 +15,14 @@ WORKDIR /src
 COPY pyproject.toml ./
 COPY telemetry/ telemetry/
 COPY services/ services/
-# grpcio-tools at the version pyproject.toml's dev extra pins, used here only.
-RUN python -m pip install "grpcio-tools==1.85.1" \
- && python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. services/proto/inference.proto \
- && python -m pip install --prefix=/install .
+# grpcio-tools, at the version pyproject.toml's dev extra pins, in a venv of its own and used only here:
+# installed into the base interpreter, what it brings (protobuf, typing-extensions) counted as "already
+# satisfied" for the install below, was left out of /install, and the image failed to start
+# (ModuleNotFoundError). --ignore-installed: /install gets every dependency, whatever the base has.
+RUN python -m venv /tools \
+ && /tools/bin/pip install "grpcio-tools==1.85.1" \
+ && /tools/bin/python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. services/proto/inference.proto \
+ && python -m pip install --prefix=/install --ignore-installed .
 
 FROM ${PYTHON_IMAGE}
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1

@@ -2,8 +2,8 @@
 # Builds the real backends from their Go modules and caches the binaries outside the repo.
 #
 #   scripts/build-backends.sh [TARGET ...]   build what is missing of otelcol, prometheus, jaeger,
-#                                            alertmanager, etcd, kube (kube-apiserver + kubectl), helm
-#                                            (default: all)
+#                                            alertmanager, etcd, kube (kube-apiserver + kubectl), helm,
+#                                            compose (the Docker CLI plugin) (default: all)
 #   scripts/build-backends.sh --print                                       print NAME=path lines
 #
 # Versions come from deploy/versions.env; the Collector's components from collector/builder-config.yaml.
@@ -31,6 +31,7 @@ alertmanager_dir="$cache/bin/alertmanager-$ALERTMANAGER_VERSION"
 etcd_dir="$cache/bin/etcd-$ETCD_VERSION"
 kube_dir="$cache/bin/kube-$KUBERNETES_VERSION"
 helm_dir="$cache/bin/helm-$HELM_VERSION"
+compose_dir="$cache/bin/compose-$COMPOSE_VERSION"
 
 print_paths() {
   echo "OTELCOL=$otelcol_dir/otelcol-llm"
@@ -42,6 +43,7 @@ print_paths() {
   echo "KUBE_APISERVER=$kube_dir/kube-apiserver"
   echo "KUBECTL=$kube_dir/kubectl"
   echo "HELM=$helm_dir/helm"
+  echo "DOCKER_COMPOSE=$compose_dir/docker-compose"
 }
 
 log() { printf '[backends %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -229,6 +231,32 @@ build_helm() {
   rm -rf "$helm_dir"; mv "$helm_dir.tmp" "$helm_dir"
 }
 
+# Docker Compose v5 runs deploy/compose.yaml in tests/e2e/test_compose_stack.py (scripts/docker-engine.sh
+# installs it as a CLI plugin). Debian's docker-compose 1.29 rejects the file's top-level `name`.
+build_compose() {
+  [[ -x $compose_dir/docker-compose ]] && { log "docker compose $COMPOSE_VERSION cached ($compose_dir)"; return; }
+  require_go
+  log "building docker compose $COMPOSE_VERSION (cold: about 2 minutes)"
+  # go install refuses the module (its go.mod has exclude lines). A throwaway module whose go.mod is
+  # compose's own, renamed, keeps those excludes in force and selects compose's own dependency set.
+  local module=github.com/docker/compose/v5
+  local work="$cache/work/compose-$COMPOSE_VERSION"
+  rm -rf "$work"; mkdir -p "$work" "$compose_dir.tmp"
+  local gomod
+  gomod=$(go mod download -json "$module@v$COMPOSE_VERSION" | sed -n 's/^\t"GoMod": "\(.*\)",$/\1/p')
+  [[ -f $gomod ]] || { log "go mod download $module@v$COMPOSE_VERSION named no go.mod"; exit 1; }
+  sed "s|^module .*|module llmtel/compose-build|" "$gomod" >"$work/go.mod"
+  printf '\nrequire %s v%s\n' "$module" "$COMPOSE_VERSION" >>"$work/go.mod"
+  (
+    cd "$work"
+    # The version stamp upstream's Makefile sets; `docker compose version` prints it.
+    with_progress "go build docker compose" env CGO_ENABLED=0 go build -mod=mod -trimpath \
+      -ldflags "-s -w -X $module/internal.Version=v$COMPOSE_VERSION" \
+      -o "$compose_dir.tmp/docker-compose" "$module/cmd"
+  )
+  rm -rf "$compose_dir" "$work"; mv "$compose_dir.tmp" "$compose_dir"
+}
+
 main() {
   if [[ ${1:-} == --print ]]; then print_paths; return; fi
   mkdir -p "$cache"
@@ -240,16 +268,16 @@ main() {
   local target
   for target in "${targets[@]}"; do
     case $target in
-      otelcol | prometheus | jaeger | alertmanager | etcd | kube | helm) ;;
+      otelcol | prometheus | jaeger | alertmanager | etcd | kube | helm | compose) ;;
       all) ;;
-      *) log "unknown target '$target' (otelcol, prometheus, jaeger, alertmanager, etcd, kube, helm, all)"; exit 2 ;;
+      *) log "unknown target '$target' (otelcol, prometheus, jaeger, alertmanager, etcd, kube, helm, compose, all)"; exit 2 ;;
     esac
   done
   for target in "${targets[@]}"; do
     case $target in
       all)
         build_otelcol; build_prometheus; build_jaeger; build_alertmanager
-        build_etcd; build_kube; build_helm
+        build_etcd; build_kube; build_helm; build_compose
         ;;
       *) "build_$target" ;;
     esac

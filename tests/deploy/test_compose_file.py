@@ -302,7 +302,7 @@ def test_the_services_run_one_image_built_from_the_services_dockerfile() -> None
     declared = {args.split("=")[0] for op, args in _dockerfile_instructions() if op == "ARG"}
     for name in APP_SERVICES:
         service = compose_service(name)
-        assert service["image"] == "${SERVICES_IMAGE:?run with --env-file deploy/images.env}", name
+        assert service["image"] == "${SERVICES_IMAGE:?pinned in deploy/images.env, read as deploy/.env}", name
         build = service["build"]
         assert (DEPLOY / build["context"]).resolve() == REPO_ROOT, f"{name}: the build context is the repo"
         assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == SERVICES_DOCKERFILE, name
@@ -340,12 +340,12 @@ def test_the_services_dockerfile_pins_its_base_and_runs_unprivileged() -> None:
 def test_every_file_the_services_dockerfile_copies_exists() -> None:
     copies = [a for op, a in _dockerfile_instructions() if op == "COPY" and not a.startswith("--from")]
     assert copies
-    ignore = (DEPLOY / "services.Dockerfile.dockerignore").read_text().splitlines()
+    ignore = (REPO_ROOT / ".dockerignore").read_text().splitlines()
     for copy in copies:
         *sources, _dest = copy.split()
         for source in sources:
             assert (REPO_ROOT / source).exists(), f"COPY {source}: not in the repo"
-            # The .dockerignore beside the Dockerfile excludes everything but what is copied.
+            # The context's .dockerignore excludes everything but what is copied.
             assert f"!{source}" in ignore, f"COPY {source} is excluded from the build context"
 
 

@@ -43,6 +43,14 @@ LISTEN_PORTS = {
 }
 
 
+STARTED = ("gateway", "alertmanager")
+"""What tests/e2e/test_compose_stack.py starts: the gateway brings the services, the Collector, Prometheus and
+Jaeger (its depends_on); everything but Grafana and Tempo (AGPL: never built on our machines)."""
+README_UP = "docker compose up --build --wait " + " ".join(STARTED)
+README_DOWN = "docker compose down -v"
+"""The README's compose commands, which tests/e2e/test_compose_stack.py runs as they are written."""
+
+
 def env_file(path: Path) -> dict[str, str]:
     values = {}
     for raw in path.read_text().splitlines():
