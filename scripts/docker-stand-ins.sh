@@ -120,6 +120,8 @@ main() {
   base_image
   build "$PYTHON_IMAGE" python.Dockerfile "$(context python)" --build-arg BASE="$minbase"
   local dir; dir=$(context busybox)
+  # The stage both take their files from, tagged: an untagged one is pruned, and its cache with it.
+  build llm-telemetry-stand-in/busybox-tools:bookworm busybox.Dockerfile "$dir" --build-arg BASE="$minbase" --target tools
   build llm-telemetry-stand-in/busybox:bookworm busybox.Dockerfile "$dir" --build-arg BASE="$minbase" --target busybox
   build "$COLLECTOR_RUNTIME_IMAGE" busybox.Dockerfile "$dir" --build-arg BASE="$minbase" --target distroless
   dir=$(context prometheus); put "${bin[PROMETHEUS]}" "$dir/prometheus"; put "${bin[PROMTOOL]}" "$dir/promtool"
