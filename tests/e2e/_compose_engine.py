@@ -44,7 +44,8 @@ def run(argv: list[str], timeout: float, say: Say | None = None, env: dict[str, 
     (the scripts print a line per step and a heartbeat on long ones). Past ``timeout`` its process group,
     which it leads, is killed."""
     start = time.monotonic()
-    process = subprocess.Popen(
+    lines: list[str] = []
+    with subprocess.Popen(
         argv,
         cwd=REPO_ROOT,
         env=env,
@@ -53,26 +54,25 @@ def run(argv: list[str], timeout: float, say: Say | None = None, env: dict[str, 
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
-    )
-    lines: list[str] = []
+    ) as process:
 
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            if say is not None:
-                say(line.rstrip())
+        def pump() -> None:
+            assert process.stdout is not None
+            for line in process.stdout:
+                lines.append(line)
+                if say is not None:
+                    say(line.rstrip())
 
-    reader = threading.Thread(target=pump, name="run-output", daemon=True)
-    reader.start()
-    try:
-        returncode = process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        lines.append(f"\n(killed after {timeout:g} s)\n")
-        returncode = -signal.SIGKILL
-    reader.join(timeout=10)
+        reader = threading.Thread(target=pump, name="run-output", daemon=True)
+        reader.start()
+        try:
+            returncode = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            lines.append(f"\n(killed after {timeout:g} s)\n")
+            returncode = -signal.SIGKILL
+        reader.join(timeout=10)
     return Run(argv, returncode, "".join(lines), time.monotonic() - start)
 
 
