@@ -137,7 +137,13 @@ def compose_stack(
         taken = [port for port in _published_ports() if _port_taken(port)]
         assert not taken, f"loopback ports compose publishes are in use: {taken}"
         say(f"{README_UP}  (Collector {'compiled by OCB' if ocb else 'from the cached binary'})")
-        up = run(README_UP.split(), 2400 if ocb else 900, None, env).check()
+        up = run(README_UP.split(), 2400 if ocb else 900, None, env)
+        if up.returncode != 0:  # why a container is unhealthy is in its log
+            logs = stack.docker("compose", "logs", "--no-color", "--tail", "30").output
+            raise AssertionError(
+                f"`{README_UP}` exited {up.returncode} after {up.seconds:.0f} s:\n{up.output[-4000:]}\n\n"
+                f"the containers' logs end:\n{logs[-8000:]}"
+            )
         timings["up --build --wait"] = up.seconds
         network = f"{compose()['name']}_default"
         receiver = REPO_ROOT / "tests" / "e2e" / "compose_webhook.py"
