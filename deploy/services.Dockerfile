@@ -12,17 +12,21 @@ ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml ./
-COPY telemetry/ telemetry/
-COPY services/ services/
 # grpcio-tools, at the version pyproject.toml's dev extra pins, in a venv of its own and used only here:
 # installed into the base interpreter, what it brings (protobuf, typing-extensions) counted as "already
-# satisfied" for the install below, was left out of /install, and the image failed to start
+# satisfied" for the installs below, was left out of /install, and the image failed to start
 # (ModuleNotFoundError). --ignore-installed: /install gets every dependency, whatever the base has.
-RUN python -m venv /tools \
- && /tools/bin/pip install "grpcio-tools==1.85.1" \
- && /tools/bin/python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. services/proto/inference.proto \
- && python -m pip install --prefix=/install --ignore-installed .
+RUN python -m venv /tools && /tools/bin/pip install "grpcio-tools==1.85.1"
+# The pinned dependencies in a layer of their own, before the code: a code change rebuilds from the COPY
+# below, in seconds, instead of downloading every dependency again.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
+      >requirements.txt \
+ && python -m pip install --prefix=/install --ignore-installed -r requirements.txt
+COPY telemetry/ telemetry/
+COPY services/ services/
+RUN /tools/bin/python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. services/proto/inference.proto \
+ && python -m pip install --prefix=/install --ignore-installed --no-deps .
 
 FROM ${PYTHON_IMAGE}
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1

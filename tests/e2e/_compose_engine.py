@@ -151,8 +151,9 @@ class ComposeStack:
             for name in self.containers:
                 self.docker("rm", "--force", name)
             down = run(README_DOWN.split(), 300, self.say, self.env)
-            # Images a rebuild replaced (the stand-ins and the build cache stay tagged for the next run).
-            prune = self.docker("image", "prune", "--force")
+            # Images a rebuild left untagged: a day's stay as the next runs' build cache (the services'
+            # dependency layer, the Collector's OCB stage), then gone, so the engine's disk stays bounded.
+            prune = self.docker("image", "prune", "--force", "--filter", "until=24h")
             stop = run([str(ENGINE), "stop"], 180, self.say)
             self._shutdown = Shutdown(down, prune, stop, HostNetwork.now())
             self.timings["down, prune, stop"] = down.seconds + prune.seconds + stop.seconds

@@ -201,8 +201,10 @@ def _trace(trace_id: str) -> list[Span]:
     jaeger = JaegerClient(JAEGER)
 
     def whole() -> list[Span] | None:
+        # Each service's server span ends last and may come in a later batch than its children.
         spans = jaeger.get_trace(trace_id)
-        return spans if {s.service_name for s in spans} >= SERVICES else None
+        servers = {s.service_name for s in spans if s.kind == "SPAN_KIND_SERVER"}
+        return spans if servers >= SERVICES else None
 
     try:
         return poll_until(
@@ -238,8 +240,18 @@ def test_chat_requests_through_the_gateway_are_traced_across_all_three_services(
     assert no_key.status_code == 401
     for trace_id, kind in chats.items():
         spans = _trace(trace_id)
-        inference = next(s for s in spans if s.service_name == "inference" and s.kind.endswith("SERVER"))
-        assert inference.attributes["gen_ai.request.model"] == MODEL, kind
+        assert {s.trace_id for s in spans} == {trace_id}, kind
+        server = {s.service_name: s for s in spans if s.kind == "SPAN_KIND_SERVER"}
+        assert server["gateway"].attributes["http.response.status_code"] == 200, kind
+        assert server["inference"].attributes["gen_ai.request.model"] == MODEL, kind
+        # One chain: each hop's server span is a descendant of the one before it.
+        by_id = {s.span_id: s for s in spans}
+        for caller, callee in (("gateway", "orchestrator"), ("orchestrator", "inference")):
+            ancestors, span = set(), server[callee]
+            while span.parent_span_id in by_id:
+                span = by_id[span.parent_span_id]
+                ancestors.add(span.span_id)
+            assert server[caller].span_id in ancestors, f"{kind}: {callee} is not under {caller}"
 
 
 def test_an_exemplar_in_prometheus_resolves_to_the_requests_trace(
@@ -258,6 +270,7 @@ def test_an_exemplar_in_prometheus_resolves_to_the_requests_trace(
         prometheus.close()
     spans = _trace(trace_ids[0])
     assert {s.trace_id for s in spans} == {trace_ids[0]}
+    assert {s.service_name for s in spans} >= SERVICES
 
 
 def test_the_collector_reports_its_own_health_and_is_scraped(compose_stack: ComposeStack) -> None:
