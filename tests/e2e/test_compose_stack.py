@@ -265,7 +265,7 @@ def test_an_exemplar_in_prometheus_resolves_to_the_requests_trace(
         return [e.trace_id for s in series for e in s.exemplars if e.trace_id in chats]
 
     try:
-        trace_ids = poll_until(ours, f"an exemplar of one of our requests on {selector}", 90, interval=1)
+        trace_ids = poll_until(ours, f"an exemplar of one of our requests on {selector}", 120, interval=1)
     finally:
         prometheus.close()
     spans = _trace(trace_ids[0])
