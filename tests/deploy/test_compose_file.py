@@ -6,8 +6,9 @@ image comes from deploy/images.env with a pinned tag, and every tag of a backend
 build matches deploy/versions.env (Grafana's and Tempo's are official images we never build); every
 repo file it mounts exists and is mounted read-only; what the user must provide (Grafana's admin
 password, the gateway's API keys, the webhook URL directory) has no default; the addresses in
-prometheus.yml and Grafana's environment are compose services on the ports they listen on.
-tests/e2e/test_compose.py runs the mounted configs through the real binaries.
+prometheus.yml and Grafana's environment are compose services on the ports they listen on; compose
+finds the file and its pins without -f or --env-file, as the README says. tests/e2e/test_compose.py runs
+the mounted configs through the real binaries, tests/e2e/test_compose_stack.py the stack itself.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from tests.support.compose import (
     PINNED_TAG,
     PROFILE_SERVICES,
     PROMETHEUS_CONFIG,
+    README_DOWN,
+    README_UP,
     REQUIRED_VAR_REF,
     SERVICES,
     SERVICES_DOCKERFILE,
@@ -42,6 +45,7 @@ from tests.support.compose import (
     host_port,
     interpolate,
     mounts,
+    readme_compose_block,
     target_of,
 )
 from tests.support.grafana import GRAFANA_DIR, env_references
@@ -114,6 +118,30 @@ def test_grafana_and_tempo_are_official_images_we_never_build() -> None:
         assert repository == official
         assert re.fullmatch(r"\d+\.\d+\.\d+", tag), tag
     assert not {k for k in versions if k.startswith(("GRAFANA", "TEMPO", "LOKI"))}
+
+
+# ---- running it ------------------------------------------------------------------------------------
+
+
+def test_compose_finds_its_file_and_pins_without_flags() -> None:
+    """In the repo root, compose reads .env, which names the file; then the file's directory's .env,
+    a link to images.env: no command needs -f or --env-file."""
+    assert env_file(REPO_ROOT / ".env") == {"COMPOSE_FILE": "deploy/compose.yaml"}
+    link = DEPLOY / ".env"
+    assert link.is_symlink(), "deploy/.env must be images.env itself, not a copy that drifts"
+    assert link.resolve() == (DEPLOY / "images.env").resolve()
+
+
+def test_the_readme_runs_compose_as_the_stack_test_does() -> None:
+    block = readme_compose_block()
+    assert README_UP in block
+    assert README_DOWN in block
+    assert "--env-file" not in block
+    assert " -f " not in block
+    # What compose refuses to start without is exported there, each required in the file.
+    for variable in ("LLM_GATEWAY_API_KEYS", "GF_SECURITY_ADMIN_PASSWORD", "ALERTMANAGER_WEBHOOK_DIR"):
+        assert f"export {variable}=" in block
+        assert f"${{{variable}:?" in COMPOSE.read_text()
 
 
 # ---- mounts ----------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ import pytest
 from deploy.stack import Binaries, JaegerClient, PrometheusClient, Span, poll_until
 from deploy.stack._binaries import REPO_ROOT
 from tests._ci import missing
-from tests._compose import APP_SERVICES, README_UP, compose, env_file
+from tests._compose import APP_SERVICES, README_DOWN, README_UP, compose, env_file, readme_compose_block
 from tests.e2e._compose_engine import ENGINE, STAND_INS, ComposeStack, HostNetwork, run
 from tests.e2e.conftest import require
 
@@ -60,11 +60,6 @@ def _say(config: pytest.Config) -> Any:
             print(f"[compose] {line}", flush=True)
 
     return say
-
-
-def _readme_compose_block() -> str:
-    readme = (REPO_ROOT / "README.md").read_text()
-    return next(block for block in readme.split("```")[1::2] if "docker compose up" in block)
 
 
 def _published_ports() -> list[int]:
@@ -109,13 +104,15 @@ def compose_stack(
     compose_binary = Path(re.search(r"^DOCKER_COMPOSE=(.*)$", built, re.MULTILINE)[1])  # type: ignore[index]
     if not compose_binary.is_file():
         missing(f"docker compose not built ({compose_binary}): run `scripts/build-backends.sh compose`")
-    block = _readme_compose_block()
-    for command in (README_UP, "docker compose down -v"):
+    block = readme_compose_block()
+    for command in (README_UP, README_DOWN):
         assert command in block, f"the README's compose section no longer says `{command}`"
 
     started = time.monotonic()
     timings: dict[str, float] = {}
     timings["install"] = run([str(ENGINE), "install"], 900, say).check().seconds
+    # An engine an interrupted run left: stopped and its changes undone, so "before" is the host's own.
+    run([str(ENGINE), "stop"], 180, say).check()
     before = HostNetwork.now()
     engine = run([str(ENGINE), "start"], 120, say).check()
     env = dict(os.environ)

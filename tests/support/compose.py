@@ -51,6 +51,12 @@ README_DOWN = "docker compose down -v"
 """The README's compose commands, which tests/e2e/test_compose_stack.py runs as they are written."""
 
 
+def readme_compose_block() -> str:
+    """The README's code block with the compose commands."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    return next(block for block in readme.split("```")[1::2] if "docker compose up" in block)
+
+
 def env_file(path: Path) -> dict[str, str]:
     values = {}
     for raw in path.read_text().splitlines():
