@@ -29,7 +29,9 @@ pidfile="$run/dockerd.pid"
 state="$run/host-state"
 config="$home/config"
 
-log() { printf '[docker-engine %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+log_tag=docker-engine
+# shellcheck source=lib/progress.sh
+source "$repo/scripts/lib/progress.sh"
 die() { log "$*"; exit 1; }
 
 need_root() { [[ $(id -u) == 0 ]] || die "needs root (dockerd, iptables, apt-get); run it as root"; }

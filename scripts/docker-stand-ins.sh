@@ -22,29 +22,10 @@ recipes="$repo/scripts/stand-ins"
 source "$repo/deploy/images.env"
 minbase=llm-telemetry-stand-in/debian:bookworm-minbase
 
-log() { printf '[stand-ins %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+log_tag=stand-ins
+# shellcheck source=lib/progress.sh
+source "$repo/scripts/lib/progress.sh"
 die() { log "$*"; exit 1; }
-
-# Runs a long step with its output in a log shown only when it fails; a heartbeat every 30 s.
-step() {
-  local what=$1; shift
-  local logf; logf=$(mktemp)
-  local start=$SECONDS next=$((SECONDS + 30))
-  "$@" >"$logf" 2>&1 &
-  local pid=$!
-  while kill -0 "$pid" 2>/dev/null; do
-    sleep 1
-    if (( SECONDS >= next )); then log "  … $what: $((SECONDS - start)) s"; next=$((SECONDS + 30)); fi
-  done
-  if ! wait "$pid"; then
-    log "FAILED: $what (last 40 lines of its output follow)"
-    tail -n 40 "$logf" >&2
-    rm -f "$logf"
-    return 1
-  fi
-  rm -f "$logf"
-  log "$what: $((SECONDS - start)) s"
-}
 
 # A build context of its own per image: only what its recipe copies.
 context() {
@@ -59,7 +40,7 @@ put() { cp -l "$1" "$2" 2>/dev/null || cp "$1" "$2"; }
 
 build() {  # build TAG RECIPE CONTEXT [docker build args...]
   local tag=$1 recipe=$2 dir=$3; shift 3
-  step "image $tag" docker build --file "$recipes/$recipe" --tag "$tag" "$@" "$dir"
+  with_progress "image $tag" docker build --file "$recipes/$recipe" --tag "$tag" "$@" "$dir"
 }
 
 base_image() {
@@ -69,9 +50,9 @@ base_image() {
   fi
   command -v debootstrap >/dev/null || die "debootstrap not installed: run scripts/docker-engine.sh install"
   local rootfs="$work/rootfs"
-  step "debootstrap --variant=minbase bookworm" debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian
+  with_progress "debootstrap --variant=minbase bookworm" debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-  step "import $minbase" bash -c "tar -C '$rootfs' --numeric-owner -c . | docker import \
+  with_progress "import $minbase" bash -c "tar -C '$rootfs' --numeric-owner -c . | docker import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'CMD [\"bash\"]' - '$minbase'"
   rm -rf "$rootfs"
@@ -91,7 +72,7 @@ collector_from_binary() {
             -e 's|^COPY --from=build \(--chown=[0-9:]*\) /out/|COPY \1 out/|'
   } >"$dir/Dockerfile"
   grep -q -- '--from=' "$dir/Dockerfile" && die "collector/Dockerfile's runtime stage changed: update collector_from_binary"
-  step "image $OTELCOL_IMAGE (from $binary)" docker build --file "$dir/Dockerfile" --tag "$OTELCOL_IMAGE" \
+  with_progress "image $OTELCOL_IMAGE (from $binary)" docker build --file "$dir/Dockerfile" --tag "$OTELCOL_IMAGE" \
     --build-arg COLLECTOR_RUNTIME_IMAGE="$COLLECTOR_RUNTIME_IMAGE" "$dir"
 }
 
