@@ -42,14 +42,13 @@ install() {
     log "docker.io and debootstrap installed ($(dockerd --version))"
     return
   fi
-  log "installing docker.io and debootstrap from Debian's packages"
-  local start=$SECONDS
-  export DEBIAN_FRONTEND=noninteractive
-  # Without systemd the package's postinst may try to start the daemon; we start our own below.
-  apt-get -qq -o DPkg::Lock::Timeout=600 update
-  apt-get -qq -o DPkg::Lock::Timeout=600 install -y --no-install-recommends \
-    docker.io debootstrap iptables ca-certificates >/dev/null
-  log "  done in $((SECONDS - start)) s ($(dockerd --version))"
+  # needrestart, where installed, would ask about restarting services; nothing here needs one.
+  export DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1
+  with_progress "apt-get update" apt-get -q -o DPkg::Lock::Timeout=600 update
+  # The package starts no daemon without systemd (or where policy-rc.d forbids it): `start` runs ours.
+  with_progress "apt-get install docker.io debootstrap" apt-get -q -o DPkg::Lock::Timeout=600 install -y \
+    --no-install-recommends docker.io debootstrap iptables ca-certificates
+  log "$(dockerd --version)"
 }
 
 print_env() {
