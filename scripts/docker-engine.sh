@@ -45,7 +45,8 @@ install() {
   # needrestart, where installed, would ask about restarting services; nothing here needs one.
   export DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1
   with_progress "apt-get update" apt-get -q -o DPkg::Lock::Timeout=600 update
-  # The package starts no daemon without systemd (or where policy-rc.d forbids it): `start` runs ours.
+  # No daemon starts with the package here (no systemd; policy-rc.d forbids it); `start` runs ours, and
+  # refuses to if another engine (a docker0 bridge) is there.
   with_progress "apt-get install docker.io debootstrap" apt-get -q -o DPkg::Lock::Timeout=600 install -y \
     --no-install-recommends docker.io debootstrap iptables ca-certificates
   log "$(dockerd --version)"
@@ -77,7 +78,7 @@ record_host() {
 # the built-in chains are deleted first (they jump to its chains), then its chains; then the recorded
 # policies (dockerd sets FORWARD to DROP) are put back.
 restore_iptables() {
-  local table=$1 before="$state.$1" line
+  local table=$1 before="$state.$1" line chain
   [[ -f $before ]] || return 0
   local -a added_chains=()
   while IFS= read -r line; do
@@ -85,15 +86,14 @@ restore_iptables() {
     case $line in
       "-N "*) added_chains+=("${line#-N }") ;;
       "-A "*)
-        local chain=${line#-A }; chain=${chain%% *}
-        # xargs splits the line as iptables -S quotes it (a comment may hold spaces).
+        chain=${line#-A }; chain=${chain%% *}
         # Rules in a chain dockerd made go with the chain (below); only those in older chains are deleted.
         grep -qE -- "^-[NP] $chain( |\$)" "$before" || continue
+        # xargs splits the line as iptables -S quotes it (a comment may hold spaces).
         xargs iptables -t "$table" <<<"-D ${line#-A }"
         ;;
     esac
   done < <(iptables -t "$table" -S)
-  local chain
   for chain in "${added_chains[@]}"; do iptables -t "$table" -F "$chain"; done
   for chain in "${added_chains[@]}"; do iptables -t "$table" -X "$chain"; done
   while IFS= read -r line; do
@@ -108,7 +108,7 @@ restore_host() {
   restore_iptables nat
   local before link; before=" $(sed -n 's/^links //p' "$state") "
   while IFS= read -r link; do
-    if [[ $before != *" $link "* && ( $link == docker0 || $link =~ ^br-[0-9a-f]{12}$ || $link == veth* ) ]]; then
+    if [[ $before != *" $link "* && ( $link == docker0 || $link =~ ^br-[0-9a-f]{12}$ ) ]]; then
       ip link delete "$link" 2>/dev/null || true
     fi
   done < <(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1)

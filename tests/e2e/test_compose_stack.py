@@ -101,7 +101,7 @@ def compose_stack(
         missing("the compose stack runs a Docker engine of its own (dockerd, iptables): it needs root")
     require(binaries, "prometheus", "promtool", "alertmanager", "jaeger", "otelcol")
     built = run(["scripts/build-backends.sh", "--print"], 60).check().output
-    compose_binary = Path(re.search(r"^DOCKER_COMPOSE=(.*)$", built, re.MULTILINE)[1])  # type: ignore[index]
+    compose_binary = Path(dict(line.split("=", 1) for line in built.splitlines())["DOCKER_COMPOSE"])
     if not compose_binary.is_file():
         missing(f"docker compose not built ({compose_binary}): run `scripts/build-backends.sh compose`")
     block = readme_compose_block()
@@ -205,7 +205,7 @@ def _trace(trace_id: str) -> list[Span]:
 
     try:
         return poll_until(
-            whole, f"trace {trace_id} with spans of {sorted(SERVICES)} in Jaeger", 60, interval=1
+            whole, f"trace {trace_id} with a server span of each of {sorted(SERVICES)}", 60, interval=1
         )
     finally:
         jaeger.close()
