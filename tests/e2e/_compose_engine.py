@@ -150,7 +150,7 @@ class ComposeStack:
         if self._shutdown is None:
             for name in self.containers:
                 self.docker("rm", "--force", name)
-            down = run(README_DOWN.split(), 300, self.say, self.env)
+            down = run(README_DOWN.split(), 300, None, self.env)  # a line per container: shown if it fails
             # Images a rebuild left untagged: a day's stay as the next runs' build cache (the services'
             # dependency layer, the Collector's OCB stage), then gone, so the engine's disk stays bounded.
             prune = self.docker("image", "prune", "--force", "--filter", "until=24h")
