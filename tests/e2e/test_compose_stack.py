@@ -30,12 +30,17 @@ import pytest
 
 from deploy.stack import Binaries, JaegerClient, PrometheusClient, Span, poll_until
 from deploy.stack._binaries import REPO_ROOT
-from tests._ci import missing
-from tests._compose import APP_SERVICES, README_DOWN, README_UP, compose, env_file, readme_compose_block
-from tests.e2e._compose_engine import ENGINE, STAND_INS, ComposeStack, HostNetwork, run
-from tests.e2e.conftest import require
-
-pytestmark = pytest.mark.e2e
+from tests.support.backends import require
+from tests.support.ci import missing
+from tests.support.compose import (
+    APP_SERVICES,
+    README_DOWN,
+    README_UP,
+    compose,
+    env_file,
+    readme_compose_block,
+)
+from tests.support.docker_engine import ENGINE, STAND_INS, ComposeStack, HostNetwork, run
 
 RUNNING = {*APP_SERVICES, "otelcol", "prometheus", "jaeger", "alertmanager"}
 """Every service ``up`` starts: STARTED and what they depend on."""
@@ -143,7 +148,7 @@ def compose_stack(
             )
         timings["up --build --wait"] = up.seconds
         network = f"{compose()['name']}_default"
-        receiver = REPO_ROOT / "tests" / "e2e" / "compose_webhook.py"
+        receiver = REPO_ROOT / "tests" / "support" / "compose_webhook.py"
         python = env_file(REPO_ROOT / "deploy" / "images.env")["PYTHON_IMAGE"]
         stack.containers.append(WEBHOOK)
         stack.docker(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.stack._binaries import REPO_ROOT
-from tests._compose import README_DOWN
+from tests.support.compose import README_DOWN
 
 Say = Callable[[str], None]
 
