@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Local stand-ins for the base images deploy/compose.yaml and its Dockerfiles name, which no registry our
-# build machines reach serves, tagged with the names in deploy/images.env; run against the engine of
+# build machines reach serves, tagged with the names in deploy/versions.env; run against the engine of
 # scripts/docker-engine.sh (or DOCKER_HOST). Recipes in scripts/stand-ins/, facts in
 # shared/reference/containers.md.
 #
@@ -18,8 +18,8 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 recipes="$repo/scripts/stand-ins"
-# shellcheck source=../deploy/images.env
-source "$repo/deploy/images.env"
+# shellcheck source=../deploy/versions.env
+source "$repo/deploy/versions.env"
 minbase=llm-telemetry-stand-in/debian:bookworm-minbase
 
 log_tag=stand-ins

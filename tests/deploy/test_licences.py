@@ -1,6 +1,6 @@
 """We never build, fetch or vendor AGPL-licensed Grafana code: Tempo, Grafana and Loki.
 
-Their official images may be named for a user to pull (deploy/images.env, compose); their Go modules
+Their official images may be named for a user to pull (deploy/versions.env, compose); their Go modules
 never appear where something is built or fetched: build scripts, version pins, the Collector's
 manifest and Dockerfile, compose build sections, Python dependencies. The modules actually compiled
 into each binary we build are checked in tests/e2e/test_configs.py.

@@ -3,7 +3,7 @@ built, every service but Grafana and Tempo up and healthy, requests through the 
 then ``down`` and the host's networking as it was.
 
 The engine is Debian's docker.io, started by PID and stopped by PID (scripts/docker-engine.sh). No registry
-is reachable from our build machines, so the base images are local stand-ins tagged with deploy/images.env's
+is reachable from our build machines, so the base images are local stand-ins tagged with deploy/versions.env's
 names (scripts/docker-stand-ins.sh); compose builds the services' image from deploy/services.Dockerfile.
 The Collector's image holds the binary scripts/build-backends.sh compiled, under collector/Dockerfile's
 runtime stage as it is (scripts/stand-ins/compose.collector-from-binary.yaml): that Dockerfile's OCB compile
@@ -149,7 +149,7 @@ def compose_stack(
         timings["up --build --wait"] = up.seconds
         network = f"{compose()['name']}_default"
         receiver = REPO_ROOT / "tests" / "support" / "compose_webhook.py"
-        python = env_file(REPO_ROOT / "deploy" / "images.env")["PYTHON_IMAGE"]
+        python = env_file(REPO_ROOT / "deploy" / "versions.env")["PYTHON_IMAGE"]
         stack.containers.append(WEBHOOK)
         stack.docker(
             "run", "--detach", "--name", WEBHOOK, "--network", network, "--network-alias", "webhook",
