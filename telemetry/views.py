@@ -17,6 +17,7 @@ from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, V
 
 from telemetry import semconv as sc
 from telemetry.exemplars import MarkedSpans, marking_reservoir_factory
+from telemetry.options import DEFAULT_EXEMPLAR_WINDOW_S
 
 _HTTP_SERVER_KEYS = frozenset(
     {
@@ -66,10 +67,6 @@ ATTRIBUTE_ALLOW_LISTS: dict[str, frozenset[str]] = {
     sc.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN.name: _GENAI_KEYS,
     sc.GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN.name: _GENAI_KEYS,
 }
-
-
-DEFAULT_EXEMPLAR_WINDOW_S = 30.0
-"""How often each bucket of each series gets a fresh exemplar (``LLM_TELEMETRY_EXEMPLAR_WINDOW``)."""
 
 
 def default_views(

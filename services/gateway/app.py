@@ -121,7 +121,7 @@ class Gateway:
             spec=spec,
             provider=self.catalog.provider_of(spec),
             body=body,
-            capture_content=self.telemetry.settings.capture_content,
+            capture_content=self.telemetry.capture_content,
         )
 
     async def complete(self, body: ChatCompletionRequest, spec: ModelSpec) -> dict[str, Any]:

@@ -28,8 +28,8 @@ from telemetry import (
     GenAIRequest,
     GenAIServerMetrics,
     Telemetry,
-    TelemetryServerInterceptor,
     capture_messages,
+    grpc_server_interceptor,
     instruments,
     mark_failed,
     register_known_values,
@@ -151,7 +151,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         capture_messages(
             generation.span,
             input_messages=[{"role": "user", "content": request.prompt}],
-            enabled=self.telemetry.settings.capture_content,
+            enabled=self.telemetry.capture_content,
         )
         self._annotate_gpu(generation.span, "start")
         generation.prompt = self._tokenize(request.prompt, model)
@@ -280,7 +280,7 @@ async def start_server(
     )
     servicer = InferenceServicer(models or load_catalog(), scheduler, engine, telemetry, settings.gpu_index)
     server = aio.server(
-        interceptors=[TelemetryServerInterceptor(telemetry.tracer_provider, telemetry.meter_provider)]
+        interceptors=[grpc_server_interceptor(telemetry.tracer_provider, telemetry.meter_provider)]
     )
     pb_grpc.add_InferenceServicer_to_server(servicer, server)
     health = HealthServicer()

@@ -31,7 +31,7 @@ from services.orchestrator.pipeline import Coalescer, Retriever, Shed, StageGate
 from services.proto import inference_pb2 as pb, inference_pb2_grpc as pb_grpc
 from telemetry import (
     Telemetry,
-    client_interceptors,
+    grpc_client_interceptors,
     instrument_fastapi,
     instruments,
     mark_http_server_error,
@@ -149,7 +149,9 @@ class Orchestrator:
             self.settings.inference_target,
             # Reconnect quickly after an inference restart instead of gRPC's default 1 s..120 s backoff.
             options=[("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 2000)],
-            interceptors=client_interceptors(self.telemetry.tracer_provider, self.telemetry.meter_provider),
+            interceptors=grpc_client_interceptors(
+                self.telemetry.tracer_provider, self.telemetry.meter_provider
+            ),
         )
         # The async stub type exists only in the generated .pyi; at run time InferenceStub serves both.
         self.stub = pb_grpc.InferenceStub(self.channel)  # type: ignore[assignment,unused-ignore]

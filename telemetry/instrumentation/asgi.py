@@ -28,9 +28,10 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AnyValue, Attributes, AttributeValue
 
 from telemetry import instruments, semconv as sc
-from telemetry._config import SETTINGS
 from telemetry._errors import report_internal_error
 from telemetry._propagation import propagation_fields
+from telemetry.options import MetricsOptions
+from telemetry.settings import declared_settings
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -86,8 +87,8 @@ def body_size_metrics_enabled() -> bool:
 
     configured = current()
     if configured is not None:
-        return configured.settings.http_body_size_metrics
-    enabled: bool = SETTINGS["http_body_size_metrics"].read()
+        return bool(configured.settings.metrics and configured.settings.metrics.http_body_sizes)
+    enabled: bool = dict(declared_settings(MetricsOptions))["http_body_sizes"].read()
     return enabled
 
 

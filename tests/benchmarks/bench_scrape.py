@@ -22,7 +22,14 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from telemetry import MetricsServer, PrometheusMetricReader, Telemetry, build_telemetry, semconv as sc
+from telemetry import (
+    AdvancedOptions,
+    MetricsServer,
+    PrometheusMetricReader,
+    Telemetry,
+    build_telemetry,
+    semconv as sc,
+)
 from telemetry.instruments import create
 from telemetry.semconv import Kind, MetricSpec
 
@@ -95,9 +102,11 @@ def main() -> None:
     args = parser.parse_args()
     reader = PrometheusMetricReader()
     built = build_telemetry(
-        {"service_name": "bench", "gpu": False},
-        span_processors=[SimpleSpanProcessor(InMemorySpanExporter())],
-        metric_readers=[reader],
+        service_name="bench",
+        gpu=False,
+        advanced=AdvancedOptions(
+            span_processors=[SimpleSpanProcessor(InMemorySpanExporter())], metric_readers=[reader]
+        ),
     )
     _record(built, args.scale)
     server = MetricsServer(reader, "127.0.0.1", 0)

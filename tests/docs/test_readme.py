@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from telemetry import semconv
 from telemetry._config import SETTINGS
+
+from telemetry import semconv
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()

@@ -12,7 +12,7 @@ import httpx
 
 from deploy.stack import Span, poll_until
 from telemetry import semconv as sc
-from telemetry.views import DEFAULT_EXEMPLAR_WINDOW_S
+from telemetry.options import DEFAULT_EXEMPLAR_WINDOW_S
 from tests.support.loaded import LoadedBackends
 
 SERVICES = {"gateway", "orchestrator", "inference"}

@@ -17,7 +17,16 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from telemetry import PrometheusMetricReader, Telemetry, _prometheus, build_telemetry, instruments, semconv
+from telemetry import (
+    AdvancedOptions,
+    MetricsOptions,
+    PrometheusMetricReader,
+    Telemetry,
+    _prometheus,
+    build_telemetry,
+    instruments,
+    semconv,
+)
 from telemetry._errors import internal_errors_raised
 from telemetry.semconv import Kind, MetricSpec
 from telemetry.testing import DeterministicIdGenerator
@@ -34,11 +43,15 @@ INFLIGHT = MetricSpec("llm.test.inflight", "{request}", Kind.UP_DOWN_COUNTER, "A
 def pulled() -> Iterator[tuple[Telemetry, PrometheusMetricReader]]:
     reader = PrometheusMetricReader()
     built = build_telemetry(
-        {"service_name": "pulled", "gpu": False, "exemplar_window": EXEMPLAR_WINDOW_S},
-        span_processors=[SimpleSpanProcessor(InMemorySpanExporter())],
-        metric_readers=[reader],
-        id_generator=DeterministicIdGenerator(),  # low-ranking trace ids: chosen anywhere in a window
+        service_name="pulled",
+        gpu=False,
+        metrics=MetricsOptions(exemplar_window=EXEMPLAR_WINDOW_S),
         resource_attributes={"k8s.pod.name": "pod-1"},
+        advanced=AdvancedOptions(
+            span_processors=[SimpleSpanProcessor(InMemorySpanExporter())],
+            metric_readers=[reader],
+            id_generator=DeterministicIdGenerator(),  # low-ranking trace ids: chosen anywhere in a window
+        ),
     )
     with internal_errors_raised():
         yield built, reader

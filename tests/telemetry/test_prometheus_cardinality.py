@@ -26,6 +26,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 
 from services.common.models import BUILTIN_CATALOG
 from telemetry import (
+    AdvancedOptions,
     GenAIClientMetrics,
     GenAIRequest,
     PrometheusMetricReader,
@@ -48,9 +49,11 @@ BYTES_PER_LINE = 400
 def pulled() -> Iterator[tuple[Telemetry, PrometheusMetricReader]]:
     reader = PrometheusMetricReader()
     built = build_telemetry(
-        {"service_name": "gateway", "gpu": False},
-        span_processors=[SimpleSpanProcessor(InMemorySpanExporter())],
-        metric_readers=[reader],
+        service_name="gateway",
+        gpu=False,
+        advanced=AdvancedOptions(
+            span_processors=[SimpleSpanProcessor(InMemorySpanExporter())], metric_readers=[reader]
+        ),
     )
     with internal_errors_raised():
         yield built, reader

@@ -19,7 +19,7 @@ from services.orchestrator.app import Orchestrator, OrchestratorSettings
 from telemetry import gpu, semconv, testing
 from telemetry._selfmetrics import PipelineCounts
 from telemetry.instrumentation.asgi import TelemetryMiddleware
-from telemetry.instrumentation.grpc import TelemetryServerInterceptor, client_interceptors
+from telemetry.instrumentation.grpc import grpc_client_interceptors, grpc_server_interceptor
 from telemetry.instrumentation.httpx import instrument_httpx
 from telemetry.testing_nvml import FakeDevice, FakeNvml, FakeProcess
 
@@ -55,8 +55,8 @@ def _create_everything() -> None:
     t = capture.telemetry
     tp, mp = t.tracer_provider, t.meter_provider
     TelemetryMiddleware(FastAPI(), tracer_provider=tp, meter_provider=mp)
-    TelemetryServerInterceptor(tp, mp)
-    client_interceptors(tp, mp)
+    grpc_server_interceptor(tp, mp)
+    grpc_client_interceptors(tp, mp)
     instrument_httpx(httpx.AsyncClient(), tracer_provider=tp, meter_provider=mp)
     gateway_settings = GatewaySettings.from_env({"LLM_GATEWAY_INSECURE_NO_AUTH": "true"})
     models = {m.name: m for m in BUILTIN_CATALOG}
