@@ -22,6 +22,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from services.common import semconv as service_sc
 from telemetry import (
     AdvancedOptions,
     MetricsServer,
@@ -43,8 +44,8 @@ def _record(built: Telemetry, scale: int) -> None:
     tracer = built.tracer_provider.get_tracer("bench")
     http = create(meter, sc.HTTP_SERVER_REQUEST_DURATION)
     ttft = create(meter, sc.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN)
-    cache = create(meter, sc.LLM_GATEWAY_CACHE_REQUESTS)
-    rejected = create(meter, sc.LLM_GATEWAY_REJECTED_REQUESTS)
+    cache = create(meter, service_sc.LLM_GATEWAY_CACHE_REQUESTS)
+    rejected = create(meter, service_sc.LLM_GATEWAY_REJECTED_REQUESTS)
     in_flight = create(meter, IN_FLIGHT)
 
     def entries(_options: CallbackOptions) -> list[Observation]:
@@ -53,7 +54,7 @@ def _record(built: Telemetry, scale: int) -> None:
     def utilization(_options: CallbackOptions) -> list[Observation]:
         return [Observation(0.5, {"hw.id": f"gpu{i}"}) for i in range(8 * scale)]  # an 8-GPU node
 
-    create(meter, sc.LLM_GATEWAY_CACHE_ENTRIES, callbacks=[entries])
+    create(meter, service_sc.LLM_GATEWAY_CACHE_ENTRIES, callbacks=[entries])
     create(meter, sc.HW_GPU_UTILIZATION, callbacks=[utilization])
     for i in range(scale):
         model = f"model-{i}"

@@ -17,6 +17,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
+from services.common import semconv as service_sc
 from telemetry import (
     AdvancedOptions,
     MetricsOptions,
@@ -103,7 +104,7 @@ def test_each_kind_gets_the_push_paths_name_and_prometheus_type(
 ) -> None:
     built, reader = pulled
     for spec in (
-        semconv.LLM_GATEWAY_CACHE_REQUESTS,  # counter, {request}
+        service_sc.LLM_GATEWAY_CACHE_REQUESTS,  # counter, {request}
         semconv.HTTP_SERVER_REQUEST_DURATION,  # histogram, s
         INFLIGHT,  # up-down counter: a gauge
         semconv.HW_GPU_UTILIZATION,  # observable gauge, unit 1
@@ -116,7 +117,7 @@ def test_each_kind_gets_the_push_paths_name_and_prometheus_type(
         "llm_test_inflight": "gauge",
         "hw_gpu_utilization_ratio": "gauge",
     }.items() <= types.items()
-    assert semconv.LLM_GATEWAY_CACHE_REQUESTS.prometheus_name == "llm_gateway_cache_requests_total"
+    assert service_sc.LLM_GATEWAY_CACHE_REQUESTS.prometheus_name == "llm_gateway_cache_requests_total"
     assert semconv.HW_GPU_UTILIZATION.prometheus_name == "hw_gpu_utilization_ratio"
 
 
@@ -253,7 +254,7 @@ def test_a_counter_recorded_in_a_span_has_its_exemplar_on_total(
     pulled: tuple[Telemetry, PrometheusMetricReader],
 ) -> None:
     built, reader = pulled
-    counter = instruments.create(built.meter_provider.get_meter("m"), semconv.LLM_GATEWAY_CACHE_REQUESTS)
+    counter = instruments.create(built.meter_provider.get_meter("m"), service_sc.LLM_GATEWAY_CACHE_REQUESTS)
     with built.tracer_provider.get_tracer("t").start_as_current_span("request"):
         counter.add(1, {"llm.cache.result": "hit"})
     (line,) = _exemplar_lines(reader)

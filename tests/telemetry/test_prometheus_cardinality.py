@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 
+from services.common import semconv as service_sc
 from services.common.models import BUILTIN_CATALOG
 from telemetry import (
     AdvancedOptions,
@@ -129,7 +130,7 @@ def test_past_the_sdk_cardinality_limit_a_scrape_has_the_cap_plus_one_overflow_s
     meter = built.meter_provider.get_meter("test")
     tracer = built.tracer_provider.get_tracer("test")
     if kind == "counter":
-        spec = sc.LLM_GATEWAY_REJECTED_REQUESTS  # no allow-list view: every key becomes a label
+        spec = service_sc.LLM_GATEWAY_REJECTED_REQUESTS  # no allow-list view: every key becomes a label
         counter = instruments.create(meter, spec)
         for i in range(DISTINCT):
             with tracer.start_as_current_span("request"):
