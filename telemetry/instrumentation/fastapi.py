@@ -46,7 +46,7 @@ def instrument_fastapi(
         "body_size_metrics": body_size_metrics,
     }
     entry = middleware.Middleware(TelemetryMiddleware, **options)
-    restore_native = _silence_native_telemetry(app)
+    restore_native = silence_native_telemetry(app)
     # Outermost (index 0 is the outermost user middleware), so the span covers every other middleware,
     # and exceptions turned into 500s by ServerErrorMiddleware still reach us as a 500 status.
     app.user_middleware.insert(0, entry)
@@ -64,7 +64,7 @@ def instrument_fastapi(
 _NATIVE_SWITCHES = ("tracing", "metrics", "logs", "operation_spans")
 
 
-def _silence_native_telemetry(app: Starlette) -> Callable[[], None]:
+def silence_native_telemetry(app: Starlette) -> Callable[[], None]:
     """Turn off FastAPI's built-in telemetry (0.165+) for this app; returns how to turn it back on.
 
     It wakes up as soon as global SDK providers exist (``telemetry.configure()`` sets them) and would add
