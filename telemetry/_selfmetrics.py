@@ -19,7 +19,8 @@ exporters never record into the SDK they are exporting for. A metric exporter's 
 the collection after them, so they reach a Prometheus that scrapes the service at once, and one that
 receives them through the Collector once the Collector is back (the counters are cumulative).
 
-**Why ours and not the SDK's.** SDK 1.45 has the same names behind ``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED``
+**Why ours and not the SDK's.** SDK 1.45 has the same names, behind
+``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED``
 (``opentelemetry/sdk/_shared_internal/_processor_metrics.py`` and
 ``opentelemetry/exporter/otlp/common/_exporter_metrics.py``; they add ``.inflight``, ``operation.duration``
 and ``server.address``/``server.port``, which ours do not). Compared side by side, ours add:
