@@ -181,6 +181,8 @@ def build_telemetry(**options: Unpack[TelemetryOptions]) -> Telemetry:
     Several can live in one process, e.g. three services under test, each with its own resource.
     """
     settings = resolve(options)
+    if settings.gpu and settings.metrics and not settings.sdk_disabled and not nvml_installed():
+        raise MissingExtraError(f"LLM_TELEMETRY_GPU=true needs nvidia-ml-py: {install_hint('gpu')}")
     advanced = options.get("advanced", _NO_ADVANCED)
     resource = _resource(settings, explicit_identity(options, os.environ), options.get("resource_attributes"))
     counts = PipelineCounts()  # what the processor and exporters built here drop or fail to send
@@ -332,8 +334,6 @@ def _start_gpu(current: Telemetry) -> None:
         return
     from telemetry.gpu import instrument_gpu
 
-    if wanted and not nvml_installed():
-        raise MissingExtraError(f"LLM_TELEMETRY_GPU=true needs nvidia-ml-py: {install_hint('gpu')}")
     current.handles.append(instrument_gpu(current.meter_provider))
 
 
