@@ -46,11 +46,10 @@ def _run(*command: str | Path, cwd: Path | None = None) -> str:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Built from a copy of what the wheel may use (pyproject, README, telemetry/): nothing else is needed,
-    and the checkout gets no build/ or egg-info."""
+    """Built from a copy of what the wheel may use (pyproject.toml, telemetry/): nothing else is needed, and
+    the checkout gets no build/ or egg-info."""
     source = tmp_path_factory.mktemp("source")
     shutil.copy(REPO / "pyproject.toml", source)
-    shutil.copy(REPO / "README.md", source)
     shutil.copytree(REPO / "telemetry", source / "telemetry", ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path_factory.mktemp("dist")
     _run(UV, "build", "--wheel", "--quiet", "--out-dir", out, source)
