@@ -92,7 +92,8 @@ def default_views(
 
 
 DEFAULT_VIEWS: list[View] = default_views()
-""":func:`default_views` with the default exemplar window, for a MeterProvider of your own."""
+""":func:`default_views` with the default exemplar window, for a MeterProvider of your own: the library's
+metrics. After ``telemetry.semconv.register_metrics(...)``, call :func:`default_views` to cover those too."""
 
 
 _known: dict[str, frozenset[str]] = {}

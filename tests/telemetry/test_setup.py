@@ -217,3 +217,13 @@ def test_otel_propagators_none_installs_no_propagation(monkeypatch: pytest.Monke
 def test_every_setup_reports_process_uptime(telemetry_capture: testing.Capture) -> None:
     assert telemetry_capture.value("process.uptime") >= 0
     assert telemetry_capture.metrics()["process.uptime"]["unit"] == "s"
+
+
+def test_every_keyword_is_a_setting_or_one_of_the_two_that_are_not() -> None:
+    from dataclasses import fields
+
+    from telemetry.options import TelemetryOptions, TelemetrySettings
+
+    env_only = {"propagators", "sdk_disabled"}  # standard variables, no keyword
+    settings = {f.name for f in fields(TelemetrySettings)} - env_only
+    assert set(TelemetryOptions.__annotations__) == settings | {"resource_attributes", "advanced"}
