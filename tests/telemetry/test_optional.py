@@ -22,7 +22,9 @@ from telemetry._optional import MissingExtraError, import_extra
 def test_an_integration_without_its_dependency_names_its_extra(
     missing: str, use: object, extra: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, missing, None)  # what an interpreter without the package sees
+    for name in [m for m in sys.modules if m == missing or m.startswith(f"{missing}.")]:
+        monkeypatch.setitem(sys.modules, name, None)  # what an interpreter without the package sees
+    monkeypatch.setitem(sys.modules, missing, None)
     for name in [
         m
         for m in sys.modules
