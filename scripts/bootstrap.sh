@@ -21,8 +21,10 @@ if [[ ! -f $stamp ]]; then
     say "installing uv"
     .venv/bin/python -m pip install -q --disable-pip-version-check uv==0.13.9
   fi
-  say "installing the project and its pinned dependencies"
-  VIRTUAL_ENV=$repo/.venv .venv/bin/uv pip install -q -e ".[dev]"
+  # The library (editable, every extra) and the `dev` group: the services' and the tooling's pinned
+  # dependencies (pyproject.toml's [dependency-groups]; the wheel itself carries the library alone).
+  say "installing the library, the services' and the tooling's pinned dependencies"
+  VIRTUAL_ENV=$repo/.venv .venv/bin/uv pip install -q -e ".[fastapi,grpc,httpx,gpu,instrument]" --group dev
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -3,7 +3,7 @@
 #
 #   scripts/build-backends.sh [TARGET ...]   build what is missing of otelcol, prometheus, jaeger,
 #                                            alertmanager, sloth, etcd, kube (kube-apiserver + kubectl),
-#                                            helm (default: all)
+#                                            helm, compose (the Docker CLI plugin) (default: all)
 #   scripts/build-backends.sh --print                                       print NAME=path lines
 #
 # Versions come from deploy/versions.env; the Collector's components from collector/builder-config.yaml.
@@ -32,6 +32,7 @@ etcd_dir="$cache/bin/etcd-$ETCD_VERSION"
 kube_dir="$cache/bin/kube-$KUBERNETES_VERSION"
 helm_dir="$cache/bin/helm-$HELM_VERSION"
 sloth_dir="$cache/bin/sloth-$SLOTH_VERSION"
+compose_dir="$cache/bin/compose-$COMPOSE_VERSION"
 
 print_paths() {
   echo "OTELCOL=$otelcol_dir/otelcol-llm"
@@ -44,34 +45,12 @@ print_paths() {
   echo "KUBECTL=$kube_dir/kubectl"
   echo "HELM=$helm_dir/helm"
   echo "SLOTH=$sloth_dir/sloth"
+  echo "DOCKER_COMPOSE=$compose_dir/docker-compose"
 }
 
-log() { printf '[backends %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
-# Runs a long command, printing a heartbeat every 30 s so a cold build never looks hung.
-# Its own output goes to a log that is shown only when it fails.
-with_progress() {
-  local what=$1; shift
-  local logf; logf=$(mktemp)
-  local start=$SECONDS next_beat=$((SECONDS + 30))
-  "$@" >"$logf" 2>&1 &
-  local pid=$!
-  while kill -0 "$pid" 2>/dev/null; do
-    sleep 1
-    if (( SECONDS >= next_beat )) && kill -0 "$pid" 2>/dev/null; then
-      log "  … $what: $((SECONDS - start)) s"
-      next_beat=$((SECONDS + 30))
-    fi
-  done
-  if ! wait "$pid"; then
-    log "FAILED: $what (last 40 lines of its output follow)"
-    tail -n 40 "$logf" >&2
-    rm -f "$logf"
-    return 1
-  fi
-  rm -f "$logf"
-  log "  done: $what in $((SECONDS - start)) s"
-}
+log_tag=backends
+# shellcheck source=lib/progress.sh
+source "$repo/scripts/lib/progress.sh"
 
 require_go() {
   command -v go >/dev/null || { log "Go is required (1.25 or newer) and was not found on PATH"; exit 1; }
@@ -154,7 +133,7 @@ build_jaeger() {
 build_sloth() {
   [[ -x $sloth_dir/sloth ]] && { log "sloth $SLOTH_VERSION cached ($sloth_dir)"; return; }
   require_go
-  log "building sloth $SLOTH_VERSION (cold: about 5 minutes)"
+  log "building sloth $SLOTH_VERSION (cold: about 10 minutes)"
   mkdir -p "$sloth_dir.tmp"
   local ldflags="-s -w -X github.com/slok/sloth/internal/info.Version=v$SLOTH_VERSION"
   with_progress "go install sloth" env GOBIN="$sloth_dir.tmp" CGO_ENABLED=0 go install -ldflags "$ldflags" \
@@ -244,6 +223,32 @@ build_helm() {
   rm -rf "$helm_dir"; mv "$helm_dir.tmp" "$helm_dir"
 }
 
+# Docker Compose v5 runs deploy/compose.yaml in tests/e2e/test_compose_stack.py (scripts/docker-engine.sh
+# installs it as a CLI plugin). Debian's docker-compose 1.29 rejects the file's top-level `name`.
+build_compose() {
+  [[ -x $compose_dir/docker-compose ]] && { log "docker compose $COMPOSE_VERSION cached ($compose_dir)"; return; }
+  require_go
+  log "building docker compose $COMPOSE_VERSION (cold: about 2 minutes)"
+  # go install refuses the module (its go.mod has exclude lines). A throwaway module whose go.mod is
+  # compose's own, renamed, keeps those excludes in force and selects compose's own dependency set.
+  local module=github.com/docker/compose/v5
+  local work="$cache/work/compose-$COMPOSE_VERSION"
+  rm -rf "$work"; mkdir -p "$work" "$compose_dir.tmp"
+  local gomod
+  gomod=$(go mod download -json "$module@v$COMPOSE_VERSION" | sed -n 's/^\t"GoMod": "\(.*\)",$/\1/p')
+  [[ -f $gomod ]] || { log "go mod download $module@v$COMPOSE_VERSION named no go.mod"; exit 1; }
+  sed "s|^module .*|module llmtel/compose-build|" "$gomod" >"$work/go.mod"
+  printf '\nrequire %s v%s\n' "$module" "$COMPOSE_VERSION" >>"$work/go.mod"
+  (
+    cd "$work"
+    # The version stamp upstream's Makefile sets; `docker compose version` prints it.
+    with_progress "go build docker compose" env CGO_ENABLED=0 go build -mod=mod -trimpath \
+      -ldflags "-s -w -X $module/internal.Version=v$COMPOSE_VERSION" \
+      -o "$compose_dir.tmp/docker-compose" "$module/cmd"
+  )
+  rm -rf "$compose_dir" "$work"; mv "$compose_dir.tmp" "$compose_dir"
+}
+
 main() {
   if [[ ${1:-} == --print ]]; then print_paths; return; fi
   mkdir -p "$cache"
@@ -255,16 +260,16 @@ main() {
   local target
   for target in "${targets[@]}"; do
     case $target in
-      otelcol | prometheus | jaeger | alertmanager | sloth | etcd | kube | helm) ;;
+      otelcol | prometheus | jaeger | alertmanager | sloth | etcd | kube | helm | compose) ;;
       all) ;;
-      *) log "unknown target '$target' (otelcol, prometheus, jaeger, alertmanager, sloth, etcd, kube, helm, all)"; exit 2 ;;
+      *) log "unknown target '$target' (otelcol, prometheus, jaeger, alertmanager, sloth, etcd, kube, helm, compose, all)"; exit 2 ;;
     esac
   done
   for target in "${targets[@]}"; do
     case $target in
       all)
         build_otelcol; build_prometheus; build_jaeger; build_alertmanager; build_sloth
-        build_etcd; build_kube; build_helm
+        build_etcd; build_kube; build_helm; build_compose
         ;;
       *) "build_$target" ;;
     esac

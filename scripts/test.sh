@@ -63,9 +63,9 @@ step "fast tests: library, services on loopback, deploy files, docs (no built ba
 timed "fast tests" .venv/bin/pytest -m "not e2e"
 $fast && exit
 
-step "Backends: Collector (OCB), Prometheus, Jaeger, Alertmanager, etcd, kube-apiserver, kubectl, helm (cached after the first build)"
+step "Backends: Collector (OCB), Prometheus, Jaeger, Alertmanager, etcd, kube-apiserver, kubectl, helm, docker compose (cached after the first build)"
 timed "backends" scripts/build-backends.sh all
 timed "browser" scripts/install-browser.sh
 
-step "e2e tests: real backends, services and browser"
+step "e2e tests: real backends, services, browser and the compose stack in Docker"
 timed "e2e tests" .venv/bin/pytest -m e2e

@@ -9,9 +9,9 @@ from types import TracebackType
 class InstrumentationHandle:
     """Undoes one instrumentation. Idempotent; usable as a context manager."""
 
-    def __init__(self, name: str, undo: Callable[[], None]) -> None:
+    def __init__(self, name: str, undo: Callable[[], None], *, active: bool = True) -> None:
         self.name = name
-        self._undo: Callable[[], None] | None = undo
+        self._undo: Callable[[], None] | None = undo if active else None
 
     @property
     def active(self) -> bool:

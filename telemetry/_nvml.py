@@ -20,6 +20,7 @@ from opentelemetry.util.types import AttributeValue
 
 from telemetry import semconv as sc
 from telemetry._errors import contained
+from telemetry._optional import install_hint
 
 logger = logging.getLogger("telemetry.gpu")
 
@@ -408,9 +409,10 @@ def _open(nvml: ModuleType | None) -> tuple[_NvmlSession | None, str]:
             import pynvml
         except ImportError as exc:
             logger.warning(
-                "telemetry.gpu: GPU metrics off, nvidia-ml-py is not installed (%s); "
+                "telemetry.gpu: GPU metrics off, nvidia-ml-py is not installed (%s: %s); "
                 "reporting llm.telemetry.gpu.available=0",
                 exc,
+                install_hint("gpu"),
             )
             return None, "library_not_found"
         nvml = pynvml

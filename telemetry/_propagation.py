@@ -15,7 +15,7 @@ from opentelemetry import propagate
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import TextMapPropagator
 
-from telemetry._config import PROPAGATOR_ENTRY_POINTS
+from telemetry.options import PROPAGATOR_ENTRY_POINTS
 
 DEFAULT_PROPAGATORS = ("tracecontext", "baggage")
 

@@ -19,8 +19,27 @@ exporters never record into the SDK they are exporting for. A metric exporter's 
 the collection after them, so they reach a Prometheus that scrapes the service at once, and one that
 receives them through the Collector once the Collector is back (the counters are cumulative).
 
-The SDK (1.45) has its own version of these counters behind ``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED``;
-leave that unset with ``configure()``, or both count, under the scopes ``opentelemetry-sdk`` and ours.
+**Why ours and not the SDK's.** SDK 1.45 has the same names, behind
+``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED``
+(``opentelemetry/sdk/_shared_internal/_processor_metrics.py`` and
+``opentelemetry/exporter/otlp/common/_exporter_metrics.py``; they add ``.inflight``, ``operation.duration``
+and ``server.address``/``server.port``, which ours do not). Compared side by side, ours add:
+
+- **on by default.** The SDK's switch is one process-wide variable, read from ``os.environ`` when each
+  processor and exporter is built, named "internal" and off by default; the pipeline-health dashboard, its
+  alerts and the fault suite (tests/e2e/test_faults.py) need these series from every service as shipped;
+- **per set-up.** The SDK's exporters record into the meter provider they are handed, else the global one;
+  ``configure()`` builds the OTLP metric exporter before its MeterProvider exists, so the SDK's metric
+  exporter counts would go to the global provider, and each ``build_telemetry()`` set-up (several services
+  in one process under test) could not have its own. Ours attach to the set-up's own provider;
+- **the exporter never records into the pipeline it is exporting**: ours are observable counters over
+  plain totals, read at the next collection, so a metric exporter's own failure is reported the next time
+  (through the Collector once it is back: the counters are cumulative), never recorded mid-export;
+- **losses at a shutdown deadline** (``Telemetry.shutdown`` stops the exporters mid-retry) are counted as
+  failed exports like any other.
+
+Setting ``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED=true`` as well makes both count, under the scopes
+``opentelemetry-sdk`` and ours (``telemetry.sdk_pipeline``): select one by ``otel_scope_name``.
 """
 
 from __future__ import annotations

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
+import os
 import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -18,13 +20,12 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, Perio
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
-from opentelemetry.sdk.trace.id_generator import IdGenerator
 
 from telemetry import instruments, semconv
-from telemetry._config import TelemetrySettings, explicit_settings, load_settings
 from telemetry._errors import TelemetryConfigError
 from telemetry._exposition import MetricsApp, MetricsServer
 from telemetry._handle import InstrumentationHandle
+from telemetry._optional import MissingExtraError, install_hint
 from telemetry._prometheus import PrometheusMetricReader
 from telemetry._propagation import configured_propagator
 from telemetry._selfmetrics import (
@@ -34,7 +35,19 @@ from telemetry._selfmetrics import (
     PipelineCounts,
 )
 from telemetry.exemplars import MarkedSpans
+from telemetry.options import (
+    DEFAULT_EXEMPLAR_WINDOW_S,
+    AdvancedOptions,
+    TelemetryOptions,
+    TelemetrySettings,
+    explicit_identity,
+    keyword_docstring,
+    resolve,
+)
 from telemetry.views import default_views
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 logger = logging.getLogger("telemetry")
 
@@ -63,9 +76,14 @@ class Telemetry:
     """The pull reader (``OTEL_METRICS_EXPORTER=prometheus``, or one passed in ``metric_readers``)."""
     metrics_server: MetricsServer | None = None
     """The standalone ``/metrics`` server, when ``configure()`` started one (``.port``, ``.url``)."""
-    _arguments: dict[str, Any] = field(default_factory=dict, repr=False)
+    _options: dict[str, Any] = field(default_factory=dict, repr=False)
     _exporters: list[CountingSpanExporter | CountingMetricExporter] = field(default_factory=list, repr=False)
     """The OTLP exporters built here: stopped mid-retry when a shutdown runs out of time."""
+
+    @property
+    def capture_content(self) -> bool:
+        """Whether prompt and completion text go on GenAI spans (``TracesOptions.capture_content``)."""
+        return bool(self.settings.traces and self.settings.traces.capture_content)
 
     def metrics_app(self) -> MetricsApp:
         """An ASGI app serving ``/metrics`` from this set-up's pull reader, for a service's own port::
@@ -116,71 +134,31 @@ _lock = threading.Lock()
 _current: Telemetry | None = None
 
 
-def configure(
-    *,
-    service_name: str | None = None,
-    service_version: str | None = None,
-    environment: str | None = None,
-    traces: bool | None = None,
-    metrics_enabled: bool | None = None,
-    gpu: bool | None = None,
-    capture_content: bool | None = None,
-    metrics_exporter: str | Sequence[str] | None = None,
-    prometheus_host: str | None = None,
-    prometheus_port: int | None = None,
-    prometheus_server: bool | None = None,
-    resource_attributes: Mapping[str, str] | None = None,
-    span_processors: Sequence[SpanProcessor] | None = None,
-    metric_readers: Sequence[MetricReader] | None = None,
-    id_generator: IdGenerator | None = None,
-    set_global: bool = True,
-) -> Telemetry:
+def configure(**options: Unpack[TelemetryOptions]) -> Telemetry:
     """Set up tracing and metrics for this process. Idempotent: a second call returns the first result.
 
-    Each argument overrides its environment variable (see ``telemetry._config``): ``service_name``
-    (``OTEL_SERVICE_NAME``), ``service_version`` (``LLM_TELEMETRY_SERVICE_VERSION``), ``environment``
-    (``LLM_TELEMETRY_ENVIRONMENT``), ``traces`` (``LLM_TELEMETRY_TRACES``), ``metrics_enabled``
-    (``LLM_TELEMETRY_METRICS``), ``gpu`` (``LLM_TELEMETRY_GPU``), ``capture_content``
-    (``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``), ``metrics_exporter`` (``OTEL_METRICS_EXPORTER``:
-    ``"otlp"``, ``"prometheus"``, both as ``"otlp,prometheus"`` or a sequence, or ``"none"``),
-    ``prometheus_host`` (``OTEL_EXPORTER_PROMETHEUS_HOST``), ``prometheus_port``
-    (``OTEL_EXPORTER_PROMETHEUS_PORT``), ``prometheus_server`` (``LLM_TELEMETRY_PROMETHEUS_SERVER``: start
-    the standalone ``/metrics`` server; ``False`` when the service serves ``Telemetry.metrics_app()``).
+    Every keyword is optional and overrides its environment variable (argument > variable > default); a
+    group is an options object whose fields left out read their own variables, and ``traces=False`` or
+    ``metrics=False`` turns a signal off. ``resource_attributes`` adds resource attributes;
+    ``advanced=AdvancedOptions(...)`` holds the test knobs (processors, readers, id generator,
+    ``set_global``). The keywords, with their variables:
 
-    ``span_processors`` and ``metric_readers`` replace the exporters and readers the settings would make
-    (``telemetry.testing`` uses them); a :class:`PrometheusMetricReader` among them serves ``metrics_app()``.
-    The SDK keeps honouring the standard variables: ``OTEL_EXPORTER_OTLP_*``, ``OTEL_TRACES_SAMPLER[_ARG]``,
-    ``OTEL_METRICS_EXEMPLAR_FILTER``, ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_BSP_*``, ``OTEL_ATTRIBUTE_*``,
-    ``OTEL_METRIC_EXPORT_INTERVAL``, ``OTEL_SDK_DISABLED``. With ``set_global`` the propagators
-    ``OTEL_PROPAGATORS`` names (tracecontext and baggage when unset) are installed as the global one.
+    {keywords}
+
+    The SDK keeps honouring the standard variables: ``OTEL_EXPORTER_OTLP_*``,
+    ``OTEL_TRACES_SAMPLER[_ARG]``, ``OTEL_METRICS_EXEMPLAR_FILTER``, ``OTEL_RESOURCE_ATTRIBUTES``,
+    ``OTEL_BSP_*``, ``OTEL_ATTRIBUTE_*``, ``OTEL_METRIC_EXPORT_INTERVAL``, ``OTEL_SDK_DISABLED``. With
+    ``set_global`` (the default) the propagators ``OTEL_PROPAGATORS`` names (tracecontext and baggage when
+    unset) are installed globally.
     """
     global _current  # noqa: PLW0603 - the process has one telemetry set-up, guarded by _lock
-    arguments = {
-        "service_name": service_name,
-        "service_version": service_version,
-        "environment": environment,
-        "traces": traces,
-        "metrics": metrics_enabled,
-        "gpu": gpu,
-        "capture_content": capture_content,
-        "metrics_exporter": metrics_exporter,
-        "prometheus_host": prometheus_host,
-        "prometheus_port": prometheus_port,
-        "prometheus_server": prometheus_server,
-    }
     with _lock:
         if _current is not None:
-            if {k: v for k, v in arguments.items() if v is not None} != _current._arguments:
+            if _given(options) != _current._options:
                 logger.warning("telemetry.configure() called again with other arguments; keeping the first")
             return _current
-        built = build_telemetry(
-            arguments,
-            resource_attributes=resource_attributes,
-            span_processors=span_processors,
-            metric_readers=metric_readers,
-            id_generator=id_generator,
-        )
-        if set_global:
+        built = build_telemetry(**options)
+        if options.get("advanced", _NO_ADVANCED).set_global:
             trace.set_tracer_provider(built.tracer_provider)
             metrics.set_meter_provider(built.meter_provider)
             propagate.set_global_textmap(configured_propagator(built.settings.propagators))
@@ -188,42 +166,50 @@ def configure(
         return built
 
 
-def build_telemetry(
-    arguments: Mapping[str, Any],
-    *,
-    resource_attributes: Mapping[str, str] | None = None,
-    span_processors: Sequence[SpanProcessor] | None = None,
-    metric_readers: Sequence[MetricReader] | None = None,
-    id_generator: IdGenerator | None = None,
-) -> Telemetry:
-    """A complete set-up that touches no global state (``configure()`` registers one globally).
+configure.__doc__ = (configure.__doc__ or "").replace("    {keywords}", keyword_docstring())
+
+_NO_ADVANCED = AdvancedOptions()
+
+
+def _given(options: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def build_telemetry(**options: Unpack[TelemetryOptions]) -> Telemetry:
+    """A complete set-up that touches no global state; the keywords are ``configure()``'s.
 
     Several can live in one process, e.g. three services under test, each with its own resource.
     """
-    settings = load_settings(arguments)
-    resource = _resource(settings, explicit_settings(arguments), resource_attributes)
+    settings = resolve(options)
+    if settings.gpu and settings.metrics and not settings.sdk_disabled and not nvml_installed():
+        raise MissingExtraError(f"LLM_TELEMETRY_GPU=true needs nvidia-ml-py: {install_hint('gpu')}")
+    advanced = options.get("advanced", _NO_ADVANCED)
+    resource = _resource(settings, explicit_identity(options, os.environ), options.get("resource_attributes"))
     counts = PipelineCounts()  # what the processor and exporters built here drop or fail to send
     exporters: list[CountingSpanExporter | CountingMetricExporter] = []
-    readers = _metric_readers(settings, metric_readers, counts, exporters)
+    readers = _metric_readers(settings, advanced.metric_readers, counts, exporters)
     pull = next((r for r in readers if isinstance(r, PrometheusMetricReader)), None)
-    tracer_provider = TracerProvider(resource=resource, id_generator=id_generator)
+    tracer_provider = TracerProvider(resource=resource, id_generator=advanced.id_generator)
     marked = MarkedSpans()
-    views = default_views(settings.exemplar_window, marked)
+    window = settings.metrics.exemplar_window if settings.metrics else DEFAULT_EXEMPLAR_WINDOW_S
+    views = default_views(window, marked)
     meter_provider = MeterProvider(resource=resource, metric_readers=readers, views=views)
     if settings.traces and not settings.sdk_disabled:
-        for processor in span_processors or [_span_processor(settings, counts, exporters)]:
+        processors = advanced.span_processors
+        for processor in processors or [_span_processor(settings, counts, exporters)]:
             tracer_provider.add_span_processor(processor)
-    if span_processors is None or metric_readers is None:
+    if advanced.span_processors is None or advanced.metric_readers is None:
         counts.register(meter_provider)
     built = Telemetry(settings, resource, tracer_provider, meter_provider, prometheus_reader=pull)
     built._exporters = exporters
-    built._arguments = {k: v for k, v in arguments.items() if v is not None}
+    built._options = _given(options)
     _observe_uptime(meter_provider)
     _observe_marked_spans(meter_provider, marked)
     _start_gpu(built)
-    if pull is not None and metric_readers is None and settings.prometheus_server:
+    serve = settings.prometheus.server
+    if pull is not None and advanced.metric_readers is None and serve:
         try:
-            built.metrics_server = MetricsServer(pull, settings.prometheus_host, settings.prometheus_port)
+            built.metrics_server = MetricsServer(pull, settings.prometheus.host, settings.prometheus.port)
         except TelemetryConfigError:  # the port is taken or the host unknown: loud, and nothing left running
             with contextlib.suppress(Exception):  # the error to report is the one above
                 built.shutdown(timeout_millis=500)
@@ -295,11 +281,11 @@ def _metric_readers(
     if not settings.metrics or settings.sdk_disabled:
         return []
     made: list[MetricReader] = []
-    for name in settings.metrics_exporter:
+    for name in settings.metrics.exporters:
         if name == "prometheus":
             made.append(PrometheusMetricReader())
         else:
-            kind = f"otlp_{_transport(settings)}_metric_exporter"
+            kind = f"otlp_{_transport(settings.otlp.metrics_protocol)}_metric_exporter"
             exporter = CountingMetricExporter(_otlp_metric_exporter(settings), counts, kind)
             exporters.append(exporter)
             made.append(PeriodicExportingMetricReader(exporter))
@@ -307,7 +293,7 @@ def _metric_readers(
 
 
 def _otlp_metric_exporter(settings: TelemetrySettings) -> MetricExporter:
-    if settings.protocol == "http/protobuf":
+    if settings.otlp.metrics_protocol == "http/protobuf":
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExp
 
         return HttpExp()
@@ -316,8 +302,8 @@ def _otlp_metric_exporter(settings: TelemetrySettings) -> MetricExporter:
     return OTLPMetricExporter(channel_options=GRPC_RECONNECT_OPTIONS)  # type: ignore[arg-type]
 
 
-def _transport(settings: TelemetrySettings) -> str:
-    return "http" if settings.protocol == "http/protobuf" else "grpc"
+def _transport(protocol: str) -> str:
+    return "http" if protocol == "http/protobuf" else "grpc"
 
 
 def _span_processor(
@@ -326,14 +312,14 @@ def _span_processor(
     exporters: list[CountingSpanExporter | CountingMetricExporter],
 ) -> SpanProcessor:
     """The SDK's batching processor (``OTEL_BSP_*``), counting its drops and export outcomes."""
-    kind = f"otlp_{_transport(settings)}_span_exporter"
+    kind = f"otlp_{_transport(settings.otlp.traces_protocol)}_span_exporter"
     processor = CountingBatchSpanProcessor(_span_exporter(settings), counts, exporter_type=kind)
     exporters.append(processor.exporter)
     return processor
 
 
 def _span_exporter(settings: TelemetrySettings) -> SpanExporter:
-    if settings.protocol == "http/protobuf":
+    if settings.otlp.traces_protocol == "http/protobuf":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExp
 
         return HttpExp()
@@ -346,8 +332,10 @@ def _start_gpu(current: Telemetry) -> None:
     wanted = current.settings.gpu
     if wanted is False or current.settings.sdk_disabled or not current.settings.metrics:
         return
-    try:
-        from telemetry.gpu import instrument_gpu
-    except ImportError as exc:  # gpu.py itself is ours; only a broken install gets here
-        raise TelemetryConfigError(f"LLM_TELEMETRY_GPU: GPU support unavailable: {exc}") from exc
+    from telemetry.gpu import instrument_gpu
+
     current.handles.append(instrument_gpu(current.meter_provider))
+
+
+def nvml_installed() -> bool:
+    return importlib.util.find_spec("pynvml") is not None

@@ -94,7 +94,7 @@ def content_capture_enabled() -> bool:
     from telemetry._setup import current
 
     configured = current()
-    return configured is not None and configured.settings.capture_content
+    return configured is not None and configured.capture_content
 
 
 def capture_messages(
@@ -102,7 +102,7 @@ def capture_messages(
 ) -> bool:
     """Record prompt/completion as ``gen_ai.input.messages``/``gen_ai.output.messages`` if opted in.
 
-    ``enabled`` is the caller's ``Telemetry.settings.capture_content``; None asks the global set-up.
+    ``enabled`` is the caller's choice (``Telemetry.capture_content``); None asks the global set-up.
     Returns whether anything was recorded, so callers and tests can see the decision.
     """
     if not (content_capture_enabled() if enabled is None else enabled):

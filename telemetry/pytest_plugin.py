@@ -1,6 +1,7 @@
 """A pytest plugin with the ``telemetry_capture`` fixture: a :func:`telemetry.testing.capture` per test.
 
-Enable it in a top-level ``conftest.py`` with ``pytest_plugins = ["telemetry.pytest_plugin"]``::
+Installing the library registers it (the ``pytest11`` entry point ``telemetry``); ``-p no:telemetry``
+turns it off::
 
     def test_counts_requests(telemetry_capture: Capture) -> None:
         serve_one_request(meter_provider=telemetry_capture.telemetry.meter_provider)

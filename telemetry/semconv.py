@@ -7,11 +7,13 @@ names, UCUM units (``s``, ``By``, ``1``, ``{token}``), no unit or ``_total`` in 
 exporters add those).
 
 ``tests/telemetry/test_semconv.py`` collects every instrument the library and services create and
-compares it with :data:`METRICS`.
+compares it with :data:`METRICS`. The demo services' own metrics, attributes and error words are theirs
+(``services/common/semconv.py``), registered into :data:`METRICS` with :func:`register_metrics`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
@@ -130,28 +132,7 @@ GENAI_TOKEN_BUCKETS: Final = (
     16777216,
     67108864,
 )
-# Our own short durations (queue waits, tokenization, stages): sub-millisecond to tens of seconds.
-SHORT_DURATION_BUCKETS: Final = (
-    0.0001,
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-)
 BODY_SIZE_BUCKETS: Final = (0, 128, 512, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
-BATCH_SIZE_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128)
-RATIO_BUCKETS: Final = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 # ---- attribute keys ------------------------------------------------------------------------------------
 # semconv
@@ -197,12 +178,6 @@ HW_DRIVER_VERSION: Final = "hw.driver_version"
 HW_GPU_TASK: Final = "hw.gpu.task"
 HW_SENSOR_LOCATION: Final = "hw.sensor_location"
 # ours (no semconv key exists)
-LLM_STAGE: Final = "llm.stage"
-LLM_CACHE_RESULT: Final = "llm.cache.result"
-LLM_CACHE_EVICTION_REASON: Final = "llm.cache.eviction.reason"
-LLM_SHED_REASON: Final = "llm.shed.reason"
-LLM_OUTCOME: Final = "llm.outcome"
-"""How a pipeline request ended, once per request: one of :class:`Outcome`."""
 LLM_GPU_INDEX: Final = "llm.gpu.index"
 LLM_GPU_MIG_INSTANCE: Final = "llm.gpu.mig.instance_id"
 LLM_GPU_THROTTLE_REASON: Final = "llm.gpu.throttle.reason"
@@ -210,68 +185,11 @@ LLM_TELEMETRY_STATUS_REASON: Final = "llm.telemetry.reason"
 LLM_EXEMPLAR: Final = "llm.exemplar"
 """``true`` on a span one of whose measurements became an exemplar (telemetry.exemplars): the Collector's
 sampling configuration keeps every trace that holds such a span, so every exemplar resolves."""
-# span attributes only (never on metric points)
-LLM_GATEWAY_PROVIDER: Final = "llm.gateway.provider"
-"""The catalog id of the provider the gateway called (``gen_ai.provider.name`` is its semconv name)."""
-LLM_GATEWAY_STREAM_CHUNKS: Final = "llm.gateway.stream.chunks"
-"""Content chunks relayed to the client before a stream ended (however it ended)."""
-LLM_GATEWAY_CACHE_HIT: Final = "llm.gateway.cache.hit"
-"""Whether the gateway answered from its response cache (non-streaming requests)."""
-LLM_RETRIEVAL_DOCUMENTS: Final = "llm.retrieval.documents"
-"""How many documents the retrieval stage added to the prompt."""
-LLM_ORCHESTRATOR_COALESCED: Final = "llm.orchestrator.coalesced"
-"""The request shared the answer of an identical one already in flight."""
-LLM_INFERENCE_BATCH_REQUESTS: Final = "llm.inference.batch.requests"
-"""Requests in the batch that served this one (on the inference queue span). Not the metric's name
-``llm.inference.batch.size``: an attribute and a metric never share one."""
 # span attributes: the serving GPU's state at request start/end (``.start``/``.end`` suffixes added)
 LLM_GPU_MEMORY_USAGE: Final = "llm.gpu.memory.usage"
 """GPU memory in use on the device, in bytes."""
 LLM_GPU_UTILIZATION: Final = "llm.gpu.utilization"
 """Fraction of the last NVML sample window (1/6 to 1 s) the GPU was busy, 0..1."""
-
-
-class ErrorType(StrEnum):
-    """The ``error.type`` values our services set, one taxonomy for every hop.
-
-    Each service passes its caller the same value it puts on its own span, so a failure keeps one name
-    from inference to the client: the OpenAI error ``type`` of the gateway's answer, the orchestrator's
-    ``error`` field and the ``error.type`` of every span and metric point. Failures that are none of
-    these are named by their exception type's qualified name, as the semantic conventions advise.
-    """
-
-    INVALID_REQUEST = "invalid_request_error"
-    """The request is malformed or breaks a limit: 400 (OpenAI's own type name)."""
-    INVALID_API_KEY = "invalid_api_key"
-    REQUEST_TOO_LARGE = "request_too_large"
-    MODEL_NOT_FOUND = "model_not_found"
-    RATE_LIMIT_EXCEEDED = "rate_limit_exceeded"
-    """Refused at the gateway's door: too many requests in flight (429)."""
-    OVERLOADED = "overloaded"
-    """Shed by a full pipeline stage (503)."""
-    UPSTREAM_TIMEOUT = "upstream_timeout"
-    UPSTREAM_UNAVAILABLE = "upstream_unavailable"
-    UPSTREAM_ERROR = "upstream_error"
-    """The next hop failed in a way none of the above names."""
-    UPSTREAM_RATE_LIMITED = "upstream_rate_limited"
-    """The upstream provider refused with 429 (its rate limit or quota, not ours); we answer 429 too."""
-    UPSTREAM_UNAUTHORIZED = "upstream_unauthorized"
-    """The upstream provider refused our credentials (401/403): its API key is wrong or expired (502)."""
-    UPSTREAM_STREAM_BROKEN = "upstream_stream_broken"
-    """The upstream's stream ended before its end: connection lost, a malformed event, or no [DONE]."""
-    CANCELLED = "cancelled"
-    """The caller went away before the answer was complete."""
-
-
-class Outcome(StrEnum):
-    """The values of ``llm.outcome``."""
-
-    OK = "ok"
-    ERROR = "error"
-    SHED = "shed"
-    """Refused by a full stage, before or during the answer."""
-    CANCELLED = "cancelled"
-    """The caller went away before the answer was complete."""
 
 
 OTHER: Final = "_OTHER"
@@ -280,7 +198,6 @@ OTHER: Final = "_OTHER"
 # ---- well-known values -------------------------------------------------------------------------------
 OPERATION_CHAT: Final = "chat"
 OPERATION_TEXT_COMPLETION: Final = "text_completion"
-OPERATION_RETRIEVAL: Final = "retrieval"
 TOKEN_TYPE_INPUT: Final = "input"
 TOKEN_TYPE_OUTPUT: Final = "output"
 RPC_SYSTEM_GRPC: Final = "grpc"
@@ -358,117 +275,6 @@ GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN: Final = _h(
     "s",
     "Decode time per output token after the first.",
     GENAI_TPOT_BUCKETS,
-)
-
-# gateway
-LLM_GATEWAY_CACHE_REQUESTS: Final = MetricSpec(
-    "llm.gateway.cache.requests",
-    "{request}",
-    Kind.COUNTER,
-    "Response-cache lookups, by llm.cache.result (hit or miss).",
-)
-LLM_GATEWAY_CACHE_ENTRIES: Final = MetricSpec(
-    "llm.gateway.cache.entries", "{entry}", Kind.OBSERVABLE_GAUGE, "Entries held in the response cache."
-)
-LLM_GATEWAY_CACHE_EVICTIONS: Final = MetricSpec(
-    "llm.gateway.cache.evictions",
-    "{entry}",
-    Kind.COUNTER,
-    "Entries dropped from the response cache, by llm.cache.eviction.reason (capacity or expired).",
-)
-LLM_GATEWAY_COST: Final = MetricSpec(
-    "llm.gateway.cost.usd",
-    "{USD}",
-    Kind.COUNTER,
-    "Estimated spend in US dollars on upstream calls, from the tokens each reported using and the "
-    "catalog's prices, by gen_ai.provider.name, gen_ai.request.model and gen_ai.token.type.",
-)
-"""UCUM has no currency, so the unit is an annotation, which the Prometheus translation drops: the currency
-is in the name instead, and Prometheus stores ``llm_gateway_cost_usd_total``."""
-LLM_GATEWAY_REJECTED_REQUESTS: Final = MetricSpec(
-    "llm.gateway.rejected_requests",
-    "{request}",
-    Kind.COUNTER,
-    "Requests refused before reaching the upstream, by error.type (auth, validation, overload, ...).",
-)
-
-# orchestrator
-LLM_ORCHESTRATOR_STAGE_DURATION: Final = _h(
-    "llm.orchestrator.stage.duration",
-    "s",
-    "Duration of one pipeline stage, by llm.stage.",
-    SHORT_DURATION_BUCKETS,
-)
-LLM_ORCHESTRATOR_QUEUE_DURATION: Final = _h(
-    "llm.orchestrator.queue.duration",
-    "s",
-    "Time a request waited for a slot in a stage, by llm.stage.",
-    SHORT_DURATION_BUCKETS,
-)
-LLM_ORCHESTRATOR_QUEUE_SIZE: Final = MetricSpec(
-    "llm.orchestrator.queue.size",
-    "{request}",
-    Kind.OBSERVABLE_GAUGE,
-    "Requests waiting or running in a stage's bounded queue, by llm.stage.",
-)
-LLM_ORCHESTRATOR_QUEUE_LIMIT: Final = MetricSpec(
-    "llm.orchestrator.queue.limit", "{request}", Kind.OBSERVABLE_GAUGE, "Capacity of a stage's queue."
-)
-LLM_ORCHESTRATOR_SHED_REQUESTS: Final = MetricSpec(
-    "llm.orchestrator.shed_requests",
-    "{request}",
-    Kind.COUNTER,
-    "Requests shed because a stage's queue was full, by llm.stage.",
-)
-LLM_ORCHESTRATOR_ERRORS: Final = MetricSpec(
-    "llm.orchestrator.errors", "{error}", Kind.COUNTER, "Pipeline failures, by llm.stage and error.type."
-)
-LLM_ORCHESTRATOR_COALESCED_REQUESTS: Final = MetricSpec(
-    "llm.orchestrator.coalesced_requests",
-    "{request}",
-    Kind.COUNTER,
-    "Requests answered by joining an identical request already in flight.",
-)
-LLM_ORCHESTRATOR_REQUESTS: Final = MetricSpec(
-    "llm.orchestrator.requests", "{request}", Kind.COUNTER, "Pipeline requests completed, by outcome."
-)
-
-# inference
-LLM_INFERENCE_QUEUE_DURATION: Final = _h(
-    "llm.inference.queue.duration",
-    "s",
-    "Time a request waited for the batching scheduler.",
-    SHORT_DURATION_BUCKETS,
-)
-LLM_INFERENCE_QUEUE_SIZE: Final = MetricSpec(
-    "llm.inference.queue.size", "{request}", Kind.OBSERVABLE_GAUGE, "Requests waiting to be batched."
-)
-LLM_INFERENCE_BATCH_SIZE: Final = MetricSpec(
-    "llm.inference.batch.size",
-    "{request}",
-    Kind.HISTOGRAM,
-    "Requests per executed batch.",
-    BATCH_SIZE_BUCKETS,
-)
-LLM_INFERENCE_BATCH_PADDING_RATIO: Final = MetricSpec(
-    "llm.inference.batch.padding_ratio",
-    "1",
-    Kind.HISTOGRAM,
-    "Share of a batch's prefill tokens that are padding (0..1).",
-    RATIO_BUCKETS,
-)
-LLM_INFERENCE_TOKENIZATION_DURATION: Final = _h(
-    "llm.inference.tokenization.duration", "s", "Time to tokenize a prompt.", SHORT_DURATION_BUCKETS
-)
-LLM_INFERENCE_TOKENS: Final = MetricSpec(
-    "llm.inference.tokens",
-    "{token}",
-    Kind.COUNTER,
-    "Tokens processed by the model server, by gen_ai.token.type (input, output); cancelled streams count "
-    "what they produced.",
-)
-LLM_INFERENCE_PADDED_TOKENS: Final = MetricSpec(
-    "llm.inference.padded_tokens", "{token}", Kind.COUNTER, "Padding tokens added by batching."
 )
 
 # process (semconv)
@@ -580,7 +386,38 @@ OTEL_SDK_EXPORTER_METRIC_DATA_POINT_EXPORTED: Final = MetricSpec(
     "error.type) or lost (error.type says why).",
 )
 
-METRICS: Final[dict[str, MetricSpec]] = {
-    spec.name: spec for spec in globals().copy().values() if isinstance(spec, MetricSpec)
-}
-"""Every metric we emit, by name: the contract the semconv test and the views check against."""
+
+class MetricRegistry(Mapping[str, MetricSpec]):
+    """Metric specs by name. The library's are here; an application adds its own with :meth:`register`,
+    before ``configure()``, so that the views (buckets, exemplars) cover them too."""
+
+    def __init__(self, specs: Iterable[MetricSpec]) -> None:
+        self._specs: dict[str, MetricSpec] = {}
+        self.register(*specs)
+
+    def register(self, *specs: MetricSpec) -> None:
+        """Add ``specs``; the same spec twice is fine, another spec under a taken name is an error."""
+        for spec in specs:
+            known = self._specs.get(spec.name)
+            if known is not None and known != spec:
+                raise ValueError(f"metric {spec.name!r} is registered already, as {known}")
+            self._specs[spec.name] = spec
+
+    def __getitem__(self, name: str) -> MetricSpec:
+        return self._specs[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._specs)
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+
+METRICS: Final = MetricRegistry(spec for spec in globals().copy().values() if isinstance(spec, MetricSpec))
+"""Every metric emitted, by name: the library's, and those applications :func:`register_metrics`. The
+contract the semconv test, the views and docs/reference/metrics.md are built from."""
+
+
+def register_metrics(*specs: MetricSpec) -> None:
+    """Declare an application's own metrics (before ``configure()``): they get views like ours."""
+    METRICS.register(*specs)

@@ -1,21 +1,44 @@
 """One declared settings type for the library and the services: each setting names its variable, how
-to parse it, its default and its documentation, and the README's tables are generated from those
-declarations (tests compare them), so code and docs cannot drift.
+to parse it, its default and its documentation, and the reference tables (docs/reference/settings.md) are
+generated from those declarations, so code and docs cannot drift.
 
 A value that cannot be parsed fails at start-up with :class:`TelemetryConfigError`, naming the variable
 and the value; an unset or blank variable takes the default.
+
+:func:`setting` declares one as a dataclass field: the field is the setting's name and type, and a field
+left out of the constructor reads its variable (argument > variable > default) when the object is made.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from typing import Any, Generic, TypeVar
 
 from telemetry._errors import TelemetryConfigError
 
 T = TypeVar("T")
+
+_environ: ContextVar[Mapping[str, str] | None] = ContextVar("telemetry_settings_environ", default=None)
+
+
+@contextmanager
+def reading(environ: Mapping[str, str] | None) -> Iterator[None]:
+    """Settings objects made in this block read ``environ`` instead of ``os.environ`` (tests)."""
+    token = _environ.set(environ)
+    try:
+        yield
+    finally:
+        _environ.reset(token)
+
+
+def _current_environ() -> Mapping[str, str]:
+    chosen = _environ.get()
+    return os.environ if chosen is None else chosen
+
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -31,17 +54,27 @@ class Setting(Generic[T]):
     shown_default: str | None = None
     """The table's "default" column where the value itself would not say it; else the value, in backticks."""
     in_table: bool = True
-    """False for a standard variable the README lists with the SDK's rather than in our table."""
+    """False for a standard variable the reference lists with the SDK's rather than in our table."""
+    fallback: tuple[str, ...] = ()
+    """Variables read, in order, when ``env`` is unset (a per-signal OTLP variable falls back to the
+    general one)."""
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        return (self.env, *self.fallback)
 
     def parsed(self, environ: Mapping[str, str] | None = None) -> T | None:
-        """The variable's parsed value, or None when it is unset or blank."""
-        raw = (os.environ if environ is None else environ).get(self.env)
-        if raw is None or not raw.strip():
-            return None
-        try:
-            return self.parse(raw)
-        except ValueError as exc:
-            raise TelemetryConfigError(f"{self.env}={raw!r} is invalid: {exc}") from None
+        """The first set variable's parsed value, or None when all are unset or blank."""
+        env = _current_environ() if environ is None else environ
+        for name in self.variables:
+            raw = env.get(name)
+            if raw is None or not raw.strip():
+                continue
+            try:
+                return self.parse(raw)
+            except ValueError as exc:
+                raise TelemetryConfigError(f"{name}={raw!r} is invalid: {exc}") from None
+        return None
 
     def read(self, environ: Mapping[str, str] | None = None) -> T:
         """The variable's value, or the default when it is unset or blank."""
@@ -49,15 +82,55 @@ class Setting(Generic[T]):
         return self.default if value is None else value
 
 
+def setting(
+    env: str,
+    parse: Callable[[str], T],
+    default: T,
+    doc: str,
+    *,
+    shown_default: str | None = None,
+    in_table: bool = True,
+    fallback: tuple[str, ...] = (),
+) -> T:
+    """A dataclass field that is a :class:`Setting`: left out of the constructor, it reads its variable."""
+    declared = Setting(env, parse, default, doc, shown_default, in_table, fallback)
+    value: T = field(default_factory=declared.read, metadata={"setting": declared})
+    return value
+
+
+def declared_settings(options: type[Any]) -> Iterator[tuple[str, Setting[Any]]]:
+    """``(field name, Setting)`` of each :func:`setting` field of the dataclass ``options``."""
+    for item in fields(options):
+        declared = item.metadata.get("setting")
+        if declared is not None:
+            yield item.name, declared
+
+
+def nested_options(options: type[Any]) -> Iterator[tuple[str, type[Any]]]:
+    """``(field name, options class)`` of each field of ``options`` whose default is an options object."""
+    for item in fields(options):
+        factory = item.default_factory
+        if item.default is MISSING and isinstance(factory, type) and is_dataclass(factory):
+            yield item.name, factory
+
+
+def shown_default(declared: Setting[Any]) -> str:
+    """The reference's "default" cell."""
+    if declared.shown_default is not None:
+        return declared.shown_default
+    return f"`{'auto' if declared.default is None else _shown(declared.default)}`"
+
+
+def shown_variables(declared: Setting[Any]) -> str:
+    return ", then ".join(f"`{name}`" for name in declared.variables)
+
+
 def markdown_table(settings: Iterable[Setting[Any]]) -> str:
-    """The README table of ``settings``: variable, default, meaning."""
+    """The reference table of ``settings``: variable, default, meaning."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
-    for setting in settings:
-        if not setting.in_table:
-            continue
-        value = "auto" if setting.default is None else _shown(setting.default)
-        default = setting.shown_default or f"`{value}`"
-        rows.append(f"| `{setting.env}` | {default} | {setting.doc} |")
+    for declared in settings:
+        if declared.in_table:
+            rows.append(f"| {shown_variables(declared)} | {shown_default(declared)} | {declared.doc} |")
     return "\n".join(rows)
 
 

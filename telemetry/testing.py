@@ -41,6 +41,7 @@ from opentelemetry.trace import format_span_id, format_trace_id
 
 from telemetry._errors import internal_errors_raised
 from telemetry._setup import Telemetry, build_telemetry
+from telemetry.options import AdvancedOptions, MetricsOptions, TracesOptions
 
 __all__ = [
     "Capture",
@@ -222,15 +223,18 @@ def capture(
     reader = InMemoryMetricReader()
     with ExitStack() as scope:
         scope.enter_context(internal_errors_raised(raise_errors))
+        metrics = (
+            MetricsOptions() if exemplar_window is None else MetricsOptions(exemplar_window=exemplar_window)
+        )
         built = build_telemetry(
-            {
-                "service_name": service_name,
-                "gpu": gpu,
-                "capture_content": capture_content,
-                "exemplar_window": exemplar_window,
-            },
-            span_processors=[SimpleSpanProcessor(exporter)],
-            metric_readers=[reader],
-            id_generator=ids or DeterministicIdGenerator(),
+            service_name=service_name,
+            gpu=gpu,
+            traces=TracesOptions(capture_content=capture_content),
+            metrics=metrics,
+            advanced=AdvancedOptions(
+                span_processors=[SimpleSpanProcessor(exporter)],
+                metric_readers=[reader],
+                id_generator=ids or DeterministicIdGenerator(),
+            ),
         )
         return Capture(built, exporter, reader, scope.pop_all())

@@ -17,6 +17,7 @@ from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, V
 
 from telemetry import semconv as sc
 from telemetry.exemplars import MarkedSpans, marking_reservoir_factory
+from telemetry.options import DEFAULT_EXEMPLAR_WINDOW_S
 
 _HTTP_SERVER_KEYS = frozenset(
     {
@@ -68,10 +69,6 @@ ATTRIBUTE_ALLOW_LISTS: dict[str, frozenset[str]] = {
 }
 
 
-DEFAULT_EXEMPLAR_WINDOW_S = 30.0
-"""How often each bucket of each series gets a fresh exemplar (``LLM_TELEMETRY_EXEMPLAR_WINDOW``)."""
-
-
 def default_views(
     exemplar_window_s: float = DEFAULT_EXEMPLAR_WINDOW_S, marked: MarkedSpans | None = None
 ) -> list[View]:
@@ -95,7 +92,8 @@ def default_views(
 
 
 DEFAULT_VIEWS: list[View] = default_views()
-""":func:`default_views` with the default exemplar window, for a MeterProvider of your own."""
+""":func:`default_views` with the default exemplar window, for a MeterProvider of your own: the library's
+metrics. After ``telemetry.semconv.register_metrics(...)``, call :func:`default_views` to cover those too."""
 
 
 _known: dict[str, frozenset[str]] = {}

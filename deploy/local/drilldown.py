@@ -16,6 +16,7 @@ from typing import Any
 
 from deploy.stack import Exemplar, JaegerClient, PrometheusClient, Span, poll_until
 from deploy.stack.guarantee import GuaranteeFigures
+from services.common import semconv as service_sc
 from telemetry import semconv as sc
 
 REQUEST_DURATION = "http_server_request_duration_seconds"
@@ -27,10 +28,10 @@ KEY_ATTRIBUTES = (
     sc.GEN_AI_USAGE_INPUT_TOKENS,
     sc.GEN_AI_USAGE_OUTPUT_TOKENS,
     sc.GEN_AI_RESPONSE_FINISH_REASONS,
-    sc.LLM_STAGE,
-    sc.LLM_INFERENCE_BATCH_REQUESTS,
+    service_sc.LLM_STAGE,
+    service_sc.LLM_INFERENCE_BATCH_REQUESTS,
     sc.RPC_STATUS_CODE,
-    sc.LLM_GATEWAY_CACHE_HIT,
+    service_sc.LLM_GATEWAY_CACHE_HIT,
     sc.HW_ID,
     f"{sc.LLM_GPU_UTILIZATION}.start",
     f"{sc.LLM_GPU_MEMORY_USAGE}.start",

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import telemetry
+from services.common import semconv  # noqa: F401 - registers the services' metrics before configure()
 from services.common.env import SettingError
 
 logger = logging.getLogger("services")

@@ -10,9 +10,10 @@ from typing import Any
 from fastapi.responses import JSONResponse
 from opentelemetry.metrics import Meter
 
+from services.common import semconv as service_sc
+from services.common.semconv import ErrorType
 from services.gateway.errors import ApiError
 from telemetry import instruments, semconv as sc
-from telemetry.semconv import ErrorType
 
 
 class Admission:
@@ -20,7 +21,7 @@ class Admission:
         self._keys = [k.encode() for k in api_keys]
         self.max_in_flight = max_in_flight
         self.in_flight = 0
-        self._rejected = instruments.create(meter, sc.LLM_GATEWAY_REJECTED_REQUESTS)
+        self._rejected = instruments.create(meter, service_sc.LLM_GATEWAY_REJECTED_REQUESTS)
 
     def reject(self, error: ApiError) -> JSONResponse:
         """Answer a request refused before any work was done, and count it."""

@@ -21,8 +21,10 @@ from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Observation
 from starlette.background import BackgroundTask
 
+from services.common import semconv as service_sc
 from services.common.models import Catalog, ModelSpec, ProviderType
 from services.common.probes import Probes, add_metrics, add_probes
+from services.common.semconv import ErrorType
 from services.gateway.admission import Admission, HeaderLimit
 from services.gateway.cache import ResponseCache, request_key
 from services.gateway.errors import ApiError, add_error_handlers
@@ -38,7 +40,6 @@ from telemetry import (
     register_known_values,
     semconv as sc,
 )
-from telemetry.semconv import ErrorType
 
 __all__ = ["ApiError", "ChatCompletionRequest", "Gateway", "GatewaySettings", "create_app"]
 
@@ -56,14 +57,14 @@ class Gateway:
         self.models = dict(self.catalog.models)
         meter = telemetry.meter_provider.get_meter("services.gateway")
         self.admission = Admission(settings.api_keys, settings.max_in_flight, meter)
-        evictions = instruments.create(meter, sc.LLM_GATEWAY_CACHE_EVICTIONS)
+        evictions = instruments.create(meter, service_sc.LLM_GATEWAY_CACHE_EVICTIONS)
         self.cache = ResponseCache(
             settings.cache_entries,
             settings.cache_ttl,
-            on_evict=lambda reason: evictions.add(1, {sc.LLM_CACHE_EVICTION_REASON: reason}),
+            on_evict=lambda reason: evictions.add(1, {service_sc.LLM_CACHE_EVICTION_REASON: reason}),
         )
-        self.cache_requests = instruments.create(meter, sc.LLM_GATEWAY_CACHE_REQUESTS)
-        instruments.create(meter, sc.LLM_GATEWAY_CACHE_ENTRIES, callbacks=[self._observe_cache])
+        self.cache_requests = instruments.create(meter, service_sc.LLM_GATEWAY_CACHE_REQUESTS)
+        instruments.create(meter, service_sc.LLM_GATEWAY_CACHE_ENTRIES, callbacks=[self._observe_cache])
         self.tracer = trace.get_tracer("services.gateway", tracer_provider=telemetry.tracer_provider)
         self.metrics = GatewayMetrics(telemetry.meter_provider, meter)
         register_known_values(sc.GEN_AI_REQUEST_MODEL, self.models)
@@ -121,7 +122,7 @@ class Gateway:
             spec=spec,
             provider=self.catalog.provider_of(spec),
             body=body,
-            capture_content=self.telemetry.settings.capture_content,
+            capture_content=self.telemetry.capture_content,
         )
 
     async def complete(self, body: ChatCompletionRequest, spec: ModelSpec) -> dict[str, Any]:
@@ -130,11 +131,11 @@ class Gateway:
         self.cache_requests.add(
             1,
             {
-                sc.LLM_CACHE_RESULT: "hit" if cached else "miss",
+                service_sc.LLM_CACHE_RESULT: "hit" if cached else "miss",
                 sc.GEN_AI_REQUEST_MODEL: spec.name,  # from the catalog: bounded
             },
         )
-        trace.get_current_span().set_attribute(sc.LLM_GATEWAY_CACHE_HIT, cached is not None)
+        trace.get_current_span().set_attribute(service_sc.LLM_GATEWAY_CACHE_HIT, cached is not None)
         if cached is not None:
             return cached
         call = self._start_call(body, spec)

@@ -14,9 +14,9 @@ from fastapi.responses import JSONResponse
 from opentelemetry import trace
 from starlette.exceptions import HTTPException
 
+from services.common.semconv import ErrorType
 from services.gateway.wire import error_body
 from telemetry import mark_http_server_error
-from telemetry.semconv import ErrorType
 
 
 class ApiError(Exception):

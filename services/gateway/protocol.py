@@ -9,8 +9,8 @@ import json
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from services.common.semconv import ErrorType
 from services.gateway.wire import error_body
-from telemetry.semconv import ErrorType
 
 UNPARSEABLE = "the request is not valid HTTP/1.1, or its request line and headers are over 16 KiB together"
 

@@ -14,6 +14,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind
 from opentelemetry.util.types import AttributeValue
 
+from services.common import semconv as service_sc
 from services.common.models import ModelSpec, ProviderSpec, ProviderType
 from services.gateway.wire import ChatCompletionRequest
 from telemetry import (
@@ -59,7 +60,7 @@ class GatewayMetrics:
     def __init__(self, meter_provider: metrics.MeterProvider, meter: metrics.Meter) -> None:
         self.genai = GenAIClientMetrics(meter_provider)
         self.time_per_output_chunk = instruments.create(meter, sc.GEN_AI_CLIENT_TIME_PER_OUTPUT_CHUNK)
-        self.cost = instruments.create(meter, sc.LLM_GATEWAY_COST)
+        self.cost = instruments.create(meter, service_sc.LLM_GATEWAY_COST)
 
 
 @dataclass
@@ -106,7 +107,7 @@ class GenAICall:
             temperature=body.temperature,
             stream=True if body.stream else None,
         )
-        span.set_attribute(sc.LLM_GATEWAY_PROVIDER, provider.id)
+        span.set_attribute(service_sc.LLM_GATEWAY_PROVIDER, provider.id)
         if body.stop:
             span.set_attribute(sc.GEN_AI_REQUEST_STOP_SEQUENCES, body.stop)
         if isinstance(request, UpstreamRequest) and request.server_address is not None:
@@ -176,7 +177,7 @@ class GenAICall:
             time_to_first_chunk=self.first_chunk,
         )
         if self.first_chunk is not None:
-            self.span.set_attribute(sc.LLM_GATEWAY_STREAM_CHUNKS, self.chunks)
+            self.span.set_attribute(service_sc.LLM_GATEWAY_STREAM_CHUNKS, self.chunks)
         self.metrics.genai.record(
             self.request,
             duration=perf_counter() - self.started,

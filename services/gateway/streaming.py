@@ -18,10 +18,10 @@ from typing import Any
 
 import httpx
 
+from services.common.semconv import ErrorType
 from services.gateway.errors import provider_error
 from services.gateway.recording import GenAICall
 from services.gateway.wire import DONE_EVENT, chunk_event, data_event, error_body, error_event, usage_event
-from telemetry.semconv import ErrorType
 
 
 class StreamBroken(Exception):

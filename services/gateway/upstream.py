@@ -17,13 +17,13 @@ from typing import Any, Protocol
 import httpx
 
 from services.common.models import ModelSpec, ProviderSpec
+from services.common.semconv import ErrorType
 from services.gateway.errors import ApiError, from_provider, from_upstream
 from services.gateway.recording import GenAICall
 from services.gateway.streaming import PipelineRelay, Relay, SSERelay
 from services.gateway.transport import AiohttpTransport
 from services.gateway.wire import ChatCompletionRequest, chat_completion
 from telemetry import InstrumentationHandle, Telemetry, instrument_httpx
-from telemetry.semconv import ErrorType
 
 CONNECT_TIMEOUT = 5.0
 MAX_CONNECTIONS = 256

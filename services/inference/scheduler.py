@@ -15,6 +15,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Observation
 
+from services.common import semconv as service_sc
 from services.common.models import ModelSpec
 from services.inference.engine import Engine
 from telemetry import instruments, semconv as sc
@@ -59,11 +60,11 @@ class BatchScheduler:
         self._workers: dict[str, asyncio.Task[None]] = {}
         meter = metrics.get_meter("services.inference", meter_provider=meter_provider)
         self._tracer = trace.get_tracer("services.inference", tracer_provider=tracer_provider)
-        self.queue_duration = instruments.create(meter, sc.LLM_INFERENCE_QUEUE_DURATION)
-        self.batch_size = instruments.create(meter, sc.LLM_INFERENCE_BATCH_SIZE)
-        self.padding_ratio = instruments.create(meter, sc.LLM_INFERENCE_BATCH_PADDING_RATIO)
-        self.padded_tokens = instruments.create(meter, sc.LLM_INFERENCE_PADDED_TOKENS)
-        instruments.create(meter, sc.LLM_INFERENCE_QUEUE_SIZE, callbacks=[self._observe_queue])
+        self.queue_duration = instruments.create(meter, service_sc.LLM_INFERENCE_QUEUE_DURATION)
+        self.batch_size = instruments.create(meter, service_sc.LLM_INFERENCE_BATCH_SIZE)
+        self.padding_ratio = instruments.create(meter, service_sc.LLM_INFERENCE_BATCH_PADDING_RATIO)
+        self.padded_tokens = instruments.create(meter, service_sc.LLM_INFERENCE_PADDED_TOKENS)
+        instruments.create(meter, service_sc.LLM_INFERENCE_QUEUE_SIZE, callbacks=[self._observe_queue])
 
     def _observe_queue(self, options: CallbackOptions) -> list[Observation]:
         return [

@@ -18,9 +18,11 @@ from grpc_health.v1._async import HealthServicer
 from opentelemetry import context as otel_context, trace
 from opentelemetry.trace import Span
 
+from services.common import semconv as service_sc
 from services.common.env import read_table
 from services.common.models import ModelSpec, load_catalog
 from services.common.probes import Probes, add_metrics, add_probes
+from services.common.semconv import ErrorType
 from services.inference.engine import Engine, SimulatedEngine, tokenize
 from services.inference.scheduler import BatchScheduler, Ticket
 from services.proto import inference_pb2 as pb, inference_pb2_grpc as pb_grpc
@@ -28,8 +30,8 @@ from telemetry import (
     GenAIRequest,
     GenAIServerMetrics,
     Telemetry,
-    TelemetryServerInterceptor,
     capture_messages,
+    grpc_server_interceptor,
     instruments,
     mark_failed,
     register_known_values,
@@ -38,7 +40,6 @@ from telemetry import (
     set_response_attributes,
 )
 from telemetry.gpu import annotate_span
-from telemetry.semconv import ErrorType
 from telemetry.settings import Setting, parse_float, parse_int, parse_str
 
 SETTINGS: dict[str, Setting[Any]] = {
@@ -118,8 +119,8 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         self.tracer = trace.get_tracer("services.inference", tracer_provider=telemetry.tracer_provider)
         self.genai = GenAIServerMetrics(telemetry.meter_provider)
         meter = telemetry.meter_provider.get_meter("services.inference")
-        self.tokenization = instruments.create(meter, sc.LLM_INFERENCE_TOKENIZATION_DURATION)
-        self.tokens = instruments.create(meter, sc.LLM_INFERENCE_TOKENS)
+        self.tokenization = instruments.create(meter, service_sc.LLM_INFERENCE_TOKENIZATION_DURATION)
+        self.tokens = instruments.create(meter, service_sc.LLM_INFERENCE_TOKENS)
         register_known_values(sc.GEN_AI_REQUEST_MODEL, models)
 
     async def ListModels(
@@ -151,7 +152,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         capture_messages(
             generation.span,
             input_messages=[{"role": "user", "content": request.prompt}],
-            enabled=self.telemetry.settings.capture_content,
+            enabled=self.telemetry.capture_content,
         )
         self._annotate_gpu(generation.span, "start")
         generation.prompt = self._tokenize(request.prompt, model)
@@ -191,7 +192,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         batch = await self.scheduler.submit(ticket)
         prefilled_ns = time_ns()
         self.tracer.start_span(
-            "queue", start_time=enqueued_ns, attributes={sc.LLM_INFERENCE_BATCH_REQUESTS: batch.size}
+            "queue", start_time=enqueued_ns, attributes={service_sc.LLM_INFERENCE_BATCH_REQUESTS: batch.size}
         ).end(end_time=batch.started_ns)
         self.tracer.start_span(
             "prefill",
@@ -284,7 +285,7 @@ async def start_server(
     )
     servicer = InferenceServicer(models or load_catalog(), scheduler, engine, telemetry, settings.gpu_index)
     server = aio.server(
-        interceptors=[TelemetryServerInterceptor(telemetry.tracer_provider, telemetry.meter_provider)]
+        interceptors=[grpc_server_interceptor(telemetry.tracer_provider, telemetry.meter_provider)]
     )
     pb_grpc.add_InferenceServicer_to_server(servicer, server)
     health = HealthServicer()

@@ -25,19 +25,20 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from pydantic import BaseModel, Field, ValidationError
 from starlette.background import BackgroundTask
 
+from services.common import semconv as service_sc
 from services.common.env import read_table
 from services.common.probes import Probes, add_metrics, add_probes
+from services.common.semconv import ErrorType, Outcome
 from services.orchestrator.pipeline import Coalescer, Retriever, Shed, StageGate
 from services.proto import inference_pb2 as pb, inference_pb2_grpc as pb_grpc
 from telemetry import (
     Telemetry,
-    client_interceptors,
+    grpc_client_interceptors,
     instrument_fastapi,
     instruments,
     mark_http_server_error,
     semconv as sc,
 )
-from telemetry.semconv import ErrorType, Outcome
 from telemetry.settings import Setting, parse_float, parse_int, parse_str
 
 STAGES = ("retrieve", "infer", "postprocess")
@@ -122,14 +123,14 @@ class Orchestrator:
         self.telemetry = telemetry
         self.tracer = trace.get_tracer("services.orchestrator", tracer_provider=telemetry.tracer_provider)
         meter = telemetry.meter_provider.get_meter("services.orchestrator")
-        self.stage_duration = instruments.create(meter, sc.LLM_ORCHESTRATOR_STAGE_DURATION)
-        self.queue_duration = instruments.create(meter, sc.LLM_ORCHESTRATOR_QUEUE_DURATION)
-        self.shed = instruments.create(meter, sc.LLM_ORCHESTRATOR_SHED_REQUESTS)
-        self.errors = instruments.create(meter, sc.LLM_ORCHESTRATOR_ERRORS)
-        self.coalesced = instruments.create(meter, sc.LLM_ORCHESTRATOR_COALESCED_REQUESTS)
-        self.requests = instruments.create(meter, sc.LLM_ORCHESTRATOR_REQUESTS)
-        instruments.create(meter, sc.LLM_ORCHESTRATOR_QUEUE_SIZE, callbacks=[self._observe_occupancy])
-        instruments.create(meter, sc.LLM_ORCHESTRATOR_QUEUE_LIMIT, callbacks=[self._observe_capacity])
+        self.stage_duration = instruments.create(meter, service_sc.LLM_ORCHESTRATOR_STAGE_DURATION)
+        self.queue_duration = instruments.create(meter, service_sc.LLM_ORCHESTRATOR_QUEUE_DURATION)
+        self.shed = instruments.create(meter, service_sc.LLM_ORCHESTRATOR_SHED_REQUESTS)
+        self.errors = instruments.create(meter, service_sc.LLM_ORCHESTRATOR_ERRORS)
+        self.coalesced = instruments.create(meter, service_sc.LLM_ORCHESTRATOR_COALESCED_REQUESTS)
+        self.requests = instruments.create(meter, service_sc.LLM_ORCHESTRATOR_REQUESTS)
+        instruments.create(meter, service_sc.LLM_ORCHESTRATOR_QUEUE_SIZE, callbacks=[self._observe_occupancy])
+        instruments.create(meter, service_sc.LLM_ORCHESTRATOR_QUEUE_LIMIT, callbacks=[self._observe_capacity])
         self.gates = {
             name: StageGate(name, settings.stage_concurrency, settings.queue_capacity) for name in STAGES
         }
@@ -139,17 +140,19 @@ class Orchestrator:
         self.stub: pb_grpc.InferenceAsyncStub | None = None
 
     def _observe_occupancy(self, options: CallbackOptions) -> list[Observation]:
-        return [Observation(g.occupancy, {sc.LLM_STAGE: n}) for n, g in self.gates.items()]
+        return [Observation(g.occupancy, {service_sc.LLM_STAGE: n}) for n, g in self.gates.items()]
 
     def _observe_capacity(self, options: CallbackOptions) -> list[Observation]:
-        return [Observation(g.capacity, {sc.LLM_STAGE: n}) for n, g in self.gates.items()]
+        return [Observation(g.capacity, {service_sc.LLM_STAGE: n}) for n, g in self.gates.items()]
 
     async def start(self) -> None:
         self.channel = aio.insecure_channel(
             self.settings.inference_target,
             # Reconnect quickly after an inference restart instead of gRPC's default 1 s..120 s backoff.
             options=[("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 2000)],
-            interceptors=client_interceptors(self.telemetry.tracer_provider, self.telemetry.meter_provider),
+            interceptors=grpc_client_interceptors(
+                self.telemetry.tracer_provider, self.telemetry.meter_provider
+            ),
         )
         # The async stub type exists only in the generated .pyi; at run time InferenceStub serves both.
         self.stub = pb_grpc.InferenceStub(self.channel)  # type: ignore[assignment,unused-ignore]
@@ -161,7 +164,7 @@ class Orchestrator:
     @asynccontextmanager
     async def stage(self, name: str, span_name: str | None = None) -> AsyncIterator[trace.Span]:
         """One pipeline stage: its gate (shedding when full), span, duration, and error count."""
-        attributes = {sc.LLM_STAGE: name}
+        attributes = {service_sc.LLM_STAGE: name}
         waited_from = perf_counter()
         try:
             gate = self.gates[name].slot()
@@ -201,11 +204,11 @@ class Orchestrator:
 
     async def _retrieve(self, body: GenerateBody) -> str:
         async with self.stage("retrieve", "retrieval corpus") as span:
-            span.set_attribute(sc.GEN_AI_OPERATION_NAME, sc.OPERATION_RETRIEVAL)
+            span.set_attribute(sc.GEN_AI_OPERATION_NAME, service_sc.OPERATION_RETRIEVAL)
             span.set_attribute(sc.GEN_AI_DATA_SOURCE_ID, "corpus")
             query = next((m.content for m in reversed(body.messages) if m.role == "user"), "")
             documents = self.retriever.retrieve(query)
-            span.set_attribute(sc.LLM_RETRIEVAL_DOCUMENTS, len(documents))
+            span.set_attribute(service_sc.LLM_RETRIEVAL_DOCUMENTS, len(documents))
             return self._prompt(body, documents)
 
     async def _infer(self, body: GenerateBody, prompt: str) -> AsyncIterator[pb.GenerateResponse]:
@@ -233,7 +236,7 @@ class Orchestrator:
         result, joined = await self.coalescer.run(key, lambda: self._complete(body))
         if joined:
             self.coalesced.add(1)
-            trace.get_current_span().set_attribute(sc.LLM_ORCHESTRATOR_COALESCED, True)
+            trace.get_current_span().set_attribute(service_sc.LLM_ORCHESTRATOR_COALESCED, True)
         return result
 
     async def _complete(self, body: GenerateBody) -> dict[str, Any]:
@@ -288,7 +291,7 @@ class RequestOutcome:
         if self._recorded:
             return
         self._recorded = True
-        self._requests.add(1, {sc.LLM_OUTCOME: _outcome(error)})
+        self._requests.add(1, {service_sc.LLM_OUTCOME: _outcome(error)})
 
 
 def _outcome(error: BaseException | None) -> Outcome:

@@ -4,8 +4,9 @@ Why not the contrib ASGI instrumentation: it emits three spans per request (two 
 spans), the old ms metric unless an opt-in is set, and costs ~0.6 ms of CPU per request on our reference
 machine (``shared/reference/overhead-baseline.md``). Here: one span, attached once; attribute dicts for
 the metric points cached per (method, route, status, error); metrics recorded in the span's context so
-their points carry exemplars. An application classifies its own failure by setting ``error.type`` on the
-current span (``trace.get_current_span()``); the metric points carry it too.
+their points carry exemplars. An application classifies its own failure with ``telemetry.mark_failed`` or
+``mark_http_server_error`` on the current span (``trace.get_current_span()``, the SDK's own span); the
+metric points carry it too.
 
 The body-size histograms (``http.server.request.body.size``, ``http.server.response.body.size``) are
 opt-in, as the HTTP semantic conventions mark them: ``LLM_TELEMETRY_HTTP_BODY_SIZE_METRICS=true`` or
@@ -16,7 +17,7 @@ cache-hit path costs about as much as the duration record itself.
 from __future__ import annotations
 
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from functools import lru_cache
 from time import perf_counter
 from typing import Any
@@ -25,12 +26,14 @@ from opentelemetry import context as otel_context, metrics, propagate, trace
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from opentelemetry.util.types import AnyValue, Attributes, AttributeValue
+from opentelemetry.util.types import AttributeValue
 
 from telemetry import instruments, semconv as sc
-from telemetry._config import SETTINGS
 from telemetry._errors import report_internal_error
 from telemetry._propagation import propagation_fields
+from telemetry.options import MetricsOptions
+from telemetry.settings import declared_settings
+from telemetry.spans import SERVER_CALL
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -86,8 +89,8 @@ def body_size_metrics_enabled() -> bool:
 
     configured = current()
     if configured is not None:
-        return configured.settings.http_body_size_metrics
-    enabled: bool = SETTINGS["http_body_size_metrics"].read()
+        return bool(configured.settings.metrics and configured.settings.metrics.http_body_sizes)
+    enabled: bool = dict(declared_settings(MetricsOptions))["http_body_sizes"].read()
     return enabled
 
 
@@ -163,7 +166,7 @@ class TelemetryMiddleware:
                 sc.NETWORK_PROTOCOL_VERSION: scope.get("http_version", "1.1"),
             },
         )
-        call = _ServerCall(method, scheme, _ServerSpan(span), parent, send)
+        call = _ServerCall(method, scheme, span, parent, send)
         token = otel_context.attach(call.ctx)
         flight_key = (method, scheme)
         self._count_in_flight(flight_key, 1)
@@ -195,7 +198,7 @@ class TelemetryMiddleware:
         span, method, status = call.span, call.method, call.status
         route: str | None = getattr(scope.get("route"), "path", None)
         # The application may have classified its own failure (e.g. "model_not_found"): keep its words.
-        app_error = span.error_type
+        app_error = call.error_type
         if error_type is None:
             error_type = app_error
         if status >= 500 and error_type is None:
@@ -222,72 +225,18 @@ class TelemetryMiddleware:
                     break
 
 
-class _ServerSpan(trace.Span):
-    """The request's SERVER span as the application sees it (``trace.get_current_span()``).
-
-    Every call goes to the SDK span. An ``error.type`` the application sets on it (its own classification,
-    e.g. ``model_not_found``) is also kept here for the metric points: the middleware never reads attributes
-    back from the span, which a sampled-out (non-recording) span would not have.
-    """
-
-    __slots__ = ("error_type", "span")
-
-    def __init__(self, span: trace.Span) -> None:
-        self.span = span
-        self.error_type: str | None = None
-
-    def set_attribute(self, key: str, value: AnyValue) -> None:
-        if key == sc.ERROR_TYPE and isinstance(value, str):
-            self.error_type = value
-        self.span.set_attribute(key, value)
-
-    def set_attributes(self, attributes: Mapping[str, AnyValue]) -> None:
-        error_type = attributes.get(sc.ERROR_TYPE)
-        if isinstance(error_type, str):
-            self.error_type = error_type
-        self.span.set_attributes(attributes)
-
-    def end(self, end_time: int | None = None) -> None:
-        self.span.end(end_time)
-
-    def get_span_context(self) -> trace.SpanContext:
-        return self.span.get_span_context()
-
-    def add_event(self, name: str, attributes: Attributes = None, timestamp: int | None = None) -> None:
-        self.span.add_event(name, attributes, timestamp)
-
-    def add_link(self, context: trace.SpanContext, attributes: Attributes = None) -> None:
-        self.span.add_link(context, attributes)
-
-    def update_name(self, name: str) -> None:
-        self.span.update_name(name)
-
-    def is_recording(self) -> bool:
-        return self.span.is_recording()
-
-    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
-        self.span.set_status(status, description)
-
-    def record_exception(
-        self,
-        exception: BaseException,
-        attributes: Attributes = None,
-        timestamp: int | None = None,
-        escaped: bool = False,
-    ) -> None:
-        self.span.record_exception(exception, attributes, timestamp, escaped)
-
-
 class _ServerCall:
     """One request in flight: its span and context, and what the response has said so far."""
 
-    __slots__ = ("_send", "ctx", "method", "response_bytes", "scheme", "span", "status")
+    __slots__ = ("_send", "ctx", "error_type", "method", "response_bytes", "scheme", "span", "status")
 
     def __init__(
-        self, method: str, scheme: str, span: _ServerSpan, parent: otel_context.Context | None, send: Send
+        self, method: str, scheme: str, span: trace.Span, parent: otel_context.Context | None, send: Send
     ) -> None:
         self.method, self.scheme, self.span = method, scheme, span
-        self.ctx = trace.set_span_in_context(span, parent)
+        # The application's own classification arrives here through telemetry.mark_failed (spans.py).
+        self.error_type: str | None = None
+        self.ctx = otel_context.set_value(SERVER_CALL, self, trace.set_span_in_context(span, parent))
         self._send = send
         self.status = 0
         self.response_bytes = 0

@@ -1,16 +1,22 @@
-"""``instrument_fastapi(app)``: installs :class:`TelemetryMiddleware` as the outermost middleware."""
+"""``instrument_fastapi(app)``: installs :class:`TelemetryMiddleware` as the outermost middleware.
+
+Starlette (the ``fastapi`` extra) is imported when an app is instrumented, not when this module is; the
+middleware itself is pure ASGI and needs nothing.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
 
 from telemetry._handle import InstrumentationHandle
+from telemetry._optional import import_extra
 from telemetry.instrumentation.asgi import TelemetryMiddleware
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 
 def instrument_fastapi(
@@ -25,16 +31,22 @@ def instrument_fastapi(
 
     ``body_size_metrics`` turns the opt-in body-size histograms on or off; ``None`` follows
     ``LLM_TELEMETRY_HTTP_BODY_SIZE_METRICS`` (off by default). Must run before the app serves its first
-    request (Starlette builds its middleware stack then).
+    request (Starlette builds its middleware stack then). An app that already has our middleware (the
+    zero-code instrumentor got there first, or a second call) is left as it is, with an inactive handle.
     """
+    middleware = import_extra(
+        "starlette.middleware", extra="fastapi", needs="starlette", feature="telemetry.instrument_fastapi"
+    )
+    if any(getattr(entry, "cls", None) is TelemetryMiddleware for entry in app.user_middleware):
+        return InstrumentationHandle("fastapi", lambda: None, active=False)
     options: dict[str, Any] = {
         "tracer_provider": tracer_provider,
         "meter_provider": meter_provider,
         "excluded_paths": tuple(excluded_paths),
         "body_size_metrics": body_size_metrics,
     }
-    entry = Middleware(TelemetryMiddleware, **options)
-    restore_native = _silence_native_telemetry(app)
+    entry = middleware.Middleware(TelemetryMiddleware, **options)
+    restore_native = silence_native_telemetry(app)
     # Outermost (index 0 is the outermost user middleware), so the span covers every other middleware,
     # and exceptions turned into 500s by ServerErrorMiddleware still reach us as a 500 status.
     app.user_middleware.insert(0, entry)
@@ -52,7 +64,7 @@ def instrument_fastapi(
 _NATIVE_SWITCHES = ("tracing", "metrics", "logs", "operation_spans")
 
 
-def _silence_native_telemetry(app: Starlette) -> Callable[[], None]:
+def silence_native_telemetry(app: Starlette) -> Callable[[], None]:
     """Turn off FastAPI's built-in telemetry (0.165+) for this app; returns how to turn it back on.
 
     It wakes up as soon as global SDK providers exist (``telemetry.configure()`` sets them) and would add

@@ -355,14 +355,23 @@ class TelemetryUnaryStreamClientInterceptor(_UnaryStreamClientInterceptor):
             self._rpc.finish(call, code, exc)
 
 
-def client_interceptors(
+def grpc_server_interceptor(
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+    excluded_methods: Iterable[str] = HEALTH_METHODS,
+) -> TelemetryServerInterceptor:
+    """The interceptor for ``grpc.aio.server(interceptors=[grpc_server_interceptor()])``.
+
+    gRPC has no way to add interceptors to an existing channel or server, so the gRPC integrations are
+    factories (this, and :func:`grpc_client_interceptors`) rather than ``instrument_grpc(...)`` handles.
+    """
+    return TelemetryServerInterceptor(tracer_provider, meter_provider, excluded_methods)
+
+
+def grpc_client_interceptors(
     tracer_provider: trace.TracerProvider | None = None,
     meter_provider: metrics.MeterProvider | None = None,
 ) -> list[Any]:
-    """Interceptors for ``grpc.aio.insecure_channel(..., interceptors=client_interceptors())``.
-
-    gRPC has no way to add interceptors to an existing channel or server, so the gRPC integrations are
-    factories (this, and ``TelemetryServerInterceptor``) rather than ``instrument_grpc(...)`` handles.
-    """
+    """Interceptors for ``grpc.aio.insecure_channel(..., interceptors=grpc_client_interceptors())``."""
     rpc = _RpcTelemetry("client", tracer_provider, meter_provider)
     return [TelemetryUnaryUnaryClientInterceptor(rpc), TelemetryUnaryStreamClientInterceptor(rpc)]

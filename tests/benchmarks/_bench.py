@@ -37,7 +37,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.trace import NoOpTracerProvider, Span, SpanKind
 from opentelemetry.util.types import AttributeValue
 
-from telemetry import Telemetry, build_telemetry, instruments, load_settings
+from telemetry import AdvancedOptions, Telemetry, build_telemetry, instruments, load_settings
 from telemetry.semconv import MetricSpec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,9 +67,9 @@ def ours_telemetry(service_name: str) -> tuple[Telemetry, CountingSpanExporter, 
     exporter = CountingSpanExporter()
     reader = InMemoryMetricReader()
     built = build_telemetry(
-        {"service_name": service_name, "gpu": False},
-        span_processors=[BatchSpanProcessor(exporter)],
-        metric_readers=[reader],
+        service_name=service_name,
+        gpu=False,
+        advanced=AdvancedOptions(span_processors=[BatchSpanProcessor(exporter)], metric_readers=[reader]),
     )
     return built, exporter, reader
 

@@ -35,7 +35,7 @@ from opentelemetry.util.types import AttributeValue
 
 from telemetry import instruments, semconv as sc
 from telemetry.exemplars import MarkedSpans, marking_reservoir_factory
-from telemetry.views import DEFAULT_EXEMPLAR_WINDOW_S
+from telemetry.options import DEFAULT_EXEMPLAR_WINDOW_S
 from tests.benchmarks._bench import Floor, fmt, machine_info, markdown_table, rotated, summarize, write_json
 
 SPEC = sc.HTTP_SERVER_REQUEST_DURATION

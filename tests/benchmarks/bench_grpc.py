@@ -10,7 +10,7 @@ The call is ``Inference.ListModels`` on the real ``InferenceServicer`` (a cheap 
 
 Variants (both sides alike)
   none   no interceptors; the servicer built with a Telemetry whose providers are the API's no-ops.
-  ours   ``TelemetryServerInterceptor`` / ``client_interceptors`` over ``build_telemetry`` providers
+  ours   ``grpc_server_interceptor`` / ``grpc_client_interceptors`` over ``build_telemetry`` providers
          (default sampler, BatchSpanProcessor to a counting exporter, exemplars trace_based):
          SERVER + CLIENT span, traceparent propagation, rpc.{server,client}.call.duration.
   stock  ``opentelemetry-instrumentation-grpc`` ``GrpcAioInstrumentorServer`` / ``GrpcAioInstrumentorClient``
@@ -164,7 +164,7 @@ async def serve(flavour: str) -> None:
     from services.inference.scheduler import BatchScheduler
     from services.inference.server import InferenceServicer
     from services.proto import inference_pb2_grpc as pb_grpc
-    from telemetry import TelemetryServerInterceptor
+    from telemetry import grpc_server_interceptor
 
     flush: Any = None
     exporter: Any = None
@@ -173,7 +173,7 @@ async def serve(flavour: str) -> None:
     if flavour == "ours":
         built, exporter, _ = ours_telemetry("inference")
         flush = built.tracer_provider.force_flush
-        interceptors.append(TelemetryServerInterceptor(built.tracer_provider, built.meter_provider))
+        interceptors.append(grpc_server_interceptor(built.tracer_provider, built.meter_provider))
     else:
         if flavour == "passthrough":
             interceptors.append(_passthrough_server())
@@ -218,7 +218,7 @@ async def client(flavour: str, port: int, calls: int, warmup: int, server_pid: i
     from grpc import aio
 
     from services.proto import inference_pb2 as pb, inference_pb2_grpc as pb_grpc
-    from telemetry import client_interceptors
+    from telemetry import grpc_client_interceptors
 
     flush: Any = None
     exporter: Any = None
@@ -227,7 +227,7 @@ async def client(flavour: str, port: int, calls: int, warmup: int, server_pid: i
     if flavour == "ours":
         built, exporter, _ = ours_telemetry("gateway")
         flush = built.tracer_provider.force_flush
-        interceptors = client_interceptors(built.tracer_provider, built.meter_provider)
+        interceptors = grpc_client_interceptors(built.tracer_provider, built.meter_provider)
     elif flavour == "passthrough":
         interceptors = [_passthrough_client()]
     elif flavour == "floor":

@@ -22,7 +22,15 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from telemetry import MetricsServer, PrometheusMetricReader, Telemetry, build_telemetry, semconv as sc
+from services.common import semconv as service_sc
+from telemetry import (
+    AdvancedOptions,
+    MetricsServer,
+    PrometheusMetricReader,
+    Telemetry,
+    build_telemetry,
+    semconv as sc,
+)
 from telemetry.instruments import create
 from telemetry.semconv import Kind, MetricSpec
 
@@ -36,8 +44,8 @@ def _record(built: Telemetry, scale: int) -> None:
     tracer = built.tracer_provider.get_tracer("bench")
     http = create(meter, sc.HTTP_SERVER_REQUEST_DURATION)
     ttft = create(meter, sc.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN)
-    cache = create(meter, sc.LLM_GATEWAY_CACHE_REQUESTS)
-    rejected = create(meter, sc.LLM_GATEWAY_REJECTED_REQUESTS)
+    cache = create(meter, service_sc.LLM_GATEWAY_CACHE_REQUESTS)
+    rejected = create(meter, service_sc.LLM_GATEWAY_REJECTED_REQUESTS)
     in_flight = create(meter, IN_FLIGHT)
 
     def entries(_options: CallbackOptions) -> list[Observation]:
@@ -46,7 +54,7 @@ def _record(built: Telemetry, scale: int) -> None:
     def utilization(_options: CallbackOptions) -> list[Observation]:
         return [Observation(0.5, {"hw.id": f"gpu{i}"}) for i in range(8 * scale)]  # an 8-GPU node
 
-    create(meter, sc.LLM_GATEWAY_CACHE_ENTRIES, callbacks=[entries])
+    create(meter, service_sc.LLM_GATEWAY_CACHE_ENTRIES, callbacks=[entries])
     create(meter, sc.HW_GPU_UTILIZATION, callbacks=[utilization])
     for i in range(scale):
         model = f"model-{i}"
@@ -95,9 +103,11 @@ def main() -> None:
     args = parser.parse_args()
     reader = PrometheusMetricReader()
     built = build_telemetry(
-        {"service_name": "bench", "gpu": False},
-        span_processors=[SimpleSpanProcessor(InMemorySpanExporter())],
-        metric_readers=[reader],
+        service_name="bench",
+        gpu=False,
+        advanced=AdvancedOptions(
+            span_processors=[SimpleSpanProcessor(InMemorySpanExporter())], metric_readers=[reader]
+        ),
     )
     _record(built, args.scale)
     server = MetricsServer(reader, "127.0.0.1", 0)

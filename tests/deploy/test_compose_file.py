@@ -2,12 +2,13 @@
 
 It parses; it runs the three services (one image from deploy/services.Dockerfile), the Collector,
 Prometheus, Jaeger, Alertmanager and Grafana (Tempo only in its profile), each with a healthcheck; every
-image comes from deploy/images.env with a pinned tag, and every tag of a backend we
+image comes from deploy/versions.env with a pinned tag, and every tag of a backend we
 build matches deploy/versions.env (Grafana's and Tempo's are official images we never build); every
 repo file it mounts exists and is mounted read-only; what the user must provide (Grafana's admin
 password, the gateway's API keys, the webhook URL directory) has no default; the addresses in
-prometheus.yml and Grafana's environment are compose services on the ports they listen on.
-tests/e2e/test_compose.py runs the mounted configs through the real binaries.
+prometheus.yml and Grafana's environment are compose services on the ports they listen on; compose
+finds the file and its pins without -f or --env-file, as the README says. tests/e2e/test_compose.py runs
+the mounted configs through the real binaries, tests/e2e/test_compose_stack.py the stack itself.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from tests.support.compose import (
     PINNED_TAG,
     PROFILE_SERVICES,
     PROMETHEUS_CONFIG,
+    README_DOWN,
+    README_UP,
     REQUIRED_VAR_REF,
     SERVICES,
     SERVICES_DOCKERFILE,
@@ -42,6 +45,7 @@ from tests.support.compose import (
     host_port,
     interpolate,
     mounts,
+    readme_compose_block,
     target_of,
 )
 from tests.support.grafana import GRAFANA_DIR, env_references
@@ -50,7 +54,7 @@ from tests.support.grafana import GRAFANA_DIR, env_references
 
 
 def test_compose_runs_the_backends_alertmanager_and_grafana_from_images_env() -> None:
-    images = env_file(DEPLOY / "images.env")
+    images = env_file(DEPLOY / "versions.env")
     services = compose()["services"]
     assert set(services) == SERVICES | set(PROFILE_SERVICES)
     for name, service in services.items():
@@ -69,9 +73,9 @@ def test_the_collector_sends_traces_to_jaeger_unless_told_otherwise() -> None:
 
 
 def test_every_image_is_pinned_in_images_env() -> None:
-    """Every image compose runs carries a version tag from images.env; the Collector's build images
+    """Every image compose runs carries a version tag from versions.env; the Collector's build images
     (base images, some of which publish no version tags) at least an explicit tag that is not latest."""
-    images = env_file(DEPLOY / "images.env")
+    images = env_file(DEPLOY / "versions.env")
     services = compose()["services"]
     run = {name: interpolate(service["image"], images) for name, service in services.items()}
     build = {
@@ -89,10 +93,8 @@ def test_every_image_is_pinned_in_images_env() -> None:
     assert not unpinned, f"images without a pinned tag: {unpinned}"
 
 
-def test_image_tags_match_versions_env() -> None:
-    versions = env_file(DEPLOY / "versions.env")
-    images = env_file(DEPLOY / "images.env")
-    assert images["OTELCOL_VERSION"] == versions["OTELCOL_VERSION"]
+def test_image_tags_follow_the_versions_we_build() -> None:
+    versions = images = env_file(DEPLOY / "versions.env")
     expected_tags = {
         "OTELCOL_IMAGE": versions["OTELCOL_VERSION"],
         "PROMETHEUS_IMAGE": f"v{versions['PROMETHEUS_VERSION']}",
@@ -107,13 +109,39 @@ def test_image_tags_match_versions_env() -> None:
 
 def test_grafana_and_tempo_are_official_images_we_never_build() -> None:
     """AGPL-licensed: pulled by the user as released, never built here (versions.env has neither)."""
-    images = env_file(DEPLOY / "images.env")
-    versions = env_file(DEPLOY / "versions.env")
+    images = env_file(DEPLOY / "versions.env")
     for key, official in (("GRAFANA_IMAGE", "grafana/grafana"), ("TEMPO_IMAGE", "grafana/tempo")):
         repository, _, tag = images[key].rpartition(":")
         assert repository == official
         assert re.fullmatch(r"\d+\.\d+\.\d+", tag), tag
-    assert not {k for k in versions if k.startswith(("GRAFANA", "TEMPO", "LOKI"))}
+    built = {k for k in images if k.endswith("_VERSION")}
+    assert not {k for k in built if k.startswith(("GRAFANA", "TEMPO", "LOKI"))}, (
+        "no version of theirs is built"
+    )
+
+
+# ---- running it ------------------------------------------------------------------------------------
+
+
+def test_compose_finds_its_file_and_pins_without_flags() -> None:
+    """In the repo root, compose reads .env, which names the file; then the file's directory's .env,
+    a link to versions.env: no command needs -f or --env-file."""
+    assert env_file(REPO_ROOT / ".env") == {"COMPOSE_FILE": "deploy/compose.yaml"}
+    link = DEPLOY / ".env"
+    assert link.is_symlink(), "deploy/.env must be versions.env itself, not a copy that drifts"
+    assert link.resolve() == (DEPLOY / "versions.env").resolve()
+
+
+def test_the_readme_runs_compose_as_the_stack_test_does() -> None:
+    block = readme_compose_block()
+    assert README_UP in block
+    assert README_DOWN in block
+    assert "--env-file" not in block
+    assert " -f " not in block
+    # What compose refuses to start without is exported there, each required in the file.
+    for variable in ("LLM_GATEWAY_API_KEYS", "GF_SECURITY_ADMIN_PASSWORD", "ALERTMANAGER_WEBHOOK_DIR"):
+        assert f"export {variable}=" in block
+        assert f"${{{variable}:?" in COMPOSE.read_text()
 
 
 # ---- mounts ----------------------------------------------------------------------------------------
@@ -141,7 +169,7 @@ def test_user_provided_mounts_are_required_read_only_and_documented() -> None:
         assert mount.read_only, mount
         assert mount.user_var is not None
         assert mount.user_var in header, f"{mount.user_var} is not documented in compose.yaml's header"
-        assert mount.user_var not in env_file(DEPLOY / "images.env"), "a user's path does not belong in git"
+        assert mount.user_var not in env_file(DEPLOY / "versions.env"), "a user's path does not belong in git"
 
 
 def test_collector_command_names_configs_that_exist() -> None:
@@ -158,7 +186,7 @@ def test_collector_build_args_are_declared_by_its_dockerfile() -> None:
     assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE
     declared = set(re.findall(r"^ARG (\w+)", DOCKERFILE.read_text(), flags=re.MULTILINE))
     assert set(build["args"]) <= declared
-    images = env_file(DEPLOY / "images.env")
+    images = env_file(DEPLOY / "versions.env")
     for value in build["args"].values():
         interpolate(value, images)
 
@@ -244,7 +272,7 @@ def test_grafana_admin_password_has_no_default() -> None:
     # ${VAR:?message}: compose refuses to start when it is unset or empty. ${VAR:-x}, ${VAR} or a
     # literal would start Grafana with a default (or its well-known admin/admin).
     assert re.fullmatch(r"\$\{GF_SECURITY_ADMIN_PASSWORD:\?[^}]+\}", password), password
-    assert "GF_SECURITY_ADMIN_PASSWORD" not in env_file(DEPLOY / "images.env")
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in env_file(DEPLOY / "versions.env")
 
 
 def test_grafana_gets_every_variable_its_provisioning_reads() -> None:
@@ -298,11 +326,13 @@ def _dockerfile_instructions() -> list[tuple[str, str]]:
 
 
 def test_the_services_run_one_image_built_from_the_services_dockerfile() -> None:
-    images = env_file(DEPLOY / "images.env")
+    images = env_file(DEPLOY / "versions.env")
     declared = {args.split("=")[0] for op, args in _dockerfile_instructions() if op == "ARG"}
     for name in APP_SERVICES:
         service = compose_service(name)
-        assert service["image"] == "${SERVICES_IMAGE:?run with --env-file deploy/images.env}", name
+        assert service["image"] == "${SERVICES_IMAGE:?pinned in deploy/versions.env, read as deploy/.env}", (
+            name
+        )
         build = service["build"]
         assert (DEPLOY / build["context"]).resolve() == REPO_ROOT, f"{name}: the build context is the repo"
         assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == SERVICES_DOCKERFILE, name
@@ -317,9 +347,9 @@ def test_the_services_run_one_image_built_from_the_services_dockerfile() -> None
 
 def test_the_services_dockerfile_pins_its_base_and_runs_unprivileged() -> None:
     instructions = _dockerfile_instructions()
-    images = env_file(DEPLOY / "images.env")
+    images = env_file(DEPLOY / "versions.env")
     args = dict(a.split("=", 1) for op, a in instructions if op == "ARG" and "=" in a)
-    # The default is the images.env pin, so a plain `docker build` gets the same base as compose.
+    # The default is the versions.env pin, so a plain `docker build` gets the same base as compose.
     assert args["PYTHON_IMAGE"] == images["PYTHON_IMAGE"]
     repository, _, tag = images["PYTHON_IMAGE"].rpartition(":")
     assert repository == "python"
@@ -340,12 +370,12 @@ def test_the_services_dockerfile_pins_its_base_and_runs_unprivileged() -> None:
 def test_every_file_the_services_dockerfile_copies_exists() -> None:
     copies = [a for op, a in _dockerfile_instructions() if op == "COPY" and not a.startswith("--from")]
     assert copies
-    ignore = (DEPLOY / "services.Dockerfile.dockerignore").read_text().splitlines()
+    ignore = (REPO_ROOT / ".dockerignore").read_text().splitlines()
     for copy in copies:
         *sources, _dest = copy.split()
         for source in sources:
             assert (REPO_ROOT / source).exists(), f"COPY {source}: not in the repo"
-            # The .dockerignore beside the Dockerfile excludes everything but what is copied.
+            # The context's .dockerignore excludes everything but what is copied.
             assert f"!{source}" in ignore, f"COPY {source} is excluded from the build context"
 
 
@@ -380,7 +410,7 @@ def test_service_healthchecks_get_health_on_the_port_each_service_listens_on() -
 
 def test_the_collector_healthcheck_has_a_tool_in_its_runtime_image() -> None:
     test = compose_service("otelcol")["healthcheck"]["test"]
-    images = env_file(DEPLOY / "images.env")
+    images = env_file(DEPLOY / "versions.env")
     if test[1].startswith("/busybox/"):
         runtime = images["COLLECTOR_RUNTIME_IMAGE"]
         assert runtime.endswith(":debug-nonroot"), f"{runtime}: only distroless' debug image has busybox"
@@ -413,7 +443,7 @@ def test_the_services_reach_each_other_and_the_collector_by_compose_name() -> No
 def test_gateway_api_keys_come_from_the_user_with_no_default() -> None:
     keys = compose_service("gateway")["environment"]["LLM_GATEWAY_API_KEYS"]
     assert re.fullmatch(r"\$\{LLM_GATEWAY_API_KEYS:\?[^}]+\}", keys), keys
-    assert "LLM_GATEWAY_API_KEYS" not in env_file(DEPLOY / "images.env")
+    assert "LLM_GATEWAY_API_KEYS" not in env_file(DEPLOY / "versions.env")
     assert "LLM_GATEWAY_INSECURE_NO_AUTH" not in compose_service("gateway")["environment"]
     header = "".join(line for line in COMPOSE.read_text().splitlines(keepends=True) if line.startswith("#"))
     assert "LLM_GATEWAY_API_KEYS" in header

@@ -21,6 +21,7 @@ import yaml
 from deploy.grafana import generate
 from deploy.grafana.generate.__main__ import main as generate_main
 from deploy.stack import BinaryMissingError, locate_binaries
+from services.common import semconv as service_sc
 from telemetry import semconv
 from tests.support.ci import missing
 from tests.support.grafana import (
@@ -260,8 +261,8 @@ def test_overview_covers_what_the_dashboard_promises() -> None:
         *(
             spec.prometheus_name
             for spec in (
-                semconv.LLM_ORCHESTRATOR_QUEUE_SIZE,
-                semconv.LLM_ORCHESTRATOR_SHED_REQUESTS,
+                service_sc.LLM_ORCHESTRATOR_QUEUE_SIZE,
+                service_sc.LLM_ORCHESTRATOR_SHED_REQUESTS,
                 semconv.GEN_AI_CLIENT_OPERATION_DURATION,
                 semconv.HW_GPU_UTILIZATION,
                 semconv.HW_GPU_MEMORY_USAGE,

@@ -63,7 +63,7 @@ def test_every_value_is_in_the_readme_table() -> None:
 
 
 def test_the_chart_runs_the_images_compose_pins() -> None:
-    images = env_file(REPO_ROOT / "deploy" / "images.env")
+    images = env_file(REPO_ROOT / "deploy" / "versions.env")
     chart = yaml.safe_load((CHART / "values.yaml").read_text())["images"]
     pinned = {
         "services": images["SERVICES_IMAGE"],

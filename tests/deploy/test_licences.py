@@ -1,6 +1,6 @@
 """We never build, fetch or vendor AGPL-licensed Grafana code: Tempo, Grafana and Loki.
 
-Their official images may be named for a user to pull (deploy/images.env, compose); their Go modules
+Their official images may be named for a user to pull (deploy/versions.env, compose); their Go modules
 never appear where something is built or fetched: build scripts, version pins, the Collector's
 manifest and Dockerfile, compose build sections, Python dependencies. The modules actually compiled
 into each binary we build are checked in tests/e2e/test_configs.py.
@@ -56,9 +56,13 @@ def test_compose_builds_none_of_them() -> None:
 
 
 def test_python_dependencies_name_none_of_them() -> None:
-    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    project = pyproject["project"]
     requirements = [
         *project["dependencies"],
         *(r for extra in project["optional-dependencies"].values() for r in extra),
+        # the services' and the tooling's (an {include-group = ...} entry names no package)
+        *(r for group in pyproject["dependency-groups"].values() for r in group if isinstance(r, str)),
     ]
+    assert any(r.startswith("fastapi==") for r in requirements)  # the groups were read
     assert not forbidden_references("\n".join(requirements))

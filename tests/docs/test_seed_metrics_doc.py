@@ -9,7 +9,7 @@ PromQL | note), then lists what is not emitted and the gaps. What is checkable i
   series of a job deploy/prometheus/prometheus.yml scrapes, recording rules, label names, or a seed's own
   name, which is one that appears in a "seed metric" cell (that column is not checked: it quotes the seeds);
 - alert names exist in deploy/prometheus/rules, and quoted panel, row and dashboard titles in the dashboards;
-- the values listed for ``llm.outcome`` are :class:`semconv.Outcome`'s;
+- the values listed for ``llm.outcome`` are :class:`service_sc.Outcome`'s;
 - nothing names a declared metric as missing: not a Gaps item's title or candidate, nor "no `x`" anywhere.
 """
 
@@ -26,8 +26,10 @@ from typing import Any
 import pytest
 import yaml
 
+from services.common import semconv as service_sc
+from services.common.semconv import Outcome
 from telemetry import semconv
-from telemetry.semconv import METRICS, Kind, Outcome
+from telemetry.semconv import METRICS, Kind
 from tests.support.grafana import load_dashboards
 from tests.support.promql import RULES_DIR, known_names, selectors
 
@@ -223,7 +225,8 @@ def doc() -> Doc:
 def attribute_keys() -> frozenset[str]:
     return frozenset(
         value
-        for name, value in vars(semconv).items()
+        for module in (semconv, service_sc)
+        for name, value in vars(module).items()
         if name.isupper() and isinstance(value, str) and _DOTTED_KEY.fullmatch(value)
     )
 
@@ -242,7 +245,7 @@ def scrape_jobs() -> frozenset[str]:
 @cache
 def attribute_values() -> frozenset[str]:
     """Values our attributes take (``error.type``, ``llm.outcome``): cited alone, they are no series."""
-    return frozenset({e.value for e in semconv.ErrorType} | {o.value for o in Outcome} | {semconv.OTHER})
+    return frozenset({e.value for e in service_sc.ErrorType} | {o.value for o in Outcome} | {semconv.OTHER})
 
 
 def is_series(name: str) -> bool:

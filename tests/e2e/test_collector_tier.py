@@ -48,7 +48,7 @@ from deploy.stack import (
     poll_until,
 )
 from deploy.stack._render import collector_config_args
-from telemetry import build_telemetry, instruments
+from telemetry import AdvancedOptions, MetricsOptions, build_telemetry, instruments
 from telemetry.semconv import HTTP_DURATION_BUCKETS, HTTP_SERVER_REQUEST_DURATION
 from tests.support.backends import require
 
@@ -469,21 +469,25 @@ class LibraryLoad:
             agent = self.agents[i % len(self.agents)]
             self._set_ups.append(
                 build_telemetry(
+                    service_name=service,
+                    gpu=False,
                     # A 1 s exemplar window: several windows in a short run, as minutes would give.
-                    {"service_name": service, "gpu": False, "exemplar_window": 1.0},
-                    span_processors=[
-                        BatchSpanProcessor(
-                            OTLPSpanExporter(endpoint=agent.otlp_grpc, insecure=True),
-                            schedule_delay_millis=100,
-                            max_queue_size=20000,
-                        )
-                    ],
-                    metric_readers=[
-                        PeriodicExportingMetricReader(
-                            OTLPMetricExporter(endpoint=agent.otlp_grpc, insecure=True),
-                            export_interval_millis=500,
-                        )
-                    ],
+                    metrics=MetricsOptions(exemplar_window=1.0),
+                    advanced=AdvancedOptions(
+                        span_processors=[
+                            BatchSpanProcessor(
+                                OTLPSpanExporter(endpoint=agent.otlp_grpc, insecure=True),
+                                schedule_delay_millis=100,
+                                max_queue_size=20000,
+                            )
+                        ],
+                        metric_readers=[
+                            PeriodicExportingMetricReader(
+                                OTLPMetricExporter(endpoint=agent.otlp_grpc, insecure=True),
+                                export_interval_millis=500,
+                            )
+                        ],
+                    ),
                 )
             )
         self._hops = [

@@ -10,7 +10,7 @@ figure as one table at the end of the run.
 
 The services push OTLP (as in production) and also serve their own /metrics, which the test reads
 directly, so their self-metrics stay readable while the Collector is down. One stack serves the whole
-module, in order; the last test stops its backends. The soak runs ``--soak-minutes`` (default 10 under
+module, in order; the last test stops its backends. The soak runs ``--soak-minutes`` (default 5 under
 CI=true, 2 elsewhere; pass e.g. ``--soak-minutes 60`` for a longer one, or deselect it with
 ``-m 'not soak'``).
 """

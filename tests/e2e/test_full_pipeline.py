@@ -11,8 +11,8 @@ import time
 import httpx
 
 from deploy.stack import Span, poll_until
-from telemetry import semconv as sc
-from telemetry.views import DEFAULT_EXEMPLAR_WINDOW_S
+from services.common import semconv as service_sc
+from telemetry.options import DEFAULT_EXEMPLAR_WINDOW_S
 from tests.support.loaded import LoadedBackends
 
 SERVICES = {"gateway", "orchestrator", "inference"}
@@ -39,7 +39,7 @@ def _went_upstream(spans: list[Span]) -> bool:
     """A gateway request that reached inference: not refused, not answered from the cache."""
     root = next(s for s in spans if s.service_name == "gateway" and s.kind.endswith("SERVER"))
     return root.attributes.get("http.response.status_code") == 200 and not root.attributes.get(
-        sc.LLM_GATEWAY_CACHE_HIT, False
+        service_sc.LLM_GATEWAY_CACHE_HIT, False
     )
 
 

@@ -8,6 +8,7 @@ instrument nobody declared, fails here.
 from __future__ import annotations
 
 from deploy.stack import poll_until
+from services.common import semconv as service_sc
 from telemetry import semconv as sc
 from tests.support.loaded import LoadedBackends
 
@@ -38,8 +39,8 @@ def test_every_series_the_services_produce_has_its_declared_name(loaded_backends
         sc.RPC_SERVER_CALL_DURATION.prometheus_name + "_bucket",
         sc.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN.prometheus_name + "_bucket",
         sc.GEN_AI_CLIENT_OPERATION_DURATION.prometheus_name + "_bucket",
-        sc.LLM_INFERENCE_TOKENS.prometheus_name,
-        sc.LLM_ORCHESTRATOR_REQUESTS.prometheus_name,
+        service_sc.LLM_INFERENCE_TOKENS.prometheus_name,
+        service_sc.LLM_ORCHESTRATOR_REQUESTS.prometheus_name,
     }
     seen = poll_until(lambda: names() if expected <= names() else None, f"series {sorted(expected)}", 60)
     declared = _declared()

@@ -190,10 +190,12 @@ def test_each_span_sits_beside_its_operations_span_metrics_from_prometheus(opene
         found = prometheus.query(in_window("sum", selector, window), at=data.end)
         assert found, f"{service} {name}: no span-metrics series in Prometheus"
         assert int(calls) == round(found[0].value) > 0
-    # the root span's operation counted every request of the load, no more, no fewer
+    # The root span's operation counted every request of the load (the rows' counts are Prometheus's,
+    # checked above). Other tests of the session share these backends and may send a request within the
+    # window's settling time after the load, so the load is a floor, not the exact count.
     root_service, _, root_kind, root_calls, _ = rows[0]
     assert (root_service, root_kind) == ("gateway", "SPAN_KIND_SERVER")
-    assert int(root_calls) == sum(opened.loaded.report.statuses.values())
+    assert int(root_calls) >= sum(opened.loaded.report.statuses.values())
 
 
 def test_guarantee_figures_are_the_measured_ones(opened: OpenedReport) -> None:

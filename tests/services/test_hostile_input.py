@@ -410,9 +410,12 @@ def _series(url: str) -> set[str]:
 def scraped_gateway(services: InProcessServices, app_server: AppServer) -> Iterator[str]:
     """A real gateway whose telemetry has the pull reader, so ``/metrics`` serves what a Prometheus gets."""
     built = telemetry.build_telemetry(
-        {"service_name": "gateway", "gpu": False},
-        span_processors=[SimpleSpanProcessor(InMemorySpanExporter())],
-        metric_readers=[telemetry.PrometheusMetricReader()],
+        service_name="gateway",
+        gpu=False,
+        advanced=telemetry.AdvancedOptions(
+            span_processors=[SimpleSpanProcessor(InMemorySpanExporter())],
+            metric_readers=[telemetry.PrometheusMetricReader()],
+        ),
     )
     url = app_server.start(create_gateway(gateway_settings(services.orchestrator_url), built, MODELS))
     yield url

@@ -43,13 +43,31 @@ LISTEN_PORTS = {
 }
 
 
+STARTED = ("gateway", "alertmanager")
+"""What tests/e2e/test_compose_stack.py starts: the gateway brings the services, the Collector, Prometheus and
+Jaeger (its depends_on); everything but Grafana and Tempo (AGPL: never built on our machines)."""
+README_UP = "docker compose up --build --wait " + " ".join(STARTED)
+README_DOWN = "docker compose down -v"
+"""The README's compose commands, which tests/e2e/test_compose_stack.py runs as they are written."""
+
+
+def readme_compose_block() -> str:
+    """The README's code block with the compose commands."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    return next(block for block in readme.split("```")[1::2] if "docker compose up" in block)
+
+
+_EARLIER = re.compile(r"\$\{(\w+)\}")
+
+
 def env_file(path: Path) -> dict[str, str]:
-    values = {}
+    """``KEY=value`` lines, ``${KEY}`` expanded from the lines above as compose and bash expand them."""
+    values: dict[str, str] = {}
     for raw in path.read_text().splitlines():
         line = raw.split("#", 1)[0].strip()
         if line:
             key, _, value = line.partition("=")
-            values[key.strip()] = value.strip()
+            values[key.strip()] = _EARLIER.sub(lambda m: values[m.group(1)], value.strip())
     return values
 
 
@@ -65,8 +83,8 @@ def compose_service(name: str) -> dict[str, Any]:
 
 def interpolate(value: str, env: dict[str, str]) -> str:
     match = VAR_REF.match(value)
-    assert match, f"{value!r} must be a required ${{VAR:?...}} reference into deploy/images.env"
-    assert match.group(1) in env, f"{match.group(1)} is not set in deploy/images.env"
+    assert match, f"{value!r} must be a required ${{VAR:?...}} reference into deploy/versions.env"
+    assert match.group(1) in env, f"{match.group(1)} is not set in deploy/versions.env"
     return env[match.group(1)]
 
 

@@ -22,9 +22,10 @@ from starlette.routing import Route
 
 import telemetry
 from deploy.stack import free_port
-from telemetry import _setup, instruments, semconv
-from telemetry._config import TelemetrySettings, load_settings
+from telemetry import AdvancedOptions, MetricsOptions, PrometheusOptions, _setup, instruments, semconv
 from telemetry._selfmetrics import PipelineCounts
+from telemetry.options import TelemetrySettings, load_settings
+from telemetry.settings import reading
 
 OPENMETRICS = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
 
@@ -50,7 +51,9 @@ def _no_global_setup() -> Iterator[None]:
 )
 def test_otel_metrics_exporter_is_read_as_the_sdk_reads_it(raw: str | None, chosen: tuple[str, ...]) -> None:
     environ = {} if raw is None else {"OTEL_METRICS_EXPORTER": raw}
-    assert load_settings(environ=environ).metrics_exporter == chosen
+    metrics = load_settings(environ=environ).metrics
+    assert metrics
+    assert metrics.exporters == chosen
 
 
 @pytest.mark.parametrize(
@@ -71,25 +74,19 @@ def test_a_bad_pull_setting_fails_naming_the_variable_and_the_value(variable: st
 
 
 def test_the_prometheus_server_defaults_are_the_specs() -> None:
-    settings = load_settings(environ={})
-    assert (settings.prometheus_host, settings.prometheus_port, settings.prometheus_server) == (
-        "localhost",
-        9464,
-        True,
-    )
+    assert load_settings(environ={}).prometheus == PrometheusOptions(host="localhost", port=9464, server=True)
 
 
 def test_the_exporter_argument_beats_the_variable_and_is_checked() -> None:
     environ = {"OTEL_METRICS_EXPORTER": "none"}
-    assert load_settings({"metrics_exporter": "otlp,prometheus"}, environ=environ).metrics_exporter == (
-        "otlp",
-        "prometheus",
-    )
-    assert load_settings({"metrics_exporter": ["prometheus"]}, environ=environ).metrics_exporter == (
-        "prometheus",
-    )
-    with pytest.raises(telemetry.TelemetryConfigError, match=r"metrics_exporter='statsd' is invalid"):
-        load_settings({"metrics_exporter": "statsd"}, environ={})
+    with reading(environ):
+        assert MetricsOptions(exporters="otlp,prometheus").exporters == ("otlp", "prometheus")  # type: ignore[arg-type]
+        assert MetricsOptions(exporters=["prometheus"]).exporters == ("prometheus",)  # type: ignore[arg-type]
+        assert MetricsOptions().exporters == ()
+    with pytest.raises(
+        telemetry.TelemetryConfigError, match=r"MetricsOptions\(exporters='statsd'\) is invalid"
+    ):
+        MetricsOptions(exporters="statsd")  # type: ignore[arg-type]
 
 
 def _readers(settings: TelemetrySettings, monkeypatch: pytest.MonkeyPatch) -> list[type]:
@@ -130,7 +127,9 @@ def test_the_standalone_server_answers_metrics_and_stops_with_shutdown(
     monkeypatch.setenv("OTEL_METRICS_EXPORTER", "prometheus")
     monkeypatch.setenv("OTEL_EXPORTER_PROMETHEUS_HOST", "127.0.0.1")
     monkeypatch.setenv("OTEL_EXPORTER_PROMETHEUS_PORT", str(port))
-    configured = telemetry.configure(service_name="scraped", traces=False, gpu=False, set_global=False)
+    configured = telemetry.configure(
+        service_name="scraped", traces=False, gpu=False, advanced=AdvancedOptions(set_global=False)
+    )
     assert configured.metrics_server is not None
     url = configured.metrics_server.url
     assert url == f"http://127.0.0.1:{port}/metrics"
@@ -162,10 +161,9 @@ def test_a_taken_port_fails_at_start_up_naming_the_variables() -> None:
                 service_name="clash",
                 traces=False,
                 gpu=False,
-                metrics_exporter="prometheus",
-                prometheus_host="127.0.0.1",
-                prometheus_port=port,
-                set_global=False,
+                metrics=MetricsOptions(exporters=("prometheus",)),
+                prometheus=PrometheusOptions(host="127.0.0.1", port=port),
+                advanced=AdvancedOptions(set_global=False),
             )
     assert f"OTEL_EXPORTER_PROMETHEUS_PORT={port}" in str(error.value)
     assert "OTEL_EXPORTER_PROMETHEUS_HOST='127.0.0.1'" in str(error.value)
@@ -177,9 +175,9 @@ def test_prometheus_server_false_starts_no_thread_and_the_service_mounts_the_app
         service_name="mounted",
         traces=False,
         gpu=False,
-        metrics_exporter="prometheus",
-        prometheus_server=False,
-        set_global=False,
+        metrics=MetricsOptions(exporters=("prometheus",)),
+        prometheus=PrometheusOptions(server=False),
+        advanced=AdvancedOptions(set_global=False),
     )
     assert configured.metrics_server is None
     assert configured.prometheus_reader is not None
@@ -194,9 +192,11 @@ async def _get(app: FastAPI, path: str, **headers: str) -> httpx.Response:
 async def test_a_fastapi_app_serves_metrics_with_exemplars_on_its_own_port() -> None:
     reader = telemetry.PrometheusMetricReader()
     built = telemetry.build_telemetry(
-        {"service_name": "gateway", "gpu": False},
-        span_processors=[SimpleSpanProcessor(InMemorySpanExporter())],
-        metric_readers=[reader],
+        service_name="gateway",
+        gpu=False,
+        advanced=AdvancedOptions(
+            span_processors=[SimpleSpanProcessor(InMemorySpanExporter())], metric_readers=[reader]
+        ),
     )
     app = FastAPI()
     app.add_route("/metrics", built.metrics_app().endpoint, include_in_schema=False)
@@ -223,7 +223,9 @@ async def test_a_fastapi_app_serves_metrics_with_exemplars_on_its_own_port() -> 
 
 @pytest.mark.anyio
 async def test_metrics_app_without_a_pull_reader_says_how_to_get_one() -> None:
-    built = telemetry.build_telemetry({"service_name": "push-only", "gpu": False}, metric_readers=[])
+    built = telemetry.build_telemetry(
+        service_name="push-only", gpu=False, advanced=AdvancedOptions(metric_readers=[])
+    )
     app = FastAPI()
     app.add_route("/metrics", built.metrics_app().endpoint)
     app.router.routes.append(Route("/asgi-metrics", built.metrics_app()))

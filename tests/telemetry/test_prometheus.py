@@ -17,7 +17,17 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from telemetry import PrometheusMetricReader, Telemetry, _prometheus, build_telemetry, instruments, semconv
+from services.common import semconv as service_sc
+from telemetry import (
+    AdvancedOptions,
+    MetricsOptions,
+    PrometheusMetricReader,
+    Telemetry,
+    _prometheus,
+    build_telemetry,
+    instruments,
+    semconv,
+)
 from telemetry._errors import internal_errors_raised
 from telemetry.semconv import Kind, MetricSpec
 from telemetry.testing import DeterministicIdGenerator
@@ -34,11 +44,15 @@ INFLIGHT = MetricSpec("llm.test.inflight", "{request}", Kind.UP_DOWN_COUNTER, "A
 def pulled() -> Iterator[tuple[Telemetry, PrometheusMetricReader]]:
     reader = PrometheusMetricReader()
     built = build_telemetry(
-        {"service_name": "pulled", "gpu": False, "exemplar_window": EXEMPLAR_WINDOW_S},
-        span_processors=[SimpleSpanProcessor(InMemorySpanExporter())],
-        metric_readers=[reader],
-        id_generator=DeterministicIdGenerator(),  # low-ranking trace ids: chosen anywhere in a window
+        service_name="pulled",
+        gpu=False,
+        metrics=MetricsOptions(exemplar_window=EXEMPLAR_WINDOW_S),
         resource_attributes={"k8s.pod.name": "pod-1"},
+        advanced=AdvancedOptions(
+            span_processors=[SimpleSpanProcessor(InMemorySpanExporter())],
+            metric_readers=[reader],
+            id_generator=DeterministicIdGenerator(),  # low-ranking trace ids: chosen anywhere in a window
+        ),
     )
     with internal_errors_raised():
         yield built, reader
@@ -90,7 +104,7 @@ def test_each_kind_gets_the_push_paths_name_and_prometheus_type(
 ) -> None:
     built, reader = pulled
     for spec in (
-        semconv.LLM_GATEWAY_CACHE_REQUESTS,  # counter, {request}
+        service_sc.LLM_GATEWAY_CACHE_REQUESTS,  # counter, {request}
         semconv.HTTP_SERVER_REQUEST_DURATION,  # histogram, s
         INFLIGHT,  # up-down counter: a gauge
         semconv.HW_GPU_UTILIZATION,  # observable gauge, unit 1
@@ -103,7 +117,7 @@ def test_each_kind_gets_the_push_paths_name_and_prometheus_type(
         "llm_test_inflight": "gauge",
         "hw_gpu_utilization_ratio": "gauge",
     }.items() <= types.items()
-    assert semconv.LLM_GATEWAY_CACHE_REQUESTS.prometheus_name == "llm_gateway_cache_requests_total"
+    assert service_sc.LLM_GATEWAY_CACHE_REQUESTS.prometheus_name == "llm_gateway_cache_requests_total"
     assert semconv.HW_GPU_UTILIZATION.prometheus_name == "hw_gpu_utilization_ratio"
 
 
@@ -240,7 +254,7 @@ def test_a_counter_recorded_in_a_span_has_its_exemplar_on_total(
     pulled: tuple[Telemetry, PrometheusMetricReader],
 ) -> None:
     built, reader = pulled
-    counter = instruments.create(built.meter_provider.get_meter("m"), semconv.LLM_GATEWAY_CACHE_REQUESTS)
+    counter = instruments.create(built.meter_provider.get_meter("m"), service_sc.LLM_GATEWAY_CACHE_REQUESTS)
     with built.tracer_provider.get_tracer("t").start_as_current_span("request"):
         counter.add(1, {"llm.cache.result": "hit"})
     (line,) = _exemplar_lines(reader)

@@ -24,8 +24,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 
+from services.common import semconv as service_sc
 from services.common.models import BUILTIN_CATALOG
 from telemetry import (
+    AdvancedOptions,
     GenAIClientMetrics,
     GenAIRequest,
     PrometheusMetricReader,
@@ -48,9 +50,11 @@ BYTES_PER_LINE = 400
 def pulled() -> Iterator[tuple[Telemetry, PrometheusMetricReader]]:
     reader = PrometheusMetricReader()
     built = build_telemetry(
-        {"service_name": "gateway", "gpu": False},
-        span_processors=[SimpleSpanProcessor(InMemorySpanExporter())],
-        metric_readers=[reader],
+        service_name="gateway",
+        gpu=False,
+        advanced=AdvancedOptions(
+            span_processors=[SimpleSpanProcessor(InMemorySpanExporter())], metric_readers=[reader]
+        ),
     )
     with internal_errors_raised():
         yield built, reader
@@ -126,7 +130,7 @@ def test_past_the_sdk_cardinality_limit_a_scrape_has_the_cap_plus_one_overflow_s
     meter = built.meter_provider.get_meter("test")
     tracer = built.tracer_provider.get_tracer("test")
     if kind == "counter":
-        spec = sc.LLM_GATEWAY_REJECTED_REQUESTS  # no allow-list view: every key becomes a label
+        spec = service_sc.LLM_GATEWAY_REJECTED_REQUESTS  # no allow-list view: every key becomes a label
         counter = instruments.create(meter, spec)
         for i in range(DISTINCT):
             with tracer.start_as_current_span("request"):

@@ -19,7 +19,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from telemetry import _setup, semconv, testing
+from telemetry import MetricsOptions, PrometheusOptions, _setup, semconv, testing
 from telemetry._selfmetrics import (
     CountingBatchSpanProcessor,
     CountingMetricExporter,
@@ -201,12 +201,10 @@ def test_configure_counts_what_a_collector_that_is_down_never_got(monkeypatch: p
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{closed.getsockname()[1]}")
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
         built = _setup.build_telemetry(
-            {
-                "service_name": "down",
-                "gpu": False,
-                "metrics_exporter": "prometheus",
-                "prometheus_server": False,
-            }
+            service_name="down",
+            gpu=False,
+            metrics=MetricsOptions(exporters=("prometheus",)),
+            prometheus=PrometheusOptions(server=False),
         )
         (processor,) = built.tracer_provider._active_span_processor._span_processors
         assert isinstance(processor, CountingBatchSpanProcessor)

@@ -19,7 +19,7 @@ from services.orchestrator.app import Orchestrator, OrchestratorSettings
 from telemetry import gpu, semconv, testing
 from telemetry._selfmetrics import PipelineCounts
 from telemetry.instrumentation.asgi import TelemetryMiddleware
-from telemetry.instrumentation.grpc import TelemetryServerInterceptor, client_interceptors
+from telemetry.instrumentation.grpc import grpc_client_interceptors, grpc_server_interceptor
 from telemetry.instrumentation.httpx import instrument_httpx
 from telemetry.testing_nvml import FakeDevice, FakeNvml, FakeProcess
 
@@ -55,8 +55,8 @@ def _create_everything() -> None:
     t = capture.telemetry
     tp, mp = t.tracer_provider, t.meter_provider
     TelemetryMiddleware(FastAPI(), tracer_provider=tp, meter_provider=mp)
-    TelemetryServerInterceptor(tp, mp)
-    client_interceptors(tp, mp)
+    grpc_server_interceptor(tp, mp)
+    grpc_client_interceptors(tp, mp)
     instrument_httpx(httpx.AsyncClient(), tracer_provider=tp, meter_provider=mp)
     gateway_settings = GatewaySettings.from_env({"LLM_GATEWAY_INSECURE_NO_AUTH": "true"})
     models = {m.name: m for m in BUILTIN_CATALOG}
@@ -118,3 +118,37 @@ def test_names_and_units_follow_the_naming_rules(spec: semconv.MetricSpec) -> No
         assert list(spec.buckets) == sorted(set(spec.buckets))
     prom = spec.prometheus_name
     assert prom.replace("_", "").isalnum(), prom
+
+
+def test_every_registered_metric_the_services_included_gets_a_view() -> None:
+    from services.common import semconv as service_sc
+    from telemetry.exemplars import MarkingReservoir
+    from telemetry.views import default_views
+
+    views = default_views()
+    assert {view._instrument_name for view in views} == set(semconv.METRICS)
+    assert set(service_sc.METRICS) <= set(semconv.METRICS.values())
+    reservoir = views[0]._exemplar_reservoir_factory(type(None))()  # type: ignore[arg-type,call-arg]
+    assert isinstance(reservoir, MarkingReservoir)
+
+
+def test_an_application_metric_registered_before_set_up_gets_buckets_and_marked_exemplars(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    registry = semconv.MetricRegistry(semconv.METRICS.values())
+    monkeypatch.setattr(semconv, "METRICS", registry)
+    spec = semconv.MetricSpec("app.answer.duration", "s", semconv.Kind.HISTOGRAM, "Answers.", (0.5, 1.0))
+    semconv.register_metrics(spec)
+    semconv.register_metrics(spec)  # the same spec again is fine
+    with pytest.raises(ValueError, match="registered already"):
+        semconv.register_metrics(semconv.MetricSpec(spec.name, "ms", semconv.Kind.HISTOGRAM, "Other."))
+    with testing.capture("app", exemplar_window=0.001) as capture:
+        # no advisory buckets: only the view can give these boundaries
+        histogram = capture.telemetry.meter_provider.get_meter("app").create_histogram(spec.name, unit="s")
+        with capture.telemetry.tracer_provider.get_tracer("app").start_as_current_span("answer"):
+            histogram.record(0.7)
+        (point,) = capture.metrics()[spec.name]["points"]
+        assert point["bounds"] == [0.5, 1.0]
+        assert len(point["exemplars"]) == 1
+    (span,) = capture.spans()
+    assert span["attributes"][semconv.LLM_EXEMPLAR] is True

@@ -7,16 +7,15 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from opentelemetry import propagate, trace
 
 import telemetry
-from telemetry import _setup, testing
-from telemetry._config import env_table_markdown, load_settings
+from telemetry import AdvancedOptions, _setup, testing
 from telemetry._errors import contained, internal_errors_raised
 from telemetry._propagation import propagation_fields
+from telemetry.options import load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -53,28 +52,24 @@ def test_argument_beats_environment_beats_default() -> None:
     assert load_settings(environ={}).gpu is None  # auto
 
 
-def test_unknown_setting_names_are_rejected() -> None:
-    with pytest.raises(telemetry.TelemetryConfigError, match="unknown telemetry setting"):
+def test_unknown_keywords_are_rejected() -> None:
+    with pytest.raises(TypeError, match="unknown telemetry option"):
         load_settings({"servicename": "x"}, environ={})
-
-
-def test_the_readme_settings_table_is_the_generated_one() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    table = env_table_markdown()
-    assert table in readme, f"README.md's settings table should be env_table_markdown()'s:\n{table}"
+    with pytest.raises(TypeError, match="unknown telemetry option"):
+        telemetry.build_telemetry(metrics_enabled=False)  # type: ignore[call-arg]  # 0.1's name
 
 
 def test_configure_is_idempotent_and_warns_on_different_arguments(caplog: pytest.LogCaptureFixture) -> None:
     first = telemetry.configure(
-        service_name="one", traces=False, metrics_enabled=False, gpu=False, set_global=False
+        service_name="one", traces=False, metrics=False, gpu=False, advanced=AdvancedOptions(set_global=False)
     )
-    assert telemetry.configure(service_name="one", traces=False, metrics_enabled=False, gpu=False) is first
+    assert telemetry.configure(service_name="one", traces=False, metrics=False, gpu=False) is first
     with caplog.at_level(logging.WARNING, logger="telemetry"):
         assert telemetry.configure(service_name="two") is first
     assert "keeping the first" in caplog.text
     telemetry.shutdown()
     second = telemetry.configure(
-        service_name="two", traces=False, metrics_enabled=False, gpu=False, set_global=False
+        service_name="two", traces=False, metrics=False, gpu=False, advanced=AdvancedOptions(set_global=False)
     )
     assert second is not first
     assert second.resource.attributes["service.name"] == "two"
@@ -83,7 +78,7 @@ def test_configure_is_idempotent_and_warns_on_different_arguments(caplog: pytest
 def test_resource_attributes_from_the_standard_variable_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=prod,team=llm")
     monkeypatch.setenv("OTEL_SERVICE_NAME", "svc-from-env")
-    built = _setup.build_telemetry({"gpu": False, "traces": False, "metrics": False})
+    built = _setup.build_telemetry(gpu=False, traces=False, metrics=False)
     attributes = built.resource.attributes
     assert attributes["deployment.environment.name"] == "prod"
     assert attributes["team"] == "llm"
@@ -91,7 +86,7 @@ def test_resource_attributes_from_the_standard_variable_are_kept(monkeypatch: py
     assert attributes["service.instance.id"]
     monkeypatch.setenv("LLM_TELEMETRY_ENVIRONMENT", "staging")  # ours, set explicitly: it wins
     assert (
-        _setup.build_telemetry({"gpu": False, "traces": False, "metrics": False}).resource.attributes[
+        _setup.build_telemetry(gpu=False, traces=False, metrics=False).resource.attributes[
             "deployment.environment.name"
         ]
         == "staging"
@@ -118,7 +113,7 @@ def test_exemplar_filter_variable_is_honoured(monkeypatch: pytest.MonkeyPatch) -
 
 def test_sdk_disabled_records_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
-    built = _setup.build_telemetry({"gpu": False})
+    built = _setup.build_telemetry(gpu=False)
     with built.tracer_provider.get_tracer("t").start_as_current_span("x") as span:
         assert not span.is_recording()
     built.shutdown()
@@ -133,7 +128,7 @@ def test_a_collector_that_is_down_never_raises_into_the_caller(
         port = closed.getsockname()[1]
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
-        built = _setup.build_telemetry({"service_name": "down", "gpu": False})
+        built = _setup.build_telemetry(service_name="down", gpu=False)
         tracer = built.tracer_provider.get_tracer("t")
         histogram = built.meter_provider.get_meter("m").create_histogram("h")
         with caplog.at_level(logging.WARNING):
@@ -163,7 +158,7 @@ def test_shutdown_keeps_its_deadline_when_the_collector_hangs(
         frozen.listen(64)
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{frozen.getsockname()[1]}")
         monkeypatch.delenv("OTEL_EXPORTER_OTLP_TIMEOUT", raising=False)
-        built = _setup.build_telemetry({"service_name": "frozen", "gpu": False})
+        built = _setup.build_telemetry(service_name="frozen", gpu=False)
         tracer = built.tracer_provider.get_tracer("t")
         for _ in range(2000):  # several batches queued
             tracer.start_span("request").end()
@@ -188,7 +183,7 @@ def test_internal_errors_are_contained_and_logged_once(caplog: pytest.LogCapture
 
 def test_global_configure_installs_w3c_trace_context_and_baggage(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OTEL_PROPAGATORS", raising=False)
-    telemetry.configure(service_name="global", traces=False, metrics_enabled=False, gpu=False)
+    telemetry.configure(service_name="global", traces=False, metrics=False, gpu=False)
     assert propagate.get_global_textmap().fields == {"traceparent", "tracestate", "baggage"}
     assert trace.get_tracer_provider() is not None
 
@@ -208,17 +203,27 @@ def test_global_configure_installs_the_propagators_otel_propagators_names(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("OTEL_PROPAGATORS", "b3")
-    telemetry.configure(service_name="b3", traces=False, metrics_enabled=False, gpu=False)
+    telemetry.configure(service_name="b3", traces=False, metrics=False, gpu=False)
     assert _injected_headers() == {"b3": "00000000000000000000000000001234-0000000000005678-1"}
     assert propagation_fields().text == {"b3"}  # what the middleware and interceptor look for
 
 
 def test_otel_propagators_none_installs_no_propagation(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_PROPAGATORS", "tracecontext,none")
-    telemetry.configure(service_name="none", traces=False, metrics_enabled=False, gpu=False)
+    telemetry.configure(service_name="none", traces=False, metrics=False, gpu=False)
     assert _injected_headers() == {}
 
 
 def test_every_setup_reports_process_uptime(telemetry_capture: testing.Capture) -> None:
     assert telemetry_capture.value("process.uptime") >= 0
     assert telemetry_capture.metrics()["process.uptime"]["unit"] == "s"
+
+
+def test_every_keyword_is_a_setting_or_one_of_the_two_that_are_not() -> None:
+    from dataclasses import fields
+
+    from telemetry.options import TelemetryOptions, TelemetrySettings
+
+    env_only = {"propagators", "sdk_disabled"}  # standard variables, no keyword
+    settings = {f.name for f in fields(TelemetrySettings)} - env_only
+    assert set(TelemetryOptions.__annotations__) == settings | {"resource_attributes", "advanced"}

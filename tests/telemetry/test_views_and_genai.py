@@ -76,7 +76,7 @@ def test_message_content_is_captured_only_when_opted_in() -> None:
             recorded = capture_messages(
                 span,
                 input_messages=[{"role": "user", "content": "hi"}],
-                enabled=c.telemetry.settings.capture_content,
+                enabled=c.telemetry.capture_content,
             )
         assert recorded is enabled
         attributes = c.spans()[0]["attributes"]

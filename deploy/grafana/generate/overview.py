@@ -28,6 +28,7 @@ from deploy.grafana.generate._build import (
     stat,
     timeseries,
 )
+from services.common import semconv as svc
 from telemetry import semconv as s
 from telemetry.semconv import MetricSpec
 
@@ -137,10 +138,10 @@ def _http() -> list[PanelBuilder]:
         ),
         timeseries(
             "Requests refused at the gateway",
-            f"{s.LLM_GATEWAY_REJECTED_REQUESTS.name} by error.type (auth, validation, overload). Empty while "
-            "nothing is refused.",
+            f"{svc.LLM_GATEWAY_REJECTED_REQUESTS.name} by error.type (auth, validation, overload). "
+            "Empty while nothing is refused.",
             "reqps",
-            _sum_rate("error_type", s.LLM_GATEWAY_REJECTED_REQUESTS, ""),
+            _sum_rate("error_type", svc.LLM_GATEWAY_REJECTED_REQUESTS, ""),
         ),
     ]
 
@@ -198,9 +199,9 @@ def _genai() -> list[PanelBuilder]:
         ),
         timeseries(
             "Estimated spend per hour by provider and model",
-            f"{s.LLM_GATEWAY_COST.name}: the tokens each upstream call reported times the catalog's prices, "
-            "in USD per hour (recording rule × 3600). Cache hits cost nothing; a call that reported no usage "
-            "(a stream the client cancelled) is not counted.",
+            f"{svc.LLM_GATEWAY_COST.name}: the tokens each upstream call reported times the catalog's "
+            "prices, in USD per hour (recording rule × 3600). Cache hits cost nothing; a call that reported "
+            "no usage (a stream the client cancelled) is not counted.",
             "currencyUSD",
             Query(
                 f"{select(n.COST_RATE, PROVIDER)} * 3600",
@@ -212,15 +213,15 @@ def _genai() -> list[PanelBuilder]:
 
 
 def _pipeline() -> list[PanelBuilder]:
-    batch = series(s.LLM_INFERENCE_BATCH_SIZE, "bucket")
+    batch = series(svc.LLM_INFERENCE_BATCH_SIZE, "bucket")
     return [
         timeseries(
             "Orchestrator queue depth per stage",
-            f"{s.LLM_ORCHESTRATOR_QUEUE_SIZE.name} against its limit (dashed). Shedding starts when a "
+            f"{svc.LLM_ORCHESTRATOR_QUEUE_SIZE.name} against its limit (dashed). Shedding starts when a "
             "stage's queue is full.",
             "short",
-            grouped("sum", "llm_stage", select(series(s.LLM_ORCHESTRATOR_QUEUE_SIZE), JOB)),
-            grouped("sum", "llm_stage", select(series(s.LLM_ORCHESTRATOR_QUEUE_LIMIT), JOB), "limit"),
+            grouped("sum", "llm_stage", select(series(svc.LLM_ORCHESTRATOR_QUEUE_SIZE), JOB)),
+            grouped("sum", "llm_stage", select(series(svc.LLM_ORCHESTRATOR_QUEUE_LIMIT), JOB), "limit"),
             overrides=[dashed("^limit .*")],
         ),
         ratio(
@@ -230,9 +231,10 @@ def _pipeline() -> list[PanelBuilder]:
         ),
         timeseries(
             "Shed requests per stage",
-            f"{s.LLM_ORCHESTRATOR_SHED_REQUESTS.name} per second by stage. Empty until a stage first sheds.",
+            f"{svc.LLM_ORCHESTRATOR_SHED_REQUESTS.name} per second by stage. "
+            "Empty until a stage first sheds.",
             "reqps",
-            _sum_rate("llm_stage", s.LLM_ORCHESTRATOR_SHED_REQUESTS),
+            _sum_rate("llm_stage", svc.LLM_ORCHESTRATOR_SHED_REQUESTS),
             stacked=True,
         ),
         ratio(
@@ -243,46 +245,46 @@ def _pipeline() -> list[PanelBuilder]:
         ),
         timeseries(
             "Stage duration p95",
-            f"{s.LLM_ORCHESTRATOR_STAGE_DURATION.name} p95 per stage.",
+            f"{svc.LLM_ORCHESTRATOR_STAGE_DURATION.name} p95 per stage.",
             "s",
-            _p95(s.LLM_ORCHESTRATOR_STAGE_DURATION, "llm_stage", JOB),
+            _p95(svc.LLM_ORCHESTRATOR_STAGE_DURATION, "llm_stage", JOB),
         ),
         timeseries(
             "Pipeline requests by outcome",
-            f"{s.LLM_ORCHESTRATOR_REQUESTS.name} per second by llm.outcome (ok, error, shed), and pipeline "
+            f"{svc.LLM_ORCHESTRATOR_REQUESTS.name} per second by llm.outcome (ok, error, shed), and pipeline "
             "errors by stage.",
             "reqps",
-            _sum_rate("llm_outcome", s.LLM_ORCHESTRATOR_REQUESTS),
+            _sum_rate("llm_outcome", svc.LLM_ORCHESTRATOR_REQUESTS),
             Query(select(n.STAGE_ERRORS, JOB), "errors {{llm_stage}}"),
         ),
         timeseries(
             "Inference batching",
             "Requests waiting for the batching scheduler, and the p50 / p95 batch size.",
             "short",
-            grouped("sum", "job", select(series(s.LLM_INFERENCE_QUEUE_SIZE), JOB), "waiting"),
+            grouped("sum", "job", select(series(svc.LLM_INFERENCE_QUEUE_SIZE), JOB), "waiting"),
             Query(quantile("0.50", "", batch, JOB), "batch p50"),
             Query(quantile("0.95", "", batch, JOB), "batch p95"),
         ),
         timeseries(
             "Inference queue wait p95",
-            f"{s.LLM_INFERENCE_QUEUE_DURATION.name} p95: time spent waiting for a batch.",
+            f"{svc.LLM_INFERENCE_QUEUE_DURATION.name} p95: time spent waiting for a batch.",
             "s",
-            _p95(s.LLM_INFERENCE_QUEUE_DURATION, "job", JOB),
+            _p95(svc.LLM_INFERENCE_QUEUE_DURATION, "job", JOB),
         ),
         timeseries(
             "Response cache lookups",
-            f"{s.LLM_GATEWAY_CACHE_REQUESTS.name} per second by result, and the hit ratio (right axis). "
+            f"{svc.LLM_GATEWAY_CACHE_REQUESTS.name} per second by result, and the hit ratio (right axis). "
             "Alert LLMLowCacheHitRate fires under 50 %.",
             "reqps",
-            _sum_rate("llm_cache_result", s.LLM_GATEWAY_CACHE_REQUESTS),
+            _sum_rate("llm_cache_result", svc.LLM_GATEWAY_CACHE_REQUESTS),
             Query(select(n.CACHE_HIT_RATIO, JOB), "hit ratio {{job}}"),
             overrides=[right_axis("^hit ratio.*", "percentunit", max_val=1)],
         ),
         timeseries(
             "Response cache entries",
-            f"{s.LLM_GATEWAY_CACHE_ENTRIES.name} per gateway instance.",
+            f"{svc.LLM_GATEWAY_CACHE_ENTRIES.name} per gateway instance.",
             "short",
-            grouped("sum", "job, instance", select(series(s.LLM_GATEWAY_CACHE_ENTRIES), JOB)),
+            grouped("sum", "job, instance", select(series(svc.LLM_GATEWAY_CACHE_ENTRIES), JOB)),
         ),
     ]
 

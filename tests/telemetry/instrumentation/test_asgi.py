@@ -17,8 +17,10 @@ from opentelemetry.propagators.textmap import (
     default_getter,
     default_setter,
 )
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
+import telemetry
 from telemetry import TelemetryConfigError, testing
 from telemetry.instrumentation.asgi import TelemetryMiddleware
 
@@ -237,7 +239,9 @@ async def test_the_span_ends_when_recording_a_metric_fails() -> None:
 
 
 async def _not_found(scope: Any, receive: Any, send: Any) -> None:
-    trace.get_current_span().set_attribute("error.type", "model_not_found")
+    span = trace.get_current_span()
+    assert isinstance(span, ReadableSpan) or not span.is_recording()  # the SDK's span, no stand-in
+    telemetry.mark_http_server_error(span, 404, "model_not_found")
     await send({"type": "http.response.start", "status": 404, "headers": []})
     await send({"type": "http.response.body", "body": b"{}"})
 
