@@ -417,7 +417,7 @@ def scraped_gateway(services: InProcessServices, app_server: AppServer) -> Itera
             metric_readers=[telemetry.PrometheusMetricReader()],
         ),
     )
-    url = app_server.start(create_gateway(gateway_settings(services.orchestrator_url), built, MODELS))
+    url = app_server.start_gateway(create_gateway(gateway_settings(services.orchestrator_url), built, MODELS))
     yield url
     app_server.stop()
     built.shutdown(timeout_millis=1000)
