@@ -31,8 +31,15 @@ READY_CACHE_S = 1.0
 
 
 class Probes:
-    def __init__(self, service: str, version: str, checks: Mapping[str, Check]) -> None:
+    def __init__(
+        self,
+        service: str,
+        version: str,
+        checks: Mapping[str, Check],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.service = service
+        self.clock = clock
         self.version = version
         self.checks = dict(checks)
         self._result: tuple[float, int, dict[str, Any]] | None = None
@@ -46,7 +53,7 @@ class Probes:
         """(HTTP status, body): 200 when every check passes, else 503 saying which did not."""
         self._checking = self._checking or asyncio.Lock()
         async with self._checking:  # concurrent probes wait for one round of checks
-            now = time.monotonic()
+            now = self.clock()
             if self._result is None or now - self._result[0] > READY_CACHE_S:
                 self._result = (now, *await self._check())
             return self._result[1], self._result[2]

@@ -33,7 +33,7 @@ BODY = {"model": "fast-model", "messages": [{"role": "user", "content": "hello"}
 
 def _refused(services: InProcessServices, error_type: str) -> float:
     points = services.metrics("gateway").get("llm.gateway.rejected_requests", {"points": []})["points"]
-    return sum(p["value"] for p in points if p["attributes"] == {"error.type": error_type})
+    return float(sum(p["value"] for p in points if p["attributes"] == {"error.type": error_type}))
 
 
 def _connect(url: str) -> socket.socket:

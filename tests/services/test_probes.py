@@ -69,16 +69,15 @@ async def test_ready_lists_each_check_and_a_check_that_raises_is_a_failed_check(
 
 
 @pytest.mark.anyio
-async def test_one_readiness_result_answers_every_probe_for_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_one_readiness_result_answers_every_probe_for_a_second() -> None:
     calls: list[float] = []
     now = [100.0]
-    monkeypatch.setattr(probes_module.time, "monotonic", lambda: now[0])
 
     async def upstream() -> str | None:
         calls.append(now[0])
         return None
 
-    async with _app(Probes("gateway", "1", {"orchestrator": upstream})) as client:
+    async with _app(Probes("gateway", "1", {"orchestrator": upstream}, clock=lambda: now[0])) as client:
         answers = await asyncio.gather(*(client.get("/ready") for _ in range(50)))
         now[0] += probes_module.READY_CACHE_S + 0.1
         await client.get("/ready")
