@@ -85,12 +85,14 @@ class ContentPolicy:
         cleaned = self._walk(messages)
         if not isinstance(cleaned, list):
             cleaned = [cleaned]
-        omitted = 0
-        while True:
-            rendered = json.dumps(cleaned[omitted:], ensure_ascii=False)
-            if len(rendered) <= self.max_chars or omitted >= len(cleaned) - 1:
+        parts = [json.dumps(message, ensure_ascii=False) for message in cleaned]
+        # Newest first, while they fit: json.dumps(list) is "[" + ", ".join(items) + "]".
+        size, kept = 2, 0
+        for part in reversed(parts):
+            if size + len(part) + (2 if kept else 0) > self.max_chars:
                 break
-            omitted += 1
-        if len(rendered) > self.max_chars:  # the newest message alone is over it (many parts or tool calls)
-            rendered, omitted = "[]", len(cleaned)
+            size += len(part) + (2 if kept else 0)
+            kept += 1
+        omitted = len(parts) - kept
+        rendered = "[" + ", ".join(parts[omitted:]) + "]"
         return rendered, omitted
