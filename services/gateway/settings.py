@@ -118,8 +118,9 @@ SETTINGS: dict[str, Setting[Any]] = {
         "LLM_GATEWAY_OPS_ADDRESS",
         parse_str,
         "",
-        "host:port of a side port serving `/health`, `/ready` and `/metrics`, which the public port then"
-        " no longer serves `/metrics` (empty: no side port)",
+        "host:port of a side port serving `/health`, `/ready` and `/metrics`; the public port then serves"
+        " no `/metrics` (empty: no side port)",
+        shown_default="none",
     ),
 }
 

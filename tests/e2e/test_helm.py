@@ -497,7 +497,9 @@ def test_every_rendering_is_accepted_by_the_api_server(
         assert result.returncode == 0, f"{variant}: {result.stderr}"
         accepted = result.stdout.count("(server dry run)")
         assert accepted == len(_objects(manifest)), f"{variant}: {result.stdout}"
-        assert f"networkpolicy.networking.k8s.io/{PREFIX}-orchestrator created (server dry run)" in result.stdout
+        assert (
+            f"networkpolicy.networking.k8s.io/{PREFIX}-orchestrator created (server dry run)" in result.stdout
+        )
         print(f"[helm] {variant}: {accepted} objects accepted (server dry run)")
     for example in EXAMPLES:
         manifest = helm.template(example / "values.yaml")
