@@ -3,7 +3,8 @@
 #
 #   scripts/build-backends.sh [TARGET ...]   build what is missing of otelcol, prometheus, jaeger,
 #                                            alertmanager, etcd, kube (kube-apiserver + kubectl), helm,
-#                                            compose (the Docker CLI plugin) (default: all)
+#                                            compose (the Docker CLI plugin), thanos, telemetrygen
+#                                            (default: all)
 #   scripts/build-backends.sh --print                                       print NAME=path lines
 #
 # Versions come from deploy/versions.env; the Collector's components from collector/builder-config.yaml.
@@ -32,6 +33,8 @@ etcd_dir="$cache/bin/etcd-$ETCD_VERSION"
 kube_dir="$cache/bin/kube-$KUBERNETES_VERSION"
 helm_dir="$cache/bin/helm-$HELM_VERSION"
 compose_dir="$cache/bin/compose-$COMPOSE_VERSION"
+thanos_dir="$cache/bin/thanos-$THANOS_VERSION"
+telemetrygen_dir="$cache/bin/telemetrygen-$TELEMETRYGEN_VERSION"
 
 print_paths() {
   echo "OTELCOL=$otelcol_dir/otelcol-llm"
@@ -44,6 +47,8 @@ print_paths() {
   echo "KUBECTL=$kube_dir/kubectl"
   echo "HELM=$helm_dir/helm"
   echo "DOCKER_COMPOSE=$compose_dir/docker-compose"
+  echo "THANOS=$thanos_dir/thanos"
+  echo "TELEMETRYGEN=$telemetrygen_dir/telemetrygen"
 }
 
 log_tag=backends
@@ -234,6 +239,45 @@ build_compose() {
   rm -rf "$compose_dir" "$work"; mv "$compose_dir.tmp" "$compose_dir"
 }
 
+# Thanos (Receive and Query) is the metrics store past one Prometheus (tests/e2e/test_metrics_store.py).
+# go install refuses the module (its go.mod has replace lines: a capnp pin, forks of gomemcache and
+# kingpin), so, as for compose, a throwaway module whose go.mod is Thanos' own, renamed, keeps them in
+# force. Only cmd/thanos is built; no UI assets are needed for the APIs the tests use.
+build_thanos() {
+  [[ -x $thanos_dir/thanos ]] && { log "thanos $THANOS_VERSION cached ($thanos_dir)"; return; }
+  require_go
+  log "building thanos $THANOS_VERSION (cold: about 10 minutes)"
+  local module=github.com/thanos-io/thanos
+  local work="$cache/work/thanos-$THANOS_VERSION"
+  rm -rf "$work"; mkdir -p "$work" "$thanos_dir.tmp"
+  local gomod
+  gomod=$(go mod download -json "$module@v$THANOS_VERSION" | sed -n 's/^\t"GoMod": "\(.*\)",$/\1/p')
+  [[ -f $gomod ]] || { log "go mod download $module@v$THANOS_VERSION named no go.mod"; exit 1; }
+  sed "s|^module .*|module llmtel/thanos-build|" "$gomod" >"$work/go.mod"
+  printf '\nrequire %s v%s\n' "$module" "$THANOS_VERSION" >>"$work/go.mod"
+  # The version stamp upstream's Makefile (promu) sets; `thanos --version` prints it.
+  local ldflags="-s -w -X github.com/prometheus/common/version.Version=$THANOS_VERSION"
+  ldflags+=" -X github.com/prometheus/common/version.Branch=HEAD -X github.com/prometheus/common/version.Revision=v$THANOS_VERSION"
+  (
+    cd "$work"
+    with_progress "go build thanos (modules included)" env CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags "$ldflags" \
+      -o "$thanos_dir.tmp/thanos" "$module/cmd/thanos"
+  )
+  rm -rf "$thanos_dir" "$work"; mv "$thanos_dir.tmp" "$thanos_dir"
+}
+
+# telemetrygen, the Collector's own OTLP load generator, drives the capacity benchmark
+# (tests/benchmarks/bench_collector_capacity.py). Its go.mod has no replace lines: go install works.
+build_telemetrygen() {
+  [[ -x $telemetrygen_dir/telemetrygen ]] && { log "telemetrygen $TELEMETRYGEN_VERSION cached"; return; }
+  require_go
+  log "building telemetrygen $TELEMETRYGEN_VERSION"
+  mkdir -p "$telemetrygen_dir.tmp"
+  with_progress "go install telemetrygen" env GOBIN="$telemetrygen_dir.tmp" CGO_ENABLED=0 go install \
+    "github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen@v$TELEMETRYGEN_VERSION"
+  rm -rf "$telemetrygen_dir"; mv "$telemetrygen_dir.tmp" "$telemetrygen_dir"
+}
+
 main() {
   if [[ ${1:-} == --print ]]; then print_paths; return; fi
   mkdir -p "$cache"
@@ -245,16 +289,16 @@ main() {
   local target
   for target in "${targets[@]}"; do
     case $target in
-      otelcol | prometheus | jaeger | alertmanager | etcd | kube | helm | compose) ;;
+      otelcol | prometheus | jaeger | alertmanager | etcd | kube | helm | compose | thanos | telemetrygen) ;;
       all) ;;
-      *) log "unknown target '$target' (otelcol, prometheus, jaeger, alertmanager, etcd, kube, helm, compose, all)"; exit 2 ;;
+      *) log "unknown target '$target' (otelcol, prometheus, jaeger, alertmanager, etcd, kube, helm, compose, thanos, telemetrygen, all)"; exit 2 ;;
     esac
   done
   for target in "${targets[@]}"; do
     case $target in
       all)
         build_otelcol; build_prometheus; build_jaeger; build_alertmanager
-        build_etcd; build_kube; build_helm; build_compose
+        build_etcd; build_kube; build_helm; build_compose; build_thanos; build_telemetrygen
         ;;
       *) "build_$target" ;;
     esac
