@@ -206,7 +206,8 @@ def test_a_gateway_killed_under_load_loses_no_span_and_counts_none_twice(failove
         f"{DNS_INTERVAL_S:g} s; gateway-1 SIGKILLed {kill_after_s:g} s into {requests} requests at "
         f"{rate:g}/s (it had accepted {killed['accepted']:g} spans)\n"
         f"[failover] DNS answer without it after {dns_dropped - killed['at']:.2f} s; agents routing only "
-        f"to gateway-0 with nothing failing after {recovered:.2f} s (recovery time)\n"
+        f"to gateway-0 with nothing failing after {recovered:.2f} s (recovery time; "
+        f"{watch.samples[-1][3]:g} sends to a gateway failed and were retried)\n"
         f"[failover] sent {sent} spans; stored {stored} ({whole}/{requests} traces whole); "
         f"lost {sent - stored}; counted lost by the Collectors {collectors_lost:g}"
     )
