@@ -112,6 +112,26 @@ def test_rendered_prometheus_config_passes_promtool(
         assert jobs["alertmanager"] == [{"targets": [alertmanager_addr]}]
 
 
+def test_rendered_prometheus_config_with_a_store_past_it_passes_promtool(
+    binaries: Binaries, tmp_path: Path
+) -> None:
+    promtool = require(binaries, "promtool")["promtool"]
+    url = "http://127.0.0.1:19291/api/v1/receive"
+    rendered = render_prometheus_config(
+        tmp_path / "prometheus.yml",
+        prometheus_addr="127.0.0.1:19090",
+        collector_telemetry_addr="127.0.0.1:18888",
+        collector_exporter_addr="127.0.0.1:19464",
+        metrics_path="remote_write",
+        scrape_interval="1s",
+        remote_write_url=url,
+    )
+    assert "SUCCESS" in _run([str(promtool), "check", "config", str(rendered)])
+    [remote] = yaml.safe_load(rendered.read_text())["remote_write"]
+    assert remote["url"] == url
+    assert remote["send_exemplars"] is True
+
+
 def test_repo_prometheus_config_sends_alerts_to_and_scrapes_alertmanager() -> None:
     """What compose runs: the rendered copies above take these out or repoint them."""
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
@@ -151,7 +171,9 @@ def test_jaeger_config_defaults_validate_as_compose_runs_it(binaries: Binaries) 
     _run([str(jaeger), "validate", f"--config=file:{JAEGER_CONFIG}"], env=env)
 
 
-@pytest.mark.parametrize("name", ["otelcol", "prometheus", "jaeger", "alertmanager"])
+@pytest.mark.parametrize(
+    "name", ["otelcol", "prometheus", "jaeger", "alertmanager", "thanos", "telemetrygen"]
+)
 def test_no_agpl_module_is_compiled_into_a_binary_we_build(binaries: Binaries, name: str) -> None:
     # The module list Go embeds in every binary: what was really compiled in, whatever the scripts say.
     binary = require(binaries, name)[name]

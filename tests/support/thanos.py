@@ -77,7 +77,7 @@ def thanos_store(thanos: str, data_dir: Path, replicas: int = 2) -> ThanosStore:
         thanos, "query",
         f"--http-address={LOOPBACK}:{query_http}",
         f"--grpc-address={LOOPBACK}:{free_port()}",
-        *(f"--endpoint={address}" for address in grpc),
+        "--endpoint.sd-config=" + json.dumps({"endpoints": [{"address": address} for address in grpc]}),
         f"--query.replica-label={REPLICA_LABEL}",
         "--log.level=warn",
     ]  # fmt: skip
