@@ -260,7 +260,11 @@ build_thanos() {
   ldflags+=" -X github.com/prometheus/common/version.Branch=HEAD -X github.com/prometheus/common/version.Revision=v$THANOS_VERSION"
   (
     cd "$work"
-    with_progress "go build thanos (modules included)" env CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags "$ldflags" \
+    # Upstream's build tags (.promu.yml). slicelabels is not optional: Thanos converts Prometheus'
+    # labels.Labels to its own protobuf labels by pointer, which needs the slice layout; without the tag
+    # (Prometheus' default is stringlabels) a receiver panics on the first gRPC call Thanos Query makes.
+    with_progress "go build thanos (modules included)" env CGO_ENABLED=0 go build -mod=mod -trimpath \
+      -tags netgo,slicelabels -ldflags "$ldflags" \
       -o "$thanos_dir.tmp/thanos" "$module/cmd/thanos"
   )
   rm -rf "$thanos_dir" "$work"; mv "$thanos_dir.tmp" "$thanos_dir"

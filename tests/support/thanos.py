@@ -43,7 +43,7 @@ class ThanosStore:
 def thanos_store(thanos: str, data_dir: Path, replicas: int = 2) -> ThanosStore:
     """The specs of ``replicas`` receivers in one hashring (replication factor ``replicas``) and a query
     node reading them; start the receivers first."""
-    ports = [{k: free_port() for k in ("grpc", "http", "write")} for _ in range(replicas)]
+    ports = [{k: free_port() for k in ("grpc", "http", "write", "capnproto")} for _ in range(replicas)]
     grpc = [f"{LOOPBACK}:{p['grpc']}" for p in ports]
     hashring = data_dir / "hashring.json"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -58,6 +58,8 @@ def thanos_store(thanos: str, data_dir: Path, replicas: int = 2) -> ThanosStore:
             f"--grpc-address={grpc[i]}",
             f"--http-address={LOOPBACK}:{p['http']}",
             f"--remote-write.address={LOOPBACK}:{p['write']}",
+            # Its replication listener (Cap'n Proto; gRPC replication is the default): loopback too.
+            f"--receive.capnproto-address={LOOPBACK}:{p['capnproto']}",
             f"--receive.local-endpoint={grpc[i]}",
             f"--receive.hashrings-file={hashring}",
             f"--receive.replication-factor={replicas}",
