@@ -3,8 +3,8 @@
 #
 #   scripts/build-backends.sh [TARGET ...]   build what is missing of otelcol, prometheus, jaeger,
 #                                            alertmanager, etcd, kube (kube-apiserver + kubectl), helm,
-#                                            compose (the Docker CLI plugin), thanos, telemetrygen
-#                                            (default: all)
+#                                            compose (the Docker CLI plugin), thanos, telemetrygen,
+#                                            cassandra (default: all)
 #   scripts/build-backends.sh --print                                       print NAME=path lines
 #
 # Versions come from deploy/versions.env; the Collector's components from collector/builder-config.yaml.
@@ -35,6 +35,7 @@ helm_dir="$cache/bin/helm-$HELM_VERSION"
 compose_dir="$cache/bin/compose-$COMPOSE_VERSION"
 thanos_dir="$cache/bin/thanos-$THANOS_VERSION"
 telemetrygen_dir="$cache/bin/telemetrygen-$TELEMETRYGEN_VERSION"
+cassandra_dir="$cache/bin/cassandra-$CASSANDRA_VERSION"
 
 print_paths() {
   echo "OTELCOL=$otelcol_dir/otelcol-llm"
@@ -49,6 +50,7 @@ print_paths() {
   echo "DOCKER_COMPOSE=$compose_dir/docker-compose"
   echo "THANOS=$thanos_dir/thanos"
   echo "TELEMETRYGEN=$telemetrygen_dir/telemetrygen"
+  echo "CASSANDRA=$cassandra_dir/cassandra"
 }
 
 log_tag=backends
@@ -282,6 +284,61 @@ build_telemetrygen() {
   rm -rf "$telemetrygen_dir"; mv "$telemetrygen_dir.tmp" "$telemetrygen_dir"
 }
 
+# Cassandra is no Go program: Maven resolves org.apache.cassandra:cassandra-all and its runtime
+# dependencies from Maven Central into lib/, and bin's `cassandra` runs the daemon on the machine's Java
+# with the module flags Cassandra's own jvm17-server.options sets. CASSANDRA_CONF names its cassandra.yaml,
+# CASSANDRA_HEAP its heap (512m), CASSANDRA_JVM_OPTS more JVM options (-D properties).
+build_cassandra() {
+  [[ -x $cassandra_dir/cassandra ]] && { log "cassandra $CASSANDRA_VERSION cached ($cassandra_dir)"; return; }
+  command -v java >/dev/null && command -v mvn >/dev/null \
+    || { log "Cassandra needs java (17) and mvn on PATH (Debian: openjdk-17-jre-headless, maven)"; exit 1; }
+  log "fetching cassandra $CASSANDRA_VERSION from Maven Central"
+  local work="$cache/work/cassandra-$CASSANDRA_VERSION"
+  rm -rf "$work" "$cassandra_dir.tmp"; mkdir -p "$work" "$cassandra_dir.tmp/lib"
+  cat >"$work/pom.xml" <<POM
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>llmtel</groupId><artifactId>cassandra-build</artifactId><version>1</version>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.cassandra</groupId><artifactId>cassandra-all</artifactId>
+      <version>$CASSANDRA_VERSION</version>
+    </dependency>
+  </dependencies>
+</project>
+POM
+  with_progress "mvn: cassandra-all and its dependencies" mvn -q -B -f "$work/pom.xml" \
+    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$cassandra_dir.tmp/lib"
+  local flag flags=""
+  for flag in exports:java.base/jdk.internal.misc exports:java.base/jdk.internal.ref \
+    exports:java.base/sun.nio.ch exports:java.management.rmi/com.sun.jmx.remote.internal.rmi \
+    exports:java.rmi/sun.rmi.registry exports:java.rmi/sun.rmi.server exports:java.sql/java.sql \
+    opens:java.base/java.lang.module opens:java.base/jdk.internal.loader opens:java.base/jdk.internal.ref \
+    opens:java.base/jdk.internal.reflect opens:java.base/jdk.internal.math opens:java.base/jdk.internal.module \
+    opens:java.base/jdk.internal.util.jar opens:jdk.management/com.sun.management.internal \
+    opens:java.base/sun.nio.ch opens:java.base/java.io opens:java.base/java.nio \
+    opens:java.base/java.util.concurrent opens:java.base/java.util opens:java.base/java.util.concurrent.atomic \
+    opens:java.base/java.lang opens:java.base/java.math opens:java.base/java.lang.reflect opens:java.base/java.net
+  do flags+=" --add-${flag%%:*}=${flag#*:}=ALL-UNNAMED"; done
+  {
+    echo '#!/usr/bin/env bash'
+    echo "# Apache Cassandra $CASSANDRA_VERSION in the foreground (written by scripts/build-backends.sh)."
+    echo "flags='$flags'"
+    cat <<'LAUNCHER'
+set -euo pipefail
+: "${CASSANDRA_CONF:?set CASSANDRA_CONF to a cassandra.yaml}"
+lib=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib
+# shellcheck disable=SC2086  # the module flags and CASSANDRA_JVM_OPTS are words
+exec java $flags ${CASSANDRA_JVM_OPTS:-} -Xms"${CASSANDRA_HEAP:-512m}" -Xmx"${CASSANDRA_HEAP:-512m}" -XX:+UseG1GC \
+  -Dcassandra.config="file://$CASSANDRA_CONF" -Dcassandra-foreground=yes \
+  -Dcassandra.skip_wait_for_gossip_to_settle=0 -Dcassandra.ring_delay_ms=0 \
+  -cp "$lib/*" org.apache.cassandra.service.CassandraDaemon "$@"
+LAUNCHER
+  } >"$cassandra_dir.tmp/cassandra"
+  chmod +x "$cassandra_dir.tmp/cassandra"
+  rm -rf "$cassandra_dir" "$work"; mv "$cassandra_dir.tmp" "$cassandra_dir"
+}
+
 main() {
   if [[ ${1:-} == --print ]]; then print_paths; return; fi
   mkdir -p "$cache"
@@ -293,9 +350,9 @@ main() {
   local target
   for target in "${targets[@]}"; do
     case $target in
-      otelcol | prometheus | jaeger | alertmanager | etcd | kube | helm | compose | thanos | telemetrygen) ;;
+      otelcol | prometheus | jaeger | alertmanager | etcd | kube | helm | compose | thanos | telemetrygen | cassandra) ;;
       all) ;;
-      *) log "unknown target '$target' (otelcol, prometheus, jaeger, alertmanager, etcd, kube, helm, compose, thanos, telemetrygen, all)"; exit 2 ;;
+      *) log "unknown target '$target' (otelcol, prometheus, jaeger, alertmanager, etcd, kube, helm, compose, thanos, telemetrygen, cassandra, all)"; exit 2 ;;
     esac
   done
   for target in "${targets[@]}"; do
@@ -303,6 +360,7 @@ main() {
       all)
         build_otelcol; build_prometheus; build_jaeger; build_alertmanager
         build_etcd; build_kube; build_helm; build_compose; build_thanos; build_telemetrygen
+        build_cassandra
         ;;
       *) "build_$target" ;;
     esac

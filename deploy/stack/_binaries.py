@@ -27,6 +27,8 @@ OVERRIDE_VARS = {
     # generator (tests/benchmarks/bench_collector_capacity.py).
     "thanos": "LLMTEL_THANOS",
     "telemetrygen": "LLMTEL_TELEMETRYGEN",
+    # The chart's Cassandra trace store (tests/e2e/test_trace_store_cassandra.py): a launcher script.
+    "cassandra": "LLMTEL_CASSANDRA",
 }
 _PRINT_KEYS = {
     "OTELCOL": "otelcol",
@@ -40,6 +42,7 @@ _PRINT_KEYS = {
     "HELM": "helm",
     "THANOS": "thanos",
     "TELEMETRYGEN": "telemetrygen",
+    "CASSANDRA": "cassandra",
 }
 
 
