@@ -8,12 +8,13 @@ import logging
 
 import telemetry
 from services.common.runner import DRAIN_SECONDS, run_service, serve_http
+from services.inference.engine import Engine
 from services.inference.server import InferenceSettings, side_app, start_server
 
 
-async def main(configured: telemetry.Telemetry, stop: asyncio.Event) -> None:
+async def main(configured: telemetry.Telemetry, stop: asyncio.Event, engine: Engine | None = None) -> None:
     settings = InferenceSettings.from_env()
-    running = await start_server(settings, configured)
+    running = await start_server(settings, configured, engine=engine)
     log = logging.getLogger("services")
     log.info("inference serving gRPC on port %d", running.port)
     side = None

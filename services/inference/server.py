@@ -21,7 +21,7 @@ from opentelemetry.trace import Span
 from services.common import semconv as service_sc
 from services.common.env import read_table
 from services.common.models import ModelSpec, load_catalog
-from services.common.probes import Probes, add_metrics, add_probes
+from services.common.probes import Probes, side_app as probes_side_app
 from services.common.semconv import ErrorType
 from services.inference.engine import Engine, SimulatedEngine, tokenize
 from services.inference.scheduler import BatchScheduler, Ticket
@@ -30,7 +30,6 @@ from telemetry import (
     GenAIRequest,
     GenAIServerMetrics,
     Telemetry,
-    capture_messages,
     grpc_server_interceptor,
     instruments,
     mark_failed,
@@ -65,6 +64,12 @@ SETTINGS: dict[str, Setting[Any]] = {
         "127.0.0.1:8082",
         "host:port of the side port for `/health`, `/ready` and `/metrics` (empty: none)",
     ),
+    "max_concurrent_rpcs": Setting(
+        "LLM_INFERENCE_MAX_CONCURRENT_RPCS",
+        parse_int(minimum=1),
+        512,
+        "calls served at once; more are refused with RESOURCE_EXHAUSTED (the orchestrator's 503)",
+    ),
 }
 
 
@@ -77,6 +82,7 @@ class InferenceSettings:
     gpu_index: int
     http_address: str = ""
     """host:port of the side port for /health, /ready and /metrics; empty: none."""
+    max_concurrent_rpcs: int = 512
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> InferenceSettings:
@@ -149,11 +155,8 @@ class InferenceServicer(pb_grpc.InferenceServicer):
             generation.span.set_attribute(sc.ERROR_TYPE, ErrorType.MODEL_NOT_FOUND)
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown model {request.model!r}")
             return
-        capture_messages(
-            generation.span,
-            input_messages=[{"role": "user", "content": request.prompt}],
-            enabled=self.telemetry.capture_content,
-        )
+        # No content capture here: the gateway records the request's messages once, with redaction and
+        # caps; this prompt is the same text again plus the retrieved context.
         self._annotate_gpu(generation.span, "start")
         generation.prompt = self._tokenize(request.prompt, model)
         try:
@@ -268,10 +271,14 @@ _HEALTH_SERVICES = ("", pb.DESCRIPTOR.services_by_name["Inference"].full_name)
 
 
 async def start_server(
-    settings: InferenceSettings, telemetry: Telemetry, models: Mapping[str, ModelSpec] | None = None
+    settings: InferenceSettings,
+    telemetry: Telemetry,
+    models: Mapping[str, ModelSpec] | None = None,
+    engine: Engine | None = None,
 ) -> RunningInference:
-    """Serve Inference and the standard grpc.health.v1 service on one port."""
-    engine = SimulatedEngine(settings.time_scale)
+    """Serve Inference and the standard grpc.health.v1 service on one port; ``engine`` replaces the
+    simulated one (tests/support/engine_faults.py wraps it to slow a model on purpose)."""
+    engine = engine or SimulatedEngine(settings.time_scale)
     scheduler = BatchScheduler(
         engine,
         max_batch_size=settings.max_batch_size,
@@ -281,7 +288,8 @@ async def start_server(
     )
     servicer = InferenceServicer(models or load_catalog(), scheduler, engine, telemetry, settings.gpu_index)
     server = aio.server(
-        interceptors=[grpc_server_interceptor(telemetry.tracer_provider, telemetry.meter_provider)]
+        interceptors=[grpc_server_interceptor(telemetry.tracer_provider, telemetry.meter_provider)],
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
     pb_grpc.add_InferenceServicer_to_server(servicer, server)
     health = HealthServicer()
@@ -299,7 +307,4 @@ async def start_server(
 def side_app(probes: Probes, telemetry: Telemetry) -> FastAPI:
     """The inference server's small HTTP side port: /health, /ready (gRPC has no URL a kubelet or a
     load balancer's HTTP check can ask) and /metrics for a Prometheus that scrapes the service."""
-    app = FastAPI(title="inference", openapi_url=None)
-    add_probes(app, probes)
-    add_metrics(app, telemetry)
-    return app
+    return probes_side_app("inference", probes, telemetry)

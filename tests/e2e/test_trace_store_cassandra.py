@@ -2,9 +2,9 @@
 ``jaeger.storage.type=cassandra`` stores traces in a real Cassandra on loopback and reads them back.
 
 Cassandra 5.0 (Apache-2.0) runs from its Maven Central jars (scripts/build-backends.sh cassandra); Jaeger
-runs with exactly the ConfigMap and arguments the chart renders (ci/cassandra-values.yaml, the servers
-pointed at loopback and the keyspace created by Jaeger). ``jaeger validate`` accepted the chart's earlier
-rendering too, which kept Jaeger on Badger: only a real store shows where the spans went.
+runs with exactly the ConfigMap, storage Secret and arguments the chart renders (ci/cassandra-values.yaml,
+the servers pointed at loopback and the keyspace created by Jaeger). ``jaeger validate`` accepted the
+chart's earlier rendering too, which kept Jaeger on Badger: only a real store shows where the spans went.
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ def cassandra(binaries: Binaries, stack: Stack) -> CassandraNode:
     return node
 
 
-def rendered_jaeger(helm: Path, jaeger_values: dict[str, Any]) -> tuple[str, list[str]]:
-    """The chart's Jaeger config and container args for ci/cassandra-values.yaml plus ``jaeger_values``."""
+def rendered_jaeger(helm: Path, jaeger_values: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """The chart's Jaeger files by their mount path (the ConfigMap's jaeger.yaml, the storage Secret's
+    storage.yaml) and container args, for ci/cassandra-values.yaml plus ``jaeger_values``."""
     command = [
         str(helm), "template", RELEASE, str(CHART),
         "--values", str(CHART / "ci" / "cassandra-values.yaml"),
@@ -63,10 +64,16 @@ def rendered_jaeger(helm: Path, jaeger_values: dict[str, Any]) -> tuple[str, lis
     rendered = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout
     objects = [doc for doc in yaml.safe_load_all(rendered) if doc]
     name = f"{RELEASE}-llm-telemetry-jaeger"
-    config_map = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == name)
-    deployment = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == name)
-    args: list[str] = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-    return config_map["data"]["jaeger.yaml"], args
+
+    def find(kind: str, object_name: str) -> dict[str, Any]:
+        return next(o for o in objects if o["kind"] == kind and o["metadata"]["name"] == object_name)
+
+    files = {
+        "/etc/jaeger/jaeger.yaml": find("ConfigMap", name)["data"]["jaeger.yaml"],
+        "/etc/jaeger/storage/storage.yaml": find("Secret", f"{name}-storage")["stringData"]["storage.yaml"],
+    }
+    args: list[str] = find("Deployment", name)["spec"]["template"]["spec"]["containers"][0]["args"]
+    return files, args
 
 
 def _send_traces(endpoint: str, service: str) -> list[str]:
@@ -88,7 +95,7 @@ def test_jaeger_as_the_chart_configures_it_stores_and_reads_back_traces_in_cassa
     binaries: Binaries, stack: Stack, cassandra: CassandraNode
 ) -> None:
     paths = require(binaries, "helm", "jaeger")
-    config, args = rendered_jaeger(
+    files, args = rendered_jaeger(
         paths["helm"],
         {
             "storage": {
@@ -104,12 +111,18 @@ def test_jaeger_as_the_chart_configures_it_stores_and_reads_back_traces_in_cassa
             }
         },
     )
-    backends = yaml.safe_load(config)["extensions"]["jaeger_storage"]["backends"]
-    assert list(backends["main_store"]) == ["cassandra"], backends
-    etc = stack.run_dir / "etc" / "jaeger"
-    etc.mkdir(parents=True)
-    (etc / "jaeger.yaml").write_text(config)
-    argv = [str(paths["jaeger"]), *(a.replace("file:/etc/jaeger/", f"file:{etc}/") for a in args)]
+
+    def main_store(path: str) -> Any:
+        return yaml.safe_load(files[path])["extensions"]["jaeger_storage"]["backends"]["main_store"]
+
+    # No Badger left to merge with: the store is the Secret's Cassandra block alone.
+    assert not main_store("/etc/jaeger/jaeger.yaml"), files["/etc/jaeger/jaeger.yaml"]
+    assert list(main_store("/etc/jaeger/storage/storage.yaml")) == ["cassandra"]
+    etc = stack.run_dir / "etc"
+    for path, text in files.items():
+        (etc / path.removeprefix("/etc/")).parent.mkdir(parents=True, exist_ok=True)
+        (etc / path.removeprefix("/etc/")).write_text(text)
+    argv = [str(paths["jaeger"]), *(a.replace("file:/etc/", f"file:{etc}/") for a in args)]
     started = time.monotonic()
     stack.start_process(
         ProcessSpec(
