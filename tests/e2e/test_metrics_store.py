@@ -17,8 +17,11 @@ test_dashboards.py, with Prometheus' ``remote_write`` pointing at the store, as 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 import pytest
 
 from deploy.stack import Binaries, PrometheusClient, Stack, StackConfig, StackError, poll_until
+from services.loadgen import run_load
 from tests.e2e.test_dashboards import (
     test_an_http_latency_exemplar_opens_its_trace_in_jaeger,
     test_exemplar_panel_has_exemplars,
@@ -68,6 +72,46 @@ class StoreRun:
         return self.loaded.jaeger_url
 
 
+class Trickle:
+    """A request every 2 s through the gateway, in a thread, until :meth:`stop` (at most 15 minutes).
+
+    The SLO panels read the SLO rules' 5-minute error ratios, 0/0 (NaN) five minutes after the last
+    request; the rules' 30-day ratio sums them, so it stays NaN from then on. This module's hundred-odd
+    panel queries and the receiver's outage run longer than five minutes after the load on a busy machine,
+    so the SLO panels see traffic the way a serving system's dashboards do: never idle."""
+
+    def __init__(self, loaded: LoadedBackends) -> None:
+        services = loaded.services
+        self._loop = asyncio.new_event_loop()
+        load = run_load(
+            services.gateway_url,
+            services.api_key,
+            requests=450,
+            concurrency=2,
+            duration=900,
+            seed=13,
+            rate=0.5,
+        )
+        self._task = self._loop.create_task(load)
+        self._thread = threading.Thread(target=self._run, name="trickle", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._loop.run_until_complete(self._task)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self._loop.close()
+
+    def stop(self) -> None:
+        with contextlib.suppress(RuntimeError):  # RuntimeError: the load ran out and closed its loop
+            self._loop.call_soon_threadsafe(self._task.cancel)
+        self._thread.join(timeout=30)
+
+
 @pytest.fixture(scope="module")
 def loaded(binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreRun]:
     paths = require(binaries, "thanos", "prometheus", "jaeger", "otelcol")
@@ -81,9 +125,15 @@ def loaded(binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Iter
     except StackError as exc:
         stack.stop(failed=True)
         pytest.fail(str(exc), pytrace=False)
+    trickle = None
     try:
-        yield StoreRun(load_services(stack), store)
+        services = load_services(stack)
+        trickle = Trickle(services)
+        trickle.start()
+        yield StoreRun(services, store)
     finally:
+        if trickle is not None:
+            trickle.stop()
         stack.stop()
 
 
