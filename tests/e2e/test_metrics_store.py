@@ -11,7 +11,7 @@ test_dashboards.py, with Prometheus' ``remote_write`` pointing at the store, as 
 - the store holds what Prometheus holds, once: the same sums, no series twice (deduplication over the
   replica label);
 - a receiver killed (SIGKILL) mid-load: every sample written before the kill is still served by the other
-  replica; writes wait in Prometheus' WAL meanwhile (two of two nodes are a write quorum), and once it is
+  replica; what the store refuses meanwhile, Prometheus retries from its WAL; and once the receiver is
   back the store holds every sample Prometheus holds over the whole window: none lost.
 """
 
@@ -191,10 +191,10 @@ def test_a_receiver_killed_mid_load_loses_no_sample(loaded: StoreRun, prometheus
         30,
     )
     served = samples(prometheus, *before)
-    time.sleep(8)  # the outage: Prometheus keeps scraping, its writes wait in the WAL
+    time.sleep(8)  # the outage: Prometheus keeps scraping; what the store refuses, it retries from its WAL
     stack.restart(victim.name)  # the same data directory: a pod restarted on its volume
     back = time.time()
-    whole = (started, back)  # the outage included: all of it waited in Prometheus' WAL
+    whole = (started, back)  # the outage included
     caught_up = poll_until(
         lambda: samples(prometheus, *whole) == samples(source, *whole) and time.time(),
         "the store holding every sample Prometheus holds over the outage",
