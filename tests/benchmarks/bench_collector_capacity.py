@@ -51,7 +51,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, format_trace_id
 
-from deploy.stack import LOOPBACK, ProcessSpec, Stack, StackConfig, free_port, http_ready, locate_binaries
+from deploy.stack import LOOPBACK, ProcessSpec, Stack, StackConfig, http_ready, locate_binaries
 from deploy.stack._process import ManagedProcess
 from deploy.stack._render import collector_config_args
 from tests.benchmarks._bench import (
@@ -63,6 +63,7 @@ from tests.benchmarks._bench import (
     proc_cpu_seconds,
     write_json,
 )
+from tests.support.collector_tier import collector_env_on, free_collector_ports
 
 PASSTHROUGH = REPO / "tests" / "benchmarks" / "otelcol-passthrough.yaml"
 WORKER_RATE = 250
@@ -187,19 +188,8 @@ class Collector:
 def start_collector(
     stack: Stack, name: str, binary: str, config: Config, *, env: dict[str, str], cpu: int, pinned: bool
 ) -> Collector:
-    ports = {k: free_port() for k in ("grpc", "http", "health", "exporter", "telemetry", "zpages")}
-    full_env = {
-        **stack.collector_env(),
-        "OTELCOL_OTLP_GRPC_ENDPOINT": f"{LOOPBACK}:{ports['grpc']}",
-        "OTELCOL_OTLP_HTTP_ENDPOINT": f"{LOOPBACK}:{ports['http']}",
-        "OTELCOL_HEALTH_ENDPOINT": f"{LOOPBACK}:{ports['health']}",
-        "OTELCOL_PROMETHEUS_ENDPOINT": f"{LOOPBACK}:{ports['exporter']}",
-        "OTELCOL_TELEMETRY_PORT": str(ports["telemetry"]),
-        "OTELCOL_ZPAGES_ENDPOINT": f"{LOOPBACK}:{ports['zpages']}",
-        "OTELCOL_STORAGE_DIR": str(stack.run_dir / name / "file_storage"),
-        **config.env,
-        **env,
-    }
+    ports = free_collector_ports()
+    full_env = {**collector_env_on(stack, name, ports, f"{LOOPBACK}:{ports['grpc']}"), **config.env, **env}
     spec = ProcessSpec(
         name,
         [*pin(cpu, pinned), binary, *config.args],

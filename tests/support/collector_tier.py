@@ -91,6 +91,26 @@ class Tier:
         return self.stack.process(node.name)
 
 
+def free_collector_ports() -> dict[str, int]:
+    """A free loopback port for each listener of one of our Collectors."""
+    return {key: free_port() for key in ("grpc", "http", "health", "exporter", "telemetry", "zpages")}
+
+
+def collector_env_on(stack: Stack, name: str, ports: Mapping[str, int], otlp_grpc: str) -> dict[str, str]:
+    """The stack's Collector environment with every listener on ``ports`` (OTLP/gRPC on ``otlp_grpc``)
+    and a persistent queue directory of ``name``'s own: a second Collector beside the stack's."""
+    return {
+        **stack.collector_env(),
+        "OTELCOL_OTLP_GRPC_ENDPOINT": otlp_grpc,
+        "OTELCOL_OTLP_HTTP_ENDPOINT": f"{LOOPBACK}:{ports['http']}",
+        "OTELCOL_HEALTH_ENDPOINT": f"{LOOPBACK}:{ports['health']}",
+        "OTELCOL_PROMETHEUS_ENDPOINT": f"{LOOPBACK}:{ports['exporter']}",
+        "OTELCOL_TELEMETRY_PORT": str(ports["telemetry"]),
+        "OTELCOL_ZPAGES_ENDPOINT": f"{LOOPBACK}:{ports['zpages']}",
+        "OTELCOL_STORAGE_DIR": str(stack.run_dir / name / "file_storage"),
+    }
+
+
 def collector_node(
     stack: Stack,
     binary: str,
@@ -103,19 +123,9 @@ def collector_node(
 ) -> Node:
     """A Collector of the tier on free loopback ports (its OTLP/gRPC receiver on ``otlp_grpc`` if given);
     ``wrap`` turns its command line into the one that starts it (e.g. inside a mount namespace)."""
-    ports = {key: free_port() for key in ("grpc", "http", "health", "exporter", "telemetry", "zpages")}
+    ports = free_collector_ports()
     grpc = otlp_grpc or f"{LOOPBACK}:{ports['grpc']}"
-    node_env = {
-        **stack.collector_env(),
-        "OTELCOL_OTLP_GRPC_ENDPOINT": grpc,
-        "OTELCOL_OTLP_HTTP_ENDPOINT": f"{LOOPBACK}:{ports['http']}",
-        "OTELCOL_HEALTH_ENDPOINT": f"{LOOPBACK}:{ports['health']}",
-        "OTELCOL_PROMETHEUS_ENDPOINT": f"{LOOPBACK}:{ports['exporter']}",
-        "OTELCOL_TELEMETRY_PORT": str(ports["telemetry"]),
-        "OTELCOL_ZPAGES_ENDPOINT": f"{LOOPBACK}:{ports['zpages']}",
-        "OTELCOL_STORAGE_DIR": str(stack.run_dir / name / "file_storage"),
-        **env,
-    }
+    node_env = {**collector_env_on(stack, name, ports, grpc), **env}
     health_url = f"http://{LOOPBACK}:{ports['health']}/"
     spec = ProcessSpec(
         name,
