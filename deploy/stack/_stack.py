@@ -47,6 +47,8 @@ class StackConfig:
     """host:port of an Alertmanager the caller runs: Prometheus sends it alerts and scrapes it."""
     collector_env: Mapping[str, str] = field(default_factory=dict)
     """Extra variables for the Collector, e.g. an overlay's settings (OTELCOL_TAIL_SAMPLE_PERCENT)."""
+    remote_write_url: str | None = None
+    """Prometheus remote-writes what it stores here too (Thanos Receive's /api/v1/receive)."""
 
 
 class Stack:
@@ -168,6 +170,7 @@ class Stack:
             service_targets=self.service_targets if self.config.service_metrics == "pull" else None,
             alertmanager_addr=self.config.alertmanager_addr,
             scrape_interval=self.config.scrape_interval,
+            remote_write_url=self.config.remote_write_url,
         )
 
     def backend_specs(self) -> list[ProcessSpec]:
