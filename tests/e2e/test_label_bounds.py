@@ -19,10 +19,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, format_trace_id
 
-from deploy.stack import Binaries, Stack, StackConfig, StackError, poll_until
+from deploy.stack import Binaries, Stack, StackConfig, poll_until
 from services.common.models import BUILTIN_CATALOG
 from telemetry.semconv import OTHER
-from tests.support.backends import require
+from tests.support.backends import running_stack
 
 CATALOG = {m.name for m in BUILTIN_CATALOG}
 FORGED_MODELS = 300
@@ -39,16 +39,9 @@ def run_id() -> str:
 @pytest.fixture(scope="module")
 def bounded_stack(binaries: Binaries, run_id: str) -> Iterator[Stack]:
     """The default configuration, with the release's services named as the chart names them."""
-    require(binaries, "prometheus", "jaeger", "otelcol")
-    stack = Stack(StackConfig(collector_env={"OTELCOL_ALLOWED_SERVICES": f"inference-{run_id}"}), binaries)
-    try:
-        stack.start()
-    except StackError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
+    config = StackConfig(collector_env={"OTELCOL_ALLOWED_SERVICES": f"inference-{run_id}"})
+    with running_stack(binaries, config) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def _push(stack: Stack, service: str, models: list[str]) -> list[str]:
