@@ -22,6 +22,7 @@ from deploy.stack._render import (
     render_prometheus_config,
 )
 from deploy.stack.clients import JaegerClient, PrometheusClient
+from services.common.models import Catalog
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,8 @@ class Stack:
             "OTELCOL_PROMETHEUS_RW_URL": f"{self.endpoints.prometheus_url}/api/v1/write",
             "OTELCOL_CONNECTOR_FLUSH": self.config.connector_flush,
             "OTELCOL_ZPAGES_ENDPOINT": f"{LOOPBACK}:{p['zpages']}",
+            # The models the services serve stay metric labels; any other becomes _OTHER (base.yaml).
+            "OTELCOL_ALLOWED_MODELS": ",".join(Catalog.load().models),
             **self.config.collector_env,
         }
 
