@@ -14,8 +14,10 @@ from opentelemetry import trace
 
 from services.common.models import ModelSpec, Price, ProviderSpec, ProviderType
 from services.gateway.errors import from_provider
+from services.gateway.budgets import Ledger
 from services.gateway.recording import GatewayMetrics, GenAICall
 from services.gateway.streaming import SSERelay
+from services.gateway.tenants import Caller, Tenant
 from services.gateway.wire import parse_request
 from telemetry import ContentPolicy, testing
 
@@ -72,13 +74,15 @@ def _relay(
     spec = ModelSpec("m", "p", price=Price(1e-6, 2e-6))
     body = parse_request({"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
     meter_provider = capture.telemetry.meter_provider
+    meter = meter_provider.get_meter("t")
     call = GenAICall.start(
         trace.get_tracer("t", tracer_provider=capture.telemetry.tracer_provider),
-        GatewayMetrics(meter_provider, meter_provider.get_meter("t")),
+        GatewayMetrics(meter_provider, meter, Ledger({}, meter)),
         spec=spec,
         provider=provider,
         body=body,
         content=ContentPolicy(),
+        caller=Caller(Tenant("acme")),
     )
     relay = SSERelay(
         httpx.Response(200, content=sse), call, lambda: None, wants_usage=wants_usage, secret=SECRET

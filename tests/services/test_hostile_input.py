@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import telemetry
-from services.gateway.admission import key_id
+from services.gateway.tenants import anonymous_tenant_id, key_digest
 from services.gateway.app import create_app as create_gateway
 from services.orchestrator.app import create_app as create_orchestrator
 from telemetry import testing
@@ -471,7 +471,7 @@ def test_a_callers_baggage_never_passes_the_edge_only_the_tenant_the_gateway_set
     assert response.status_code == 200, response.text
     (headers,) = seen
     assert headers["traceparent"].split("-")[1] == TRACE_ID
-    assert headers["baggage"] == f"llm.tenant.id={key_id(API_KEY)}"
+    assert headers["baggage"] == f"llm.tenant.id={anonymous_tenant_id(key_digest(API_KEY))}"
     assert "tracestate" not in headers
     _still_serving(url, document)
 
