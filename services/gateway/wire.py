@@ -33,6 +33,7 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 MAX_CONTENT_CHARS = 200_000
@@ -170,6 +171,14 @@ class NamedToolChoice(_Strict):
     function: NamedFunction
 
 
+ToolChoice = Annotated[
+    Annotated[Literal["none", "auto", "required"], Tag("as-mode")]
+    | Annotated[NamedToolChoice, Tag("as-function")],
+    Discriminator(lambda value: "as-function" if isinstance(value, dict) else "as-mode"),
+]
+"""A mode, or the one function to call (the tags keep the branch out of an error's ``param``)."""
+
+
 class JsonSchemaFormat(_Strict):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     description: str | None = Field(default=None, max_length=MAX_CONTENT_CHARS)
@@ -190,6 +199,12 @@ class ResponseFormat(_Strict):
     )
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_with_its_type(self) -> ResponseFormat:
+        if (self.type == "json_schema") != (self.json_schema is not None):
+            raise ValueError("json_schema is required with type 'json_schema', and allowed with it only")
+        return self
 
     @property
     def output_type(self) -> str:
@@ -252,7 +267,7 @@ class ChatCompletionRequest(_Strict):
     n: int | None = Field(default=None, ge=1, le=MAX_CHOICES)
     response_format: ResponseFormat | None = None
     tools: list[Tool] | None = Field(default=None, min_length=1, max_length=128)
-    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)

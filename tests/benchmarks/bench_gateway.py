@@ -138,8 +138,8 @@ CLOSED_URL = "http://127.0.0.1:9"  # discard port: nothing listens; a cache miss
 
 def _fill_cache(app: Any) -> None:
     """Store the answer for BODY exactly as ``Gateway.complete`` keys it, so every request hits."""
-    from services.gateway.tenants import anonymous_tenant_id, key_digest
     from services.gateway.cache import request_key
+    from services.gateway.tenants import anonymous_tenant_id, key_digest
     from services.gateway.wire import ChatCompletionRequest, chat_completion
 
     payload = ChatCompletionRequest.model_validate(BODY).model_dump()

@@ -13,8 +13,8 @@ import pytest
 from opentelemetry import trace
 
 from services.common.models import ModelSpec, Price, ProviderSpec, ProviderType
-from services.gateway.errors import from_provider
 from services.gateway.budgets import Ledger
+from services.gateway.errors import from_provider
 from services.gateway.recording import GatewayMetrics, GenAICall
 from services.gateway.streaming import SSERelay
 from services.gateway.tenants import Caller, Tenant

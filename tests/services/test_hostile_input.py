@@ -18,8 +18,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import telemetry
-from services.gateway.tenants import anonymous_tenant_id, key_digest
 from services.gateway.app import create_app as create_gateway
+from services.gateway.tenants import anonymous_tenant_id, key_digest
 from services.orchestrator.app import create_app as create_orchestrator
 from telemetry import testing
 from tests.support.openapi import CHAT, assert_matches_contract, assert_refused, openapi_document, validator
