@@ -44,7 +44,9 @@ def test_the_gpu_time_is_shared_equally_among_what_runs_at_each_moment() -> None
     clock.run(5.0, 50)
     c = gpu.start()
     clock.run(0.5, 100)
-    assert gpu.stop(c) == ResourceShare(0.5, pytest.approx(50.0))
+    last = gpu.stop(c)
+    assert last.gpu_seconds == 0.5
+    assert last.energy_joules == pytest.approx(50.0)
 
 
 def test_without_an_energy_counter_only_time_is_shared() -> None:

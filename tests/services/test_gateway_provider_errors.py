@@ -20,6 +20,7 @@ from services.gateway.streaming import SSERelay
 from services.gateway.tenants import Caller, Tenant
 from services.gateway.wire import parse_request
 from telemetry import ContentPolicy, testing
+from telemetry.views import bounded
 
 SECRET = "sk-live-0123456789abcdef"
 
@@ -140,8 +141,18 @@ def test_the_usage_chunk_reaches_only_a_client_that_asked_but_is_always_counted(
     with testing.capture("gateway") as capture:
         events, span = _relay(capture, sse)
         spent = capture.value(
-            "llm.gateway.cost.usd",
-            {"gen_ai.provider.name": "p", "gen_ai.request.model": "m", "gen_ai.token.type": "output"},
+            "gen_ai.client.operation.cost",
+            {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "p",
+                "gen_ai.request.model": bounded("gen_ai.request.model", "m"),
+                "llm.tenant.id": bounded("llm.tenant.id", "acme"),
+                "server.address": "127.0.0.1",
+                "server.port": 9,
+                "gen_ai.usage.cost.currency": "USD",
+                "gen_ai.usage.cost.source": "local",
+            },
+            of="sum",
         )
     assert events == [_chunk("Hi"), _chunk(finish="stop"), b"data: [DONE]\n\n"]
     assert (
@@ -149,7 +160,7 @@ def test_the_usage_chunk_reaches_only_a_client_that_asked_but_is_always_counted(
         span["attributes"]["gen_ai.usage.output_tokens"],
     ) == (5, 2)
     assert span["attributes"]["gen_ai.response.finish_reasons"] == ("stop",)
-    assert spent == pytest.approx(4e-6)
+    assert spent == pytest.approx(5e-6 + 4e-6)  # input and output at their prices
     with testing.capture("gateway") as capture:
         asked, _ = _relay(capture, sse, wants_usage=True)
     assert asked == [_chunk("Hi"), _chunk(finish="stop"), _chunk(usage=USAGE), b"data: [DONE]\n\n"]

@@ -78,7 +78,8 @@ class InProcessServices:
 
     def client(self, **kwargs: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {API_KEY}", **kwargs.pop("headers", {})}
-        return httpx.Client(base_url=self.gateway_url, headers=headers, timeout=30, **kwargs)
+        base_url = kwargs.pop("base_url", self.gateway_url)
+        return httpx.Client(base_url=base_url, headers=headers, timeout=30, **kwargs)
 
     def spans(self) -> list[dict[str, Any]]:
         return testing.spans_as_dicts(self.spans_exporter.get_finished_spans())
