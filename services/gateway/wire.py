@@ -518,15 +518,29 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
+class AnsweredToolCall(BaseModel):
+    id: str
+    type: Literal["function"]
+    function: FunctionCall
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"]
     content: str | None
+    tool_calls: list[AnsweredToolCall] | None = Field(
+        default=None, description="The calls the model asks for (an upstream's answer to ``tools``)."
+    )
 
 
 class Choice(BaseModel):
     index: int
     message: AssistantMessage
-    finish_reason: str | None
+    finish_reason: str | None = Field(
+        description="``stop``, ``length``, ``tool_calls``, ``content_filter`` or an upstream's own."
+    )
+    logprobs: dict[str, Any] | None = Field(
+        default=None, description="An upstream's log probabilities, as it sent them (``logprobs: true``)."
+    )
 
 
 class CompletionUsage(BaseModel):
@@ -542,5 +556,5 @@ class ChatCompletion(BaseModel):
     object: Literal["chat.completion"]
     created: int
     model: str
-    choices: list[Choice]
+    choices: list[Choice] = Field(description="One per ``n`` (an upstream's; our pipeline answers one).")
     usage: CompletionUsage | None = None

@@ -144,7 +144,7 @@ BAD_BODIES: dict[str, tuple[bytes, str | None]] = {
     "body-as-array": (b"[]", None),
     "body-as-null": (b"null", None),
     "body-as-string": (b'"hello"', None),
-    "unknown-field": (_body(frequency_penalty=0.5), "frequency_penalty"),
+    "unknown-field": (_body(logit_bias={"50256": -100}), "logit_bias"),
 }
 
 
