@@ -145,6 +145,21 @@ BAD_BODIES: dict[str, tuple[bytes, str | None]] = {
     "body-as-null": (b"null", None),
     "body-as-string": (b'"hello"', None),
     "unknown-field": (_body(logit_bias={"50256": -100}), "logit_bias"),
+    # the rules between fields, which the schema states too (if/then, not)
+    "stream-options-without-stream": (_body(stream_options={"include_usage": True}), "stream_options"),
+    "tool-message-without-id": (
+        _body(messages=[{"role": "tool", "content": "21 C"}]),
+        "messages[0].tool_call_id",
+    ),
+    "tool-call-id-on-a-user-message": (
+        _body(messages=[{"role": "user", "content": "x", "tool_call_id": "c1"}]),
+        "messages[0].tool_call_id",
+    ),
+    "null-content-on-a-user-message": (
+        _body(messages=[{"role": "user", "content": None}]),
+        "messages[0].content",
+    ),
+    "both-token-limits": (_body(max_tokens=5, max_completion_tokens=5), "max_completion_tokens"),
 }
 
 
