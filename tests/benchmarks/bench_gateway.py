@@ -74,7 +74,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -614,12 +614,20 @@ def main_bench(args: argparse.Namespace) -> None:
 # In-process timing and profile
 
 
+class _AnswerStream(httpx.AsyncByteStream):
+    """The answer as a stream not yet read, as a socket's is: the gateway reads it bounded, chunk by chunk
+    (``content=`` bytes would hand it a response httpx has already read)."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield UPSTREAM_ANSWER
+
+
 class _InstantUpstream(httpx.AsyncBaseTransport):
     """An httpx transport answering /v1/generate in-process (no socket), for the in-process runs."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         await request.aread()
-        return httpx.Response(200, content=UPSTREAM_ANSWER, headers={"content-type": "application/json"})
+        return httpx.Response(200, stream=_AnswerStream(), headers={"content-type": "application/json"})
 
     async def aclose(self) -> None:
         pass
