@@ -96,10 +96,7 @@ class ChatMessage(_Strict):
     # What each role requires, in the schema too (so no schema-valid message is refused): a `tool` message
     # needs `tool_call_id`, which no other role may have; only an `assistant` message has `tool_calls`, and
     # only one with `tool_calls` may leave `content` null or out.
-    model_config = ConfigDict(
-        extra="forbid",
-        allow_inf_nan=False,
-        strict=True,
+    model_config = ConfigDict(  # merged with _Strict's
         json_schema_extra={
             "allOf": [
                 {
@@ -187,10 +184,7 @@ class JsonSchemaFormat(_Strict):
 
 
 class ResponseFormat(_Strict):
-    model_config = ConfigDict(
-        extra="forbid",
-        allow_inf_nan=False,
-        strict=True,
+    model_config = ConfigDict(  # merged with _Strict's
         json_schema_extra={
             "if": {"properties": {"type": {"const": "json_schema"}}},
             "then": {"required": ["json_schema"]},
@@ -213,10 +207,7 @@ class ResponseFormat(_Strict):
 
 
 class ChatCompletionRequest(_Strict):
-    model_config = ConfigDict(
-        extra="forbid",
-        allow_inf_nan=False,
-        strict=True,
+    model_config = ConfigDict(  # merged with _Strict's
         json_schema_extra={
             "allOf": [
                 # stream_options only with stream: true
