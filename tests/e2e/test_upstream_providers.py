@@ -241,14 +241,17 @@ def test_each_tenant_has_its_series_down_to_the_inference_server_and_one_over_bu
     tenants = 'llm_tenant_id=~"acme|beta"'
     inference_ttft = f"gen_ai_server_time_to_first_token_seconds_count{{{tenants}}}"
 
-    def served() -> dict[str, float] | None:
-        counts = per_tenant(inference_ttft)
-        return counts if counts.get("beta") == 1 and counts.get("acme", 0) >= 3 else None
+    requests_at_gateway = f"gen_ai_client_operation_duration_seconds_count{{{where}}}"
 
-    ttft_counts = poll_until(
-        served, "the inference server's time to first token for acme (3) and beta (1)", timeout=60
+    def exported() -> tuple[dict[str, float], dict[str, float]] | None:
+        """The services export on their own schedules: wait for both ends' counts."""
+        ttft, requests = per_tenant(inference_ttft), per_tenant(requests_at_gateway)
+        done = ttft.get("beta") == 1 and ttft.get("acme", 0) >= 3 and requests.get("beta") == 1
+        return (ttft, requests) if done and requests.get("acme", 0) >= 3 else None
+
+    ttft_counts, requests = poll_until(
+        exported, "acme's (3) and beta's (1) requests at the gateway and the inference server", timeout=60
     )
-    requests = per_tenant(f"gen_ai_client_operation_duration_seconds_count{{{where}}}")
     tokens = per_tenant(f"gen_ai_client_token_usage_sum{{{where}}}")
     cost = per_tenant(f"gen_ai_client_operation_cost_sum{{{where}}}")
     inference_cost = per_tenant(f"llm_inference_cost_sum{{{tenants}}}")
