@@ -72,6 +72,16 @@ def _sum_rate(
     return grouped("sum", labels, rate(series(spec, suffix), matchers), prefix)
 
 
+def _tokens_per_second(per: str, label: str, matchers: str) -> PanelBuilder:
+    return timeseries(
+        f"Tokens per second by {per}",
+        f"{s.GEN_AI_CLIENT_TOKEN_USAGE.name} summed per second per {per}, input and output.",
+        "short",
+        _sum_rate(f"{label}, gen_ai_token_type", s.GEN_AI_CLIENT_TOKEN_USAGE, matchers, "sum"),
+        stacked=True,
+    )
+
+
 def _http() -> list[PanelBuilder]:
     count = series(HTTP, "count")
     return [
@@ -174,13 +184,7 @@ def _genai() -> list[PanelBuilder]:
             "reqps",
             _sum_rate("gen_ai_request_model", INFERENCE, MODEL, "count"),
         ),
-        timeseries(
-            "Tokens per second by model",
-            f"{s.GEN_AI_CLIENT_TOKEN_USAGE.name} summed per second, input and output.",
-            "short",
-            _sum_rate("gen_ai_request_model, gen_ai_token_type", s.GEN_AI_CLIENT_TOKEN_USAGE, MODEL, "sum"),
-            stacked=True,
-        ),
+        _tokens_per_second("model", "gen_ai_request_model", MODEL),
         timeseries(
             "Provider calls per second",
             f"{PROVIDER_CALLS.name} count per provider.",
@@ -225,13 +229,7 @@ def _tenants() -> list[PanelBuilder]:
             _sum_rate("llm_tenant_id", PROVIDER_CALLS, TENANT, "count"),
             stacked=True,
         ),
-        timeseries(
-            "Tokens per second per tenant",
-            f"{s.GEN_AI_CLIENT_TOKEN_USAGE.name} summed per second per tenant, input and output.",
-            "short",
-            _sum_rate("llm_tenant_id, gen_ai_token_type", s.GEN_AI_CLIENT_TOKEN_USAGE, TENANT, "sum"),
-            stacked=True,
-        ),
+        _tokens_per_second("tenant", "llm_tenant_id", TENANT),
         timeseries(
             "Spend per hour per tenant",
             f"{COST.name} per tenant, USD per hour (recording rule × 3600).",
