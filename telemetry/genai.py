@@ -10,7 +10,7 @@ bounded (:mod:`telemetry.content`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
@@ -27,18 +27,36 @@ _METER = "telemetry.genai"
 
 @dataclass(frozen=True)
 class GenAIRequest:
-    """The low-cardinality identity of a GenAI operation: what goes on both spans and metric points."""
+    """The low-cardinality identity of a GenAI operation: what goes on both spans and metric points.
+
+    Keep one per tenant and model where requests repeat: each point's attribute set is built once, on its
+    first use, and shared (read it, copy it to add to it, never change it).
+    """
 
     operation: str
     provider: str
     model: str
+    tenant: str | None = None
+    """``llm.tenant.id`` on metric points: a bounded value (``bounded(sc.LLM_TENANT_ID, ...)``)."""
+    _points: dict[str | None, dict[str, AttributeValue]] = field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
 
     def metric_attributes(self, error_type: str | None = None) -> dict[str, AttributeValue]:
+        attributes = self._points.get(error_type)
+        if attributes is None:
+            attributes = self._points[error_type] = self.point_attributes(error_type)
+        return attributes
+
+    def point_attributes(self, error_type: str | None = None) -> dict[str, AttributeValue]:
+        """A new attribute set for a point (subclasses add theirs); :meth:`metric_attributes` caches it."""
         attributes: dict[str, AttributeValue] = {
             sc.GEN_AI_OPERATION_NAME: self.operation,
             sc.GEN_AI_PROVIDER_NAME: self.provider,
             sc.GEN_AI_REQUEST_MODEL: bounded(sc.GEN_AI_REQUEST_MODEL, self.model),
         }
+        if self.tenant is not None:
+            attributes[sc.LLM_TENANT_ID] = self.tenant
         if error_type:
             attributes[sc.ERROR_TYPE] = error_type
         return attributes

@@ -132,6 +132,10 @@ GENAI_TOKEN_BUCKETS: Final = (
     16777216,
     67108864,
 )
+# Cost of one operation, in the currency's units: a 1-3 series from a ten-thousandth of a cent (a short
+# self-hosted answer) to 10 (a long answer of a large paid model); the buckets hold the exemplars of the
+# most expensive requests.
+COST_BUCKETS: Final = (*(float(f"{m}e{e}") for e in range(-6, 1) for m in (1, 3)), 10.0)
 BODY_SIZE_BUCKETS: Final = (0, 128, 512, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
 
 # ---- attribute keys ------------------------------------------------------------------------------------
@@ -165,6 +169,20 @@ GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chun
 GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
 GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+# GenAI cost (semantic-conventions-genai PR #443): on inference spans, and on the cost metric's points
+GEN_AI_USAGE_COST_AMOUNT: Final = "gen_ai.usage.cost.amount"
+GEN_AI_USAGE_COST_CURRENCY: Final = "gen_ai.usage.cost.currency"
+"""ISO 4217 (``USD``)."""
+GEN_AI_USAGE_COST_SOURCE: Final = "gen_ai.usage.cost.source"
+"""``provider`` when the answer carried the cost, ``local`` when the recorder computed it."""
+# GenAI request parameters beyond max_tokens/temperature/stop (the OpenAI surface the gateway accepts)
+GEN_AI_REQUEST_TOP_P: Final = "gen_ai.request.top_p"
+GEN_AI_REQUEST_SEED: Final = "gen_ai.request.seed"
+GEN_AI_REQUEST_PRESENCE_PENALTY: Final = "gen_ai.request.presence_penalty"
+GEN_AI_REQUEST_FREQUENCY_PENALTY: Final = "gen_ai.request.frequency_penalty"
+GEN_AI_REQUEST_CHOICE_COUNT: Final = "gen_ai.request.choice.count"
+GEN_AI_OUTPUT_TYPE: Final = "gen_ai.output.type"
+"""``text`` or ``json`` (a ``response_format`` of ``json_object`` or ``json_schema``)."""
 GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
 GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
 GEN_AI_DATA_SOURCE_ID: Final = "gen_ai.data_source.id"
@@ -182,6 +200,9 @@ LLM_GPU_INDEX: Final = "llm.gpu.index"
 LLM_GPU_MIG_INSTANCE: Final = "llm.gpu.mig.instance_id"
 LLM_GPU_THROTTLE_REASON: Final = "llm.gpu.throttle.reason"
 LLM_TELEMETRY_STATUS_REASON: Final = "llm.telemetry.reason"
+LLM_TENANT_ID: Final = "llm.tenant.id"
+"""Who a request is for (an LLM platform's tenant), on spans and, bounded to the tenants an application
+registers (``register_known_values``), on the GenAI metrics' points: semconv has no tenant key yet."""
 LLM_EXEMPLAR: Final = "llm.exemplar"
 """``true`` on a span one of whose measurements became an exemplar (telemetry.exemplars): the Collector's
 sampling configuration keeps every trace that holds such a span, so every exemplar resolves."""
@@ -200,6 +221,8 @@ OPERATION_CHAT: Final = "chat"
 OPERATION_TEXT_COMPLETION: Final = "text_completion"
 TOKEN_TYPE_INPUT: Final = "input"
 TOKEN_TYPE_OUTPUT: Final = "output"
+COST_SOURCE_PROVIDER: Final = "provider"
+COST_SOURCE_LOCAL: Final = "local"
 RPC_SYSTEM_GRPC: Final = "grpc"
 
 
@@ -258,6 +281,16 @@ GEN_AI_CLIENT_TIME_PER_OUTPUT_CHUNK: Final = _h(
     "first, seen by the client.",
     GENAI_DURATION_BUCKETS,
 )
+GEN_AI_CLIENT_OPERATION_COST: Final = MetricSpec(
+    "gen_ai.client.operation.cost",
+    "{USD}",
+    Kind.HISTOGRAM,
+    "Cost of one GenAI operation (gen_ai.usage.cost.amount), by gen_ai.usage.cost.currency and "
+    "gen_ai.usage.cost.source; its sum is the total spend.",
+    COST_BUCKETS,
+)
+"""semantic-conventions-genai PR #443's cost histogram. UCUM has no currency: the unit is an annotation
+(Prometheus stores ``gen_ai_client_operation_cost``), the currency an attribute; our catalog prices in USD."""
 GEN_AI_SERVER_REQUEST_DURATION: Final = _h(
     "gen_ai.server.request.duration",
     "s",

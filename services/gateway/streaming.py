@@ -22,7 +22,7 @@ from starlette.types import Send
 
 from services.common.semconv import ErrorType
 from services.gateway.errors import provider_error
-from services.gateway.recording import GenAICall
+from services.gateway.recording import GenAICall, reported_cost
 from services.gateway.wire import DONE_EVENT, chunk_event, data_event, error_body, error_event, usage_event
 
 
@@ -178,6 +178,7 @@ class PipelineRelay(Relay):
                 usage = self.call.usage
                 usage.input_tokens = event["usage"].get("input_tokens")
                 usage.output_tokens = event["usage"].get("output_tokens")
+                usage.cost = reported_cost(event["usage"])
                 self.ended_cleanly = True
                 self.finish_reasons.append(event["finish_reason"])
                 yield chunk_event(completion_id, created, model, {}, event["finish_reason"])
@@ -234,6 +235,7 @@ class SSERelay(Relay):
             return chunk
         self.call.usage.input_tokens = usage.get("prompt_tokens")
         self.call.usage.output_tokens = usage.get("completion_tokens")
+        self.call.usage.cost = reported_cost(usage)
         if self.wants_usage:
             return chunk
         stripped = {k: v for k, v in chunk.items() if k != "usage"}

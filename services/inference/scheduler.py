@@ -17,17 +17,20 @@ from opentelemetry.metrics import CallbackOptions, Observation
 
 from services.common import semconv as service_sc
 from services.common.models import ModelSpec
+from services.inference.costing import GpuTimeShare, ResourceShare
 from services.inference.engine import Engine
 from telemetry import instruments, semconv as sc
 
 
 @dataclass(frozen=True)
 class BatchInfo:
-    """What a request learns about the batch that ran its prefill (for its spans)."""
+    """What a request learns about the batch that ran its prefill (for its spans and its cost)."""
 
     started_ns: int
     queue_seconds: float
     size: int
+    share: ResourceShare = field(default_factory=ResourceShare)
+    """Its part of the prefill's GPU time and energy: the batch's, split by prompt tokens."""
 
 
 @dataclass
@@ -37,6 +40,8 @@ class Ticket:
     model: ModelSpec
     input_tokens: int
     ctx: Context
+    tenant: str | None = None
+    """``llm.tenant.id`` for its metric points (bounded by the server)."""
     enqueued: float = field(default_factory=perf_counter)
     done: asyncio.Future[BatchInfo] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -52,8 +57,11 @@ class BatchScheduler:
         max_wait: float,
         meter_provider: metrics.MeterProvider | None = None,
         tracer_provider: trace.TracerProvider | None = None,
+        gpu: GpuTimeShare | None = None,
     ) -> None:
         self.engine = engine
+        self.gpu = gpu or GpuTimeShare()
+        """The GPU's time shared among batches' prefills and decoding requests (:mod:`costing`)."""
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait
         self._queues: dict[str, asyncio.Queue[Ticket]] = {}
@@ -105,22 +113,27 @@ class BatchScheduler:
         padded = longest * len(batch) - real
         model_attr = {sc.GEN_AI_REQUEST_MODEL: batch[0].model.name}
         for t in batch:
-            self.queue_duration.record(started - t.enqueued, model_attr, context=t.ctx)
+            queued = model_attr if t.tenant is None else {**model_attr, sc.LLM_TENANT_ID: t.tenant}
+            self.queue_duration.record(started - t.enqueued, queued, context=t.ctx)
         self.batch_size.record(len(batch), model_attr, context=batch[0].ctx)
         self.padding_ratio.record(
             padded / (longest * len(batch)) if longest else 0.0, model_attr, context=batch[0].ctx
         )
         self.padded_tokens.add(padded, model_attr)
+        occupancy = self.gpu.start()
         try:
             await self.engine.prefill(batch[0].model, longest)
         except Exception as exc:
+            self.gpu.stop(occupancy)
             for t in batch:
                 if not t.done.done():
                     t.done.set_exception(exc)
             return
+        share = self.gpu.stop(occupancy)
         for t in batch:
+            part = t.input_tokens / real if real else 1 / len(batch)
             if not t.done.done():
-                t.done.set_result(BatchInfo(started_ns, started - t.enqueued, len(batch)))
+                t.done.set_result(BatchInfo(started_ns, started - t.enqueued, len(batch), share.scaled(part)))
 
     async def problem(self) -> str | None:
         """Why this scheduler cannot batch now (a batcher that died), or None: a readiness check."""

@@ -17,12 +17,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from opentelemetry import context as otel_context, trace
 from opentelemetry.trace import Span
+from opentelemetry.util.types import AttributeValue
 
 from services.common import semconv as service_sc
 from services.common.env import read_table
 from services.common.models import ModelSpec, load_catalog
 from services.common.probes import Probes, side_app as probes_side_app
 from services.common.semconv import ErrorType
+from services.common.tenancy import MAX_TENANT_LABELS, TenantLabels, tenant_of
+from services.inference.costing import GpuTimeShare, Occupancy, ResourceShare, request_cost
 from services.inference.engine import Engine, SimulatedEngine, tokenize
 from services.inference.scheduler import BatchScheduler, Ticket
 from services.proto import inference_pb2 as pb, inference_pb2_grpc as pb_grpc
@@ -38,7 +41,7 @@ from telemetry import (
     set_request_attributes,
     set_response_attributes,
 )
-from telemetry.gpu import annotate_span
+from telemetry.gpu import annotate_span, gpu_energy_joules
 from telemetry.settings import Setting, parse_float, parse_int, parse_str
 
 SETTINGS: dict[str, Setting[Any]] = {
@@ -70,6 +73,7 @@ SETTINGS: dict[str, Setting[Any]] = {
         512,
         "calls served at once; more are refused with RESOURCE_EXHAUSTED (the orchestrator's 503)",
     ),
+    "max_tenant_labels": MAX_TENANT_LABELS,
 }
 
 
@@ -83,6 +87,7 @@ class InferenceSettings:
     http_address: str = ""
     """host:port of the side port for /health, /ready and /metrics; empty: none."""
     max_concurrent_rpcs: int = 512
+    max_tenant_labels: int = 1000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> InferenceSettings:
@@ -101,6 +106,13 @@ class Generation:
     ttft: float | None = None
     """Seconds from receiving the request to the first output token."""
     error_type: str | None = None
+    tenant: str | None = None
+    """Its ``llm.tenant.id`` label (from the gateway's baggage, bounded)."""
+    share: ResourceShare = field(default_factory=ResourceShare)
+    """The GPU time and energy charged to it so far."""
+    decoding: Occupancy | None = None
+    """Its place on the GPU while it decodes."""
+    cost: float | None = None
 
     def token(self) -> None:
         if self.ttft is None:
@@ -116,6 +128,8 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         engine: Engine,
         telemetry: Telemetry,
         gpu_index: int = 0,
+        *,
+        tenant_labels: int = 1000,
     ) -> None:
         self.models = models
         self.scheduler = scheduler
@@ -127,6 +141,8 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         meter = telemetry.meter_provider.get_meter("services.inference")
         self.tokenization = instruments.create(meter, service_sc.LLM_INFERENCE_TOKENIZATION_DURATION)
         self.tokens = instruments.create(meter, service_sc.LLM_INFERENCE_TOKENS)
+        self.cost = instruments.create(meter, service_sc.LLM_INFERENCE_COST)
+        self.tenants = TenantLabels(tenant_labels)
         register_known_values(sc.GEN_AI_REQUEST_MODEL, models)
 
     async def ListModels(
@@ -143,10 +159,11 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         self, request: pb.GenerateRequest, context: aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.GenerateResponse]:
         generation = Generation(request, trace.get_current_span())  # the interceptor's SERVER span
+        generation.tenant = self.tenants.label(tenant_of())
         model = self.models.get(request.model)
         set_request_attributes(
             generation.span,
-            self._genai(request, model),
+            self._genai(request, model, generation.tenant),
             max_tokens=request.max_tokens or None,
             temperature=request.temperature,
         )
@@ -178,9 +195,11 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         finally:
             self._record(model, generation)
 
-    def _genai(self, request: pb.GenerateRequest, model: ModelSpec | None) -> GenAIRequest:
+    def _genai(
+        self, request: pb.GenerateRequest, model: ModelSpec | None, tenant: str | None
+    ) -> GenAIRequest:
         provider = model.provider if model else "unknown"
-        return GenAIRequest(sc.OPERATION_TEXT_COMPLETION, provider, request.model)
+        return GenAIRequest(sc.OPERATION_TEXT_COMPLETION, provider, request.model, tenant)
 
     def _tokenize(self, prompt: str, model: ModelSpec) -> list[str]:
         start = perf_counter()
@@ -191,8 +210,9 @@ class InferenceServicer(pb_grpc.InferenceServicer):
     async def _schedule(self, model: ModelSpec, generation: Generation) -> None:
         """Wait for a batch and its prefill: the ``queue`` and ``prefill`` spans."""
         enqueued_ns = time_ns()
-        ticket = Ticket(model, len(generation.prompt), otel_context.get_current())
+        ticket = Ticket(model, len(generation.prompt), otel_context.get_current(), generation.tenant)
         batch = await self.scheduler.submit(ticket)
+        generation.share += batch.share
         prefilled_ns = time_ns()
         self.tracer.start_span(
             "queue", start_time=enqueued_ns, attributes={service_sc.LLM_INFERENCE_BATCH_REQUESTS: batch.size}
@@ -209,17 +229,20 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         """The tokens, then a last message with the finish reason and usage."""
         max_tokens = min(request.max_tokens or model.max_output_tokens, model.max_output_tokens)
         with self.tracer.start_as_current_span("decode") as decode_span:
+            generation.decoding = self.scheduler.gpu.start()
             async for token in self.engine.decode(model, generation.prompt, max_tokens):
                 generation.token()
                 yield pb.GenerateResponse(
                     text=token + " ", index=generation.output_tokens - 1, response_model=model.name
                 )
             decode_span.set_attribute(sc.GEN_AI_USAGE_OUTPUT_TOKENS, generation.output_tokens)
+        self._price(model, generation)
         finish = "length" if generation.output_tokens >= max_tokens else "stop"
         yield pb.GenerateResponse(
             finish_reason=finish,
             response_model=model.name,
             usage=pb.Usage(input_tokens=len(generation.prompt), output_tokens=generation.output_tokens),
+            cost_usd=generation.cost,
         )
         set_response_attributes(
             generation.span,
@@ -229,14 +252,40 @@ class InferenceServicer(pb_grpc.InferenceServicer):
             output_tokens=generation.output_tokens,
         )
 
+    def _price(self, model: ModelSpec, generation: Generation) -> None:
+        """Close its GPU share (once) and price it: ``gen_ai.usage.cost.*`` (``local``) and the GPU time
+        and energy on its span, :data:`LLM_INFERENCE_COST` with an exemplar of its trace."""
+        if generation.decoding is None:
+            return
+        generation.share += self.scheduler.gpu.stop(generation.decoding)
+        generation.decoding = None
+        share, span = generation.share, generation.span
+        attributes: dict[str, AttributeValue] = {service_sc.LLM_INFERENCE_GPU_SECONDS: share.gpu_seconds}
+        if share.energy_joules is not None:
+            attributes[service_sc.LLM_INFERENCE_GPU_ENERGY] = share.energy_joules
+        generation.cost = request_cost(model, share)
+        if generation.cost is not None:
+            attributes[sc.GEN_AI_USAGE_COST_AMOUNT] = generation.cost
+            attributes[sc.GEN_AI_USAGE_COST_CURRENCY] = "USD"
+            attributes[sc.GEN_AI_USAGE_COST_SOURCE] = sc.COST_SOURCE_LOCAL
+            points: dict[str, AttributeValue] = {sc.GEN_AI_REQUEST_MODEL: model.name}
+            if generation.tenant is not None:
+                points[sc.LLM_TENANT_ID] = generation.tenant
+            self.cost.record(generation.cost, points, context=trace.set_span_in_context(span))
+        span.set_attributes(attributes)
+
     def _record(self, model: ModelSpec, generation: Generation) -> None:
-        """Whatever the ending: the tokens it used, the GPU after it, and the gen_ai.server.* metrics."""
-        model_attr = {sc.GEN_AI_REQUEST_MODEL: model.name}
+        """Whatever the ending: the tokens it used, its cost, the GPU after it, and the gen_ai.server.*
+        metrics."""
+        self._price(model, generation)
+        model_attr: dict[str, AttributeValue] = {sc.GEN_AI_REQUEST_MODEL: model.name}
+        if generation.tenant is not None:
+            model_attr[sc.LLM_TENANT_ID] = generation.tenant
         self.tokens.add(len(generation.prompt), {**model_attr, sc.GEN_AI_TOKEN_TYPE: sc.TOKEN_TYPE_INPUT})
         self.tokens.add(generation.output_tokens, {**model_attr, sc.GEN_AI_TOKEN_TYPE: sc.TOKEN_TYPE_OUTPUT})
         self._annotate_gpu(generation.span, "end")
         self.genai.record(
-            self._genai(generation.request, model),
+            self._genai(generation.request, model, generation.tenant),
             duration=perf_counter() - generation.received,
             time_to_first_token=generation.ttft,
             output_tokens=generation.output_tokens,
@@ -279,14 +328,21 @@ async def start_server(
     """Serve Inference and the standard grpc.health.v1 service on one port; ``engine`` replaces the
     simulated one (tests/support/engine_faults.py wraps it to slow a model on purpose)."""
     engine = engine or SimulatedEngine(settings.time_scale)
+    index = settings.gpu_index
+    # Energy is shared out only where NVML measures it (and GPU telemetry is on): else GPU time alone.
+    energy = (lambda: gpu_energy_joules(index)) if telemetry.settings.gpu is not False else None
     scheduler = BatchScheduler(
         engine,
         max_batch_size=settings.max_batch_size,
         max_wait=settings.max_wait,
         meter_provider=telemetry.meter_provider,
         tracer_provider=telemetry.tracer_provider,
+        gpu=GpuTimeShare(energy=energy),
     )
-    servicer = InferenceServicer(models or load_catalog(), scheduler, engine, telemetry, settings.gpu_index)
+    labels = settings.max_tenant_labels
+    servicer = InferenceServicer(
+        models or load_catalog(), scheduler, engine, telemetry, index, tenant_labels=labels
+    )
     server = aio.server(
         interceptors=[grpc_server_interceptor(telemetry.tracer_provider, telemetry.meter_provider)],
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,

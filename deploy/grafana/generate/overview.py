@@ -44,6 +44,8 @@ TTFT = s.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN
 TPOT = s.GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN
 INFERENCE = s.GEN_AI_SERVER_REQUEST_DURATION
 PROVIDER_CALLS = s.GEN_AI_CLIENT_OPERATION_DURATION
+COST = s.GEN_AI_CLIENT_OPERATION_COST
+TENANT = 'llm_tenant_id=~"$tenant"'
 
 
 def _quantiles(spec: MetricSpec, label: str, matchers: str) -> list[Query]:
@@ -68,6 +70,16 @@ def _sum_rate(
 ) -> Query:
     """Per second, summed per ``labels``: a counter, or a histogram's ``suffix`` series."""
     return grouped("sum", labels, rate(series(spec, suffix), matchers), prefix)
+
+
+def _tokens_per_second(per: str, label: str, matchers: str) -> PanelBuilder:
+    return timeseries(
+        f"Tokens per second by {per}",
+        f"{s.GEN_AI_CLIENT_TOKEN_USAGE.name} summed per second per {per}, input and output.",
+        "short",
+        _sum_rate(f"{label}, gen_ai_token_type", s.GEN_AI_CLIENT_TOKEN_USAGE, matchers, "sum"),
+        stacked=True,
+    )
 
 
 def _http() -> list[PanelBuilder]:
@@ -172,13 +184,7 @@ def _genai() -> list[PanelBuilder]:
             "reqps",
             _sum_rate("gen_ai_request_model", INFERENCE, MODEL, "count"),
         ),
-        timeseries(
-            "Tokens per second by model",
-            f"{s.GEN_AI_CLIENT_TOKEN_USAGE.name} summed per second, input and output.",
-            "short",
-            _sum_rate("gen_ai_request_model, gen_ai_token_type", s.GEN_AI_CLIENT_TOKEN_USAGE, MODEL, "sum"),
-            stacked=True,
-        ),
+        _tokens_per_second("model", "gen_ai_request_model", MODEL),
         timeseries(
             "Provider calls per second",
             f"{PROVIDER_CALLS.name} count per provider.",
@@ -199,14 +205,71 @@ def _genai() -> list[PanelBuilder]:
         ),
         timeseries(
             "Estimated spend per hour by provider and model",
-            f"{svc.LLM_GATEWAY_COST.name}: the tokens each upstream call reported times the catalog's "
-            "prices, in USD per hour (recording rule × 3600). Cache hits cost nothing; a call that reported "
-            "no usage (a stream the client cancelled) is not counted.",
+            f"{COST.name}: each call's cost (the upstream's own figure, our pipeline's from the GPU time the "
+            "request used, else the tokens it reported times the catalog's prices), in USD per hour "
+            "(recording rule × 3600). Cache hits cost nothing; a call that reported no usage (a stream the "
+            "client cancelled) is not counted. Total spend: sum(gen_ai_client_operation_cost_sum).",
             "currencyUSD",
             Query(
                 f"{select(n.COST_RATE, PROVIDER)} * 3600",
                 "{{gen_ai_provider_name}} {{gen_ai_request_model}}",
             ),
+            stacked=True,
+        ),
+    ]
+
+
+def _tenants() -> list[PanelBuilder]:
+    return [
+        timeseries(
+            "Requests per tenant",
+            f"{PROVIDER_CALLS.name} count per llm.tenant.id (the key file's tenants; _OTHER for none of "
+            "them), at the gateway.",
+            "reqps",
+            _sum_rate("llm_tenant_id", PROVIDER_CALLS, TENANT, "count"),
+            stacked=True,
+        ),
+        _tokens_per_second("tenant", "llm_tenant_id", TENANT),
+        timeseries(
+            "Spend per hour per tenant",
+            f"{COST.name} per tenant, USD per hour (recording rule × 3600).",
+            "currencyUSD",
+            Query(f"{select(n.TENANT_COST_RATE, TENANT)} * 3600", "{{llm_tenant_id}}"),
+            stacked=True,
+        ),
+        timeseries(
+            f"Request cost p99 per tenant{EXEMPLARS}",
+            f"{COST.name}: the dearest requests' cost per tenant; each exemplar opens an expensive request's "
+            f"trace. A self-hosted request's cost is its share of the GPU time (and energy) of its batches "
+            f"({svc.LLM_INFERENCE_COST.name} at the inference server).",
+            "currencyUSD",
+            Query(
+                quantile("0.99", "llm_tenant_id", series(COST, "bucket"), TENANT), "{{llm_tenant_id}}", True
+            ),
+        ),
+        timeseries(
+            f"Time to first token p95 per tenant (server side){EXEMPLARS}",
+            f"{TTFT.name} at the inference server, per tenant (from the gateway's baggage).",
+            "s",
+            _p95(TTFT, "llm_tenant_id", TENANT),
+        ),
+        ratio(
+            "Budget used per tenant",
+            f"{svc.LLM_GATEWAY_BUDGET_UTILIZATION.name}: share of each tenant's token or spend budget used "
+            "in the current window (max across gateway replicas). Alerts LLMTenantBudgetNearlySpent at "
+            "80 %, LLMTenantBudgetExhausted at 100 % (requests then get 429 budget_exceeded).",
+            grouped(
+                "max",
+                "llm_tenant_id, llm_budget_limit",
+                select(svc.LLM_GATEWAY_BUDGET_UTILIZATION.prometheus_name, TENANT),
+            ),
+        ),
+        timeseries(
+            "Refusals per tenant",
+            f"{svc.LLM_GATEWAY_REJECTED_REQUESTS.name} per tenant and error.type (budget, per-key limit, "
+            "validation); refusals before the key is known carry no tenant.",
+            "reqps",
+            _sum_rate("llm_tenant_id, error_type", svc.LLM_GATEWAY_REJECTED_REQUESTS, TENANT),
             stacked=True,
         ),
     ]
@@ -392,6 +455,7 @@ def build() -> Dashboard:
         sections=[
             ("Requests, errors, latency (HTTP, per service)", _http()),
             ("GenAI: per model and provider", _genai()),
+            ("Tenants: requests, tokens, spend, latency and budgets", _tenants()),
             ("Pipeline: queues, shedding, batching, cache", _pipeline()),
             ("GPU", _gpu()),
             ("Span metrics and service graph (100 % of spans, before sampling)", _span_metrics()),
@@ -400,5 +464,6 @@ def build() -> Dashboard:
             label_variable("job", "Service", series(HTTP, "count"), "job"),
             label_variable("model", "Model", series(INFERENCE, "count"), "gen_ai_request_model"),
             label_variable("provider", "Provider", series(PROVIDER_CALLS, "count"), "gen_ai_provider_name"),
+            label_variable("tenant", "Tenant", series(PROVIDER_CALLS, "count"), "llm_tenant_id"),
         ],
     )
