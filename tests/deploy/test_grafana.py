@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +19,22 @@ import yaml
 
 from deploy.grafana import generate
 from deploy.grafana.generate.__main__ import main as generate_main
-from deploy.stack import BinaryMissingError, locate_binaries
 from services.common import semconv as service_sc
 from telemetry import semconv
-from tests.support.ci import missing
 from tests.support.grafana import (
+    ALL,
     DASHBOARD_PROVIDERS_FILE,
     DASHBOARDS_DIR,
     DATASOURCES_FILE,
     GRAFANA_DIR,
     ONLY_AFTER_A_FAILURE,
+    SPAN_TAGS,
     TRACE_DATASOURCES,
+    all_queries,
     dashboard_files,
     datasource,
     datasources,
     env_references,
-    expand,
-    label_values_metric,
     load_dashboards,
     load_provisioning,
     panel_queries,
@@ -47,31 +45,7 @@ from tests.support.grafana import (
 )
 from tests.support.promql import known_names, unknown_selectors
 
-# Values a template variable takes in these checks: "All".
-ALL = {"job": ".*", "model": ".*", "provider": ".*", "tenant": ".*"}
-# A span as Jaeger returns it, for filling in the trace-to-metrics queries.
-SPAN_TAGS = {
-    "service.name": "inference",
-    "rpc.method": "Generate",
-    "gen_ai.request.model": "m1",
-}
 PROVISIONING_FILES = sorted((GRAFANA_DIR / "provisioning").rglob("*.yaml"))
-
-
-def _all_exprs() -> list[tuple[str, str]]:
-    """(where, PromQL) for every query Grafana can send: panels, variables, trace-to-metrics links."""
-    exprs = []
-    for name, dashboard in load_dashboards().items():
-        for q in panel_queries(dashboard):
-            exprs.append((f"{name} / {q.panel} / {q.ref_id}", expand(q.expr, ALL)))
-        for variable in template_variables(dashboard):
-            metric = label_values_metric(variable["query"]["query"])
-            assert metric, f"{name}: variable {variable['name']} is not label_values(metric, label)"
-            exprs.append((f"{name} / variable {variable['name']}", metric))
-    for uid in TRACE_DATASOURCES:
-        for query_name, expr in traces_to_metrics_queries(SPAN_TAGS, span_name="Generate", uid=uid):
-            exprs.append((f"{uid} tracesToMetrics / {query_name}", expr))
-    return exprs
 
 
 def _bucket(spec: semconv.MetricSpec) -> str:
@@ -214,27 +188,10 @@ def test_every_datasource_a_dashboard_uses_is_provisioned() -> None:
 
 def test_every_query_selects_metrics_the_pipeline_stores() -> None:
     known = known_names()
-    problems = {where: missing for where, expr in _all_exprs() if (missing := unknown_selectors(expr, known))}
+    problems = {
+        where: missing for where, expr in all_queries() if (missing := unknown_selectors(expr, known))
+    }
     assert not problems, f"queries on names nothing emits: {problems}"
-
-
-def test_every_query_is_valid_promql(tmp_path: Path) -> None:
-    # promtool parses rule expressions without a server: each query becomes a recording rule.
-    try:
-        promtool = locate_binaries().require("promtool")["promtool"]
-    except BinaryMissingError as exc:
-        missing(exc)
-    exprs = _all_exprs()
-    rules = [{"record": f"grafana:query:{i}", "expr": expr} for i, (_, expr) in enumerate(exprs)]
-    path = tmp_path / "queries.yml"
-    path.write_text(yaml.safe_dump({"groups": [{"name": "grafana", "rules": rules}]}))
-    result = subprocess.run(
-        [str(promtool), "check", "rules", str(path)], capture_output=True, text=True, timeout=60, check=False
-    )
-    output = result.stdout + result.stderr
-    # promtool names the failing rule by its index: map it back to the panel.
-    bad = sorted({exprs[int(i)][0] for i in re.findall(r"grafana:query:(\d+)", output)})
-    assert result.returncode == 0, f"{bad}\n{output}"
 
 
 def test_latency_panels_show_exemplars() -> None:

@@ -6,6 +6,7 @@ promtool comes from ``scripts/build-backends.sh`` (or ``LLMTEL_PROMTOOL``).
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import yaml
 
 from deploy.stack import BinaryMissingError, locate_binaries
 from tests.support.ci import missing
+from tests.support.grafana import all_queries
 from tests.support.promql import REPO_ROOT, RULES_DIR
 
 TESTS_DIR = REPO_ROOT / "deploy" / "prometheus" / "tests"
@@ -81,3 +83,18 @@ def test_promtool_reports_a_wrong_expectation(promtool: Path, tmp_path: Path) ->
     result = _run(promtool, "test", "rules", str(path))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FAILED" in result.stdout + result.stderr
+
+
+def test_every_dashboard_query_is_valid_promql(promtool: Path, tmp_path: Path) -> None:
+    # promtool parses rule expressions without a server: each query becomes a recording rule.
+    exprs = all_queries()
+    rules = [{"record": f"grafana:query:{i}", "expr": expr} for i, (_, expr) in enumerate(exprs)]
+    path = tmp_path / "queries.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "grafana", "rules": rules}]}))
+    result = subprocess.run(
+        [str(promtool), "check", "rules", str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
+    output = result.stdout + result.stderr
+    # promtool names the failing rule by its index: map it back to the panel.
+    bad = sorted({exprs[int(i)][0] for i in re.findall(r"grafana:query:(\d+)", output)})
+    assert result.returncode == 0, f"{bad}\n{output}"

@@ -315,3 +315,29 @@ def _differences(expected: Any, actual: Any, path: str) -> list[str]:
             for p in _differences(e, a, f"{path}[{i}]")
         ]
     return [] if expected == actual else [f"{path}: {expected!r} encodes back as {actual!r}"]
+
+
+# Values a template variable takes in these checks: "All".
+ALL = {"job": ".*", "model": ".*", "provider": ".*", "tenant": ".*"}
+# A span as Jaeger returns it, for filling in the trace-to-metrics queries.
+SPAN_TAGS = {
+    "service.name": "inference",
+    "rpc.method": "Generate",
+    "gen_ai.request.model": "m1",
+}
+
+
+def all_queries() -> list[tuple[str, str]]:
+    """(where, PromQL) for every query Grafana can send: panels, variables, trace-to-metrics links."""
+    exprs = []
+    for name, dashboard in load_dashboards().items():
+        for q in panel_queries(dashboard):
+            exprs.append((f"{name} / {q.panel} / {q.ref_id}", expand(q.expr, ALL)))
+        for variable in template_variables(dashboard):
+            metric = label_values_metric(variable["query"]["query"])
+            assert metric, f"{name}: variable {variable['name']} is not label_values(metric, label)"
+            exprs.append((f"{name} / variable {variable['name']}", metric))
+    for uid in TRACE_DATASOURCES:
+        for query_name, expr in traces_to_metrics_queries(SPAN_TAGS, span_name="Generate", uid=uid):
+            exprs.append((f"{uid} tracesToMetrics / {query_name}", expr))
+    return exprs
