@@ -170,8 +170,9 @@ def test_a_gateway_killed_under_load_loses_no_span_and_counts_none_twice(failove
     def kill() -> None:
         killed["accepted"] = victim.total("otelcol_receiver_accepted_spans")
         os.killpg(tier.process(victim).pid, signal.SIGKILL)  # a crash: no shutdown, nothing flushed
-        tier.process(victim).popen.wait(timeout=10)
+        # The moment of the kill, not of reaping it: the DNS server's health poll may see it first.
         killed["at"] = time.monotonic()
+        tier.process(victim).popen.wait(timeout=10)
 
     load = Load(tier.agents)
     requests, rate, kill_after_s = 2000, 150.0, 4.0
