@@ -30,7 +30,7 @@ KEY_ATTRIBUTES = (
     sc.GEN_AI_RESPONSE_FINISH_REASONS,
     service_sc.LLM_STAGE,
     service_sc.LLM_INFERENCE_BATCH_REQUESTS,
-    sc.RPC_STATUS_CODE,
+    sc.RPC_RESPONSE_STATUS_CODE,
     service_sc.LLM_GATEWAY_CACHE_HIT,
     sc.HW_ID,
     f"{sc.LLM_GPU_UTILIZATION}.start",

@@ -97,6 +97,9 @@ class ModelSpec:
     upstream_model: str | None = None
     """The model name the provider is asked for, when it differs from ``name``."""
     price: Price | None = None
+    kv_bytes_per_token: int = 131072
+    """KV-cache bytes one token takes (2 × layers × KV heads × head size × bytes per value; 128 KiB is an
+    8B-class model in fp16): with the memory given to the cache, it sizes the engine's block pool."""
 
 
 def _per_million(input_usd: float, output_usd: float) -> Price:
@@ -124,6 +127,7 @@ BUILTIN_CATALOG: tuple[ModelSpec, ...] = (
         decode_seconds_per_token=0.012,
         max_output_tokens=512,
         price=_per_million(0.40, 0.80),
+        kv_bytes_per_token=327680,  # 80 layers × 8 KV heads × 128 × 2 × fp16
     ),
 )
 BUILTIN_PROVIDER = ProviderSpec(SELF_HOSTED)
@@ -202,6 +206,7 @@ class _ModelEntry(_Strict):
     max_output_tokens: int = Field(default=256, ge=1)
     prefill_seconds_per_token: float = Field(default=0.0002, ge=0)
     decode_seconds_per_token: float = Field(default=0.004, ge=0)
+    kv_bytes_per_token: int = Field(default=131072, ge=1)
     upstream_model: str | None = Field(default=None, min_length=1, max_length=256)
     usd_per_million_tokens: _PriceEntry | None = None
 
@@ -252,6 +257,7 @@ def _parse(data: Any, env: Mapping[str, str] | None) -> tuple[Catalog | None, li
             m.decode_seconds_per_token,
             m.upstream_model,
             _per_million(price.input, price.output) if price else None,
+            m.kv_bytes_per_token,
         )
     return Catalog(providers, models), problems
 

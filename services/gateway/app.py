@@ -40,6 +40,7 @@ from telemetry import (
     register_known_values,
     semconv as sc,
 )
+from telemetry.options import GENAI_SEMCONV_LATEST
 
 __all__ = ["ApiError", "ChatCompletionRequest", "Gateway", "GatewaySettings", "create_app"]
 
@@ -66,7 +67,12 @@ class Gateway:
         self.cache_requests = instruments.create(meter, service_sc.LLM_GATEWAY_CACHE_REQUESTS)
         instruments.create(meter, service_sc.LLM_GATEWAY_CACHE_ENTRIES, callbacks=[self._observe_cache])
         self.tracer = trace.get_tracer("services.gateway", tracer_provider=telemetry.tracer_provider)
-        self.metrics = GatewayMetrics(telemetry.meter_provider, meter)
+        metrics_settings = telemetry.settings.metrics
+        self.metrics = GatewayMetrics(
+            telemetry.meter_provider,
+            meter,
+            metrics_settings.genai_semconv if metrics_settings else GENAI_SEMCONV_LATEST,
+        )
         register_known_values(sc.GEN_AI_REQUEST_MODEL, self.models)
         self.upstream = Orchestrator(settings.orchestrator_url, settings.upstream_timeout, telemetry)
         """The pipeline's upstream: every ``pipeline`` provider of the catalog."""
@@ -123,6 +129,7 @@ class Gateway:
             provider=self.catalog.provider_of(spec),
             body=body,
             capture_content=self.telemetry.capture_content,
+            pipeline_url=self.settings.orchestrator_url,
         )
 
     async def complete(self, body: ChatCompletionRequest, spec: ModelSpec) -> dict[str, Any]:
@@ -141,8 +148,7 @@ class Gateway:
         call = self._start_call(body, spec)
         with call.current():
             answer = await self.providers[spec.provider].complete(body, spec)
-        call.usage.input_tokens = answer.input_tokens
-        call.usage.output_tokens = answer.output_tokens
+        call.usage = answer.usage
         call.succeed(
             response_id=answer.response_id,
             response_model=answer.response_model,

@@ -3,7 +3,7 @@ and the estimated spend, started once and ended once, the same way for answers, 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from time import perf_counter
@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind
-from opentelemetry.util.types import AttributeValue
 
 from services.common import semconv as service_sc
 from services.common.models import ModelSpec, ProviderSpec, ProviderType
@@ -20,6 +19,7 @@ from services.gateway.wire import ChatCompletionRequest
 from telemetry import (
     GenAIClientMetrics,
     GenAIRequest,
+    TokenUsage,
     capture_messages,
     instruments,
     mark_failed,
@@ -30,43 +30,56 @@ from telemetry import (
 from telemetry.views import bounded
 
 
-@dataclass(frozen=True)
-class UpstreamRequest(GenAIRequest):
-    """A GenAI operation on a remote provider: its address joins the identity on metric points, so two
-    endpoints with one ``gen_ai.provider.name`` stay apart (semconv's ``server.address``/``server.port``)."""
-
-    server_address: str | None = None
-    server_port: int | None = None
-
-    def metric_attributes(self, error_type: str | None = None) -> dict[str, AttributeValue]:
-        attributes = super().metric_attributes(error_type)
-        if self.server_address is not None and self.server_port is not None:
-            attributes[sc.SERVER_ADDRESS] = self.server_address
-            attributes[sc.SERVER_PORT] = self.server_port
-        return attributes
-
-
-def genai_request(spec: ModelSpec, provider: ProviderSpec) -> GenAIRequest:
-    if provider.type is ProviderType.PIPELINE:
+def genai_request(spec: ModelSpec, provider: ProviderSpec, pipeline_url: str = "") -> GenAIRequest:
+    """The call's identity on spans and metric points; its ``server.address``/``server.port`` are the
+    upstream's (for our pipeline: the orchestrator the gateway calls), so two endpoints with one
+    ``gen_ai.provider.name`` stay apart."""
+    base = pipeline_url if provider.type is ProviderType.PIPELINE else provider.base_url
+    if not base:
         return GenAIRequest(sc.OPERATION_CHAT, provider.semconv_name, spec.name)
-    url = httpx.URL(provider.base_url)
+    url = httpx.URL(base)
     port = url.port or (443 if url.scheme == "https" else 80)
-    return UpstreamRequest(sc.OPERATION_CHAT, provider.semconv_name, spec.name, url.host, port)
+    return GenAIRequest(sc.OPERATION_CHAT, provider.semconv_name, spec.name, url.host, port)
+
+
+def openai_usage(usage: Mapping[str, Any]) -> TokenUsage:
+    """An OpenAI-style ``usage`` object: cached input and reasoning output are in its details, when sent."""
+    prompt_details = usage.get("prompt_tokens_details") or {}
+    completion_details = usage.get("completion_tokens_details") or {}
+    return TokenUsage(
+        _count(usage.get("prompt_tokens")),
+        _count(usage.get("completion_tokens")),
+        _count(prompt_details.get("cached_tokens")) if isinstance(prompt_details, Mapping) else None,
+        _count(completion_details.get("reasoning_tokens"))
+        if isinstance(completion_details, Mapping)
+        else None,
+    )
+
+
+def pipeline_usage(usage: Mapping[str, Any]) -> TokenUsage:
+    """Our orchestrator's ``usage``: its engine's prefix-cache hits are the cached input; it never reasons."""
+    output = _count(usage.get("output_tokens"))
+    return TokenUsage(
+        _count(usage.get("input_tokens")),
+        output,
+        _count(usage.get("cached_input_tokens")),
+        0 if output is not None else None,
+    )
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 class GatewayMetrics:
-    """What every call records: ``gen_ai.client.*`` and the gateway's estimated spend."""
+    """What every call records: ``gen_ai.client.*`` (named as the telemetry's GenAI setting says) and the
+    gateway's estimated spend."""
 
-    def __init__(self, meter_provider: metrics.MeterProvider, meter: metrics.Meter) -> None:
-        self.genai = GenAIClientMetrics(meter_provider)
-        self.time_per_output_chunk = instruments.create(meter, sc.GEN_AI_CLIENT_TIME_PER_OUTPUT_CHUNK)
+    def __init__(
+        self, meter_provider: metrics.MeterProvider, meter: metrics.Meter, genai_semconv: str
+    ) -> None:
+        self.genai = GenAIClientMetrics(meter_provider, genai_semconv)
         self.cost = instruments.create(meter, service_sc.LLM_GATEWAY_COST)
-
-
-@dataclass
-class Usage:
-    input_tokens: int | None = None
-    output_tokens: int | None = None
 
 
 @dataclass
@@ -84,7 +97,8 @@ class GenAICall:
     last_chunk: float | None = None
     chunk_gaps: list[float] = field(default_factory=list)
     """Seconds between consecutive chunks after the first (semconv's time per output chunk)."""
-    usage: Usage = field(default_factory=Usage)
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    response_model: str | None = None
     ended: bool = False
 
     @classmethod
@@ -97,8 +111,9 @@ class GenAICall:
         provider: ProviderSpec,
         body: ChatCompletionRequest,
         capture_content: bool,
+        pipeline_url: str = "",
     ) -> GenAICall:
-        request = genai_request(spec, provider)
+        request = genai_request(spec, provider, pipeline_url)
         span = tracer.start_span(request.span_name(), kind=SpanKind.INTERNAL)
         set_request_attributes(
             span,
@@ -110,7 +125,7 @@ class GenAICall:
         span.set_attribute(service_sc.LLM_GATEWAY_PROVIDER, provider.id)
         if body.stop:
             span.set_attribute(sc.GEN_AI_REQUEST_STOP_SEQUENCES, body.stop)
-        if isinstance(request, UpstreamRequest) and request.server_address is not None:
+        if request.server_address is not None:
             span.set_attribute(sc.SERVER_ADDRESS, request.server_address)
             span.set_attribute(sc.SERVER_PORT, request.server_port or 0)
         messages: list[dict[str, Any]] = [m.model_dump(exclude_none=True) for m in body.messages]
@@ -139,6 +154,7 @@ class GenAICall:
     ) -> None:
         if self.ended:
             return
+        self.response_model = response_model
         set_response_attributes(
             self.span, response_id=response_id, response_model=response_model, finish_reasons=finish_reasons
         )
@@ -175,26 +191,25 @@ class GenAICall:
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
             time_to_first_chunk=self.first_chunk,
+            cache_read_input_tokens=usage.cache_read_input_tokens,
+            reasoning_output_tokens=usage.reasoning_output_tokens,
         )
         if self.first_chunk is not None:
             self.span.set_attribute(service_sc.LLM_GATEWAY_STREAM_CHUNKS, self.chunks)
         self.metrics.genai.record(
             self.request,
             duration=perf_counter() - self.started,
+            usage=usage,
+            time_to_first_chunk=self.first_chunk,
+            chunk_gaps=self.chunk_gaps,
             span=self.span,
             error_type=error_type,
-            time_to_first_chunk=self.first_chunk,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
+            response_model=self.response_model,
         )
-        self._record_chunks_and_cost()
+        self._record_cost()
         self.span.end()
 
-    def _record_chunks_and_cost(self) -> None:
-        context = trace.set_span_in_context(self.span)
-        attributes = self.request.metric_attributes()
-        for gap in self.chunk_gaps:
-            self.metrics.time_per_output_chunk.record(gap, attributes, context=context)
+    def _record_cost(self) -> None:
         price = self.spec.price
         if price is None:
             return

@@ -1,138 +1,337 @@
-"""Dynamic batching: requests wait up to ``max_wait`` for up to ``max_batch_size`` peers of one model.
+"""Continuous batching over a paged KV cache: one model's scheduler, step by step.
 
-A batch's prefill runs once for all its requests, padded to the longest prompt; that padding is the cost
-of batching and is measured (padding ratio, padded tokens), as are queue time and batch size.
+Each step, the scheduler first makes room: every running sequence must hold the KV blocks for the token it
+computes next, and when the pool has none left the most recently admitted sequence is preempted (its
+blocks freed, back to the head of the queue, computed again when readmitted: vLLM's recompute mode). Then
+it admits waiting sequences in arrival order while there is a free slot (``max_running``), token budget
+(``max_step_tokens``) and blocks for the whole prompt (its cached prefix reused); the first that does not
+fit stops admission, so no request overtakes another. Then the step runs: the newly admitted compute
+their prompts (less the cached prefix), the others one token each, and every running sequence produces a
+token. The step's time (``prefill_seconds_per_token`` per prompt token computed, plus one decode step
+whose cost grows by a sixteenth per extra sequence: decoding is memory-bound) really elapses.
+
+What the scheduler measures: the ``llm.engine.*`` metrics (telemetry.engine), the batch spans, the queue
+time (``llm.inference.queue.duration``, first admission only) and the requests per step
+(``llm.inference.batch.size``, in the batch span's context).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+from collections import deque
 from dataclasses import dataclass, field
+from itertools import count
 from time import perf_counter, time_ns
 
 from opentelemetry import metrics, trace
-from opentelemetry.context import Context
-from opentelemetry.metrics import CallbackOptions, Observation
 
 from services.common import semconv as service_sc
 from services.common.models import ModelSpec
-from services.inference.engine import Engine
+from services.inference.engine import (
+    EngineEvent,
+    EngineRequest,
+    Finished,
+    Preempted,
+    PromptTooLongError,
+    Scheduled,
+    Token,
+)
+from services.inference.kvcache import Allocation, BlockPool
 from telemetry import instruments, semconv as sc
+from telemetry.engine import BatchSpans, EngineMetrics, EngineSnapshot
+from telemetry.views import bounded
+
+_VOCABULARY = (
+    "the",
+    "model",
+    "answer",
+    "is",
+    "a",
+    "trace",
+    "span",
+    "latency",
+    "token",
+    "request",
+    "of",
+    "and",
+    "metrics",
+    "gpu",
+    "batch",
+    "queue",
+    "to",
+    "in",
+    "for",
+    "with",
+    "stream",
+    "result",
+    ".",
+    ",",
+)
+DECODE_SEQUENCE_COST = 1 / 16
+"""Extra cost of a decode step per sequence beyond the first, in decode steps."""
+_KV_WATERMARK = 0.01
+"""Share of the pool admission leaves free, so running sequences can grow a while before preempting."""
 
 
 @dataclass(frozen=True)
-class BatchInfo:
-    """What a request learns about the batch that ran its prefill (for its spans)."""
+class SchedulerLimits:
+    max_running: int = 16
+    """Sequences in the batch at once (vLLM's max_num_seqs)."""
+    max_step_tokens: int = 2048
+    """Tokens one step may compute (vLLM's max_num_batched_tokens); a prompt longer than this runs alone."""
 
-    started_ns: int
-    queue_seconds: float
-    size: int
+
+def simulated_output(prompt: list[str] | tuple[str, ...], max_tokens: int) -> list[str]:
+    """What the simulated model answers ``prompt``: 8..71 tokens, a function of the prompt alone, cut at
+    ``max_tokens``."""
+    digest = hashlib.sha256(" ".join(prompt).encode()).digest()
+    length = min(max_tokens, 8 + digest[0] % 64)
+    return [_VOCABULARY[digest[(i + 1) % len(digest)] % len(_VOCABULARY)] for i in range(length)]
 
 
-@dataclass
-class Ticket:
-    """One request's place in the scheduler; ``done`` resolves when its batch's prefill finished."""
+@dataclass(eq=False)
+class Sequence:
+    """One request inside the scheduler."""
 
-    model: ModelSpec
-    input_tokens: int
-    ctx: Context
+    request: EngineRequest
+    key: int
+    answer: list[str]
+    """Everything it will output (the simulated model's answer, cut at max_tokens)."""
+    events: asyncio.Queue[EngineEvent] = field(default_factory=asyncio.Queue)
     enqueued: float = field(default_factory=perf_counter)
-    done: asyncio.Future[BatchInfo] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
+    output: int = 0
+    allocation: Allocation | None = None
+    computed: bool = False
+    """Its KV holds everything but the last token: it decodes (else its next step is a prefill)."""
+    cached_tokens: int | None = None
+    """Prompt tokens the prefix cache served at its first admission."""
+    admitted_once: bool = False
+    preemptions: int = 0
+    done: bool = False
+
+    @property
+    def tokens(self) -> list[str]:
+        """Prompt and output so far: what its KV cache must hold."""
+        return [*self.request.prompt, *self.answer[: self.output]]
 
 
-class BatchScheduler:
+class ContinuousBatcher:
+    """One model's scheduler. :meth:`submit` queues a request; its events arrive on ``Sequence.events``."""
+
     def __init__(
         self,
-        engine: Engine,
+        model: ModelSpec,
+        pool: BlockPool,
+        limits: SchedulerLimits,
         *,
-        max_batch_size: int,
-        max_wait: float,
+        time_scale: float,
+        engine_metrics: EngineMetrics,
         meter_provider: metrics.MeterProvider | None = None,
         tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
-        self.engine = engine
-        self.max_batch_size = max_batch_size
-        self.max_wait = max_wait
-        self._queues: dict[str, asyncio.Queue[Ticket]] = {}
-        self._workers: dict[str, asyncio.Task[None]] = {}
-        meter = metrics.get_meter("services.inference", meter_provider=meter_provider)
-        self._tracer = trace.get_tracer("services.inference", tracer_provider=tracer_provider)
+        self.model = model
+        self.pool = pool
+        self.limits = limits
+        self.time_scale = time_scale
+        self.metrics = engine_metrics
+        self.batches = BatchSpans(model.name, tracer_provider)
+        meter = metrics.get_meter(
+            "services.inference", meter_provider=meter_provider, schema_url=sc.SCHEMA_URL
+        )
         self.queue_duration = instruments.create(meter, service_sc.LLM_INFERENCE_QUEUE_DURATION)
         self.batch_size = instruments.create(meter, service_sc.LLM_INFERENCE_BATCH_SIZE)
-        self.padding_ratio = instruments.create(meter, service_sc.LLM_INFERENCE_BATCH_PADDING_RATIO)
-        self.padded_tokens = instruments.create(meter, service_sc.LLM_INFERENCE_PADDED_TOKENS)
-        instruments.create(meter, service_sc.LLM_INFERENCE_QUEUE_SIZE, callbacks=[self._observe_queue])
+        self.waiting: deque[Sequence] = deque()
+        self.running: list[Sequence] = []
+        self._keys = count()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._attributes = {sc.GEN_AI_REQUEST_MODEL: bounded(sc.GEN_AI_REQUEST_MODEL, model.name)}
 
-    def _observe_queue(self, options: CallbackOptions) -> list[Observation]:
-        return [
-            Observation(q.qsize(), {sc.GEN_AI_REQUEST_MODEL: name}) for name, q in list(self._queues.items())
-        ]
+    @property
+    def started(self) -> bool:
+        return self._task is not None
 
-    async def submit(self, ticket: Ticket) -> BatchInfo:
-        """Queue ``ticket``; returns once its batch's prefill is done."""
-        name = ticket.model.name
-        if name not in self._queues:
-            self._queues[name] = asyncio.Queue()
-            self._workers[name] = asyncio.create_task(self._run(name), name=f"batcher-{name}")
-        await self._queues[name].put(ticket)
-        return await ticket.done
-
-    async def _run(self, name: str) -> None:
-        queue = self._queues[name]
-        while True:
-            batch = [await queue.get()]
-            deadline = perf_counter() + self.max_wait
-            while len(batch) < self.max_batch_size:
-                remaining = deadline - perf_counter()
-                if remaining <= 0:
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(queue.get(), remaining))
-                except TimeoutError:
-                    break
-            live = [t for t in batch if not t.done.done()]  # cancelled callers leave their ticket behind
-            if live:
-                await self._execute(live)
-
-    async def _execute(self, batch: list[Ticket]) -> None:
-        started = perf_counter()
-        started_ns = time_ns()
-        longest = max(t.input_tokens for t in batch)
-        real = sum(t.input_tokens for t in batch)
-        padded = longest * len(batch) - real
-        model_attr = {sc.GEN_AI_REQUEST_MODEL: batch[0].model.name}
-        for t in batch:
-            self.queue_duration.record(started - t.enqueued, model_attr, context=t.ctx)
-        self.batch_size.record(len(batch), model_attr, context=batch[0].ctx)
-        self.padding_ratio.record(
-            padded / (longest * len(batch)) if longest else 0.0, model_attr, context=batch[0].ctx
+    def submit(self, request: EngineRequest) -> Sequence:
+        if self.pool.blocks_for(len(request.prompt) + 1) > self.pool.num_blocks:
+            raise PromptTooLongError(
+                f"a prompt of {len(request.prompt)} tokens needs more than the {self.pool.num_blocks} KV "
+                f"blocks of {self.pool.block_size} tokens {self.model.name} has"
+            )
+        sequence = Sequence(
+            request, next(self._keys), simulated_output(list(request.prompt), request.max_tokens)
         )
-        self.padded_tokens.add(padded, model_attr)
-        try:
-            await self.engine.prefill(batch[0].model, longest)
-        except Exception as exc:
-            for t in batch:
-                if not t.done.done():
-                    t.done.set_exception(exc)
-            return
-        for t in batch:
-            if not t.done.done():
-                t.done.set_result(BatchInfo(started_ns, started - t.enqueued, len(batch)))
+        self.waiting.append(sequence)
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"scheduler-{self.model.name}")
+        self._wake.set()
+        return sequence
 
-    async def problem(self) -> str | None:
-        """Why this scheduler cannot batch now (a batcher that died), or None: a readiness check."""
-        for name, task in self._workers.items():
-            if task.done() and not task.cancelled():
-                return f"batcher for {name} stopped: {task.exception()!r}"
+    def abort(self, sequence: Sequence) -> None:
+        """Drop ``sequence`` (a no-op when it finished): its blocks are freed at once."""
+        if sequence.done:
+            return
+        state = sc.REQUEST_STATE_WAITING if sequence in self.waiting else sc.REQUEST_STATE_RUNNING
+        if state == sc.REQUEST_STATE_WAITING:
+            self.waiting.remove(sequence)
+        else:
+            self.running.remove(sequence)
+        self.metrics.request_aborted(self.model.name, state)
+        self._finish(sequence, sc.FINISH_ABORT)
+
+    def abort_id(self, request_id: str) -> None:
+        for sequence in (*self.running, *self.waiting):
+            if sequence.request.request_id == request_id:
+                self.abort(sequence)
+                return
+
+    def snapshot(self) -> EngineSnapshot:
+        blocks = self.pool.counts()
+        return EngineSnapshot(
+            self.model.name, len(self.running), len(self.waiting), blocks.used, blocks.cached, blocks.free
+        )
+
+    def problem(self) -> str | None:
+        task = self._task
+        if task is not None and task.done() and not task.cancelled():
+            return repr(task.exception())
         return None
 
     async def close(self) -> None:
-        for task in self._workers.values():
+        task, self._task = self._task, None
+        if task is not None:
             task.cancel()
-        for task in self._workers.values():
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._workers.clear()
+        self.batches.close()
+
+    # ---- the loop -----------------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            if not self.running and not self.waiting:
+                self.batches.close()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            self._make_room()
+            admitted = self._admit()
+            if not self.running:  # nothing fits yet: wait for an abort or a new arrival to change that
+                self.batches.close()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            await self._step(admitted)
+
+    def _make_room(self) -> None:
+        """Every running sequence gets the blocks for the token it computes next, preempting the most
+        recently admitted ones (possibly itself) when the pool runs out."""
+        for sequence in list(self.running):
+            if sequence not in self.running or sequence.allocation is None:
+                continue
+            while len(sequence.allocation.blocks) < self.pool.blocks_for(
+                len(sequence.request.prompt) + sequence.output
+            ):
+                if self.pool.counts().free + self.pool.counts().cached > 0:
+                    self.pool.grow(sequence.allocation)
+                    continue
+                self._preempt(self.running[-1])
+                if sequence not in self.running:
+                    break
+
+    def _preempt(self, sequence: Sequence) -> None:
+        usage = self.pool.counts().usage
+        self.running.remove(sequence)
+        if sequence.allocation is not None:
+            self.pool.free(sequence.allocation)
+            sequence.allocation = None
+        sequence.computed = False
+        sequence.preemptions += 1
+        self.waiting.appendleft(sequence)
+        self.metrics.preempted(self.model.name)
+        sequence.events.put_nowait(Preempted(time_ns(), usage))
+
+    def _admit(self) -> list[Sequence]:
+        admitted: list[Sequence] = []
+        budget = self.limits.max_step_tokens - sum(1 for s in self.running if s.computed)
+        spare = max(1, int(self.pool.num_blocks * _KV_WATERMARK))
+        while self.waiting and len(self.running) < self.limits.max_running:
+            sequence = self.waiting[0]
+            tokens = sequence.tokens
+            computing = len(tokens) - len(self.pool.reusable(tokens)) * self.pool.block_size
+            if computing > budget and (admitted or self.running):
+                break
+            if not self.pool.can_allocate(tokens, spare if self.running else 0):
+                break
+            self.waiting.popleft()
+            usage = self.pool.counts().usage
+            sequence.allocation = self.pool.allocate(tokens)
+            cached = sequence.allocation.cached_tokens
+            self.metrics.prefix_lookup(self.model.name, len(tokens), cached)
+            budget -= len(tokens) - cached
+            resumed = sequence.admitted_once
+            if not resumed:
+                sequence.admitted_once = True
+                sequence.cached_tokens = cached
+                self.queue_duration.record(
+                    perf_counter() - sequence.enqueued, self._attributes, context=sequence.request.context
+                )
+            self.running.append(sequence)
+            admitted.append(sequence)
+            sequence.events.put_nowait(
+                Scheduled(time_ns(), len(self.running), cached, usage, len(self.waiting), resumed)
+            )
+        return admitted
+
+    async def _step(self, admitted: list[Sequence]) -> None:
+        prefill = sum(
+            len(s.tokens) - (s.allocation.cached_tokens if s.allocation else 0)
+            for s in self.running
+            if not s.computed
+        )
+        decoding = sum(1 for s in self.running if s.computed)
+        tokens = prefill + decoding
+        batch = self.batches.step([(s.key, s.request.context) for s in self.running], tokens)
+        self.metrics.step(self.model.name, tokens, batch)
+        context = trace.set_span_in_context(batch) if batch is not None else None
+        self.batch_size.record(len(self.running), self._attributes, context=context)
+        seconds = self.model.prefill_seconds_per_token * prefill
+        if decoding:
+            seconds += self.model.decode_seconds_per_token * (1 + DECODE_SEQUENCE_COST * (decoding - 1))
+        await asyncio.sleep(seconds * self.time_scale)
+        now = time_ns()
+        for sequence in list(self.running):
+            sequence.computed = True
+            sequence.output += 1
+            sequence.events.put_nowait(Token(sequence.answer[sequence.output - 1], now))
+            if sequence.output >= len(sequence.answer):
+                self.running.remove(sequence)
+                reason = (
+                    sc.FINISH_LENGTH if sequence.output >= sequence.request.max_tokens else sc.FINISH_STOP
+                )
+                self._finish(sequence, reason)
+
+    def _finish(self, sequence: Sequence, reason: str) -> None:
+        sequence.done = True
+        if sequence.allocation is not None:
+            self.pool.free(sequence.allocation)
+            sequence.allocation = None
+        request = sequence.request
+        self.metrics.request_finished(
+            self.model.name,
+            reason,
+            input_tokens=len(request.prompt),
+            output_tokens=sequence.output,
+            context=request.context,
+        )
+        if reason != sc.FINISH_ABORT:
+            sequence.events.put_nowait(
+                Finished(
+                    reason,
+                    len(request.prompt),
+                    sequence.cached_tokens or 0,
+                    sequence.output,
+                    sequence.preemptions,
+                )
+            )
+        self._wake.set()

@@ -256,7 +256,11 @@ class Orchestrator:
             "model": last.response_model or body.model,
             "text": text,
             "finish_reason": last.finish_reason,
-            "usage": {"input_tokens": last.usage.input_tokens, "output_tokens": last.usage.output_tokens},
+            "usage": {
+                "input_tokens": last.usage.input_tokens,
+                "output_tokens": last.usage.output_tokens,
+                "cached_input_tokens": last.usage.cached_input_tokens,
+            },
         }
 
     async def _stream(self, body: GenerateBody, prompt: str) -> AsyncGenerator[bytes, None]:
@@ -274,6 +278,7 @@ class Orchestrator:
                         "usage": {
                             "input_tokens": chunk.usage.input_tokens,
                             "output_tokens": chunk.usage.output_tokens,
+                            "cached_input_tokens": chunk.usage.cached_input_tokens,
                         },
                     }
                 yield (json.dumps(line) + "\n").encode()

@@ -74,7 +74,7 @@ def _relay(
     meter_provider = capture.telemetry.meter_provider
     call = GenAICall.start(
         trace.get_tracer("t", tracer_provider=capture.telemetry.tracer_provider),
-        GatewayMetrics(meter_provider, meter_provider.get_meter("t")),
+        GatewayMetrics(meter_provider, meter_provider.get_meter("t"), "latest"),
         spec=spec,
         provider=provider,
         body=body,

@@ -34,12 +34,12 @@ def test_unknown_model_is_not_found_with_an_error_span(services: InProcessServic
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
     assert "no-such-model" in (error.value.details() or "")
     span = _server_span(services)
-    assert span["attributes"]["rpc.status_code"] == "NOT_FOUND"
+    assert span["attributes"]["rpc.response.status_code"] == "NOT_FOUND"
     assert span["attributes"]["error.type"] == "model_not_found"
     # NOT_FOUND is the caller's mistake, not a server failure: the RPC metric carries no error.type.
     points = services.metrics("inference")["rpc.server.call.duration"]["points"]
     assert any(
-        p["attributes"]["rpc.status_code"] == "NOT_FOUND" and "error.type" not in p["attributes"]
+        p["attributes"]["rpc.response.status_code"] == "NOT_FOUND" and "error.type" not in p["attributes"]
         for p in points
     )
 

@@ -70,7 +70,7 @@ def test_one_request_yields_one_trace_linking_all_three_services(services: InPro
     assert server["attributes"]["gen_ai.operation.name"] == "text_completion"
     assert server["attributes"]["gen_ai.request.model"] == "fast-model"
     assert server["attributes"]["gen_ai.usage.output_tokens"] > 0
-    assert server["attributes"]["rpc.status_code"] == "OK"
+    assert server["attributes"]["rpc.response.status_code"] == "OK"
     chat = next(s for s in spans if s["name"] == "chat fast-model")
     assert chat["attributes"]["gen_ai.provider.name"] == "self_hosted"
     assert chat["attributes"]["gen_ai.usage.input_tokens"] > 0

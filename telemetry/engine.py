@@ -1,0 +1,209 @@
+"""Serving-engine telemetry: the ``llm.engine.*`` metrics and batch spans, for any continuous-batching engine.
+
+**Metrics.** :class:`EngineMetrics` creates every ``llm.engine.*`` instrument from its spec. The engine
+reports what happens as it happens (a step, an admission's prefix lookup, a preemption, a finished or
+aborted request); the gauges (requests running and waiting, KV-cache usage and blocks) are read from
+:class:`EngineSnapshot` values the engine gives a callback at each collection, so a scrape costs one
+snapshot per model and nothing on the hot path.
+
+**Batch membership in the trace.** A *batch* is a run of engine steps with the same running requests. Its
+span (:class:`BatchSpans`) is the root of a trace of its own and links to every member request's span, and
+each member's span links back, so "who was I batched with?" is one click either way. A new batch starts
+only when membership changes (an admission, a finish, a preemption), so a request causes at most two batch
+spans of its own (joining and leaving) plus two per preemption, however long it runs; the links are one
+per member on the batch span and one per batch on the request's span (at most :data:`BATCH_LINK_LIMIT`,
+the rest counted in ``llm.engine.batches``). Each step's token count is recorded in the batch span's
+context: its exemplar points at the batch span, whose trace the marking reservoir marks, so the
+Collector's tail sampling keeps it (collector/config/overlay-tail-sampling.yaml keeps marked traces).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from time import time_ns
+
+from opentelemetry import metrics, trace
+from opentelemetry.context import Context
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.trace import Link, Span, SpanKind
+
+from telemetry import instruments, semconv as sc
+from telemetry._errors import contained
+from telemetry.views import bounded
+
+_SCOPE = "telemetry.engine"
+BATCH_LINK_LIMIT = 32
+"""Links a request's span gets to the batches it ran in; past this, only ``llm.engine.batches`` counts."""
+
+
+@dataclass(frozen=True)
+class EngineSnapshot:
+    """One model's engine state at a collection: what the gauges report."""
+
+    model: str
+    running: int
+    waiting: int
+    blocks_used: int
+    blocks_cached: int
+    blocks_free: int
+
+    @property
+    def kv_cache_usage(self) -> float:
+        total = self.blocks_used + self.blocks_cached + self.blocks_free
+        return self.blocks_used / total if total else 0.0
+
+
+def _model(model: str) -> dict[str, str]:
+    return {sc.GEN_AI_REQUEST_MODEL: bounded(sc.GEN_AI_REQUEST_MODEL, model)}
+
+
+class EngineMetrics:
+    """Every ``llm.engine.*`` instrument; ``snapshots`` is called once per collection for the gauges."""
+
+    def __init__(
+        self,
+        snapshots: Callable[[], Iterable[EngineSnapshot]],
+        meter_provider: metrics.MeterProvider | None = None,
+    ) -> None:
+        meter = metrics.get_meter(_SCOPE, meter_provider=meter_provider, schema_url=sc.SCHEMA_URL)
+        self._snapshots = snapshots
+        self._last: list[EngineSnapshot] = []
+        instruments.create(meter, sc.LLM_ENGINE_REQUESTS, callbacks=[self._observe_requests])
+        instruments.create(meter, sc.LLM_ENGINE_KV_CACHE_USAGE, callbacks=[self._observe_usage])
+        instruments.create(meter, sc.LLM_ENGINE_KV_CACHE_BLOCKS, callbacks=[self._observe_blocks])
+        self.prefix_queries = instruments.create(meter, sc.LLM_ENGINE_PREFIX_CACHE_QUERIES)
+        self.prefix_hits = instruments.create(meter, sc.LLM_ENGINE_PREFIX_CACHE_HITS)
+        self.preemptions = instruments.create(meter, sc.LLM_ENGINE_PREEMPTIONS)
+        self.input_tokens = instruments.create(meter, sc.LLM_ENGINE_REQUEST_INPUT_TOKENS)
+        self.output_tokens = instruments.create(meter, sc.LLM_ENGINE_REQUEST_OUTPUT_TOKENS)
+        self.finished = instruments.create(meter, sc.LLM_ENGINE_FINISHED_REQUESTS)
+        self.aborted = instruments.create(meter, sc.LLM_ENGINE_ABORTED_REQUESTS)
+        self.step_tokens = instruments.create(meter, sc.LLM_ENGINE_STEP_TOKENS)
+
+    # ---- what the engine reports as it happens --------------------------------------------------------
+    def prefix_lookup(self, model: str, queried: int, hit: int) -> None:
+        with contained("engine.prefix_lookup"):
+            attributes = _model(model)
+            self.prefix_queries.add(queried, attributes)
+            self.prefix_hits.add(hit, attributes)
+
+    def preempted(self, model: str) -> None:
+        with contained("engine.preempted"):
+            self.preemptions.add(1, _model(model))
+
+    def step(self, model: str, tokens: int, batch: Span | None) -> None:
+        """One engine step; recorded in the batch span's context, so its exemplar is the batch."""
+        with contained("engine.step"):
+            context = trace.set_span_in_context(batch) if batch is not None else None
+            self.step_tokens.record(tokens, _model(model), context=context)
+
+    def request_finished(
+        self, model: str, reason: str, *, input_tokens: int, output_tokens: int, context: Context | None
+    ) -> None:
+        """A request left the engine; ``context`` holds its span (recording) for the histograms' exemplars."""
+        with contained("engine.request_finished"):
+            attributes = _model(model)
+            self.finished.add(1, {**attributes, sc.LLM_ENGINE_FINISH_REASON: reason})
+            self.input_tokens.record(input_tokens, attributes, context=context)
+            self.output_tokens.record(output_tokens, attributes, context=context)
+
+    def request_aborted(self, model: str, state: str) -> None:
+        with contained("engine.request_aborted"):
+            self.aborted.add(1, {**_model(model), sc.LLM_ENGINE_REQUEST_STATE: state})
+
+    # ---- the gauges: one snapshot per model per collection -------------------------------------------
+    def _observe_requests(self, _options: CallbackOptions) -> list[Observation]:
+        # The three callbacks run in one collection, in creation order: this one takes the snapshots.
+        self._last = list(self._snapshots())
+        return [
+            Observation(count, {**_model(s.model), sc.LLM_ENGINE_REQUEST_STATE: state})
+            for s in self._last
+            for state, count in ((sc.REQUEST_STATE_RUNNING, s.running), (sc.REQUEST_STATE_WAITING, s.waiting))
+        ]
+
+    def _observe_usage(self, _options: CallbackOptions) -> list[Observation]:
+        return [Observation(s.kv_cache_usage, _model(s.model)) for s in self._last]
+
+    def _observe_blocks(self, _options: CallbackOptions) -> list[Observation]:
+        return [
+            Observation(count, {**_model(s.model), sc.LLM_ENGINE_KV_CACHE_BLOCK_STATE: state})
+            for s in self._last
+            for state, count in (
+                ("used", s.blocks_used),
+                ("cached", s.blocks_cached),
+                ("free", s.blocks_free),
+            )
+        ]
+
+
+class BatchSpans:
+    """One span per batch (a run of steps with unchanged membership), linked both ways to its members.
+
+    The engine calls :meth:`step` before every step with the members' contexts (each holding the request's
+    span, as the caller passed it) and :meth:`close` when it goes idle. ``model`` names the spans.
+    """
+
+    def __init__(self, model: str, tracer_provider: trace.TracerProvider | None = None) -> None:
+        self._tracer = trace.get_tracer(_SCOPE, tracer_provider=tracer_provider, schema_url=sc.SCHEMA_URL)
+        self._model = model
+        self._span: Span | None = None
+        self._members: tuple[int, ...] = ()
+        self._steps = 0
+        self._tokens = 0
+
+    @property
+    def current(self) -> Span | None:
+        return self._span
+
+    def step(self, members: Sequence[tuple[int, Context | None]], tokens: int) -> Span | None:
+        """The batch span of a step run by ``members`` ((request key, context) pairs) computing ``tokens``;
+        a new one when the membership changed."""
+        with contained("engine.batch_step"):
+            keys = tuple(key for key, _ in members)
+            if keys != self._members or self._span is None:
+                self.close()
+                self._start(members)
+                self._members = keys
+            self._steps += 1
+            self._tokens += tokens
+        return self._span
+
+    def close(self) -> None:
+        """End the current batch (membership changes next step, or the engine is idle)."""
+        span, self._span = self._span, None
+        if span is None:
+            return
+        with contained("engine.batch_close"):
+            span.set_attribute(sc.LLM_ENGINE_BATCH_STEPS, self._steps)
+            span.set_attribute(sc.LLM_ENGINE_BATCH_TOKENS, self._tokens)
+            span.end()
+        self._members, self._steps, self._tokens = (), 0, 0
+
+    def _start(self, members: Sequence[tuple[int, Context | None]]) -> None:
+        request_spans = [trace.get_current_span(context) for _, context in members if context is not None]
+        links = [Link(span.get_span_context()) for span in request_spans if span.get_span_context().is_valid]
+        span = self._tracer.start_span(
+            f"batch {self._model}",
+            context=Context(),  # a trace of its own: it belongs to every member's trace equally
+            kind=SpanKind.INTERNAL,
+            links=links,
+            attributes={sc.GEN_AI_REQUEST_MODEL: self._model, sc.LLM_ENGINE_BATCH_REQUESTS: len(members)},
+            start_time=time_ns(),
+        )
+        self._span = span
+        batch = span.get_span_context()
+        if not batch.is_valid:
+            return
+        for request in request_spans:
+            if request.is_recording():
+                link_back(request, batch)
+
+
+def link_back(request: Span, batch: trace.SpanContext) -> None:
+    """Link ``request``'s span to a batch it ran in (up to :data:`BATCH_LINK_LIMIT`) and count it."""
+    attributes = getattr(request, "attributes", None) or {}
+    seen = int(attributes.get(sc.LLM_ENGINE_BATCHES, 0))
+    if seen < BATCH_LINK_LIMIT:
+        request.add_link(batch)
+    request.set_attribute(sc.LLM_ENGINE_BATCHES, seen + 1)
