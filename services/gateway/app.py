@@ -56,7 +56,7 @@ class Gateway:
         self.telemetry = telemetry
         self.catalog = models if isinstance(models, Catalog) else Catalog.of(models)
         self.models = dict(self.catalog.models)
-        meter = telemetry.meter_provider.get_meter("services.gateway")
+        meter = telemetry.meter_provider.get_meter("services.gateway", schema_url=sc.SCHEMA_URL)
         self.admission = Admission(settings.api_keys, settings.max_in_flight, meter)
         evictions = instruments.create(meter, service_sc.LLM_GATEWAY_CACHE_EVICTIONS)
         self.cache = ResponseCache(
@@ -66,7 +66,9 @@ class Gateway:
         )
         self.cache_requests = instruments.create(meter, service_sc.LLM_GATEWAY_CACHE_REQUESTS)
         instruments.create(meter, service_sc.LLM_GATEWAY_CACHE_ENTRIES, callbacks=[self._observe_cache])
-        self.tracer = trace.get_tracer("services.gateway", tracer_provider=telemetry.tracer_provider)
+        self.tracer = trace.get_tracer(
+            "services.gateway", tracer_provider=telemetry.tracer_provider, schema_url=sc.SCHEMA_URL
+        )
         metrics_settings = telemetry.settings.metrics
         self.metrics = GatewayMetrics(
             telemetry.meter_provider,

@@ -118,8 +118,10 @@ class _RpcTelemetry:
     ) -> None:
         self.server = side == "server"
         self.kind = SpanKind.SERVER if self.server else SpanKind.CLIENT
-        self.tracer = trace.get_tracer(f"telemetry.grpc.{side}", tracer_provider=tracer_provider)
-        meter = metrics.get_meter(f"telemetry.grpc.{side}", meter_provider=meter_provider)
+        self.tracer = trace.get_tracer(
+            f"telemetry.grpc.{side}", tracer_provider=tracer_provider, schema_url=sc.SCHEMA_URL
+        )
+        meter = metrics.get_meter(f"telemetry.grpc.{side}", meter_provider=meter_provider, schema_url=sc.SCHEMA_URL)
         spec = sc.RPC_SERVER_CALL_DURATION if self.server else sc.RPC_CLIENT_CALL_DURATION
         self.duration = instruments.create(meter, spec)
         self._methods: dict[str | bytes, _Method] = {}

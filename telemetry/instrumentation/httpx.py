@@ -124,8 +124,8 @@ def instrument_httpx(
     meter_provider: metrics.MeterProvider | None = None,
 ) -> InstrumentationHandle:
     """Trace and measure every request ``client`` sends; the handle restores its original transport."""
-    tracer = trace.get_tracer("telemetry.httpx", tracer_provider=tracer_provider)
-    meter = metrics.get_meter("telemetry.httpx", meter_provider=meter_provider)
+    tracer = trace.get_tracer("telemetry.httpx", tracer_provider=tracer_provider, schema_url=sc.SCHEMA_URL)
+    meter = metrics.get_meter("telemetry.httpx", meter_provider=meter_provider, schema_url=sc.SCHEMA_URL)
     duration = instruments.create(meter, sc.HTTP_CLIENT_REQUEST_DURATION)
     original = client._transport
     client._transport = _TracedTransport(original, tracer, duration)
