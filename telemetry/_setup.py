@@ -9,9 +9,9 @@ import os
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, propagate, trace
@@ -225,7 +225,11 @@ def _observe_uptime(meter_provider: MeterProvider) -> None:
     def observe(_options: CallbackOptions) -> list[Observation]:
         return [Observation(time.monotonic() - started)]
 
-    instruments.create(meter_provider.get_meter("telemetry", schema_url=semconv.SCHEMA_URL), semconv.PROCESS_UPTIME, callbacks=[observe])
+    instruments.create(
+        meter_provider.get_meter("telemetry", schema_url=semconv.SCHEMA_URL),
+        semconv.PROCESS_UPTIME,
+        callbacks=[observe],
+    )
 
 
 def _observe_marked_spans(meter_provider: MeterProvider, marked: MarkedSpans) -> None:

@@ -53,7 +53,7 @@ class GenAIRequest:
             sc.GEN_AI_REQUEST_MODEL: bounded(sc.GEN_AI_REQUEST_MODEL, self.model),
         }
         if response_model:
-            attributes[sc.GEN_AI_RESPONSE_MODEL] = bounded(sc.GEN_AI_REQUEST_MODEL, response_model)
+            attributes[sc.GEN_AI_RESPONSE_MODEL] = bounded(sc.GEN_AI_RESPONSE_MODEL, response_model)
         if self.server_address is not None and self.server_port is not None:
             attributes[sc.SERVER_ADDRESS] = self.server_address
             attributes[sc.SERVER_PORT] = self.server_port

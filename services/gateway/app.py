@@ -76,6 +76,9 @@ class Gateway:
             metrics_settings.genai_semconv if metrics_settings else GENAI_SEMCONV_LATEST,
         )
         register_known_values(sc.GEN_AI_REQUEST_MODEL, self.models)
+        # What answers: our names, and the names the providers are asked for (they answer with those).
+        answering = [*self.models, *(m.upstream_model for m in self.models.values() if m.upstream_model)]
+        register_known_values(sc.GEN_AI_RESPONSE_MODEL, answering)
         self.upstream = Orchestrator(settings.orchestrator_url, settings.upstream_timeout, telemetry)
         """The pipeline's upstream: every ``pipeline`` provider of the catalog."""
         self.providers: dict[str, Upstream] = {

@@ -163,6 +163,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         self.tokenization = instruments.create(meter, service_sc.LLM_INFERENCE_TOKENIZATION_DURATION)
         self.tokens = instruments.create(meter, service_sc.LLM_INFERENCE_TOKENS)
         register_known_values(sc.GEN_AI_REQUEST_MODEL, models)
+        register_known_values(sc.GEN_AI_RESPONSE_MODEL, models)
 
     async def ListModels(
         self, request: pb.ListModelsRequest, context: aio.ServicerContext[Any, Any]

@@ -115,7 +115,9 @@ class TelemetryMiddleware:
         body_size_metrics: bool | None = None,
     ) -> None:
         self.app = app
-        self.tracer = trace.get_tracer("telemetry.asgi", tracer_provider=tracer_provider, schema_url=sc.SCHEMA_URL)
+        self.tracer = trace.get_tracer(
+            "telemetry.asgi", tracer_provider=tracer_provider, schema_url=sc.SCHEMA_URL
+        )
         meter = metrics.get_meter("telemetry.asgi", meter_provider=meter_provider, schema_url=sc.SCHEMA_URL)
         self.duration = instruments.create(meter, sc.HTTP_SERVER_REQUEST_DURATION)
         # Created either way (an instrument never recorded exports nothing); recorded only when enabled.

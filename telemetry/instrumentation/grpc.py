@@ -121,7 +121,9 @@ class _RpcTelemetry:
         self.tracer = trace.get_tracer(
             f"telemetry.grpc.{side}", tracer_provider=tracer_provider, schema_url=sc.SCHEMA_URL
         )
-        meter = metrics.get_meter(f"telemetry.grpc.{side}", meter_provider=meter_provider, schema_url=sc.SCHEMA_URL)
+        meter = metrics.get_meter(
+            f"telemetry.grpc.{side}", meter_provider=meter_provider, schema_url=sc.SCHEMA_URL
+        )
         spec = sc.RPC_SERVER_CALL_DURATION if self.server else sc.RPC_CLIENT_CALL_DURATION
         self.duration = instruments.create(meter, spec)
         self._methods: dict[str | bytes, _Method] = {}

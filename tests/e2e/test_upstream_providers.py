@@ -143,14 +143,14 @@ def test_a_provider_and_the_pipeline_reach_prometheus_with_their_series_spend_an
     def calls() -> dict[str, float] | None:
         by_provider = _value(
             prometheus,
-            f"sum by (gen_ai_provider_name) (gen_ai_client_operation_duration_seconds_count{{{where}}})",
+            f"sum by (gen_ai_provider_name) (gen_ai_client_inference_duration_seconds_count{{{where}}})",
         )
         return by_provider if (by_provider.get("openai"), by_provider.get("self_hosted")) == (6, 2) else None
 
     print(f"\n[providers] calls {poll_until(calls, '6 openai and 2 self_hosted calls', timeout=60)}")
     print(f"[providers] expected spend on openai: {spent:.9f} USD")
     (openai,) = prometheus.query(
-        f'gen_ai_client_operation_duration_seconds_count{{{where}, gen_ai_provider_name="openai"}}'
+        f'gen_ai_client_inference_duration_seconds_count{{{where}, gen_ai_provider_name="openai"}}'
     )
     assert openai.labels["server_address"] == "127.0.0.1"
     assert openai.labels["server_port"] == str(gateway.upstream.port)
@@ -159,7 +159,7 @@ def test_a_provider_and_the_pipeline_reach_prometheus_with_their_series_spend_an
     cost = _value(prometheus, f"sum by (gen_ai_provider_name) (llm_gateway_cost_usd_total{{{where}}})")
     assert cost["openai"] == pytest.approx(spent, rel=1e-9)
     assert cost["self_hosted"] > 0
-    chunk_gaps = "gen_ai_client_operation_time_per_output_chunk_seconds_count"
+    chunk_gaps = "gen_ai_client_inference_time_per_output_chunk_seconds_count"
     chunks = _value(prometheus, f"sum by (gen_ai_provider_name) ({chunk_gaps}{{{where}}})")
     assert chunks["openai"] > 0
     poll_until(
@@ -176,7 +176,7 @@ def test_a_provider_and_the_pipeline_reach_prometheus_with_their_series_spend_an
     # An exemplar of a provider call opens its trace: the gateway's chat span and, under it, the call
     # that carried the trace context to the provider.
     series = prometheus.query_exemplars(
-        f'gen_ai_client_operation_duration_seconds_bucket{{{where}, gen_ai_provider_name="openai"}}',
+        f'gen_ai_client_inference_duration_seconds_bucket{{{where}, gen_ai_provider_name="openai"}}',
         start=started - 5,
         end=time.time() + 5,
     )
