@@ -35,10 +35,10 @@ from tests.support.vllm import FINISH_REASONS, MODEL, PER_SCRAPE, serve_vllm_met
 RECIPE = REPO_ROOT / "deploy" / "prometheus" / "vllm" / "scrape-vllm.yml"
 ENGINE_SECTION = "Engine: continuous batching and the KV cache"
 NO_VLLM_EQUIVALENT = {
-    "llm_engine_kv_cache_blocks": "vLLM exports the usage share, not block counts (the pool's size is a label "
-    "of vllm:cache_config_info, which relabelling cannot turn into a sample)",
-    "llm_engine_aborted_requests_total": 'vLLM counts aborts as request_success{finished_reason="abort"}, which '
-    "the finished-requests query shows",
+    "llm_engine_kv_cache_blocks": "vLLM exports the usage share, not block counts (the pool's size is a "
+    "label of vllm:cache_config_info, which relabelling cannot turn into a sample)",
+    "llm_engine_aborted_requests_total": "vLLM counts aborts as request_success with finished_reason abort, "
+    "which the finished-requests query shows",
 }
 """Queries of the engine panels that stay empty on a vLLM fleet, and why."""
 
