@@ -166,7 +166,7 @@ class MetricsOptions:
         "GenAI client metric names (in the spirit of `OTEL_SEMCONV_STABILITY_OPT_IN`): `latest` the 2026"
         " ones (`gen_ai.client.inference.*`, usage counters), `legacy` the pre-2026 ones"
         " (`gen_ai.client.operation.*`, `gen_ai.client.token.usage`), `both` during a migration;"
-        " docs/genai-semconv.md",
+        " docs/semantic-conventions.md",
     )
     http_body_sizes: bool = setting(
         "LLM_TELEMETRY_HTTP_BODY_SIZE_METRICS",

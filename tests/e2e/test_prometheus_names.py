@@ -38,7 +38,9 @@ def test_every_series_the_services_produce_has_its_declared_name(loaded_backends
         sc.HTTP_SERVER_REQUEST_DURATION.prometheus_name + "_bucket",
         sc.RPC_SERVER_CALL_DURATION.prometheus_name + "_bucket",
         sc.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN.prometheus_name + "_bucket",
-        sc.GEN_AI_CLIENT_OPERATION_DURATION.prometheus_name + "_bucket",
+        sc.GEN_AI_CLIENT_INFERENCE_DURATION.prometheus_name + "_bucket",
+        sc.LLM_ENGINE_STEP_TOKENS.prometheus_name + "_bucket",
+        sc.LLM_ENGINE_REQUESTS.prometheus_name,
         service_sc.LLM_INFERENCE_TOKENS.prometheus_name,
         service_sc.LLM_ORCHESTRATOR_REQUESTS.prometheus_name,
     }
