@@ -439,10 +439,11 @@ def _engine() -> list[PanelBuilder]:
         ),
         ratio(
             "Waiting share of engine requests",
-            f"{s.LLM_ENGINE_REQUESTS.name}: waiting over running plus waiting, per model.",
+            f"{s.LLM_ENGINE_REQUESTS.name}: waiting over running plus waiting, per model; 0 while the "
+            "engine is idle.",
             Query(
                 f"{agg('sum', 'gen_ai_request_model', select(requests, f'{ENGINE_MODEL}, {waiting}'))}"
-                f" / {agg('sum', 'gen_ai_request_model', select(requests, ENGINE_MODEL))}",
+                f" / clamp_min({agg('sum', 'gen_ai_request_model', select(requests, ENGINE_MODEL))}, 1)",
                 "{{gen_ai_request_model}}",
             ),
         ),
