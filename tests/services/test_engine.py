@@ -110,7 +110,7 @@ async def test_time_really_elapses_one_decode_step_per_token() -> None:
 @pytest.mark.anyio
 async def test_requests_wait_while_the_kv_cache_is_full_and_all_finish() -> None:
     async with engine(blocks=8) as e:  # 128 tokens: two requests of 20 + 64 tokens at most
-        seen_waiting = []
+        seen_waiting: list[int] = []
 
         async def watch() -> None:
             for _ in range(200):
