@@ -10,8 +10,11 @@ import time
 
 import httpx
 
+from deploy.local.drilldown import find_slowest, render
 from deploy.stack import Span, poll_until
 from services.common import semconv as service_sc
+from telemetry import semconv as sc
+from telemetry.engine import BATCH_LINK_LIMIT
 from telemetry.options import DEFAULT_EXEMPLAR_WINDOW_S
 from tests.support.loaded import LoadedBackends
 
@@ -141,3 +144,29 @@ def test_freshness_from_response_to_queryable_exemplar_and_fetchable_trace(
         f"\n[freshness] exemplar queryable {exemplar_after:.1f} s and trace fetchable {trace_after:.1f} s "
         "after the response (target ≤ 10 s)"
     )
+
+
+def test_the_drilldown_says_who_the_slowest_request_was_batched_with(loaded_backends: LoadedBackends) -> None:
+    stack = loaded_backends.stack
+    window = time.time() - loaded_backends.load_started + 5
+    drill = find_slowest(stack.prometheus, stack.jaeger, window_s=window)
+    engine = next(s for s in drill.spans if s.service_name == "inference" and s.kind.endswith("SERVER"))
+    batches = int(engine.attributes[sc.LLM_ENGINE_BATCHES])
+    assert batches >= 1
+    assert len(engine.links) == min(batches, BATCH_LINK_LIMIT)
+    # Each link leads to a batch span in a trace of its own, which links back to this request.
+    trace_id, span_id = engine.links[0]
+    batch = poll_until(
+        lambda: next((s for s in stack.jaeger.get_trace(trace_id) if s.span_id == span_id), None),
+        f"batch span {span_id} in Jaeger",
+        timeout=30,
+    )
+    assert batch.name.startswith("batch ")
+    assert engine.span_id in {member for _, member in batch.links}
+    text = render(drill, loaded_backends.prometheus_url, loaded_backends.jaeger_url)
+    print(f"\n[drilldown]\n{text}")
+    (line,) = [line for line in drill.batches if line.startswith("inference ")]
+    assert f"in {batches} batches" in line
+    assert "read from Jaeger" in line
+    assert "at admission the KV cache was" in line
+    assert line in text
