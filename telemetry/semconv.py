@@ -365,6 +365,13 @@ GEN_AI_CLIENT_INFERENCE_USAGE_REASONING_OUTPUT_TOKENS: Final = MetricSpec(
     Kind.COUNTER,
     "Of the output tokens, those the model spent reasoning.",
 )
+GEN_AI_CLIENT_INFERENCE_USAGE: Final = (
+    GEN_AI_CLIENT_INFERENCE_USAGE_INPUT_TOKENS,
+    GEN_AI_CLIENT_INFERENCE_USAGE_OUTPUT_TOKENS,
+    GEN_AI_CLIENT_INFERENCE_USAGE_CACHE_READ_INPUT_TOKENS,
+    GEN_AI_CLIENT_INFERENCE_USAGE_REASONING_OUTPUT_TOKENS,
+)
+"""The usage counters, each by gen_ai.token.modality."""
 GEN_AI_CLIENT_INFERENCE_OPERATION_INPUT_TOKENS: Final = MetricSpec(
     "gen_ai.client.inference.operation.input_tokens",
     "{token}",
