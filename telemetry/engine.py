@@ -7,19 +7,21 @@ aborted request); the gauges (requests running and waiting, KV-cache usage and b
 snapshot per model and nothing on the hot path.
 
 **Batch membership in the trace.** A *batch* is a run of engine steps with the same running requests. Its
-span (:class:`BatchSpans`) is the root of a trace of its own and links to every member request's span, and
-each member's span links back, so "who was I batched with?" is one click either way. A new batch starts
-only when membership changes (an admission, a finish, a preemption), so a request causes at most two batch
-spans of its own (joining and leaving) plus two per preemption, however long it runs; the links are one
-per member on the batch span and one per batch on the request's span (at most :data:`BATCH_LINK_LIMIT`,
-the rest counted in ``llm.engine.batches``). Each step's token count is recorded in the batch span's
-context: its exemplar points at the batch span, whose trace the marking reservoir marks, so the
-Collector's tail sampling keeps it (collector/config/overlay-tail-sampling.yaml keeps marked traces).
+span (:class:`BatchSpans`) is the root of a trace of its own and links to every member request's span;
+each request's span links back to the batch it was admitted into (and to the one it rejoined after each
+preemption), and counts every batch it ran in (``llm.engine.batches``), so "who was I batched with?" is
+one click either way. A new batch starts only when membership changes (an admission, a finish, a
+preemption), so a request causes at most two batch spans of its own (joining and leaving) plus two per
+preemption, however long it runs; the links are one per member on each batch span and one per admission
+on the request's span (tests/benchmarks/bench_batch_spans.py measures the cost). Each step's token count
+is recorded in the batch span's context: its exemplar points at the batch span, whose trace the marking
+reservoir marks, so the Collector's tail sampling keeps it (collector/config/overlay-tail-sampling.yaml
+keeps marked traces).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from time import time_ns
 
@@ -33,8 +35,6 @@ from telemetry._errors import contained
 from telemetry.views import bounded
 
 _SCOPE = "telemetry.engine"
-BATCH_LINK_LIMIT = 32
-"""Links a request's span gets to the batches it ran in; past this, only ``llm.engine.batches`` counts."""
 
 
 @dataclass(frozen=True)
@@ -152,22 +152,22 @@ class BatchSpans:
         self._steps = 0
         self._tokens = 0
 
-    @property
-    def current(self) -> Span | None:
-        return self._span
-
-    def step(self, members: Sequence[tuple[int, Context | None]], tokens: int) -> Span | None:
-        """The batch span of a step run by ``members`` ((request key, context) pairs) computing ``tokens``;
-        a new one when the membership changed."""
+    def step(
+        self, members: Sequence[tuple[int, Context | None]], tokens: int, admitted: Collection[int] = ()
+    ) -> tuple[Span | None, bool]:
+        """The batch span of a step run by ``members`` ((request key, context) pairs) computing ``tokens``,
+        and whether it is a new batch (the membership changed). A new batch links to every member; the
+        members it ``admitted`` (keys) link back to it."""
+        keys = tuple(key for key, _ in members)
+        started = keys != self._members or self._span is None
         with contained("engine.batch_step"):
-            keys = tuple(key for key, _ in members)
-            if keys != self._members or self._span is None:
+            if started:
                 self.close()
-                self._start(members)
+                self._start(members, admitted)
                 self._members = keys
             self._steps += 1
             self._tokens += tokens
-        return self._span
+        return self._span, started
 
     def close(self) -> None:
         """End the current batch (membership changes next step, or the engine is idle)."""
@@ -180,9 +180,9 @@ class BatchSpans:
             span.end()
         self._members, self._steps, self._tokens = (), 0, 0
 
-    def _start(self, members: Sequence[tuple[int, Context | None]]) -> None:
-        request_spans = [trace.get_current_span(context) for _, context in members if context is not None]
-        links = [Link(span.get_span_context()) for span in request_spans if span.get_span_context().is_valid]
+    def _start(self, members: Sequence[tuple[int, Context | None]], admitted: Collection[int]) -> None:
+        requests = [(key, trace.get_current_span(context)) for key, context in members if context is not None]
+        links = [Link(span.get_span_context()) for _, span in requests if span.get_span_context().is_valid]
         span = self._tracer.start_span(
             f"batch {self._model}",
             context=Context(),  # a trace of its own: it belongs to every member's trace equally
@@ -195,15 +195,14 @@ class BatchSpans:
         batch = span.get_span_context()
         if not batch.is_valid:
             return
-        for request in request_spans:
-            if request.is_recording():
-                link_back(request, batch)
+        for key, request in requests:
+            if key in admitted and request.is_recording():
+                request.add_link(batch)
 
 
-def link_back(request: Span, batch: trace.SpanContext) -> None:
-    """Link ``request``'s span to a batch it ran in (up to :data:`BATCH_LINK_LIMIT`) and count it."""
-    attributes = getattr(request, "attributes", None) or {}
-    seen = int(attributes.get(sc.LLM_ENGINE_BATCHES, 0))
-    if seen < BATCH_LINK_LIMIT:
-        request.add_link(batch)
-    request.set_attribute(sc.LLM_ENGINE_BATCHES, seen + 1)
+def batches_taken_part_in(context: Context | None, batches: int) -> None:
+    """On the request's span (``context``'s), when it leaves the engine: how many batches it ran in."""
+    with contained("engine.batches_taken_part_in"):
+        span = trace.get_current_span(context)
+        if span.is_recording():
+            span.set_attribute(sc.LLM_ENGINE_BATCHES, batches)

@@ -54,13 +54,9 @@ class Drilldown:
     """What :func:`batch_membership` says of the trace's engine requests."""
 
 
-BATCH_TRACES = 16
-"""Batch traces the drilldown reads per request (the first it ran in): enough to name who it ran with."""
-
-
 def batch_membership(jaeger: JaegerClient, spans: Sequence[Span]) -> list[str]:
-    """For each span the engine served (it links to the batches it ran in): who it was batched with, read
-    from the batch spans' own links, and the KV cache's state when it was admitted."""
+    """For each span the engine served (it links to the batches it was admitted into): who it was batched
+    with, read from those batch spans' own links, and the KV cache's state when it was admitted."""
     lines = []
     for span in spans:
         if sc.LLM_ENGINE_BATCHES not in span.attributes:
@@ -69,7 +65,7 @@ def batch_membership(jaeger: JaegerClient, spans: Sequence[Span]) -> list[str]:
         members: set[str] = set()
         sizes = []
         found = 0
-        for trace_id, span_id in span.links[:BATCH_TRACES]:
+        for trace_id, span_id in span.links:
             batch = next((b for b in jaeger.get_trace(trace_id) if b.span_id == span_id), None)
             if batch is None:  # not stored: sampled out, or not exported yet
                 continue
@@ -80,13 +76,13 @@ def batch_membership(jaeger: JaegerClient, spans: Sequence[Span]) -> list[str]:
         batches = int(attributes[sc.LLM_ENGINE_BATCHES])
         if found:
             who = (
-                f"batched with {len(members)} other requests in {batches} batches "
-                f"({found} read from Jaeger, largest {max(sizes)} requests)"
+                f"batched with {len(members)} other requests at admission ({found} batch read from "
+                f"Jaeger, {max(sizes)} requests), in {batches} batches in all"
             )
         else:
             who = (
                 f"batched with {int(attributes.get(sc.LLM_ENGINE_BATCH_REQUESTS, 1)) - 1} other requests at "
-                f"admission, in {batches} batches (their traces are not stored)"
+                f"admission (the batch's trace is not stored), in {batches} batches in all"
             )
         usage = float(attributes.get(sc.LLM_ENGINE_ADMISSION_KV_CACHE_USAGE, 0.0))
         lines.append(

@@ -106,24 +106,26 @@ def _per_million(input_usd: float, output_usd: float) -> Price:
     return Price(input_usd / 1e6, output_usd / 1e6)
 
 
-# Notional prices of our own GPUs' time (an internal charge-back, not a market price): they make the cost
+# Prefill costs are per prompt token of a step: in continuous batching a step that admits a prompt computes
+# it whole while the batch's decoding waits, so they are a GPU's prefill rate (20k tokens/s for an 8B model),
+# not a batch's padded one. Notional prices of our own GPUs' time (an internal charge-back, not a market price): they make the cost
 # series and panels show the self-hosted models next to paid providers.
 BUILTIN_CATALOG: tuple[ModelSpec, ...] = (
     ModelSpec(
         "llama-3.1-8b-instruct",
-        prefill_seconds_per_token=0.0002,
+        prefill_seconds_per_token=0.00005,
         decode_seconds_per_token=0.004,
         price=_per_million(0.05, 0.10),
     ),
     ModelSpec(
         "mistral-7b-instruct",
-        prefill_seconds_per_token=0.00015,
+        prefill_seconds_per_token=0.00004,
         decode_seconds_per_token=0.003,
         price=_per_million(0.04, 0.08),
     ),
     ModelSpec(
         "qwen2.5-72b-instruct",
-        prefill_seconds_per_token=0.0008,
+        prefill_seconds_per_token=0.0002,
         decode_seconds_per_token=0.012,
         max_output_tokens=512,
         price=_per_million(0.40, 0.80),

@@ -40,7 +40,7 @@ from services.inference.engine import (
 )
 from services.inference.kvcache import Allocation, BlockPool
 from telemetry import instruments, semconv as sc
-from telemetry.engine import BatchSpans, EngineMetrics, EngineSnapshot
+from telemetry.engine import BatchSpans, EngineMetrics, EngineSnapshot, batches_taken_part_in
 from telemetry.views import bounded
 
 _VOCABULARY = (
@@ -109,6 +109,8 @@ class Sequence:
     """Prompt tokens the prefix cache served at its first admission."""
     admitted_once: bool = False
     preemptions: int = 0
+    batches: int = 0
+    """Batch spans it ran in."""
     done: bool = False
 
     @property
@@ -291,7 +293,11 @@ class ContinuousBatcher:
         )
         decoding = sum(1 for s in self.running if s.computed)
         tokens = prefill + decoding
-        batch = self.batches.step([(s.key, s.request.context) for s in self.running], tokens)
+        members = [(s.key, s.request.context) for s in self.running]
+        batch, started = self.batches.step(members, tokens, {s.key for s in admitted})
+        if started:
+            for sequence in self.running:
+                sequence.batches += 1
         self.metrics.step(self.model.name, tokens, batch)
         context = trace.set_span_in_context(batch) if batch is not None else None
         self.batch_size.record(len(self.running), self._attributes, context=context)
@@ -317,6 +323,7 @@ class ContinuousBatcher:
             self.pool.free(sequence.allocation)
             sequence.allocation = None
         request = sequence.request
+        batches_taken_part_in(request.context, sequence.batches)
         self.metrics.request_finished(
             self.model.name,
             reason,
