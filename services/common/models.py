@@ -108,8 +108,8 @@ def _per_million(input_usd: float, output_usd: float) -> Price:
 
 # Prefill costs are per prompt token of a step: in continuous batching a step that admits a prompt computes
 # it whole while the batch's decoding waits, so they are a GPU's prefill rate (20k tokens/s for an 8B model),
-# not a batch's padded one. Notional prices of our own GPUs' time (an internal charge-back, not a market price): they make the cost
-# series and panels show the self-hosted models next to paid providers.
+# not a batch's padded one. Notional prices of our own GPUs' time (an internal charge-back, not a market
+# price): they make the cost series and panels show the self-hosted models next to paid providers.
 BUILTIN_CATALOG: tuple[ModelSpec, ...] = (
     ModelSpec(
         "llama-3.1-8b-instruct",

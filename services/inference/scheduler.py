@@ -231,12 +231,16 @@ class ContinuousBatcher:
         for sequence in list(self.running):
             if sequence not in self.running or sequence.allocation is None:
                 continue
-            while len(sequence.allocation.blocks) < self.pool.blocks_for(
-                len(sequence.request.prompt) + sequence.output
-            ):
-                if self.pool.counts().free + self.pool.counts().cached > 0:
+            needed = self.pool.blocks_for(len(sequence.request.prompt) + sequence.output)
+            while len(sequence.allocation.blocks) < needed:
+                if self.pool.available():
                     self.pool.grow(sequence.allocation)
                     continue
+                if self.running == [sequence]:
+                    # Alone and still out of blocks: the pool is its context limit (vLLM's max_model_len).
+                    self.running.remove(sequence)
+                    self._finish(sequence, sc.FINISH_LENGTH)
+                    break
                 self._preempt(self.running[-1])
                 if sequence not in self.running:
                     break

@@ -185,6 +185,17 @@ async def test_aborted_requests_are_counted_by_where_they_were_and_free_their_bl
 
 
 @pytest.mark.anyio
+async def test_an_answer_that_outgrows_the_whole_kv_cache_ends_at_its_limit() -> None:
+    async with engine(blocks=2) as e:  # 32 tokens in all
+        events = await e.run("long", _prompt(7, words=20), 64)
+    finished = _finished(events)
+    assert finished.reason == "length"
+    # Every token's KV fits but the last one's, which no step needed yet.
+    assert finished.input_tokens + finished.output_tokens == 2 * BLOCK + 1
+    assert _text(events) == simulated_output(_prompt(7, words=20), 64)[: finished.output_tokens]
+
+
+@pytest.mark.anyio
 async def test_a_prompt_larger_than_the_kv_cache_is_refused_before_it_runs() -> None:
     async with engine(blocks=2) as e:
         with pytest.raises(PromptTooLongError, match="KV blocks"):
