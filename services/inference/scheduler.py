@@ -79,7 +79,7 @@ _KV_WATERMARK = 0.01
 
 @dataclass(frozen=True)
 class SchedulerLimits:
-    max_running: int = 16
+    max_running: int = 64
     """Sequences in the batch at once (vLLM's max_num_seqs)."""
     max_step_tokens: int = 2048
     """Tokens one step may compute (vLLM's max_num_batched_tokens); a prompt longer than this runs alone."""

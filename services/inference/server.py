@@ -58,7 +58,7 @@ SETTINGS: dict[str, Setting[Any]] = {
     "max_batch_size": Setting(
         "LLM_INFERENCE_MAX_BATCH_SIZE",
         parse_int(minimum=1),
-        16,
+        64,
         "requests running in the continuous batch at once, per model (vLLM's max_num_seqs)",
     ),
     "max_step_tokens": Setting(
