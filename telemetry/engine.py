@@ -6,14 +6,16 @@ aborted request); the gauges (requests running and waiting, KV-cache usage and b
 :class:`EngineSnapshot` values the engine gives a callback at each collection, so a scrape costs one
 snapshot per model and nothing on the hot path.
 
-**Batch membership in the trace.** A *batch* is a run of engine steps with the same running requests. Its
-span (:class:`BatchSpans`) is the root of a trace of its own and links to every member request's span;
-each request's span links back to the batch it was admitted into (and to the one it rejoined after each
-preemption), and counts every batch it ran in (``llm.engine.batches``), so "who was I batched with?" is
-one click either way. A new batch starts only when membership changes (an admission, a finish, a
-preemption), so a request causes at most two batch spans of its own (joining and leaving) plus two per
-preemption, however long it runs; the links are one per member on each batch span and one per admission
-on the request's span (tests/benchmarks/bench_batch_spans.py measures the cost). Each step's token count
+**Batch membership in the trace.** A *batch* is a run of engine steps. Its span (:class:`BatchSpans`) is
+the root of a trace of its own and links to every request that ran in it; each request's span links back
+to the batch it was admitted into (and to the one it rejoined after a preemption, when that is another
+batch), and counts every batch it ran in (``llm.engine.batches``), so "who was I batched with?" is one
+click either way. A new batch starts only when membership changes (an admission, a finish, a preemption)
+and the current one has lasted :data:`BATCH_MIN_SECONDS` (changes before that join it), so a request
+causes at most two batch spans of its own (joining and leaving) plus two per preemption however long it
+runs, and a busy engine at most ten a second per model whatever its traffic; the links are one per
+request a batch ran on its span and one per batch a request was admitted into on the request's span
+(tests/benchmarks/bench_batch_spans.py measures the cost). Each step's token count
 is recorded in the batch span's context: its exemplar points at the batch span, whose trace the marking
 reservoir marks, so the Collector's tail sampling keeps it (collector/config/overlay-tail-sampling.yaml
 keeps marked traces).
@@ -28,7 +30,7 @@ from time import time_ns
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.trace import Link, Span, SpanKind
+from opentelemetry.trace import Span, SpanKind
 
 from telemetry import instruments, semconv as sc
 from telemetry._errors import contained
@@ -137,37 +139,73 @@ class EngineMetrics:
         ]
 
 
-class BatchSpans:
-    """One span per batch (a run of steps with unchanged membership), linked both ways to its members.
+BATCH_MIN_SECONDS = 0.1
+"""A batch lasts at least this long: membership changes within it join the current batch (which then
+links to its new members), so a busy engine makes at most ten batch spans a second per model."""
+BATCH_MAX_MEMBERS = 100
+"""The most requests a batch links: a change that would take it past this starts a new batch, even within
+:data:`BATCH_MIN_SECONDS`, so the links stay under the SDK's default limit (128 a span)."""
 
-    The engine calls :meth:`step` before every step with the members' contexts (each holding the request's
-    span, as the caller passed it) and :meth:`close` when it goes idle. ``model`` names the spans.
+
+class BatchSpans:
+    """One span per batch, linked both ways to its members.
+
+    A batch is a run of steps; a new one starts when the membership changes, unless the current batch is
+    younger than ``min_seconds``, in which case the newcomers join it. Its span links to every request that
+    ran in it; each request's span links back to the batch it was admitted into. The engine calls
+    :meth:`step` before every step with the members' contexts (each holding the request's span, as the
+    caller passed it) and :meth:`close` when it goes idle. ``model`` names the spans.
     """
 
-    def __init__(self, model: str, tracer_provider: trace.TracerProvider | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        tracer_provider: trace.TracerProvider | None = None,
+        min_seconds: float = BATCH_MIN_SECONDS,
+    ) -> None:
         self._tracer = trace.get_tracer(_SCOPE, tracer_provider=tracer_provider, schema_url=sc.SCHEMA_URL)
         self._model = model
+        self._min_ns = int(min_seconds * 1e9)
         self._span: Span | None = None
+        self._started_ns = 0
         self._members: tuple[int, ...] = ()
+        self._linked: set[int] = set()
         self._steps = 0
         self._tokens = 0
 
     def step(
         self, members: Sequence[tuple[int, Context | None]], tokens: int, admitted: Collection[int] = ()
-    ) -> tuple[Span | None, bool]:
+    ) -> tuple[Span | None, set[int]]:
         """The batch span of a step run by ``members`` ((request key, context) pairs) computing ``tokens``,
-        and whether it is a new batch (the membership changed). A new batch links to every member; the
-        members it ``admitted`` (keys) link back to it."""
+        and the keys of the members new to it (all of them when the batch is new). The members it
+        ``admitted`` (keys) link back to it."""
         keys = tuple(key for key, _ in members)
-        started = keys != self._members or self._span is None
+        joined: set[int] = set()
         with contained("engine.batch_step"):
-            if started:
+            now = time_ns()
+            changed = keys != self._members
+            newcomers = (
+                [(key, context) for key, context in members if key not in self._linked] if changed else []
+            )
+            if self._span is None or (
+                changed
+                and (
+                    now - self._started_ns >= self._min_ns
+                    or len(self._linked) + len(newcomers) > BATCH_MAX_MEMBERS
+                )
+            ):
                 self.close()
-                self._start(members, admitted)
-                self._members = keys
+                self._start(now)
+                newcomers = list(members)
+            if newcomers:
+                joined = self._join(newcomers)
+                # A request readmitted into a batch it already ran in (preempted and back within the
+                # window) is no newcomer: it links to that batch once.
+                self._link_back([(key, context) for key, context in newcomers if key in admitted])
+            self._members = keys
             self._steps += 1
             self._tokens += tokens
-        return self._span, started
+        return self._span, joined
 
     def close(self) -> None:
         """End the current batch (membership changes next step, or the engine is idle)."""
@@ -175,28 +213,41 @@ class BatchSpans:
         if span is None:
             return
         with contained("engine.batch_close"):
+            span.set_attribute(sc.LLM_ENGINE_BATCH_REQUESTS, len(self._linked))
             span.set_attribute(sc.LLM_ENGINE_BATCH_STEPS, self._steps)
             span.set_attribute(sc.LLM_ENGINE_BATCH_TOKENS, self._tokens)
             span.end()
         self._members, self._steps, self._tokens = (), 0, 0
+        self._linked = set()
 
-    def _start(self, members: Sequence[tuple[int, Context | None]], admitted: Collection[int]) -> None:
-        requests = [(key, trace.get_current_span(context)) for key, context in members if context is not None]
-        links = [Link(span.get_span_context()) for _, span in requests if span.get_span_context().is_valid]
-        span = self._tracer.start_span(
+    def _start(self, now: int) -> None:
+        self._span = self._tracer.start_span(
             f"batch {self._model}",
             context=Context(),  # a trace of its own: it belongs to every member's trace equally
             kind=SpanKind.INTERNAL,
-            links=links,
-            attributes={sc.GEN_AI_REQUEST_MODEL: self._model, sc.LLM_ENGINE_BATCH_REQUESTS: len(members)},
-            start_time=time_ns(),
+            attributes={sc.GEN_AI_REQUEST_MODEL: self._model},
+            start_time=now,
         )
-        self._span = span
-        batch = span.get_span_context()
+        self._started_ns = now
+
+    def _join(self, newcomers: Sequence[tuple[int, Context | None]]) -> set[int]:
+        """Link the batch to requests that had not run in it yet."""
+        assert self._span is not None
+        for key, context in newcomers:
+            request = trace.get_current_span(context)
+            if request.get_span_context().is_valid:
+                self._span.add_link(request.get_span_context())
+            self._linked.add(key)
+        return {key for key, _ in newcomers}
+
+    def _link_back(self, admitted: Sequence[tuple[int, Context | None]]) -> None:
+        assert self._span is not None
+        batch = self._span.get_span_context()
         if not batch.is_valid:
             return
-        for key, request in requests:
-            if key in admitted and request.is_recording():
+        for _, context in admitted:
+            request = trace.get_current_span(context)
+            if request.is_recording():
                 request.add_link(batch)
 
 

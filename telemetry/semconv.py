@@ -221,8 +221,8 @@ LLM_ENGINE_FINISH_REASON: Final = "llm.engine.finish_reason"
 array of every choice's reason; a metric point needs one value)."""
 # span attributes of the engine (never on metric points)
 LLM_ENGINE_BATCH_REQUESTS: Final = "llm.engine.batch.requests"
-"""On a batch span: the requests in it (each also a link). On a request's span: the requests in the batch
-it was admitted into, itself included."""
+"""On a batch span: the requests that ran in it (each also a link). On a request's span: the requests
+running in the step it was admitted into, itself included."""
 LLM_ENGINE_BATCH_STEPS: Final = "llm.engine.batch.steps"
 """Engine steps the batch ran with this membership."""
 LLM_ENGINE_BATCH_TOKENS: Final = "llm.engine.batch.tokens"

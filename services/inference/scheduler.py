@@ -300,10 +300,9 @@ class ContinuousBatcher:
         decoding = sum(1 for s in self.running if s.computed)
         tokens = prefill + decoding
         members = [(s.key, s.request.context) for s in self.running]
-        batch, started = self.batches.step(members, tokens, {s.key for s in admitted})
-        if started:
-            for sequence in self.running:
-                sequence.batches += 1
+        batch, joined = self.batches.step(members, tokens, {s.key for s in admitted})
+        for sequence in self.running:
+            sequence.batches += sequence.key in joined
         self.metrics.step(self.model.name, tokens, batch)
         context = trace.set_span_in_context(batch) if batch is not None else None
         self.batch_size.record(len(self.running), self._attributes, context=context)

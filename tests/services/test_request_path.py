@@ -79,8 +79,10 @@ def test_one_request_yields_one_trace_linking_all_three_services(services: InPro
     assert chat["attributes"]["gen_ai.usage.input_tokens"] > 0
     # Batch membership: the engine's span links to the batch it was admitted into, the root of a trace of
     # its own, and counts the batches it ran in.
-    batches = {(link["trace_id"], link["span_id"]) for link in server["links"]}
-    assert len(batches) == 1 + server["attributes"]["llm.engine.request.preemptions"]
+    links = [(link["trace_id"], link["span_id"]) for link in server["links"]]
+    batches = set(links)
+    assert len(links) == len(batches)  # one link per batch it was admitted into, however often
+    assert 1 <= len(batches) <= 1 + server["attributes"]["llm.engine.request.preemptions"]
     assert server["attributes"]["llm.engine.batches"] >= len(batches)
     batch_spans = [s for s in services.spans() if (s["trace_id"], s["span_id"]) in batches]
     assert batch_spans
