@@ -2,8 +2,8 @@
 # Builds the real backends from their Go modules and caches the binaries outside the repo.
 #
 #   scripts/build-backends.sh [TARGET ...]   build what is missing of otelcol, prometheus, jaeger,
-#                                            alertmanager, etcd, kube (kube-apiserver + kubectl), helm,
-#                                            compose (the Docker CLI plugin) (default: all)
+#                                            alertmanager, sloth, etcd, kube (kube-apiserver + kubectl),
+#                                            helm, compose (the Docker CLI plugin) (default: all)
 #   scripts/build-backends.sh --print                                       print NAME=path lines
 #
 # Versions come from deploy/versions.env; the Collector's components from collector/builder-config.yaml.
@@ -31,6 +31,7 @@ alertmanager_dir="$cache/bin/alertmanager-$ALERTMANAGER_VERSION"
 etcd_dir="$cache/bin/etcd-$ETCD_VERSION"
 kube_dir="$cache/bin/kube-$KUBERNETES_VERSION"
 helm_dir="$cache/bin/helm-$HELM_VERSION"
+sloth_dir="$cache/bin/sloth-$SLOTH_VERSION"
 compose_dir="$cache/bin/compose-$COMPOSE_VERSION"
 
 print_paths() {
@@ -43,6 +44,7 @@ print_paths() {
   echo "KUBE_APISERVER=$kube_dir/kube-apiserver"
   echo "KUBECTL=$kube_dir/kubectl"
   echo "HELM=$helm_dir/helm"
+  echo "SLOTH=$sloth_dir/sloth"
   echo "DOCKER_COMPOSE=$compose_dir/docker-compose"
 }
 
@@ -124,6 +126,19 @@ build_jaeger() {
       -o "$jaeger_dir.tmp/jaeger" "$pkg"
   )
   rm -rf "$jaeger_dir" "$work"; mv "$jaeger_dir.tmp" "$jaeger_dir"
+}
+
+# Sloth turns deploy/slo/slos.yaml into the SLO recording and burn-rate alerting rules (python -m deploy.slo);
+# only the generator and its tests run it, never the stack.
+build_sloth() {
+  [[ -x $sloth_dir/sloth ]] && { log "sloth $SLOTH_VERSION cached ($sloth_dir)"; return; }
+  require_go
+  log "building sloth $SLOTH_VERSION (cold: about 10 minutes)"
+  mkdir -p "$sloth_dir.tmp"
+  local ldflags="-s -w -X github.com/slok/sloth/internal/info.Version=v$SLOTH_VERSION"
+  with_progress "go install sloth" env GOBIN="$sloth_dir.tmp" CGO_ENABLED=0 go install -ldflags "$ldflags" \
+    "github.com/slok/sloth/cmd/sloth@v$SLOTH_VERSION"
+  rm -rf "$sloth_dir"; mv "$sloth_dir.tmp" "$sloth_dir"
 }
 
 # etcd, kube-apiserver, kubectl and helm exist for one purpose: tests/e2e/test_helm.py renders the chart
@@ -245,15 +260,15 @@ main() {
   local target
   for target in "${targets[@]}"; do
     case $target in
-      otelcol | prometheus | jaeger | alertmanager | etcd | kube | helm | compose) ;;
+      otelcol | prometheus | jaeger | alertmanager | sloth | etcd | kube | helm | compose) ;;
       all) ;;
-      *) log "unknown target '$target' (otelcol, prometheus, jaeger, alertmanager, etcd, kube, helm, compose, all)"; exit 2 ;;
+      *) log "unknown target '$target' (otelcol, prometheus, jaeger, alertmanager, sloth, etcd, kube, helm, compose, all)"; exit 2 ;;
     esac
   done
   for target in "${targets[@]}"; do
     case $target in
       all)
-        build_otelcol; build_prometheus; build_jaeger; build_alertmanager
+        build_otelcol; build_prometheus; build_jaeger; build_alertmanager; build_sloth
         build_etcd; build_kube; build_helm; build_compose
         ;;
       *) "build_$target" ;;

@@ -46,6 +46,9 @@ class LoadReport:
     """Open-loop arrivals that waited for a free slot (``run_load(rate=...)``)."""
     elapsed: float = 0.0
     """Seconds from the first request sent to the last answer."""
+    arrival_rate: float | None = None
+    """Open-loop arrivals per second actually achieved: requests sent over the time it took to send them
+    (``run_load(rate=...)``); below the asked rate only when this client could not keep up."""
 
     def summary(self) -> str:
         lat = sorted(self.latencies)
@@ -56,6 +59,8 @@ class LoadReport:
         kinds = ", ".join(f"{k}: {v}" for k, v in sorted(self.kinds.items()))
         pace = f" in {self.elapsed:.0f} s ({len(lat) / self.elapsed:.1f}/s)" if self.elapsed else ""
         late = f", {self.late} arrivals waited for a free slot" if self.late else ""
+        if self.arrival_rate is not None:
+            late += f", sent at {self.arrival_rate:.1f}/s"
         return (
             f"{len(lat)} requests{pace} ({kinds}){late}\n"
             f"  status codes: {statuses}\n"
@@ -241,6 +246,7 @@ async def _open_loop(
             slots.release()
 
     sent = 0
+    last_sent = start
     while queue and time.monotonic() < deadline:
         due = start + sent / rate
         await asyncio.sleep(max(0.0, due - time.monotonic()))
@@ -251,6 +257,9 @@ async def _open_loop(
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         sent += 1
+        last_sent = time.monotonic()
+    if sent > 1:
+        report.arrival_rate = (sent - 1) / (last_sent - start)
     await asyncio.gather(*tasks)
 
 

@@ -22,6 +22,8 @@ from telemetry._handle import InstrumentationHandle
 from telemetry._optional import MissingExtraError, import_extra
 from telemetry._prometheus import PrometheusMetricReader
 from telemetry._setup import Telemetry, build_telemetry, configure, current, shutdown
+from telemetry.boundary import TrustBoundary
+from telemetry.content import ContentPolicy
 from telemetry.genai import (
     GenAIClientMetrics,
     GenAIRequest,
@@ -74,6 +76,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "DEFAULT_VIEWS",
     "AdvancedOptions",
+    "ContentPolicy",
     "GenAIClientMetrics",
     "GenAIRequest",
     "GenAIServerMetrics",
@@ -91,6 +94,7 @@ __all__ = [
     "TelemetrySettings",
     "TokenUsage",
     "TracesOptions",
+    "TrustBoundary",
     "bounded",
     "build_telemetry",
     "capture_messages",

@@ -35,6 +35,8 @@ from telemetry._selfmetrics import (
     CountingSpanExporter,
     PipelineCounts,
 )
+from telemetry.boundary import EdgeSampler
+from telemetry.content import ContentPolicy
 from telemetry.exemplars import MarkedSpans
 from telemetry.options import (
     DEFAULT_EXEMPLAR_WINDOW_S,
@@ -85,6 +87,11 @@ class Telemetry:
     def capture_content(self) -> bool:
         """Whether prompt and completion text go on GenAI spans (``TracesOptions.capture_content``)."""
         return bool(self.settings.traces and self.settings.traces.capture_content)
+
+    @property
+    def content_policy(self) -> ContentPolicy:
+        """Capture on or off, with its redaction and caps (:mod:`telemetry.content`)."""
+        return self.settings.traces.content_policy() if self.settings.traces else ContentPolicy()
 
     def metrics_app(self) -> MetricsApp:
         """An ASGI app serving ``/metrics`` from this set-up's pull reader, for a service's own port::
@@ -191,6 +198,9 @@ def build_telemetry(**options: Unpack[TelemetryOptions]) -> Telemetry:
     readers = _metric_readers(settings, advanced.metric_readers, counts, exporters)
     pull = next((r for r in readers if isinstance(r, PrometheusMetricReader)), None)
     tracer_provider = TracerProvider(resource=resource, id_generator=advanced.id_generator)
+    # OTEL_TRACES_SAMPLER's sampler, as the SDK read it, except where a trust boundary asks for our own
+    # decision on a caller's trace (telemetry.boundary): a no-op wrapper for every other span.
+    tracer_provider.sampler = EdgeSampler(tracer_provider.sampler)
     marked = MarkedSpans()
     window = settings.metrics.exemplar_window if settings.metrics else DEFAULT_EXEMPLAR_WINDOW_S
     views = default_views(window, marked)

@@ -18,7 +18,8 @@ Every process and every histogram ranks a trace the same way, so the busy bucket
 choose the *same* few traces: a request that ranks low becomes the exemplar of its duration, its TTFT, its
 token counts, in the gateway, the orchestrator and the inference server at once. And the Collector's
 sampling keeps its share of ordinary traces by the same rank (collector/config/overlay-tail-sampling.yaml),
-so an exemplar that ranks within the share costs no extra kept trace at all.
+so an exemplar that ranks within the share costs no extra kept trace at all. A counter or gauge (one slot
+per series) takes only such a trace: its exemplar never costs one.
 
 The guarantee holds by construction: a measurement whose span cannot be marked (it has ended, or it is
 not recording) never becomes an exemplar. The cost is bounded by the window, not by traffic: at most one
@@ -47,6 +48,10 @@ _FIRST_THRESHOLD = 1 / 256
 """The rank a trace must beat at the very start of a window."""
 _RAMP_SHARE = 0.75
 """Part of the window over which the threshold rises to 1 (any trace): it passes 5 % a third in."""
+
+_COUNTER_RANK = 1 / 32
+"""A counter's or gauge's exemplar comes only from a trace ranking below this, within the sampling
+configuration's default share (5 %): such a trace is kept whether or not it is marked."""
 
 _RECENT_SPANS = 4096
 """How many marked span ids :class:`MarkedSpans` remembers, so a span chosen by several histograms (a
@@ -105,13 +110,8 @@ class MarkingReservoir(ExemplarReservoir):
         if not span.is_recording():  # ended, or never sampled: it could not be marked, so it is not chosen
             return
         span_context = span.get_span_context()
-        # A bucket that had an exemplar last window is busy: early on it waits for a low-ranking trace. One
-        # that had none is sparse: waiting would likely leave it empty, so it takes what comes.
-        busy = self._windows[bucket] == window - 1
-        if busy and offset < self._ramp_ns:
-            rank = (span_context.trace_id & _RANK_MASK) / _RANK_SCALE
-            if rank >= _FIRST_THRESHOLD ** (1.0 - offset / self._ramp_ns):
-                return
+        if not self._accepts(bucket, window, offset, (span_context.trace_id & _RANK_MASK) / _RANK_SCALE):
+            return
         with self._lock:
             if self._windows[bucket] == window:
                 return
@@ -120,6 +120,19 @@ class MarkingReservoir(ExemplarReservoir):
                 (value, time_unix_nano, attributes, span_context.span_id, span_context.trace_id)
             )
         self._marked.mark(span, span_context.span_id)
+
+    def _accepts(self, bucket: int, window: int, offset: int, rank: float) -> bool:
+        """Whether a measurement (its trace's ``rank``, ``offset`` ns into ``window``) fills ``bucket``."""
+        if not self._boundaries:
+            # A counter's or gauge's exemplar is a courtesy, not a drilldown: only a trace the sampling's
+            # share keeps anyway, so it never costs a kept trace.
+            return rank < _COUNTER_RANK
+        if self._windows[bucket] == window - 1 and offset < self._ramp_ns:
+            # A bucket that had an exemplar last window is busy: early on it waits for a low-ranking trace.
+            # One that had none is sparse: waiting would likely leave it empty, so it takes what comes.
+            threshold: float = _FIRST_THRESHOLD ** (1.0 - offset / self._ramp_ns)
+            return rank < threshold
+        return True
 
     def collect(self, point_attributes: Attributes) -> list[Exemplar]:
         with self._lock:

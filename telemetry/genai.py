@@ -3,7 +3,8 @@
 Every histogram is recorded with the context of the request's span, so its point carries an exemplar
 with that span's trace and span ids (the SDK's default ``trace_based`` exemplar filter) even when the
 caller is not inside ``use_span``. Prompt and completion text are recorded only when content capture is
-enabled (``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``), never by default.
+enabled (``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``), never by default, and then redacted and
+bounded (:mod:`telemetry.content`).
 
 The client metrics come in two vocabularies (``MetricsOptions.genai_semconv``): ``latest``, the 2026
 GenAI conventions (``gen_ai.client.inference.*`` and usage counters, on a meter whose schema URL is the
@@ -13,7 +14,6 @@ GenAI revision's), and ``legacy``, the pre-2026 names of semconv 1.44.0 (``gen_a
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,6 +24,7 @@ from opentelemetry.util.types import AttributeValue
 
 from telemetry import instruments, semconv as sc
 from telemetry._errors import contained
+from telemetry.content import OMITTED_MESSAGES, ContentPolicy
 from telemetry.options import GENAI_SEMCONV_BOTH, GENAI_SEMCONV_LATEST, GENAI_SEMCONV_LEGACY
 from telemetry.views import bounded
 
@@ -115,28 +116,47 @@ def set_response_attributes(
         span.set_attribute(sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, reasoning_output_tokens)
 
 
-def content_capture_enabled() -> bool:
+def content_policy() -> ContentPolicy:
+    """The global set-up's content policy (capture off when ``configure()`` has not run)."""
     from telemetry._setup import current
 
     configured = current()
-    return configured is not None and configured.capture_content
+    return configured.content_policy if configured is not None else ContentPolicy()
+
+
+def content_capture_enabled() -> bool:
+    return content_policy().enabled
 
 
 def capture_messages(
-    span: Span, *, input_messages: object = None, output_messages: object = None, enabled: bool | None = None
+    span: Span,
+    *,
+    input_messages: object = None,
+    output_messages: object = None,
+    enabled: bool | None = None,
+    policy: ContentPolicy | None = None,
 ) -> bool:
-    """Record prompt/completion as ``gen_ai.input.messages``/``gen_ai.output.messages`` if opted in.
+    """Record prompt/completion as ``gen_ai.input.messages``/``gen_ai.output.messages`` if opted in,
+    redacted and bounded by ``policy`` (``Telemetry.content_policy``; None: the global set-up's).
 
-    ``enabled`` is the caller's choice (``Telemetry.capture_content``); None asks the global set-up.
-    Returns whether anything was recorded, so callers and tests can see the decision.
+    ``enabled`` overrides the policy's on/off. Returns whether anything was recorded, so callers and tests
+    can see the decision.
     """
-    if not (content_capture_enabled() if enabled is None else enabled):
+    chosen = policy or content_policy()
+    if not (chosen.enabled if enabled is None else enabled):
         return False
     with contained("genai.capture_messages"):
-        if input_messages is not None:
-            span.set_attribute(sc.GEN_AI_INPUT_MESSAGES, json.dumps(input_messages, ensure_ascii=False))
-        if output_messages is not None:
-            span.set_attribute(sc.GEN_AI_OUTPUT_MESSAGES, json.dumps(output_messages, ensure_ascii=False))
+        omitted = 0
+        for key, messages in (
+            (sc.GEN_AI_INPUT_MESSAGES, input_messages),
+            (sc.GEN_AI_OUTPUT_MESSAGES, output_messages),
+        ):
+            if messages is not None:
+                rendered, left_out = chosen.render(messages)
+                span.set_attribute(key, rendered)
+                omitted += left_out
+        if omitted:
+            span.set_attribute(OMITTED_MESSAGES, omitted)
     return True
 
 

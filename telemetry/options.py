@@ -24,12 +24,14 @@ from importlib.metadata import PackageNotFoundError, entry_points, version
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar
 
 from telemetry._errors import TelemetryConfigError
+from telemetry.content import ContentPolicy, parse_patterns
 from telemetry.settings import (
     Setting,
     declared_settings,
     nested_options,
     parse_bool,
     parse_float,
+    parse_int,
     parse_nonempty,
     parse_port,
     reading,
@@ -129,14 +131,48 @@ def switch(env: str, options: Callable[[], OptionsT], doc: str) -> OptionsT | Li
 # ---- signals ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TracesOptions:
-    """``traces=``: spans, exported over OTLP (:class:`OtlpOptions`)."""
+    """``traces=``: spans, exported over OTLP (:class:`OtlpOptions`). Captured content is redacted and
+    bounded as :mod:`telemetry.content` says."""
 
     capture_content: bool = setting(
         "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
         parse_bool,
         False,
-        "record prompt/completion text on GenAI spans",
+        "record prompt/completion text on GenAI spans (only where the trace store is access-controlled)",
     )
+    content_redact: tuple[str, ...] = setting(
+        "LLM_TELEMETRY_CONTENT_REDACT",
+        parse_patterns,
+        (),
+        "captured content: a JSON array of regular expressions whose matches become `[REDACTED]`, e.g."
+        ' `["sk-[A-Za-z0-9]+", "\\\\b\\\\d{13,16}\\\\b"]`',
+        shown_default="none",
+    )
+    content_max_message_chars: int = setting(
+        "LLM_TELEMETRY_CONTENT_MAX_MESSAGE_CHARS",
+        parse_int(minimum=16),
+        4096,
+        "captured content: characters kept of each text (message, part, tool-call arguments); the rest is"
+        " cut with a `…[truncated N chars]` marker",
+    )
+    content_max_chars: int = setting(
+        "LLM_TELEMETRY_CONTENT_MAX_CHARS",
+        parse_int(minimum=256),
+        16384,
+        "captured content: characters of each span's `gen_ai.input.messages`/`gen_ai.output.messages`;"
+        " the oldest messages are left out (`llm.content.omitted_messages`)",
+    )
+    content_redactor: Callable[[str], str] | None = field(default=None, compare=False)
+    """A keyword only: the code's own redaction, after the patterns (``str -> str``)."""
+
+    def content_policy(self) -> ContentPolicy:
+        return ContentPolicy(
+            self.capture_content,
+            self.content_redact,
+            self.content_redactor,
+            self.content_max_message_chars,
+            self.content_max_chars,
+        )
 
 
 @dataclass(frozen=True)

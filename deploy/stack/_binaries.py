@@ -18,6 +18,8 @@ OVERRIDE_VARS = {
     "promtool": "LLMTEL_PROMTOOL",
     "jaeger": "LLMTEL_JAEGER",
     "alertmanager": "LLMTEL_ALERTMANAGER",
+    # The SLO rules' generator (python -m deploy.slo) and its tests.
+    "sloth": "LLMTEL_SLOTH",
     # The Helm chart's checks (tests/e2e/test_helm.py): a throwaway API server and the Helm CLI.
     "etcd": "LLMTEL_ETCD",
     "kube-apiserver": "LLMTEL_KUBE_APISERVER",
@@ -30,6 +32,7 @@ _PRINT_KEYS = {
     "PROMTOOL": "promtool",
     "JAEGER": "jaeger",
     "ALERTMANAGER": "alertmanager",
+    "SLOTH": "sloth",
     "ETCD": "etcd",
     "KUBE_APISERVER": "kube-apiserver",
     "KUBECTL": "kubectl",

@@ -8,6 +8,7 @@ same tables (``tests/docs/test_readme.py`` compares them). Nothing else in a ser
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,3 +27,13 @@ def read_table(table: Mapping[str, Setting[Any]], env: Mapping[str, str] | None 
 def env_str(name: str, default: str, env: Mapping[str, str] | None = None) -> str:
     """One string setting outside a table (e.g. a file path read once)."""
     return Setting(name, parse_str, default, "").read(env)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address, IPv6 with or without brackets) is this machine's loopback."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -11,9 +11,10 @@ catalog: the built-in one, or the JSON or YAML file ``LLM_MODEL_CATALOG`` names:
         base_url: https://api.openai.com/v1
         api_key_file: /run/secrets/openai-api-key   # or api_key_env: OPENAI_API_KEY; or neither
         timeout_seconds: 60           # per read: the first byte, then each streamed chunk
+        trace_context: none           # what the gateway sends of the trace: traceparent (default) or none
       vllm-east:
         type: openai_compatible
-        base_url: http://vllm-east.internal:8000/v1
+        base_url: http://vllm-east.internal:8000/v1   # plain http: no key, or allow_insecure_http: true
         gen_ai_provider_name: vllm    # semconv's well-known value where one exists (openai, ...)
     models:
       - name: gpt-4o-mini             # what clients ask for
@@ -25,8 +26,11 @@ catalog: the built-in one, or the JSON or YAML file ``LLM_MODEL_CATALOG`` names:
 
 A top-level list is the older form: models only, all on ``self_hosted``. Mistakes stop start-up, each
 with where it is (``models[2].provider: ...``): all those of the file's shape at once, or else all those
-of its meaning (unknown providers, missing URLs, unreadable keys). API keys are read once, at start-up,
-and never appear in a message, a log line, a ``repr`` or a span.
+of its meaning (unknown providers, missing URLs, unreadable keys, a key over plain ``http://``). API keys
+are read once, at start-up, and never appear in a message, a log line, a ``repr`` or a span. A key is
+refused on an ``http://`` URL (it would cross the network in clear) unless the host is loopback or the
+provider says ``allow_insecure_http: true``. A provider outside the platform gets our ``traceparent`` at
+most, never baggage or tracestate; ``trace_context: none`` sends it nothing of the trace.
 """
 
 from __future__ import annotations
@@ -38,11 +42,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services.common.env import SettingError, env_str
+from services.common.env import SettingError, env_str, is_loopback
 
 SELF_HOSTED = "self_hosted"
 """The built-in provider: our own pipeline (gateway → orchestrator → inference)."""
@@ -65,6 +70,8 @@ class ProviderSpec:
     api_key: str | None = field(default=None, repr=False)
     """The secret itself: sent as ``Authorization: Bearer``, nowhere else."""
     timeout: float = 60.0
+    trace_context: Literal["traceparent", "none"] = "traceparent"
+    """What the gateway's requests to it carry of the trace (``instrument_httpx``'s ``propagation``)."""
 
     @property
     def semconv_name(self) -> str:
@@ -200,6 +207,8 @@ class _ProviderEntry(_Strict):
     api_key_env: str | None = None
     timeout_seconds: float = Field(default=60.0, gt=0)
     gen_ai_provider_name: str | None = None
+    trace_context: Literal["traceparent", "none"] = "traceparent"
+    allow_insecure_http: bool = False
 
 
 class _ModelEntry(_Strict):
@@ -285,6 +294,11 @@ def _provider(
     elif not re.match(r"^https?://[^/\s]+", entry.base_url):
         problems.append(f"{where}.base_url: {entry.base_url!r} is not an http:// or https:// URL")
     api_key = _api_key(where, entry, env, problems)
+    if api_key is not None and entry.base_url and _in_clear(entry.base_url) and not entry.allow_insecure_http:
+        problems.append(
+            f"{where}.base_url: {entry.base_url!r} is plain http and the provider has an API key, which would"
+            " cross the network in clear: use https://, or set allow_insecure_http: true"
+        )
     if len(problems) > before:
         return None
     return ProviderSpec(
@@ -294,7 +308,16 @@ def _provider(
         str(entry.base_url).rstrip("/"),
         api_key,
         entry.timeout_seconds,
+        entry.trace_context,
     )
+
+
+def _in_clear(base_url: str) -> bool:
+    """An ``http://`` URL to a host other than loopback."""
+    url = urlsplit(base_url)
+    if url.scheme != "http":
+        return False
+    return not is_loopback(url.hostname or "")
 
 
 def _api_key(

@@ -11,36 +11,43 @@ in-flight limit), the upstreams, GenAI recording, stream relaying, and the respo
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
-from typing import Any
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
-from opentelemetry import trace
+from fastapi.responses import JSONResponse, Response
+from opentelemetry import baggage, context as otel_context, trace
 from opentelemetry.metrics import CallbackOptions, Observation
 from starlette.background import BackgroundTask
 
 from services.common import semconv as service_sc
 from services.common.models import Catalog, ModelSpec, ProviderType
-from services.common.probes import Probes, add_metrics, add_probes
+from services.common.probes import Probes, add_metrics, add_probes, side_app
 from services.common.semconv import ErrorType
-from services.gateway.admission import Admission, HeaderLimit
+from services.gateway.admission import Admission, HeaderLimit, Ticket
 from services.gateway.cache import ResponseCache, request_key
 from services.gateway.errors import ApiError, add_error_handlers
-from services.gateway.openapi import AUTH_ERRORS, CHAT_REQUEST_BODY, CHAT_RESPONSES, install_openapi
+from services.gateway.openapi import AUTH_ERRORS, BEARER, CHAT_REQUEST_BODY, CHAT_RESPONSES, install_openapi
+from services.gateway.protocol import EdgeLimits, gateway_protocol
 from services.gateway.recording import GatewayMetrics, GenAICall
 from services.gateway.settings import GatewaySettings
-from services.gateway.upstream import OpenAICompatible, Orchestrator, Upstream
+from services.gateway.streaming import GuardedStreamingResponse
+from services.gateway.upstream import OpenAICompatible, Orchestrator, Upstream, UpstreamLimits
 from services.gateway.wire import ChatCompletionRequest, InvalidRequest, parse_json, parse_request
 from telemetry import (
     Telemetry,
+    TrustBoundary,
     instrument_fastapi,
     instruments,
     register_known_values,
     semconv as sc,
 )
 from telemetry.options import GENAI_SEMCONV_LATEST
+
+logger = logging.getLogger("services.gateway")
 
 __all__ = ["ApiError", "ChatCompletionRequest", "Gateway", "GatewaySettings", "create_app"]
 
@@ -57,12 +64,13 @@ class Gateway:
         self.catalog = models if isinstance(models, Catalog) else Catalog.of(models)
         self.models = dict(self.catalog.models)
         meter = telemetry.meter_provider.get_meter("services.gateway", schema_url=sc.SCHEMA_URL)
-        self.admission = Admission(settings.api_keys, settings.max_in_flight, meter)
+        self.admission = Admission(settings.api_keys, settings.max_in_flight, meter, settings.key_limit)
         evictions = instruments.create(meter, service_sc.LLM_GATEWAY_CACHE_EVICTIONS)
         self.cache = ResponseCache(
             settings.cache_entries,
             settings.cache_ttl,
             on_evict=lambda reason: evictions.add(1, {service_sc.LLM_CACHE_EVICTION_REASON: reason}),
+            max_bytes=settings.cache_max_bytes,
         )
         self.cache_requests = instruments.create(meter, service_sc.LLM_GATEWAY_CACHE_REQUESTS)
         instruments.create(meter, service_sc.LLM_GATEWAY_CACHE_ENTRIES, callbacks=[self._observe_cache])
@@ -79,12 +87,19 @@ class Gateway:
         # What answers: our names, and the names the providers are asked for (they answer with those).
         answering = [*self.models, *(m.upstream_model for m in self.models.values() if m.upstream_model)]
         register_known_values(sc.GEN_AI_RESPONSE_MODEL, answering)
-        self.upstream = Orchestrator(settings.orchestrator_url, settings.upstream_timeout, telemetry)
+        limits = UpstreamLimits(settings.upstream_total_timeout, settings.max_upstream_bytes)
+        self.upstream = Orchestrator(settings.orchestrator_url, settings.upstream_timeout, telemetry, limits)
         """The pipeline's upstream: every ``pipeline`` provider of the catalog."""
         self.providers: dict[str, Upstream] = {
-            p.id: self.upstream if p.type is ProviderType.PIPELINE else OpenAICompatible(p, telemetry)
+            p.id: self.upstream if p.type is ProviderType.PIPELINE else OpenAICompatible(p, telemetry, limits)
             for p in self.catalog.providers.values()
         }
+
+    def protocol(self) -> type[asyncio.Protocol]:
+        """The HTTP/1.1 protocol to serve this gateway with (uvicorn's ``http=``): OpenAI-shaped parse
+        errors, the connection cap and the request-head deadline, its refusals counted by admission."""
+        limits = EdgeLimits(self.settings.max_connections, self.settings.header_timeout)
+        return gateway_protocol(limits, self.admission.count_refusal)
 
     def upstreams(self) -> list[Upstream]:
         """Each upstream client once (pipeline providers share the orchestrator's)."""
@@ -104,11 +119,20 @@ class Gateway:
             raise ApiError(413, ErrorType.REQUEST_TOO_LARGE, f"request body exceeds {limit} bytes")
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():  # also bounds chunked bodies that declare no length
-            size += len(chunk)
-            if size > limit:
-                raise ApiError(413, ErrorType.REQUEST_TOO_LARGE, f"request body exceeds {limit} bytes")
-            chunks.append(chunk)
+        deadline = self.settings.body_timeout
+        try:
+            async with asyncio.timeout(deadline):  # a trickled body cannot hold its slots for long
+                async for chunk in request.stream():  # also bounds chunked bodies that declare no length
+                    size += len(chunk)
+                    if size > limit:
+                        raise ApiError(
+                            413, ErrorType.REQUEST_TOO_LARGE, f"request body exceeds {limit} bytes"
+                        )
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise ApiError(
+                408, ErrorType.REQUEST_TIMEOUT, f"the request body did not arrive within {deadline:g} s"
+            ) from None
         try:
             return parse_request(parse_json(b"".join(chunks)))
         except InvalidRequest as exc:
@@ -133,12 +157,13 @@ class Gateway:
             spec=spec,
             provider=self.catalog.provider_of(spec),
             body=body,
-            capture_content=self.telemetry.capture_content,
+            content=self.telemetry.content_policy,
             pipeline_url=self.settings.orchestrator_url,
         )
 
-    async def complete(self, body: ChatCompletionRequest, spec: ModelSpec) -> dict[str, Any]:
-        key = request_key(body.model_dump())
+    async def complete(self, body: ChatCompletionRequest, spec: ModelSpec, caller: str) -> bytes:
+        """The answer as the client gets it (JSON bytes), from ``caller``'s part of the cache or upstream."""
+        key = request_key(caller, body.model_dump())
         cached = self.cache.get(key)
         self.cache_requests.add(
             1,
@@ -160,18 +185,51 @@ class Gateway:
             finish_reasons=answer.finish_reasons,
             output_text=answer.output_text,
         )
-        self.cache.put(key, answer.response)
-        return answer.response
+        rendered = json.dumps(answer.response, ensure_ascii=False, separators=(",", ":")).encode()
+        self.cache.put(key, rendered)
+        return rendered
 
-    async def open_stream(self, body: ChatCompletionRequest, spec: ModelSpec) -> StreamingResponse:
+    async def open_stream(
+        self, body: ChatCompletionRequest, spec: ModelSpec, ticket: Ticket
+    ) -> GuardedStreamingResponse:
         """Open the upstream stream first, so failures before the first token get a real status code.
-        From then on the stream owns the request's in-flight slot and gives it back when it ends."""
+        From then on the stream owns the request's in-flight slots and gives them back when it ends."""
         call = self._start_call(body, spec)
         with call.current():
-            relay = await self.providers[spec.provider].open_stream(body, spec, call, self.admission.leave)
-        return StreamingResponse(
-            relay.events(), media_type="text/event-stream", background=BackgroundTask(relay.finish)
+            relay = await self.providers[spec.provider].open_stream(body, spec, call, ticket.leave)
+        return GuardedStreamingResponse(
+            relay.events(),
+            write_timeout=self.settings.stream_write_timeout,
+            media_type="text/event-stream",
+            background=BackgroundTask(relay.finish),
         )
+
+
+@contextmanager
+def on_behalf_of(caller: str) -> Iterator[None]:
+    """The request is ``caller``'s: said on the SERVER span, and in the baggage the services behind the
+    gateway receive (the only baggage they get: the caller's own was dropped at the boundary)."""
+    trace.get_current_span().set_attribute(service_sc.LLM_TENANT_ID, caller)
+    token = otel_context.attach(baggage.set_baggage(service_sc.LLM_TENANT_ID, caller))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
+def trust_boundary(settings: GatewaySettings, admission: Admission) -> TrustBoundary:
+    """The public edge's rules for callers' trace context (``LLM_GATEWAY_CONTINUE_TRACES``), logged once."""
+    if settings.continue_traces:
+        logger.info(
+            "trace context: a caller with a valid key continues its trace (under the gateway's own sampling"
+            " decision); other callers start a new trace; inbound baggage and tracestate are dropped"
+        )
+    else:
+        logger.info(
+            "trace context: every request starts a new trace (LLM_GATEWAY_CONTINUE_TRACES=false), a valid"
+            " caller's context kept as a span link; inbound baggage and tracestate are dropped"
+        )
+    return TrustBoundary(admission.trusted, continue_traces=settings.continue_traces)
 
 
 def create_app(
@@ -195,6 +253,9 @@ def create_app(
     app = FastAPI(
         title="gateway",
         version=version,
+        # No Swagger UI or ReDoc: both load their scripts from a CDN. The document is at /openapi.json.
+        docs_url=None,
+        redoc_url=None,
         description="OpenAI's chat completions in front of the model catalog. Every error, on any path, "
         'is OpenAI\'s shape `{"error": {"message", "type", "param", "code"}}`: 404 for an unknown path, '
         "405 for a wrong method.",
@@ -204,13 +265,19 @@ def create_app(
     add_error_handlers(app)
     install_openapi(app)
     app.add_middleware(HeaderLimit, limit=settings.max_header_bytes, admission=admission)
-    add_probes(app, Probes("gateway", version, {"orchestrator": gateway.upstream.problem}))
-    add_metrics(app, telemetry)
+    probes = Probes("gateway", version, {"orchestrator": gateway.upstream.problem})
+    add_probes(app, probes)
+    if not settings.ops_address:
+        add_metrics(app, telemetry)
+    app.state.ops = side_app("gateway", probes, telemetry) if settings.ops_address else None
+    """The side port's app (``LLM_GATEWAY_OPS_ADDRESS``): /health, /ready and /metrics off the public port."""
 
-    @app.get("/v1/models", responses=AUTH_ERRORS)
+    @app.get("/v1/models", responses=AUTH_ERRORS, openapi_extra=BEARER)
     async def list_models(request: Request) -> Response:
         try:
-            admission.authenticate(request.headers.get("authorization"))
+            trace.get_current_span().set_attribute(
+                service_sc.LLM_TENANT_ID, admission.authenticate(request.headers.get("authorization"))
+            )
         except ApiError as exc:
             return admission.reject(exc)
         return JSONResponse(
@@ -222,33 +289,43 @@ def create_app(
             }
         )
 
-    @app.post("/v1/chat/completions", responses=CHAT_RESPONSES, openapi_extra=CHAT_REQUEST_BODY)
+    @app.post("/v1/chat/completions", responses=CHAT_RESPONSES, openapi_extra={**CHAT_REQUEST_BODY, **BEARER})
     async def chat_completions(request: Request) -> Response:
         try:
             admission.enter()
         except ApiError as exc:
             return admission.reject(exc)
+        ticket: Ticket | None = None
         handed_to_stream = False
         try:
             try:
-                admission.authenticate(request.headers.get("authorization"))
-                body = await gateway.read_body(request)
-                spec = gateway.model(body.model)
+                caller = admission.authenticate(request.headers.get("authorization"))
+                ticket = admission.admit(caller)
+                with on_behalf_of(caller):
+                    body = await gateway.read_body(request)
+                    spec = gateway.model(body.model)
             except ApiError as exc:
                 return admission.reject(exc)
-            if body.stream:
-                response = await gateway.open_stream(body, spec)
-                handed_to_stream = True
-                return response
-            return JSONResponse(await gateway.complete(body, spec))
+            with on_behalf_of(caller):
+                if body.stream:
+                    response = await gateway.open_stream(body, spec, ticket)
+                    handed_to_stream = True
+                    return response
+                return Response(await gateway.complete(body, spec, caller), media_type="application/json")
         except ApiError as exc:
             return exc.response()
         finally:
             if not handed_to_stream:
-                admission.leave()
+                if ticket is None:
+                    admission.leave()
+                else:
+                    ticket.leave()
 
     server_instrumentation = instrument_fastapi(
-        app, tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+        app,
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
+        trust_boundary=trust_boundary(settings, admission),
     )
     app.state.instrumentation = (
         server_instrumentation,

@@ -1,4 +1,9 @@
-"""A bounded LRU response cache with a time-to-live, for identical non-streaming requests."""
+"""A bounded LRU response cache with a time-to-live, for identical non-streaming requests of one caller.
+
+Answers are kept per caller (``llm.tenant.id``, today one per API key): a shared cache would hand one
+tenant another's completion, with its ``id``, and its hit latency would tell anyone that some other caller
+sent that prompt within the TTL. The cache holds rendered answers (bytes), bounded by count and by bytes.
+"""
 
 from __future__ import annotations
 
@@ -20,41 +25,54 @@ ANSWER_FIELDS = ("model", "messages", "max_tokens", "max_completion_tokens", "te
 do not."""
 
 
-def request_key(payload: dict[str, Any]) -> str:
-    """The cache key of a chat-completions request body (validated, as ``model_dump`` gives it)."""
-    return cache_key({k: payload.get(k) for k in ANSWER_FIELDS})
+def request_key(caller: str, payload: dict[str, Any]) -> str:
+    """The cache key of ``caller``'s chat-completions request body (validated, as ``model_dump`` gives it)."""
+    return cache_key({"caller": caller, **{k: payload.get(k) for k in ANSWER_FIELDS}})
 
 
 class ResponseCache:
     def __init__(
-        self, max_entries: int, ttl_seconds: float, on_evict: Callable[[str], None] = lambda reason: None
+        self,
+        max_entries: int,
+        ttl_seconds: float,
+        on_evict: Callable[[str], None] = lambda reason: None,
+        max_bytes: int = 64 << 20,
     ) -> None:
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self.ttl = ttl_seconds
         self.on_evict = on_evict
         """Called with "expired" or "capacity" for each entry dropped: why hits are low shows in metrics."""
-        self._entries: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self.bytes = 0
+        """Bytes of the answers held."""
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    def get(self, key: str) -> bytes | None:
         entry = self._entries.get(key)
         if entry is None:
             return None
         stored_at, value = entry
         if monotonic() - stored_at > self.ttl:
-            del self._entries[key]
+            self._drop(key)
             self.on_evict("expired")
             return None
         self._entries.move_to_end(key)
         return value
 
-    def put(self, key: str, value: dict[str, Any]) -> None:
-        if self.max_entries == 0:
-            return
+    def put(self, key: str, value: bytes) -> None:
+        if self.max_entries == 0 or len(value) > self.max_bytes:
+            return  # an answer larger than the whole cache is served, not kept
+        if key in self._entries:
+            self._drop(key)
         self._entries[key] = (monotonic(), value)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        self.bytes += len(value)
+        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
+            self._drop(next(iter(self._entries)))
             self.on_evict("capacity")
+
+    def _drop(self, key: str) -> None:
+        _, value = self._entries.pop(key)
+        self.bytes -= len(value)

@@ -28,6 +28,10 @@ def _error(description: str, **extra: Any) -> dict[str, Any]:
     return {"model": ErrorResponse, "description": description, **extra}
 
 
+BEARER: dict[str, Any] = {"security": [{"bearerAuth": []}]}
+"""A route's ``openapi_extra``: it needs ``Authorization: Bearer <key>`` (the scheme :func:`install_openapi`
+declares), so generated clients and scanners know auth is required."""
+
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: _error("`invalid_api_key`: no `Authorization: Bearer <key>` header, or not a known key."),
 }
@@ -49,9 +53,15 @@ CHAT_RESPONSES: dict[int | str, dict[str, Any]] = {
     ),
     **AUTH_ERRORS,
     404: _error("`model_not_found`: `model` names no model of the catalog (`param` is `model`)."),
+    408: _error(
+        "`request_timeout`: the body did not arrive within `LLM_GATEWAY_BODY_TIMEOUT_SECONDS`; on any path, "
+        "a request head that did not arrive within `LLM_GATEWAY_HEADER_TIMEOUT_SECONDS` (the connection "
+        "then closes)."
+    ),
     413: _error("`request_too_large`: the body is larger than `LLM_GATEWAY_MAX_BODY_BYTES`."),
     429: _error(
         "`rate_limit_exceeded`: too many requests in flight at the gateway (`LLM_GATEWAY_MAX_IN_FLIGHT`); "
+        "`key_rate_limit_exceeded`: too many for the caller's key (`LLM_GATEWAY_MAX_IN_FLIGHT_PER_KEY`); "
         "`upstream_rate_limited`: the upstream provider's own limit.",
         headers=_RETRY_AFTER,
     ),
@@ -62,7 +72,8 @@ CHAT_RESPONSES: dict[int | str, dict[str, Any]] = {
     500: _error("`server_error`: the gateway failed unexpectedly (a bug: it is logged and traced)."),
     502: _error(
         "`upstream_unavailable`: the orchestrator or provider cannot be reached; `upstream_error`: it "
-        "failed; `upstream_unauthorized`: the provider refused the gateway's credentials."
+        "failed, or its answer was larger than `LLM_GATEWAY_MAX_UPSTREAM_BYTES`; `upstream_unauthorized`: "
+        "the provider refused the gateway's credentials."
     ),
     503: _error(
         "`overloaded`: a pipeline stage is full and shed the request; `upstream_unavailable`: the "
@@ -70,7 +81,10 @@ CHAT_RESPONSES: dict[int | str, dict[str, Any]] = {
         "stops).",
         headers=_RETRY_AFTER,
     ),
-    504: _error("`upstream_timeout`: no answer from upstream within `LLM_GATEWAY_UPSTREAM_TIMEOUT_SECONDS`."),
+    504: _error(
+        "`upstream_timeout`: no answer from upstream within `LLM_GATEWAY_UPSTREAM_TIMEOUT_SECONDS` (a "
+        "read), or not all of it within `LLM_GATEWAY_UPSTREAM_TOTAL_TIMEOUT_SECONDS`."
+    ),
 }
 
 CHAT_REQUEST_BODY = {
@@ -97,9 +111,13 @@ def install_openapi(app: FastAPI) -> None:
                 routes=app.routes,
             )
             request = ChatCompletionRequest.model_json_schema(ref_template=_REF)
-            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            components = document.setdefault("components", {})
+            schemas = components.setdefault("schemas", {})
             schemas.update(request.pop("$defs", {}))
             schemas["ChatCompletionRequest"] = request
+            components["securitySchemes"] = {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "description": "an API key of the gateway"}
+            }
             app.openapi_schema = document
         return app.openapi_schema
 

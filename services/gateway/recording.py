@@ -17,6 +17,7 @@ from services.common import semconv as service_sc
 from services.common.models import ModelSpec, ProviderSpec, ProviderType
 from services.gateway.wire import ChatCompletionRequest
 from telemetry import (
+    ContentPolicy,
     GenAIClientMetrics,
     GenAIRequest,
     TokenUsage,
@@ -90,7 +91,8 @@ class GenAICall:
     request: GenAIRequest
     metrics: GatewayMetrics
     spec: ModelSpec
-    capture_content: bool
+    content: ContentPolicy
+    """Whether, and how, prompt and completion text are recorded (the gateway's the only tier that does)."""
     started: float = field(default_factory=perf_counter)
     first_chunk: float | None = None
     """Seconds from the start to the first streamed chunk; None for an answer sent whole."""
@@ -110,7 +112,7 @@ class GenAICall:
         spec: ModelSpec,
         provider: ProviderSpec,
         body: ChatCompletionRequest,
-        capture_content: bool,
+        content: ContentPolicy,
         pipeline_url: str = "",
     ) -> GenAICall:
         request = genai_request(spec, provider, pipeline_url)
@@ -129,8 +131,8 @@ class GenAICall:
             span.set_attribute(sc.SERVER_ADDRESS, request.server_address)
             span.set_attribute(sc.SERVER_PORT, request.server_port or 0)
         messages: list[dict[str, Any]] = [m.model_dump(exclude_none=True) for m in body.messages]
-        capture_messages(span, input_messages=messages, enabled=capture_content)
-        return cls(span, request, metrics, spec, capture_content)
+        capture_messages(span, input_messages=messages, policy=content)
+        return cls(span, request, metrics, spec, content)
 
     def chunk(self) -> None:
         now = perf_counter()
@@ -162,7 +164,7 @@ class GenAICall:
             capture_messages(
                 self.span,
                 output_messages=[{"role": "assistant", "content": output_text}],
-                enabled=self.capture_content,
+                policy=self.content,
             )
         self._end(None)
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from services.common.env import SettingError, read_table
+from services.common.env import SettingError, is_loopback, read_table
 from telemetry.settings import Setting, parse_bool, parse_float, parse_int, parse_list, parse_str
 
 SETTINGS: dict[str, Setting[Any]] = {
@@ -23,7 +23,10 @@ SETTINGS: dict[str, Setting[Any]] = {
         shown_default="none",
     ),
     "insecure_no_auth": Setting(
-        "LLM_GATEWAY_INSECURE_NO_AUTH", parse_bool, False, "serve without API keys (local development only)"
+        "LLM_GATEWAY_INSECURE_NO_AUTH",
+        parse_bool,
+        False,
+        "serve without API keys (local development only: refused unless `LLM_GATEWAY_HOST` is loopback)",
     ),
     "max_body_bytes": Setting(
         "LLM_GATEWAY_MAX_BODY_BYTES",
@@ -40,14 +43,84 @@ SETTINGS: dict[str, Setting[Any]] = {
     "max_in_flight": Setting(
         "LLM_GATEWAY_MAX_IN_FLIGHT", parse_int(minimum=1), 256, "requests served at once; more get 429"
     ),
+    "max_in_flight_per_key": Setting(
+        "LLM_GATEWAY_MAX_IN_FLIGHT_PER_KEY",
+        parse_int(),
+        0,
+        "requests one API key may have in flight; more get 429 (`key_rate_limit_exceeded`). 0: half of"
+        " `LLM_GATEWAY_MAX_IN_FLIGHT` with two keys or more, all of it with one",
+    ),
+    "max_connections": Setting(
+        "LLM_GATEWAY_MAX_CONNECTIONS",
+        parse_int(minimum=1),
+        1024,
+        "open client connections; one more is closed at once (`too_many_connections`)",
+    ),
+    "header_timeout": Setting(
+        "LLM_GATEWAY_HEADER_TIMEOUT_SECONDS",
+        parse_float(minimum=0.1),
+        10.0,
+        "time a client has to send a whole request head, from its connection or its previous answer;"
+        " then 408 and the connection closed (`request_timeout`)",
+    ),
+    "body_timeout": Setting(
+        "LLM_GATEWAY_BODY_TIMEOUT_SECONDS",
+        parse_float(minimum=0.1),
+        10.0,
+        "time a client has to send a whole request body; then 408 (`request_timeout`)",
+    ),
+    "stream_write_timeout": Setting(
+        "LLM_GATEWAY_STREAM_WRITE_TIMEOUT_SECONDS",
+        parse_float(minimum=0.1),
+        30.0,
+        "time one streamed event may wait for a client that reads nothing; then the stream is ended",
+    ),
     "upstream_timeout": Setting(
-        "LLM_GATEWAY_UPSTREAM_TIMEOUT_SECONDS", parse_float(), 60.0, "time allowed for the upstream's answer"
+        "LLM_GATEWAY_UPSTREAM_TIMEOUT_SECONDS",
+        parse_float(),
+        60.0,
+        "time allowed for each read of the upstream's answer (its first byte, then each streamed chunk)",
+    ),
+    "upstream_total_timeout": Setting(
+        "LLM_GATEWAY_UPSTREAM_TOTAL_TIMEOUT_SECONDS",
+        parse_float(minimum=1.0),
+        300.0,
+        "time allowed for the upstream's whole answer, streamed or not (504, or an in-band error event)",
+    ),
+    "max_upstream_bytes": Setting(
+        "LLM_GATEWAY_MAX_UPSTREAM_BYTES",
+        parse_int(minimum=1024),
+        8 << 20,
+        "largest upstream answer (a whole body, or one streamed event) accepted (502 above)",
     ),
     "cache_entries": Setting(
         "LLM_GATEWAY_CACHE_ENTRIES", parse_int(), 1024, "response-cache size (0: no cache)"
     ),
+    "cache_max_bytes": Setting(
+        "LLM_GATEWAY_CACHE_MAX_BYTES",
+        parse_int(),
+        64 << 20,
+        "bytes of answers the response cache holds at most (the oldest go first)",
+    ),
     "cache_ttl": Setting(
         "LLM_GATEWAY_CACHE_TTL_SECONDS", parse_float(), 300.0, "response-cache entry lifetime"
+    ),
+    "continue_traces": Setting(
+        "LLM_GATEWAY_CONTINUE_TRACES",
+        parse_bool,
+        True,
+        "continue the trace of a caller with a valid key (its `traceparent`), under the gateway's own"
+        " sampling decision; `false`: every request starts a new trace, the caller's as a span link."
+        " Requests without a valid key never join a caller's trace; inbound `baggage` and `tracestate`"
+        " are always dropped",
+    ),
+    "ops_address": Setting(
+        "LLM_GATEWAY_OPS_ADDRESS",
+        parse_str,
+        "",
+        "host:port of a side port serving `/health`, `/ready` and `/metrics`; the public port then serves"
+        " no `/metrics` (empty: no side port)",
+        shown_default="none",
     ),
 }
 
@@ -64,6 +137,16 @@ class GatewaySettings:
     upstream_timeout: float
     cache_entries: int
     cache_ttl: float
+    max_in_flight_per_key: int = 0
+    max_connections: int = 1024
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
+    stream_write_timeout: float = 30.0
+    upstream_total_timeout: float = 300.0
+    max_upstream_bytes: int = 8 << 20
+    cache_max_bytes: int = 64 << 20
+    continue_traces: bool = True
+    ops_address: str = ""
     max_header_bytes: int = 16 * 1024
     """As h11's own limit on an incomplete request head: a head past it is refused however it arrives
     (uvicorn answers 400 itself when the head comes in pieces, the gateway 431 when it comes whole)."""
@@ -74,10 +157,22 @@ class GatewaySettings:
         settings.check()
         return settings
 
+    @property
+    def key_limit(self) -> int:
+        """In-flight requests one key may hold (``max_in_flight_per_key``, 0 resolved)."""
+        if self.max_in_flight_per_key:
+            return self.max_in_flight_per_key
+        return self.max_in_flight if len(self.api_keys) < 2 else max(1, self.max_in_flight // 2)
+
     def check(self) -> None:
         # No key ships with the product: running open must be a deliberate, visible choice.
         if not self.api_keys and not self.insecure_no_auth:
             raise SettingError(
                 "LLM_GATEWAY_API_KEYS is empty: set API keys, "
                 "or LLM_GATEWAY_INSECURE_NO_AUTH=true for local development"
+            )
+        if self.insecure_no_auth and not self.api_keys and not is_loopback(self.host):
+            raise SettingError(
+                f"LLM_GATEWAY_INSECURE_NO_AUTH=true serves anyone who reaches LLM_GATEWAY_HOST={self.host!r}:"
+                " it is for local development on a loopback address (127.0.0.1, ::1, localhost) only"
             )

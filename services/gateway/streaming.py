@@ -17,11 +17,36 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from starlette.responses import StreamingResponse
+from starlette.types import Send
 
 from services.common.semconv import ErrorType
 from services.gateway.errors import provider_error
 from services.gateway.recording import GenAICall, openai_usage, pipeline_usage
 from services.gateway.wire import DONE_EVENT, chunk_event, data_event, error_body, error_event, usage_event
+
+
+class GuardedStreamingResponse(StreamingResponse):
+    """A stream whose every write to the client must finish within ``write_timeout``: a client that stops
+    reading (uvicorn's flow control then blocks each write) cannot hold the request's slots and the
+    upstream call open. Past it the stream ends: the events' generator is closed, which releases them."""
+
+    def __init__(self, content: Any, *, write_timeout: float, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.write_timeout = write_timeout
+
+    async def stream_response(self, send: Send) -> None:
+        async def bounded(message: Any) -> None:
+            async with asyncio.timeout(self.write_timeout):
+                await send(message)
+
+        try:
+            await super().stream_response(bounded)
+        except TimeoutError:
+            closing = getattr(self.body_iterator, "aclose", None)
+            if closing is not None:
+                await closing()  # the relay's finally: slots back, the call ended as cancelled
+            # Returning without the stream's end makes uvicorn close the connection.
 
 
 class StreamBroken(Exception):
@@ -43,6 +68,10 @@ class Relay:
     """Gives back the request's in-flight slot."""
     wants_usage: bool = False
     """The client asked for the usage chunk (``stream_options.include_usage``)."""
+    total_timeout: float | None = None
+    """Seconds the whole stream may take (the upstream's total deadline), from the call's start."""
+    max_event_bytes: int | None = None
+    """The largest line (event) the upstream may send; a longer one breaks the stream."""
     error_type: str | None = None
     ended_cleanly: bool = False
     """The upstream sent its end: the answer is complete."""
@@ -58,13 +87,18 @@ class Relay:
             if not self.ended_cleanly and self.error_type is None:
                 raise StreamBroken("the upstream's stream ended before its end")
             yield DONE_EVENT
-        except (httpx.TransportError, StreamBroken, ValueError, KeyError, TypeError) as exc:
-            timed_out = isinstance(exc, httpx.TimeoutException)
+        except (httpx.TransportError, StreamBroken, ValueError, KeyError, TypeError, TimeoutError) as exc:
+            timed_out = isinstance(exc, httpx.TimeoutException | TimeoutError)
             self.error_type = ErrorType.UPSTREAM_TIMEOUT if timed_out else ErrorType.UPSTREAM_STREAM_BROKEN
             self.call.span.record_exception(exc)
-            message = (
-                f"the upstream stream broke after {self.call.chunks} chunks: {exc or type(exc).__name__}"
-            )
+            # The client learns what broke, not the upstream's words or addresses (kept on the span).
+            if isinstance(exc, TimeoutError):
+                why = "it took longer than the gateway allows"
+            elif timed_out:
+                why = "the upstream stopped sending"
+            else:
+                why = "the upstream sent a malformed event or closed the stream"
+            message = f"the upstream stream broke after {self.call.chunks} chunks: {why}"
             yield error_event(error_body(message, self.error_type)["error"])
             yield DONE_EVENT
         except (asyncio.CancelledError, GeneratorExit):
@@ -72,6 +106,32 @@ class Relay:
             raise
         finally:
             await self.finish()
+
+    async def lines(self) -> AsyncIterator[str]:
+        """The upstream's lines, none longer than :attr:`max_event_bytes` (httpx's ``aiter_lines`` would
+        buffer a line of any length), all of them within :attr:`total_timeout` of the call's start (each
+        read has its own timeout too, the transport's): past it, TimeoutError."""
+        limit = self.max_event_bytes
+        loop = asyncio.get_running_loop()
+        deadline = None
+        if self.total_timeout is not None:
+            deadline = loop.time() + self.total_timeout - (time.perf_counter() - self.call.started)
+        chunks = self.upstream.aiter_bytes()
+        pending = b""
+        while True:
+            # The timeout covers the read alone, never a yield: the consumer's writes are not ours to time.
+            async with asyncio.timeout_at(deadline):
+                chunk = await anext(chunks, None)
+            if chunk is None:
+                break
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            for line in complete:
+                yield line.rstrip(b"\r").decode()
+            if limit is not None and len(pending) > limit:
+                raise StreamBroken(f"an event over {limit} bytes")
+        if pending:
+            yield pending.rstrip(b"\r").decode()
 
     def relay(self) -> AsyncIterator[bytes]:
         """The client's events from the upstream's; sets :attr:`ended_cleanly` at the upstream's end."""
@@ -107,7 +167,7 @@ class PipelineRelay(Relay):
         created = int(time.time())
         model = self.call.request.model
         self.response_id, self.response_model = completion_id, model
-        async for line in self.upstream.aiter_lines():
+        async for line in self.lines():
             if not line:
                 continue
             event = json.loads(line)
@@ -135,7 +195,7 @@ class SSERelay(Relay):
     """The provider's API key, redacted from an in-band error should the provider echo it."""
 
     async def relay(self) -> AsyncIterator[bytes]:
-        async for line in self.upstream.aiter_lines():
+        async for line in self.lines():
             if not line.startswith("data:"):
                 continue  # blank separators, comments (keep-alives), event: and id: fields
             data = line[5:].strip()
@@ -144,7 +204,7 @@ class SSERelay(Relay):
                 return
             chunk = json.loads(data)
             if not isinstance(chunk, dict):
-                raise StreamBroken(f"an event that is not a JSON object: {data[:80]!r}")
+                raise StreamBroken("an event that is not a JSON object")
             if "error" in chunk:
                 yield self._error(chunk)
                 return
@@ -178,10 +238,15 @@ class SSERelay(Relay):
         return stripped if carries else None
 
     def _error(self, chunk: dict[str, Any]) -> bytes:
-        """The provider failed in-band: its message, in our error shape, as the stream's last event."""
+        """The provider failed in-band: its message, in our error shape, as the stream's last event. The
+        message goes to the client (it is the provider's answer to the client's request) but not into
+        telemetry, which holds no provider text unless content capture is on."""
         self.error_type = ErrorType.UPSTREAM_ERROR
         message, _ = provider_error(chunk)
         if self.secret:
             message = message.replace(self.secret, "[REDACTED]")
-        self.call.span.add_event("upstream_error", {"message": message})
+        if self.call.content.enabled:
+            self.call.span.add_event("upstream_error", {"message": message})
+        else:
+            self.call.span.add_event("upstream_error")
         return error_event(error_body(f"the provider failed mid-stream: {message}", self.error_type)["error"])

@@ -9,10 +9,11 @@ reached a provider may be billed, so it is never sent twice.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import httpx
 
@@ -32,6 +33,19 @@ MAX_CONNECTIONS = 256
 KEEPALIVE_S = 2.0
 """How long an idle upstream connection stays pooled: under uvicorn's 5 s keep-alive (the orchestrator's),
 so the gateway never sends on a connection the server is closing at that moment (a reset, then a 502)."""
+
+
+@dataclass(frozen=True)
+class UpstreamLimits:
+    """What an upstream may take: its whole answer's time, streamed or not (each read has the client's
+    per-read timeout too), and its size (a whole body, or one streamed event)."""
+
+    total_timeout: float = 300.0
+    max_bytes: int = 8 << 20
+
+
+class AnswerTooLarge(Exception):
+    """The upstream's answer passed :attr:`UpstreamLimits.max_bytes`."""
 
 
 @dataclass(frozen=True)
@@ -71,8 +85,16 @@ class _Client:
     """
 
     def __init__(
-        self, base_url: str, timeout: float, telemetry: Telemetry, headers: dict[str, str] | None = None
+        self,
+        base_url: str,
+        timeout: float,
+        telemetry: Telemetry,
+        limits: UpstreamLimits,
+        *,
+        headers: dict[str, str] | None = None,
+        propagation: Literal["all", "traceparent", "none"] = "all",
     ) -> None:
+        self.limits = limits
         self.client = httpx.AsyncClient(
             base_url=base_url,
             headers=headers,
@@ -80,7 +102,10 @@ class _Client:
             transport=AiohttpTransport(max_connections=MAX_CONNECTIONS, keepalive_expiry=KEEPALIVE_S),
         )
         self.instrumentation: InstrumentationHandle = instrument_httpx(
-            self.client, tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+            self.client,
+            tracer_provider=telemetry.tracer_provider,
+            meter_provider=telemetry.meter_provider,
+            propagation=propagation,
         )
         self._headers = httpx.Headers({**self.client.headers, "Content-Type": "application/json"})
         self._extensions = {"timeout": self.client.timeout.as_dict()}
@@ -100,25 +125,65 @@ class _Client:
         )
 
     async def _send(self, request: httpx.Request, stream: bool = False) -> httpx.Response:
+        """The upstream's response: read whole (at most ``max_bytes``, all within ``total_timeout``), or
+        with ``stream`` its head only (the relay bounds the rest)."""
         try:
-            response = await self.client._transport.handle_async_request(request)
-            response.request = request
-            if not stream:
-                try:
-                    await response.aread()
-                finally:
-                    await response.aclose()
+            async with asyncio.timeout(self.limits.total_timeout):
+                response = await self.client._transport.handle_async_request(request)
+                response.request = request
+                if not stream:
+                    try:
+                        response._content = await self._read_bounded(response)
+                    finally:
+                        await response.aclose()
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
+        except TimeoutError:
+            raise ApiError(
+                504,
+                ErrorType.UPSTREAM_TIMEOUT,
+                f"{self.name} did not answer within the time the gateway allows",
+            ) from None
+        except AnswerTooLarge:
+            raise ApiError(
+                502, ErrorType.UPSTREAM_ERROR, f"{self.name} sent an answer larger than the gateway accepts"
+            ) from None
         return response
+
+    async def _read_bounded(self, response: httpx.Response) -> bytes:
+        body = bytearray()
+        async for chunk in response.aiter_raw():
+            body += chunk
+            if len(body) > self.limits.max_bytes:
+                raise AnswerTooLarge
+        return bytes(body)
+
+    name = "the upstream"
+    """How errors name this upstream to the client."""
 
     def _transport_error(self, exc: httpx.HTTPError) -> ApiError:
         raise NotImplementedError
 
+    def _stream_limits(self) -> tuple[float, int]:
+        return self.limits.total_timeout, self.limits.max_bytes
+
+    async def _refusal(self, response: httpx.Response) -> bytes:
+        """The body of a refusal (an error status on a stream), bounded; the stream is closed."""
+        try:
+            return await self._read_bounded(response)
+        except (httpx.HTTPError, AnswerTooLarge):
+            return b""
+        finally:
+            await response.aclose()
+
 
 class Orchestrator(_Client):
-    def __init__(self, base_url: str, timeout: float, telemetry: Telemetry) -> None:
-        super().__init__(base_url, timeout, telemetry)
+    name = "the orchestrator"
+
+    def __init__(
+        self, base_url: str, timeout: float, telemetry: Telemetry, limits: UpstreamLimits | None = None
+    ) -> None:
+        super().__init__(base_url, timeout, telemetry, limits or UpstreamLimits())
 
     async def complete(self, body: ChatCompletionRequest, spec: ModelSpec) -> Answer:
         payload = {**body.pipeline_payload(), "stream": False}
@@ -142,32 +207,44 @@ class Orchestrator(_Client):
         payload = {**body.pipeline_payload(), "stream": True}
         upstream = await self._send(self._post_json("/v1/generate", payload), stream=True)
         if upstream.status_code != 200:
-            content = await upstream.aread()
-            await upstream.aclose()
+            content = await self._refusal(upstream)
             raise from_upstream(upstream.status_code, content, upstream.headers.get("retry-after"))
-        return PipelineRelay(upstream, call, release, wants_usage=body.wants_usage)
+        return PipelineRelay(upstream, call, release, body.wants_usage, *self._stream_limits())
 
     async def problem(self) -> str | None:
         """Why the orchestrator cannot serve now, or None (for /ready)."""
         try:
             response = await self.client.get("/health", timeout=2.0)
         except httpx.HTTPError as exc:
-            return str(exc) or type(exc).__name__
+            return type(exc).__name__
         return None if response.status_code == 200 else f"health answered {response.status_code}"
 
     def _transport_error(self, exc: httpx.HTTPError) -> ApiError:
+        # The client gets no address or socket error text: they describe our network, not its request.
         if isinstance(exc, httpx.TimeoutException):
             return ApiError(504, ErrorType.UPSTREAM_TIMEOUT, "the orchestrator did not answer in time")
-        return ApiError(502, ErrorType.UPSTREAM_UNAVAILABLE, f"cannot reach the orchestrator: {exc}")
+        return ApiError(502, ErrorType.UPSTREAM_UNAVAILABLE, "cannot reach the orchestrator")
 
 
 class OpenAICompatible(_Client):
     """A provider with OpenAI's ``POST {base_url}/chat/completions``."""
 
-    def __init__(self, provider: ProviderSpec, telemetry: Telemetry) -> None:
+    def __init__(
+        self, provider: ProviderSpec, telemetry: Telemetry, limits: UpstreamLimits | None = None
+    ) -> None:
         headers = {"Authorization": f"Bearer {provider.api_key}"} if provider.api_key else None
-        super().__init__(provider.base_url, provider.timeout, telemetry, headers)
+        # Outside the platform: our trace id at most (the catalog's trace_context), never baggage or
+        # tracestate.
+        super().__init__(
+            provider.base_url,
+            provider.timeout,
+            telemetry,
+            limits or UpstreamLimits(),
+            headers=headers,
+            propagation=provider.trace_context,
+        )
         self.provider = provider
+        self.name = f"provider {provider.id!r}"
 
     def _request(self, body: ChatCompletionRequest, spec: ModelSpec) -> httpx.Request:
         payload = body.upstream_payload(spec.upstream_model or spec.name)
@@ -200,13 +277,10 @@ class OpenAICompatible(_Client):
     ) -> Relay:
         upstream = await self._send(self._request(body, spec), stream=True)
         if upstream.status_code != 200:
-            try:
-                content = await upstream.aread()
-            except httpx.HTTPError:
-                content = b""
-            await upstream.aclose()
-            raise self._refused(upstream, content)
-        return SSERelay(upstream, call, release, wants_usage=body.wants_usage, secret=self.provider.api_key)
+            raise self._refused(upstream, await self._refusal(upstream))
+        return SSERelay(
+            upstream, call, release, body.wants_usage, *self._stream_limits(), secret=self.provider.api_key
+        )
 
     def _refused(self, response: httpx.Response, content: bytes) -> ApiError:
         return from_provider(
@@ -222,4 +296,5 @@ class OpenAICompatible(_Client):
         if isinstance(exc, httpx.TimeoutException):
             waited = f"provider {name!r} did not answer within {self.provider.timeout:g} s"
             return ApiError(504, ErrorType.UPSTREAM_TIMEOUT, waited)
-        return ApiError(502, ErrorType.UPSTREAM_UNAVAILABLE, f"cannot reach provider {name!r}: {exc}")
+        # Not the socket error's text: it names the provider's host and addresses.
+        return ApiError(502, ErrorType.UPSTREAM_UNAVAILABLE, f"cannot reach provider {name!r}")

@@ -22,7 +22,7 @@ from opentelemetry.trace import Span
 from services.common import semconv as service_sc
 from services.common.env import read_table
 from services.common.models import ModelSpec, load_catalog
-from services.common.probes import Probes, add_metrics, add_probes
+from services.common.probes import Probes, side_app as probes_side_app
 from services.common.semconv import ErrorType
 from services.inference.engine import (
     Engine,
@@ -41,7 +41,6 @@ from telemetry import (
     GenAIRequest,
     GenAIServerMetrics,
     Telemetry,
-    capture_messages,
     grpc_server_interceptor,
     instruments,
     mark_failed,
@@ -89,6 +88,12 @@ SETTINGS: dict[str, Setting[Any]] = {
         "127.0.0.1:8082",
         "host:port of the side port for `/health`, `/ready` and `/metrics` (empty: none)",
     ),
+    "max_concurrent_rpcs": Setting(
+        "LLM_INFERENCE_MAX_CONCURRENT_RPCS",
+        parse_int(minimum=1),
+        512,
+        "calls served at once; more are refused with RESOURCE_EXHAUSTED (the orchestrator's 503)",
+    ),
 }
 
 
@@ -103,6 +108,7 @@ class InferenceSettings:
     max_step_tokens: int = 2048
     kv_cache_bytes: int = 4 << 30
     kv_block_size: int = 16
+    max_concurrent_rpcs: int = 512
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> InferenceSettings:
@@ -191,11 +197,8 @@ class InferenceServicer(pb_grpc.InferenceServicer):
             generation.span.set_attribute(sc.ERROR_TYPE, ErrorType.MODEL_NOT_FOUND)
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown model {request.model!r}")
             return
-        capture_messages(
-            generation.span,
-            input_messages=[{"role": "user", "content": request.prompt}],
-            enabled=self.telemetry.capture_content,
-        )
+        # No content capture here: the gateway records the request's messages once, with redaction and
+        # caps; this prompt is the same text again plus the retrieved context.
         self._annotate_gpu(generation.span, "start")
         generation.prompt = self._tokenize(request.prompt, model)
         max_tokens = min(request.max_tokens or model.max_output_tokens, model.max_output_tokens)
@@ -340,7 +343,7 @@ class RunningInference:
     server: aio.Server
     port: int
     """The bound gRPC port (useful with port 0)."""
-    engine: SimulatedEngine
+    engine: Engine
     health: HealthServicer
     probes: Probes
 
@@ -356,11 +359,15 @@ _HEALTH_SERVICES = ("", pb.DESCRIPTOR.services_by_name["Inference"].full_name)
 
 
 async def start_server(
-    settings: InferenceSettings, telemetry: Telemetry, models: Mapping[str, ModelSpec] | None = None
+    settings: InferenceSettings,
+    telemetry: Telemetry,
+    models: Mapping[str, ModelSpec] | None = None,
+    wrap_engine: Callable[[Engine], Engine] | None = None,
 ) -> RunningInference:
-    """Serve Inference and the standard grpc.health.v1 service on one port."""
+    """Serve Inference and the standard grpc.health.v1 service on one port; ``wrap_engine`` wraps the
+    simulated engine (tests/support/engine_faults.py slows a model on purpose that way)."""
     catalog = models or load_catalog()
-    engine = SimulatedEngine(
+    engine: Engine = SimulatedEngine(
         catalog,
         kv_cache=settings.kv_cache,
         limits=settings.limits,
@@ -368,9 +375,12 @@ async def start_server(
         meter_provider=telemetry.meter_provider,
         tracer_provider=telemetry.tracer_provider,
     )
+    if wrap_engine is not None:
+        engine = wrap_engine(engine)
     servicer = InferenceServicer(catalog, engine, telemetry, settings.gpu_index, settings.address)
     server = aio.server(
-        interceptors=[grpc_server_interceptor(telemetry.tracer_provider, telemetry.meter_provider)]
+        interceptors=[grpc_server_interceptor(telemetry.tracer_provider, telemetry.meter_provider)],
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
     pb_grpc.add_InferenceServicer_to_server(servicer, server)
     health = HealthServicer()
@@ -395,7 +405,4 @@ def _async(check: Callable[[], str | None]) -> Callable[[], Awaitable[str | None
 def side_app(probes: Probes, telemetry: Telemetry) -> FastAPI:
     """The inference server's small HTTP side port: /health, /ready (gRPC has no URL a kubelet or a
     load balancer's HTTP check can ask) and /metrics for a Prometheus that scrapes the service."""
-    app = FastAPI(title="inference", openapi_url=None)
-    add_probes(app, probes)
-    add_metrics(app, telemetry)
-    return app
+    return probes_side_app("inference", probes, telemetry)

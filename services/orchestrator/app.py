@@ -20,7 +20,7 @@ import grpc
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from grpc import aio
-from opentelemetry import trace
+from opentelemetry import baggage, trace
 from opentelemetry.metrics import CallbackOptions, Observation
 from pydantic import BaseModel, Field, ValidationError
 from starlette.background import BackgroundTask
@@ -62,6 +62,12 @@ SETTINGS: dict[str, Setting[Any]] = {
     "infer_timeout": Setting(
         "LLM_ORCHESTRATOR_INFER_TIMEOUT_SECONDS", parse_float(), 30.0, "deadline of each inference call"
     ),
+    "max_body_bytes": Setting(
+        "LLM_ORCHESTRATOR_MAX_BODY_BYTES",
+        parse_int(minimum=1),
+        2 << 20,
+        "largest request body accepted (413 above); keep it at least the gateway's",
+    ),
 }
 
 
@@ -73,20 +79,26 @@ class OrchestratorSettings:
     stage_concurrency: int
     queue_capacity: int
     infer_timeout: float
+    max_body_bytes: int = 2 << 20
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OrchestratorSettings:
         return cls(**read_table(SETTINGS, env))
 
 
+MAX_MESSAGES = 256
+MAX_CONTENT_CHARS = 200_000
+"""The gateway's limits (services.gateway.wire): what it sends fits; a direct caller is held to them."""
+
+
 class Message(BaseModel):
     role: Literal["system", "user", "assistant"]
-    content: str
+    content: str = Field(max_length=MAX_CONTENT_CHARS)
 
 
 class GenerateBody(BaseModel):
     model: str = Field(min_length=1, max_length=256)
-    messages: list[Message] = Field(min_length=1)
+    messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
     max_tokens: int | None = Field(default=None, ge=1, le=4096)
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     stream: bool = False
@@ -229,7 +241,10 @@ class Orchestrator:
             raise _from_grpc(exc) from None
 
     async def complete(self, body: GenerateBody) -> dict[str, Any]:
+        # Identical requests share one generation only within one caller (the tenant the gateway set in
+        # the baggage): another tenant's answer is never handed out, nor its timing.
         key = (
+            baggage.get_baggage(service_sc.LLM_TENANT_ID),
             body.model,
             json.dumps([m.model_dump() for m in body.messages]),
             body.max_tokens,
@@ -346,6 +361,20 @@ def _error_type(error: BaseException) -> str:
     return type(error).__qualname__
 
 
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused (413) once it passes ``limit`` bytes, declared or chunked."""
+    declared = request.headers.get("content-length")
+    too_large = PipelineError(413, ErrorType.REQUEST_TOO_LARGE, f"request body exceeds {limit} bytes")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
 def _error(status: int, error_type: str, message: str, retry_after: int | None = None) -> JSONResponse:
     mark_http_server_error(trace.get_current_span(), status, error_type, message)
     headers = {"Retry-After": str(retry_after)} if retry_after else None
@@ -399,9 +428,11 @@ def create_app(settings: OrchestratorSettings, telemetry: Telemetry) -> FastAPI:
     @app.post("/v1/generate")
     async def generate(request: Request) -> Any:
         try:
-            body = GenerateBody.model_validate_json(await request.body())
+            body = GenerateBody.model_validate_json(await _read_body(request, settings.max_body_bytes))
         except ValidationError as exc:
             return _error(422, ErrorType.INVALID_REQUEST, exc.errors(include_url=False)[0]["msg"])
+        except PipelineError as exc:
+            return _error(exc.status, exc.error_type, str(exc))
         outcome = RequestOutcome(orchestrator)
         error: BaseException | None = None
         try:

@@ -17,7 +17,7 @@ cache-hit path costs about as much as the duration record itself.
 from __future__ import annotations
 
 import threading
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from functools import lru_cache
 from time import perf_counter
 from typing import Any
@@ -25,12 +25,13 @@ from typing import Any
 from opentelemetry import context as otel_context, metrics, propagate, trace
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from telemetry import instruments, semconv as sc
 from telemetry._errors import report_internal_error
 from telemetry._propagation import propagation_fields
+from telemetry.boundary import TrustBoundary
 from telemetry.options import MetricsOptions
 from telemetry.settings import declared_settings
 from telemetry.spans import SERVER_CALL
@@ -113,8 +114,11 @@ class TelemetryMiddleware:
         meter_provider: metrics.MeterProvider | None = None,
         excluded_paths: Iterable[str] = ("/health", "/ready", "/metrics"),
         body_size_metrics: bool | None = None,
+        trust_boundary: TrustBoundary | None = None,
     ) -> None:
         self.app = app
+        self.boundary = trust_boundary
+        """None: every caller's context is continued as sent (an internal service); else the edge's rules."""
         self.tracer = trace.get_tracer(
             "telemetry.asgi", tracer_provider=tracer_provider, schema_url=sc.SCHEMA_URL
         )
@@ -156,11 +160,18 @@ class TelemetryMiddleware:
         method = raw_method if raw_method in _KNOWN_METHODS else sc.OTHER
         scheme = scope.get("scheme", "http")
         carrier = _carrier(scope.get("headers") or ())
-        parent = propagate.extract(carrier, getter=_GETTER) if carrier else None
+        parent: otel_context.Context | None = None
+        links: Sequence[Link] = ()
+        if carrier:
+            if self.boundary is None:
+                parent = propagate.extract(carrier, getter=_GETTER)
+            else:
+                parent, links = self.boundary.parent(scope, carrier, _GETTER)
         span = self.tracer.start_span(
             method if method != sc.OTHER else "HTTP",
             context=parent,
             kind=SpanKind.SERVER,
+            links=links,
             attributes={
                 sc.HTTP_REQUEST_METHOD: method,
                 sc.URL_SCHEME: scheme,

@@ -13,6 +13,7 @@ from opentelemetry import metrics, trace
 
 from telemetry._handle import InstrumentationHandle
 from telemetry._optional import import_extra
+from telemetry.boundary import TrustBoundary
 from telemetry.instrumentation.asgi import TelemetryMiddleware
 
 if TYPE_CHECKING:
@@ -26,13 +27,16 @@ def instrument_fastapi(
     meter_provider: metrics.MeterProvider | None = None,
     excluded_paths: Iterable[str] = ("/health", "/ready", "/metrics"),
     body_size_metrics: bool | None = None,
+    trust_boundary: TrustBoundary | None = None,
 ) -> InstrumentationHandle:
     """Trace and measure every HTTP request of ``app`` (FastAPI or Starlette).
 
     ``body_size_metrics`` turns the opt-in body-size histograms on or off; ``None`` follows
-    ``LLM_TELEMETRY_HTTP_BODY_SIZE_METRICS`` (off by default). Must run before the app serves its first
-    request (Starlette builds its middleware stack then). An app that already has our middleware (the
-    zero-code instrumentor got there first, or a second call) is left as it is, with an inactive handle.
+    ``LLM_TELEMETRY_HTTP_BODY_SIZE_METRICS`` (off by default). ``trust_boundary`` makes the app a public
+    edge (:mod:`telemetry.boundary`); None continues every caller's trace context as sent, as an internal
+    service does. Must run before the app serves its first request (Starlette builds its middleware stack
+    then). An app that already has our middleware (the zero-code instrumentor got there first, or a second
+    call) is left as it is, with an inactive handle.
     """
     middleware = import_extra(
         "starlette.middleware", extra="fastapi", needs="starlette", feature="telemetry.instrument_fastapi"
@@ -44,6 +48,7 @@ def instrument_fastapi(
         "meter_provider": meter_provider,
         "excluded_paths": tuple(excluded_paths),
         "body_size_metrics": body_size_metrics,
+        "trust_boundary": trust_boundary,
     }
     entry = middleware.Middleware(TelemetryMiddleware, **options)
     restore_native = silence_native_telemetry(app)

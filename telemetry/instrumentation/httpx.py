@@ -1,5 +1,10 @@
 """``instrument_httpx(client)``: CLIENT span per request, context injected, ``http.client.request.duration``.
 
+What the request carries of the context is the client's ``propagation``: ``all`` (the global propagator:
+traceparent, tracestate and baggage by default; for a service of one's own platform), ``traceparent``
+(W3C ``traceparent`` alone: a server outside the platform may join the trace, and learns nothing of the
+baggage or tracestate), or ``none``.
+
 Implemented as a transport wrapper rather than event hooks: hooks cannot hold a span open across the
 request or see transport errors, and a streamed response (server-sent events) must keep its span open
 until the body is closed.
@@ -9,11 +14,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from time import perf_counter
+from typing import Literal
 
 import httpx
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
 from telemetry import instruments, semconv as sc
@@ -21,6 +28,9 @@ from telemetry._errors import contained
 from telemetry._handle import InstrumentationHandle
 
 _REDACTED = "REDACTED"
+_TRACEPARENT_ONLY = TraceContextTextMapPropagator()
+
+Propagation = Literal["all", "traceparent", "none"]
 
 
 class _ObservedStream(httpx.AsyncByteStream):
@@ -76,9 +86,25 @@ def _url_full(url: httpx.URL) -> str:
 
 class _TracedTransport(httpx.AsyncBaseTransport):
     def __init__(
-        self, inner: httpx.AsyncBaseTransport, tracer: trace.Tracer, duration: metrics.Histogram
+        self,
+        inner: httpx.AsyncBaseTransport,
+        tracer: trace.Tracer,
+        duration: metrics.Histogram,
+        propagation: Propagation = "all",
     ) -> None:
         self.inner, self.tracer, self.duration = inner, tracer, duration
+        self.propagation = propagation
+
+    def _inject(self, headers: httpx.Headers, span: Span, span_context: Context) -> None:
+        if self.propagation == "all":
+            propagate.inject(headers, context=span_context)
+        elif self.propagation == "traceparent":
+            # The span alone: no baggage, and no tracestate (our span's, which an edge has emptied, is not
+            # the point: a third party gets our trace id and nothing else).
+            bare = span.get_span_context()
+            alone = trace.SpanContext(bare.trace_id, bare.span_id, bare.is_remote, bare.trace_flags)
+            bare_context = trace.set_span_in_context(trace.NonRecordingSpan(alone))
+            _TRACEPARENT_ONLY.inject(headers, context=bare_context)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
@@ -91,7 +117,7 @@ class _TracedTransport(httpx.AsyncBaseTransport):
         span = self.tracer.start_span(request.method, kind=SpanKind.CLIENT, attributes=attributes)
         span.set_attribute(sc.URL_FULL, _url_full(url))
         span_context = trace.set_span_in_context(span)
-        propagate.inject(request.headers, context=span_context)
+        self._inject(request.headers, span, span_context)
         finish = _Finish(self, span, span_context, dict(attributes))
         try:
             response = await self.inner.handle_async_request(request)
@@ -122,13 +148,17 @@ def instrument_httpx(
     *,
     tracer_provider: trace.TracerProvider | None = None,
     meter_provider: metrics.MeterProvider | None = None,
+    propagation: Propagation = "all",
 ) -> InstrumentationHandle:
-    """Trace and measure every request ``client`` sends; the handle restores its original transport."""
+    """Trace and measure every request ``client`` sends; the handle restores its original transport.
+    ``propagation``: what each request carries of the context (module docstring)."""
+    if propagation not in ("all", "traceparent", "none"):
+        raise ValueError(f"propagation={propagation!r}: expected 'all', 'traceparent' or 'none'")
     tracer = trace.get_tracer("telemetry.httpx", tracer_provider=tracer_provider, schema_url=sc.SCHEMA_URL)
     meter = metrics.get_meter("telemetry.httpx", meter_provider=meter_provider, schema_url=sc.SCHEMA_URL)
     duration = instruments.create(meter, sc.HTTP_CLIENT_REQUEST_DURATION)
     original = client._transport
-    client._transport = _TracedTransport(original, tracer, duration)
+    client._transport = _TracedTransport(original, tracer, duration, propagation)
 
     def undo() -> None:
         client._transport = original

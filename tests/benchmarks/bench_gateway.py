@@ -138,11 +138,13 @@ CLOSED_URL = "http://127.0.0.1:9"  # discard port: nothing listens; a cache miss
 
 def _fill_cache(app: Any) -> None:
     """Store the answer for BODY exactly as ``Gateway.complete`` keys it, so every request hits."""
+    from services.gateway.admission import key_id
     from services.gateway.cache import request_key
     from services.gateway.wire import ChatCompletionRequest, chat_completion
 
     payload = ChatCompletionRequest.model_validate(BODY).model_dump()
-    app.state.gateway.cache.put(request_key(payload), chat_completion(json.loads(UPSTREAM_ANSWER)))
+    answer = json.dumps(chat_completion(json.loads(UPSTREAM_ANSWER)), separators=(",", ":")).encode()
+    app.state.gateway.cache.put(request_key(key_id(API_KEY), payload), answer)
 
 
 def build_gateway(variant: str, scenario: str, upstream_url: str | None) -> tuple[Any, Stats]:

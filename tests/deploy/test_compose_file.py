@@ -447,3 +447,29 @@ def test_gateway_api_keys_come_from_the_user_with_no_default() -> None:
     assert "LLM_GATEWAY_INSECURE_NO_AUTH" not in compose_service("gateway")["environment"]
     header = "".join(line for line in COMPOSE.read_text().splitlines(keepends=True) if line.startswith("#"))
     assert "LLM_GATEWAY_API_KEYS" in header
+
+
+def test_every_container_is_hardened_with_its_own_limits() -> None:
+    for name in compose()["services"]:
+        service = compose_service(name)
+        assert service["read_only"] is True, name
+        assert service["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+        assert service["mem_limit"], name
+        assert service["pids_limit"] > 0, name
+
+
+def test_the_networks_keep_each_part_to_the_paths_it_uses() -> None:
+    networks = {name: set(compose_service(name)["networks"]) for name in compose()["services"]}
+    reach = {
+        name: {other for other, nets in networks.items() if nets & networks[name] and other != name}
+        for name in networks
+    }
+    # Nothing but the services (and the Collector, on the OTLP network) shares a network with the
+    # orchestrator or inference: no backend can call them around the gateway's keys and limits.
+    assert reach["orchestrator"] == {"gateway", "inference", "otelcol"}
+    assert reach["inference"] == {"gateway", "orchestrator", "otelcol"}
+    # No service of ours reaches Prometheus' remote-write receiver or Alertmanager's API.
+    assert not set(APP_SERVICES) & (reach["prometheus"] | reach["alertmanager"])
+    assert "otelcol" in reach["prometheus"]
+    assert {"prometheus", "jaeger", "alertmanager"} <= reach["grafana"]

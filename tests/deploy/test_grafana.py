@@ -83,7 +83,7 @@ def test_provisioning_files_are_yaml_and_dashboards_json() -> None:
     for path in PROVISIONING_FILES:
         assert yaml.safe_load(path.read_text())["apiVersion"] == 1, path
     dashboards = load_dashboards()
-    assert set(dashboards) == {"llm-serving-overview.json", "pipeline-health.json"}
+    assert set(dashboards) == {"llm-serving-overview.json", "pipeline-health.json", "slos.json"}
     for name, dashboard in dashboards.items():
         assert dashboard["uid"], name
         assert dashboard["title"], name
@@ -101,7 +101,7 @@ def test_committed_dashboards_are_the_generators_output() -> None:
 def test_generator_check_finds_an_edited_a_missing_and_a_stray_file(tmp_path: Path) -> None:
     assert generate.write(tmp_path) == sorted(generate.BUILDERS)
     assert generate.stale(tmp_path) == []
-    edited, removed = sorted(generate.BUILDERS)
+    edited, removed = sorted(generate.BUILDERS)[:2]
     (tmp_path / edited).write_text((tmp_path / edited).read_text().replace("Jaeger", "Tempo"))
     (tmp_path / removed).unlink()
     (tmp_path / "hand-made.json").write_text("{}")

@@ -21,9 +21,8 @@ from deploy.stack import (
     Stack,
     StackConfig,
     poll_until,
-    render_prometheus_config,
 )
-from tests.support.alerts import WebhookReceiver, alertmanager_spec, firing
+from tests.support.alerts import WebhookReceiver, alertmanager_spec, firing, point_prometheus_at
 from tests.support.backends import require
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -48,27 +47,6 @@ def _fast_collector_rules(dest_dir: Path) -> Path:
     return path
 
 
-def _addr(url: str) -> str:
-    """host:port of a URL such as http://127.0.0.1:1234/metrics."""
-    return url.removeprefix("http://").split("/", 1)[0]
-
-
-def _point_prometheus_at(stack: Stack, alertmanager_url: str, rules_dir: Path) -> None:
-    """The stack's Prometheus config, rendered as Stack.render does, plus the Alertmanager (alerts sent
-    there, its metrics scraped) and the shortened rules."""
-    ep = stack.endpoints
-    render_prometheus_config(
-        stack.prometheus_config,
-        prometheus_addr=_addr(ep.prometheus_url),
-        collector_telemetry_addr=_addr(ep.collector_telemetry_url),
-        collector_exporter_addr=_addr(ep.collector_metrics_url),
-        metrics_path=stack.config.metrics_path,
-        scrape_interval=stack.config.scrape_interval,
-        rules_dir=rules_dir,
-        alertmanager_addr=_addr(alertmanager_url),
-    )
-
-
 def test_collector_down_reaches_the_oncall_webhook_and_a_warning_the_team_webhook(
     binaries: Binaries, webhook: WebhookReceiver, tmp_path: Path
 ) -> None:
@@ -76,7 +54,7 @@ def test_collector_down_reaches_the_oncall_webhook_and_a_warning_the_team_webhoo
     stack = Stack(StackConfig(run_dir=tmp_path / "stack"), binaries)
     am_spec, am_url = alertmanager_spec(bins["alertmanager"], tmp_path / "alertmanager", webhook)
     specs = {spec.name: spec for spec in stack.backend_specs()}
-    _point_prometheus_at(stack, am_url, _fast_collector_rules(tmp_path / "rules").parent)
+    point_prometheus_at(stack, am_url, _fast_collector_rules(tmp_path / "rules").parent)
     try:
         # Jaeger is not needed: no trace is sent.
         stack.start_process(am_spec)

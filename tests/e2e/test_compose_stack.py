@@ -147,7 +147,7 @@ def compose_stack(
                 f"the containers' logs end:\n{logs[-8000:]}"
             )
         timings["up --build --wait"] = up.seconds
-        network = f"{compose()['name']}_default"
+        network = f"{compose()['name']}_backends"  # Alertmanager's network: the webhook receives its alerts
         receiver = REPO_ROOT / "tests" / "support" / "compose_webhook.py"
         python = env_file(REPO_ROOT / "deploy" / "versions.env")["PYTHON_IMAGE"]
         stack.containers.append(WEBHOOK)

@@ -151,7 +151,7 @@ def test_jaeger_config_defaults_validate_as_compose_runs_it(binaries: Binaries) 
     _run([str(jaeger), "validate", f"--config=file:{JAEGER_CONFIG}"], env=env)
 
 
-@pytest.mark.parametrize("name", ["otelcol", "prometheus", "jaeger", "alertmanager"])
+@pytest.mark.parametrize("name", ["otelcol", "prometheus", "jaeger", "alertmanager", "sloth"])
 def test_no_agpl_module_is_compiled_into_a_binary_we_build(binaries: Binaries, name: str) -> None:
     # The module list Go embeds in every binary: what was really compiled in, whatever the scripts say.
     binary = require(binaries, name)[name]

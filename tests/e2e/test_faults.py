@@ -45,9 +45,11 @@ from tests.support.faults import (
     metrics_urls,
     one_request,
     p99,
+    rejected_by_type,
     rss_mib,
     signal_process,
     slope_per_minute,
+    slow_clients,
     span_burst,
     terminate,
     total,
@@ -71,6 +73,10 @@ REMOTE_WRITE = "prometheus_remote_write"
 MODEL = "llama-3.1-8b-instruct"
 SELF_METRICS_ENV = {"OTEL_METRICS_EXPORTER": "otlp,prometheus", "LLM_TELEMETRY_PROMETHEUS_SERVER": "false"}
 """Push OTLP as in production, and serve /metrics on the service's own port for the test to read."""
+ATTACKER_KEY = "fault-suite-second-key-0123456789"
+"""A second API key: the slow clients' (the load keeps its own key, so per-key limits can be seen)."""
+SLOW = {"half-open": 300, "silent": 100, "slow-body": 50}
+"""The slow-client fault: connections of each kind at once (loopback, bounded)."""
 
 
 @dataclass
@@ -87,8 +93,16 @@ def faults(binaries: Binaries) -> Iterator[FaultStack]:
     require(binaries, "prometheus", "jaeger", "otelcol")
     stack = Stack(StackConfig(), binaries)
     specs, addresses = service_specs(stack)
+    keys = {"LLM_GATEWAY_API_KEYS": f"{addresses.api_key},{ATTACKER_KEY}"}
     try:
-        stack.start([dataclasses.replace(s, env={**s.env, **SELF_METRICS_ENV}) for s in specs])
+        stack.start(
+            [
+                dataclasses.replace(
+                    s, env={**s.env, **SELF_METRICS_ENV, **(keys if s.name == "gateway" else {})}
+                )
+                for s in specs
+            ]
+        )
     except StackError as exc:
         pytest.fail(str(exc), pytrace=False)
     try:
@@ -290,6 +304,49 @@ def test_jaeger_then_prometheus_down_lose_nothing(faults: FaultStack, baseline: 
     assert spans_lost == 0
     assert present >= 0.9 * span or failed_points > 0, "outage samples missing and their loss not counted"
     assert failed(report) == {}, report.summary()
+
+
+# ---- slow and half-open clients ---------------------------------------------------------------------
+
+
+def test_hundreds_of_slow_and_half_open_clients_leave_served_traffic_alone(
+    faults: FaultStack, baseline: LoadReport
+) -> None:
+    """300 heads trickled a byte a second (slowloris), 100 connections that send nothing and 50 bodies
+    trickled with a second key, during the steady load: the heads are answered 408 and closed at the
+    gateway's header deadline (10 s), the second key holds its own share of slots at most (429 past it,
+    its bodies 408 at the body deadline), and the load keeps its latency with nothing failed."""
+    metrics = metrics_urls(faults.services)["gateway"]
+    before = rejected_by_type(metrics)
+    load = faults.load(duration=25)
+    time.sleep(BEFORE)
+    met = slow_clients(
+        faults.services.gateway_url,
+        half_open=SLOW["half-open"],
+        silent=SLOW["silent"],
+        slow_bodies=SLOW["slow-body"],
+        api_key=ATTACKER_KEY,
+        seconds=20,
+    )
+    report = load.join()
+    refused = rejected_by_type(metrics) - before
+    fault = f"{sum(SLOW.values())} slow clients ({', '.join(f'{n} {k}' for k, n in SLOW.items())})"
+    FIGURES.add(fault, "requests / failed / p99", _load_figure(report, baseline))
+    FIGURES.add(fault, "slow connections by outcome", str(dict(sorted(met.outcomes.items()))))
+    closed = sorted(met.closed_after)
+    FIGURES.add(
+        fault,
+        "half-open heads closed after (min / max; deadline 10 s)",
+        f"{closed[0]:.1f} / {closed[-1]:.1f} s" if closed else "none closed",
+    )
+    FIGURES.add(fault, "gateway refusals counted by error.type", str(dict(sorted(refused.items()))))
+    assert failed(report) == {}, report.summary()
+    assert met.outcomes["half-open: 408"] == SLOW["half-open"], met.outcomes
+    assert met.outcomes["silent: closed"] == SLOW["silent"], met.outcomes
+    assert closed[-1] < 15, f"a half-open head held its connection {closed[-1]:.1f} s"
+    assert refused["request_timeout"] >= SLOW["half-open"] + SLOW["silent"]
+    assert refused["key_rate_limit_exceeded"] > 0
+    assert met.outcomes["slow-body: open"] == 0, met.outcomes
 
 
 # ---- a burst past the Collector's memory limit --------------------------------------------------------

@@ -35,6 +35,7 @@ from deploy.stack._process import ManagedProcess, start_process
 from tests.support.backends import require
 from tests.support.ci import missing
 from tests.support.licences import forbidden_references
+from tests.support.network_policy import allowed_paths, intended_paths
 
 CHART = REPO_ROOT / "deploy" / "helm" / "llm-telemetry"
 FILES = CHART / "files"
@@ -172,7 +173,7 @@ def test_the_services_have_probes_resources_and_scrape_annotations(rendered: dic
             deployment = _find(objects, "Deployment", f"{PREFIX}-{name}")
             container = _container(deployment)
             ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-            probe_port = "probes" if name == "inference" else "http"
+            probe_port = {"inference": "probes", "gateway": "ops"}.get(name, "http")
             assert container["livenessProbe"]["httpGet"] == {"path": "/health", "port": probe_port}
             if name == "inference" and variant == "non-default":
                 assert container["readinessProbe"]["grpc"] == {"port": ports["grpc"]}
@@ -181,12 +182,15 @@ def test_the_services_have_probes_resources_and_scrape_annotations(rendered: dic
             if name == "inference":
                 assert ports == {"grpc": 50051, "probes": 8082}
                 assert _env(container)["LLM_INFERENCE_HTTP_ADDRESS"] == "0.0.0.0:8082"
+            if name == "gateway":
+                assert ports == {"http": 8080, "ops": 8090}
+                assert _env(container)["LLM_GATEWAY_OPS_ADDRESS"] == "0.0.0.0:8090"
             assert set(container["resources"]) == {"requests", "limits"}
             assert container["args"] == [f"services.{name}"]
             annotations = deployment["spec"]["template"]["metadata"]["annotations"]
             assert annotations["prometheus.io/scrape"] == ("true" if pull else "false")
-            # /metrics is on the service's own HTTP port (services/common/probes.py add_metrics).
-            scraped = str(ports["probes" if name == "inference" else "http"])
+            # /metrics: the orchestrator's HTTP port, inference's side port, the gateway's ops port.
+            scraped = str(ports[probe_port])
             assert annotations["prometheus.io/port"] == scraped
             assert annotations["prometheus.io/path"] == "/metrics"
             assert _env(container)["OTEL_METRICS_EXPORTER"] == ("prometheus" if pull else "otlp")
@@ -311,7 +315,52 @@ def test_the_rendered_collector_and_jaeger_configs_are_valid(
             _validate(paths["otelcol"], container["args"], otel, _env(container))
         jaeger = _find(objects, "Deployment", f"{PREFIX}-jaeger")
         config = {"/etc/jaeger": _find(objects, "ConfigMap", f"{PREFIX}-jaeger")["data"]}
+        storage = [
+            o
+            for o in objects
+            if o["kind"] == "Secret" and o["metadata"]["name"] == f"{PREFIX}-jaeger-storage"
+        ]
+        if storage:  # a distributed store's block: a Secret (it may hold a password), mounted beside
+            config["/etc/jaeger/storage"] = storage[0]["stringData"]
         _validate(paths["jaeger"], _container(jaeger)["args"], config, _env(_container(jaeger)))
+
+
+# ---- NetworkPolicies -------------------------------------------------------------------------------------
+
+
+def _allowed_and_intended(objects: list[dict[str, Any]], values: dict[str, Any]) -> tuple[set[Any], set[Any]]:
+    components = {
+        o["metadata"]["labels"]["app.kubernetes.io/component"]
+        for o in objects
+        if o["kind"] in ("Deployment", "DaemonSet")
+    }
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    allowed = allowed_paths(policies, release=RELEASE, components=components)
+    intended = intended_paths(
+        components=components,
+        pull=values.get("metrics", {}).get("export") == "prometheus",
+        prometheus=values.get("prometheus", {}).get("enabled", True),
+        grafana=values.get("grafana", {}).get("enabled", True),
+    )
+    return allowed, intended
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_network_policies_allow_exactly_the_paths_the_product_uses(
+    rendered: dict[str, str], variant: str
+) -> None:
+    values = yaml.safe_load(VARIANTS[variant].read_text()) or {}
+    allowed, intended = _allowed_and_intended(_objects(rendered[variant]), values)
+    assert allowed == intended, (
+        f"allowed, not used: {sorted(allowed - intended)}; used, not allowed: {sorted(intended - allowed)}"
+    )
+
+
+def test_without_network_policies_any_pod_reaches_every_port(helm: Helm) -> None:
+    """What the policies take away: the evaluator sees the open cluster a chart without them leaves."""
+    allowed, intended = _allowed_and_intended(_objects(helm.template({"networkPolicy.enabled": "false"})), {})
+    assert ("other-pod", "orchestrator", "http") in allowed - intended
+    assert ("other-pod", "jaeger", "query-http") in allowed - intended
 
 
 # ---- a throwaway API server ----------------------------------------------------------------------------
@@ -448,6 +497,9 @@ def test_every_rendering_is_accepted_by_the_api_server(
         assert result.returncode == 0, f"{variant}: {result.stderr}"
         accepted = result.stdout.count("(server dry run)")
         assert accepted == len(_objects(manifest)), f"{variant}: {result.stdout}"
+        assert (
+            f"networkpolicy.networking.k8s.io/{PREFIX}-orchestrator created (server dry run)" in result.stdout
+        )
         print(f"[helm] {variant}: {accepted} objects accepted (server dry run)")
     for example in EXAMPLES:
         manifest = helm.template(example / "values.yaml")

@@ -37,7 +37,7 @@ def promtool() -> Path:
 
 def _run(promtool: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(promtool), *args], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT, check=False
+        [str(promtool), *args], capture_output=True, text=True, timeout=600, cwd=REPO_ROOT, check=False
     )
 
 

@@ -31,6 +31,8 @@ def extra_gateway(services: InProcessServices, app_server: AppServer) -> Callabl
 
     def start(**overrides: Any) -> str:
         settings = gateway_settings(overrides.pop("orchestrator_url", services.orchestrator_url), **overrides)
-        return app_server.start(create_gateway(settings, services.captures["gateway"].telemetry, MODELS))
+        return app_server.start_gateway(
+            create_gateway(settings, services.captures["gateway"].telemetry, MODELS)
+        )
 
     return start

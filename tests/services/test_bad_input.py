@@ -123,7 +123,8 @@ def test_inference_down_gives_503_to_retry_then_recovers(services: InProcessServ
         ready = httpx.get(f"{services.orchestrator_url}/ready", timeout=10)
         assert ready.status_code == 503
         assert ready.json()["status"] == "not ready"
-        assert ready.json()["checks"]["inference"] == {"ok": False, "detail": "UNAVAILABLE"}
+        # Which check failed, never why: its reason (which may name hosts) goes to the orchestrator's log.
+        assert ready.json()["checks"]["inference"] == {"ok": False}
         # Alive all the same: a dependency's outage must not make the orchestrator restart.
         health = httpx.get(f"{services.orchestrator_url}/health", timeout=10)
         assert health.status_code == 200

@@ -17,7 +17,7 @@ from services.gateway.errors import from_provider
 from services.gateway.recording import GatewayMetrics, GenAICall
 from services.gateway.streaming import SSERelay
 from services.gateway.wire import parse_request
-from telemetry import testing
+from telemetry import ContentPolicy, testing
 
 SECRET = "sk-live-0123456789abcdef"
 
@@ -78,7 +78,7 @@ def _relay(
         spec=spec,
         provider=provider,
         body=body,
-        capture_content=False,
+        content=ContentPolicy(),
     )
     relay = SSERelay(
         httpx.Response(200, content=sse), call, lambda: None, wants_usage=wants_usage, secret=SECRET

@@ -7,7 +7,10 @@ from typing import Any
 import grpc
 import pytest
 
+from services.common.models import ModelSpec
+from services.inference.server import InferenceSettings, start_server
 from services.proto import inference_pb2 as pb, inference_pb2_grpc as pb_grpc
+from telemetry import testing
 from tests.support.services import InProcessServices
 from tests.support.serving import poll_until
 
@@ -117,3 +120,34 @@ def test_the_standard_health_service_says_serving_and_leaves_no_span(services: I
     assert not [s for s in services.spans() if s["service"] == "inference"]
     points = services.metrics("inference")["rpc.server.call.duration"]["points"]
     assert not [p for p in points if "grpc.health" in str(p["attributes"].get("rpc.method", ""))]
+
+
+@pytest.mark.anyio
+async def test_content_is_captured_at_the_gateway_alone_never_again_by_inference() -> None:
+    """With capture on, inference records no prompt: the gateway recorded the request's messages (redacted,
+    bounded); this prompt is the same text again plus the retrieved documents."""
+    settings = InferenceSettings(
+        address="127.0.0.1:0",
+        max_batch_size=1,
+        time_scale=0.0,
+        gpu_index=0,
+        max_concurrent_rpcs=4,
+    )
+    with testing.capture("inference", capture_content=True) as capture:
+        assert capture.telemetry.capture_content
+        running = await start_server(settings, capture.telemetry, {"m": ModelSpec("m")})
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = pb_grpc.InferenceStub(channel)
+            async for _ in stub.Generate(pb.GenerateRequest(model="m", prompt="my secret prompt"), timeout=5):
+                pass
+        await running.stop(grace=0)
+        (server,) = [s for s in capture.spans() if s["kind"] == "SERVER"]
+    assert server["attributes"]["gen_ai.request.model"] == "m"
+    assert not [
+        k for k in server["attributes"] if k.startswith("gen_ai.input") or k.startswith("gen_ai.output")
+    ]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

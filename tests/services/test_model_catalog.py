@@ -50,6 +50,11 @@ def _load(tmp_path: Path, text: str, name: str = "catalog.yaml", **env: str) -> 
     return Catalog.load({"LLM_MODEL_CATALOG": str(path), **env})
 
 
+def _one_provider(fields: str) -> str:
+    """A catalog with one openai_compatible provider ``p`` of ``fields`` and one model on it."""
+    return f"providers: {{p: {{type: openai_compatible, {fields}}}}}\nmodels: [{{name: m, provider: p}}]"
+
+
 def _problems(tmp_path: Path, text: str, **env: str) -> str:
     with pytest.raises(SettingError) as caught:
         _load(tmp_path, text, **env)
@@ -91,7 +96,7 @@ def test_the_key_comes_from_a_file_too_and_json_works(tmp_path: Path) -> None:
     text = json.dumps(
         {
             "providers": {
-                "p": {"type": "openai_compatible", "base_url": "http://h:1", "api_key_file": str(key)}
+                "p": {"type": "openai_compatible", "base_url": "https://h:1", "api_key_file": str(key)}
             },
             "models": [{"name": "m", "provider": "p"}],
         }
@@ -183,6 +188,35 @@ def test_a_key_a_header_cannot_carry_is_refused_without_showing_it(tmp_path: Pat
     )
     message = _problems(tmp_path, text, K=SECRET + " \u00e9")
     assert "providers.p: the API key has characters an HTTP header cannot carry" in message
+
+
+@pytest.mark.parametrize(
+    "base_url", ["http://api.example", "http://10.0.0.7:8000/v1", "http://vllm.internal/v1"]
+)
+def test_a_key_over_plain_http_is_refused_unless_allowed(tmp_path: Path, base_url: str) -> None:
+    text = _one_provider(f"base_url: '{base_url}', api_key_env: K")
+    message = _problems(tmp_path, text, K=SECRET)
+    assert f"providers.p.base_url: {base_url!r} is plain http and the provider has an API key" in message
+    allowed = text.replace("api_key_env: K", "api_key_env: K, allow_insecure_http: true")
+    assert _load(tmp_path, allowed, K=SECRET).providers["p"].api_key == SECRET
+
+
+@pytest.mark.parametrize(
+    "base_url", ["https://api.example/v1", "http://127.0.0.1:8000/v1", "http://localhost:9"]
+)
+def test_a_key_over_https_or_to_loopback_is_accepted(tmp_path: Path, base_url: str) -> None:
+    text = _one_provider(f"base_url: '{base_url}', api_key_env: K")
+    assert _load(tmp_path, text, K=SECRET).providers["p"].api_key == SECRET
+
+
+def test_trace_context_to_a_provider_is_traceparent_unless_none(tmp_path: Path) -> None:
+    text = (
+        "providers: {a: {type: openai_compatible, base_url: 'https://a'},"
+        " b: {type: openai_compatible, base_url: 'https://b', trace_context: none}}\nmodels: [{name: m}]"
+    )
+    providers = _load(tmp_path, text).providers
+    assert (providers["a"].trace_context, providers["b"].trace_context) == ("traceparent", "none")
+    assert "trace_context" in _problems(tmp_path, text.replace("none}", "all}"))
 
 
 def test_unreadable_files_name_the_file(tmp_path: Path) -> None:

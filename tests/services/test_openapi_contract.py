@@ -23,7 +23,7 @@ from tests.support.openapi import (
 from tests.support.services import API_KEY, InProcessServices
 
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
-CHAT_ERRORS = {400, 401, 404, 413, 429, 431, 500, 502, 503, 504}
+CHAT_ERRORS = {400, 401, 404, 408, 413, 429, 431, 500, 502, 503, 504}
 SLOW = {"model": "slow-model", "max_tokens": 64, "messages": [{"role": "user", "content": "slow"}]}
 
 

@@ -1,4 +1,5 @@
-"""Cancellation stops generation, identical requests in flight coalesce, queues are observable."""
+"""Cancellation stops generation, identical requests in flight coalesce (one caller's only), queues are
+observable, and a direct caller is held to the gateway's limits."""
 
 from __future__ import annotations
 
@@ -54,10 +55,15 @@ def test_client_that_disconnects_mid_stream_stops_generation_and_the_span_says_s
     assert output[0]["value"] >= produced
 
 
-async def _identical_pair(url: str) -> list[httpx.Response]:
+async def _identical_pair(url: str, tenants: tuple[str, ...] = ("t1", "t1", "t1")) -> list[httpx.Response]:
     body = {"model": "slow-model", "max_tokens": 16, "messages": [{"role": "user", "content": "coalesce us"}]}
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-        return await asyncio.gather(*(client.post("/v1/generate", json=body) for _ in range(3)))
+        return await asyncio.gather(
+            *(
+                client.post("/v1/generate", json=body, headers={"baggage": f"llm.tenant.id={tenant}"})
+                for tenant in tenants
+            )
+        )
 
 
 def test_identical_requests_in_flight_share_one_generation(services: InProcessServices) -> None:
@@ -69,6 +75,40 @@ def test_identical_requests_in_flight_share_one_generation(services: InProcessSe
     assert sum(p["value"] for p in coalesced) >= 2
     generations = [s for s in services.spans() if s["service"] == "inference" and s["kind"] == "SERVER"]
     assert len(generations) == 1
+
+
+def test_identical_requests_of_two_tenants_are_never_coalesced(services: InProcessServices) -> None:
+    """The tenant is the gateway's baggage: one tenant's answer (its id, its timing) is never another's."""
+    services.spans_exporter.clear()
+    responses = asyncio.run(_identical_pair(services.orchestrator_url, ("t1", "t2", "t1")))
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    ids = [r.json()["id"] for r in responses]
+    assert ids[0] == ids[2]
+    assert ids[1] != ids[0]
+
+    def generations() -> list[dict[str, Any]] | None:
+        found = [s for s in services.spans() if s["service"] == "inference" and s["kind"] == "SERVER"]
+        return found if len(found) >= 2 else None
+
+    assert len(poll_until(generations, "two generations", timeout=10)) == 2
+
+
+def test_a_direct_caller_is_held_to_the_gateways_limits(services: InProcessServices) -> None:
+    url = f"{services.orchestrator_url}/v1/generate"
+    message = {"role": "user", "content": "x"}
+    too_many = {"model": "fast-model", "messages": [message] * 257}
+    too_long = {"model": "fast-model", "messages": [{"role": "user", "content": "x" * 200_001}]}
+    too_many_tokens = {"model": "fast-model", "messages": [message], "max_tokens": 4097}
+    for body in (too_many, too_long, too_many_tokens):
+        response = httpx.post(url, json=body, timeout=30)
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["type"] == "invalid_request_error"
+    huge = b'{"model": "fast-model", "messages": [{"role": "user", "content": "' + b"x" * (3 << 20) + b'"}]}'
+    for content in (huge, iter([huge[: 1 << 20], huge[1 << 20 :]])):  # declared, then chunked
+        refused = httpx.post(url, content=content, timeout=30)
+        assert refused.status_code == 413, refused.text
+        assert refused.json()["error"]["type"] == "request_too_large"
+    assert httpx.post(url, json={"model": "fast-model", "messages": [message]}, timeout=30).status_code == 200
 
 
 def test_stage_queues_report_occupancy_and_capacity(services: InProcessServices) -> None:

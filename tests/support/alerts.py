@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from deploy.stack import ProcessSpec, free_port, http_ready
+from deploy.stack import ProcessSpec, Stack, free_port, http_ready, render_prometheus_config
 from deploy.stack._binaries import REPO_ROOT
 
 ALERTMANAGER_CONFIG = REPO_ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
@@ -99,3 +99,24 @@ def firing(notifications: list[Notification], alertname: str) -> list[dict[str, 
         for alert in n.body.get("alerts", [])
         if alert["labels"].get("alertname") == alertname and alert["status"] == "firing"
     ]
+
+
+def _addr(url: str) -> str:
+    """host:port of a URL such as http://127.0.0.1:1234/metrics."""
+    return url.removeprefix("http://").split("/", 1)[0]
+
+
+def point_prometheus_at(stack: Stack, alertmanager_url: str, rules_dir: Path) -> None:
+    """The stack's Prometheus config, rendered as Stack.render does, plus the Alertmanager (alerts sent
+    there, its metrics scraped) and the rules in ``rules_dir`` instead of the repo's."""
+    ep = stack.endpoints
+    render_prometheus_config(
+        stack.prometheus_config,
+        prometheus_addr=_addr(ep.prometheus_url),
+        collector_telemetry_addr=_addr(ep.collector_telemetry_url),
+        collector_exporter_addr=_addr(ep.collector_metrics_url),
+        metrics_path=stack.config.metrics_path,
+        scrape_interval=stack.config.scrape_interval,
+        rules_dir=rules_dir,
+        alertmanager_addr=_addr(alertmanager_url),
+    )

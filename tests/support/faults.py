@@ -378,3 +378,82 @@ def uptime_s(metrics_url: str) -> float:
             if sample.name == semconv.PROCESS_UPTIME.prometheus_name:
                 return float(sample.value)
     raise LookupError(f"no {semconv.PROCESS_UPTIME.prometheus_name} at {metrics_url}")
+
+
+# ---- slow and half-open clients (the gateway's edge limits) -----------------------------------------------
+
+
+@dataclass
+class SlowClients:
+    """What the slow clients met: how each connection ended, and when the server closed the half-open ones."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    closed_after: list[float] = field(default_factory=list)
+    """Seconds from a half-open connection's start to the server closing it."""
+
+
+def slow_clients(
+    gateway_url: str, *, half_open: int, silent: int, slow_bodies: int, api_key: str, seconds: float
+) -> SlowClients:
+    """Bounded slowloris against ``gateway_url`` (loopback): ``half_open`` connections trickle a request head
+    a byte a second, ``silent`` ones send nothing, ``slow_bodies`` send a valid head with ``api_key`` and a
+    body a byte a second. Each stops when the server closes it or after ``seconds``."""
+    host, port = gateway_url.removeprefix("http://").split(":")
+    result = SlowClients()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {api_key}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    ).encode()
+
+    async def one(kind: str) -> None:
+        started = time.monotonic()
+        try:
+            reader, writer = await asyncio.open_connection(host, int(port))
+        except OSError as exc:
+            result.outcomes[f"{kind}: connect {type(exc).__name__}"] += 1
+            return
+        first = {
+            "half-open": b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n",
+            "silent": b"",
+            "slow-body": head,
+        }
+        try:
+            writer.write(first[kind])
+            answer = b""
+            while time.monotonic() - started < seconds:
+                try:
+                    answer = await asyncio.wait_for(reader.read(200), 1.0)
+                    break  # an answer, or the server closed the connection (b"")
+                except TimeoutError:
+                    if kind != "silent":
+                        writer.write(b"X")  # one more byte: never enough
+            status = (
+                answer.split(b" ", 2)[1].decode()
+                if answer.startswith(b"HTTP/1.1 ")
+                else ("closed" if answer == b"" and time.monotonic() - started < seconds else "open")
+            )
+            result.outcomes[f"{kind}: {status}"] += 1
+            if kind == "half-open" and status != "open":
+                result.closed_after.append(time.monotonic() - started)
+        except OSError as exc:
+            result.outcomes[f"{kind}: {type(exc).__name__}"] += 1
+        finally:
+            writer.close()
+
+    async def run() -> None:
+        kinds = ["half-open"] * half_open + ["silent"] * silent + ["slow-body"] * slow_bodies
+        await asyncio.gather(*(one(kind) for kind in kinds))
+
+    asyncio.run(run())
+    return result
+
+
+def rejected_by_type(metrics_url: str) -> Counter[str]:
+    """``llm.gateway.rejected_requests`` by ``error.type``, from the gateway's own /metrics."""
+    counts: Counter[str] = Counter()
+    text = httpx.get(metrics_url, timeout=5).raise_for_status().text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "llm_gateway_rejected_requests_total":
+                counts[sample.labels.get("error_type", "")] += int(sample.value)
+    return counts

@@ -51,6 +51,7 @@ ONLY_AFTER_A_FAILURE = frozenset(
         # which the shared loaded stack does not stage (tests/e2e/test_alerting.py stages one).
         ("llm-pipeline-health", "Send and enqueue failures", "*"),
         ("llm-pipeline-health", "Firing alerts", "*"),
+        ("llm-slos", "SLO alerts firing", "*"),
         # Errors inside a pipeline stage: the simulated engine never fails (sheds are not errors).
         ("llm-serving-overview", "Pipeline requests by outcome", "B"),
         # A GPU that is throttled or failing, and GPUs with ECC memory (others report no hw.errors).

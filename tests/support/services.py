@@ -21,7 +21,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from deploy.stack import free_port
 from services.common.models import ModelSpec
 from services.gateway.app import GatewaySettings, create_app as create_gateway
-from services.gateway.protocol import GatewayH11Protocol
 from services.inference.server import InferenceSettings, start_server
 from services.orchestrator.app import OrchestratorSettings, create_app as create_orchestrator
 from telemetry import testing
@@ -123,12 +122,16 @@ class AppServer:
         self.loop = loop
         self.running: dict[str, Served] = {}
 
-    def start(self, app: Any) -> str:
-        """Serve ``app``; returns its base URL."""
+    def start(self, app: Any, http: type[asyncio.Protocol] | str = "auto") -> str:
+        """Serve ``app`` (with uvicorn's ``http`` protocol); returns its base URL."""
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        self.running[url] = self.loop.run(serve_uvicorn(app, port))
+        self.running[url] = self.loop.run(serve_uvicorn(app, port, http=http))
         return url
+
+    def start_gateway(self, app: Any) -> str:
+        """Serve a gateway app as ``python -m services.gateway`` does: with its own protocol."""
+        return self.start(app, http=app.state.gateway.protocol())
 
     def stop(self, *urls: str) -> None:
         """Stop the apps at ``urls`` (all of them if none is named), once their requests have finished."""
@@ -170,19 +173,14 @@ def serving() -> Iterator[InProcessServices]:
     gateway = gateway_settings(
         f"http://127.0.0.1:{orchestrator_port}", port=gateway_port, cache_entries=128, cache_ttl=60.0
     )
+    gateway_app = create_gateway(gateway, captures["gateway"].telemetry, MODELS)
     servers = [
         loop.run(
             serve_uvicorn(
                 create_orchestrator(orchestrator, captures["orchestrator"].telemetry), orchestrator_port
             )
         ),
-        loop.run(
-            serve_uvicorn(
-                create_gateway(gateway, captures["gateway"].telemetry, MODELS),
-                gateway_port,
-                http=GatewayH11Protocol,
-            )
-        ),
+        loop.run(serve_uvicorn(gateway_app, gateway_port, http=gateway_app.state.gateway.protocol())),
     ]
     yield InProcessServices(
         gateway_url=f"http://127.0.0.1:{gateway_port}",

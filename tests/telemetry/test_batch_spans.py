@@ -65,9 +65,11 @@ def test_a_change_after_the_window_starts_a_new_batch_and_a_readmission_links_on
         first, joined = batches.step(members, 20, admitted={0, 1})
         assert joined == {0, 1}
         unchanged, joined = batches.step(members, 2, admitted=())
-        assert unchanged is first and joined == set()  # same members: same batch, whatever its age
+        assert unchanged is first  # same members: same batch, whatever its age
+        assert joined == set()
         second, joined = batches.step(members[:1], 1, admitted=())
-        assert second is not first and joined == {0}
+        assert second is not first
+        assert joined == {0}
         batches.close()
     spans = capture.spans()
     first_span, second_span = (s for s in spans if s["name"] == "batch m")

@@ -112,15 +112,6 @@ def test_a_span_chosen_by_several_histograms_is_counted_once(
     assert marked.count == 1
 
 
-def test_counters_have_one_exemplar_slot_per_window(spans: tuple[trace.Tracer, InMemorySpanExporter]) -> None:
-    tracer, _ = spans
-    reservoir = marking_reservoir_factory(10.0, MarkedSpans())(object)(size=4)  # as the SDK builds a sum's
-    a, b = tracer.start_span("a"), tracer.start_span("b")
-    reservoir.offer(1, int(107.6e9), None, trace.set_span_in_context(a))
-    reservoir.offer(1000, int(107.7e9), None, trace.set_span_in_context(b))
-    assert [e.span_id for e in reservoir.collect({})] == [a.get_span_context().span_id]
-
-
 class _TraceIds(IdGenerator):
     """Trace ids whose random low 56 bits (the rank) are the given fractions of 2**56."""
 
@@ -187,6 +178,18 @@ def test_busy_buckets_of_every_histogram_and_process_choose_the_same_low_ranking
     low_id = low.get_span_context().span_id
     assert [e.span_id for e in gateway.collect({})] == [low_id]
     assert [e.span_id for e in inference.collect({})] == [low_id]
+
+
+def test_a_counter_takes_one_exemplar_per_window_and_only_from_a_trace_the_share_keeps() -> None:
+    """A sum's or gauge's exemplar never costs a kept trace: only a trace ranking within the sampling
+    configuration's default share (under 1/32) is taken, whenever in the window it comes."""
+    tracer = TracerProvider(id_generator=_TraceIds(0.5, 0.01, 0.02, 0.03)).get_tracer("t")
+    reservoir = marking_reservoir_factory(10.0, MarkedSpans())(object)(size=4)  # as the SDK builds a sum's
+    ordinary, low, lower_later, next_window = (tracer.start_span(n) for n in ("a", "b", "c", "d"))
+    for span, at_s in ((ordinary, 109.0), (low, 109.5), (lower_later, 109.6), (next_window, 110.1)):
+        reservoir.offer(1, int(at_s * 1e9), None, trace.set_span_in_context(span))
+    chosen = [e.span_id for e in reservoir.collect({})]
+    assert chosen == [low.get_span_context().span_id, next_window.get_span_context().span_id]
 
 
 def test_the_window_must_be_positive() -> None:

@@ -13,14 +13,15 @@ from pathlib import Path
 
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from deploy.grafana.generate import overview, pipeline_health
-from deploy.grafana.generate._build import OVERVIEW, PIPELINE_HEALTH, to_json
+from deploy.grafana.generate import overview, pipeline_health, slos
+from deploy.grafana.generate._build import OVERVIEW, PIPELINE_HEALTH, SLOS, to_json
 
 DASHBOARDS_DIR = Path(__file__).resolve().parents[1] / "dashboards"
 
 BUILDERS: dict[str, Callable[[], Dashboard]] = {
     OVERVIEW.file: overview.build,
     PIPELINE_HEALTH.file: pipeline_health.build,
+    SLOS.file: slos.build,
 }
 """Each dashboard file's name, and what builds it."""
 

@@ -42,6 +42,7 @@ class Board:
 
 OVERVIEW = Board("llm-serving-overview", "LLM serving overview", "llm-serving-overview.json")
 PIPELINE_HEALTH = Board("llm-pipeline-health", "Telemetry pipeline health", "pipeline-health.json")
+SLOS = Board("llm-slos", "LLM serving SLOs", "slos.json")
 
 _HISTOGRAM_SUFFIXES = ("bucket", "count", "sum")
 _REF_IDS = "ABCDEFGH"

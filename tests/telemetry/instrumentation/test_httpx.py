@@ -73,3 +73,52 @@ async def test_sniffio_is_installed_so_httpcore_does_not_fail_an_import_per_requ
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def _all_context(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(
+        200, json={k: request.headers.get(k) for k in ("traceparent", "tracestate", "baggage")}
+    )
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("propagation", ["all", "traceparent", "none"])
+async def test_propagation_chooses_what_a_request_carries_of_the_context(propagation: str) -> None:
+    """A server outside the platform gets our trace id at most, never our baggage or tracestate."""
+    from opentelemetry import baggage, context, trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+
+    capture = testing.capture("httpx")
+    parent = SpanContext(
+        0x0AF7651916CD43DD8448EB211C80319C,
+        0xB7AD6B7169203331,
+        True,
+        TraceFlags(1),
+        TraceState([("corp", "x")]),
+    )
+    ctx = baggage.set_baggage("llm.tenant.id", "key-1", trace.set_span_in_context(NonRecordingSpan(parent)))
+    token = context.attach(ctx)
+    try:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(_all_context)) as client:
+            instrument_httpx(
+                client,
+                tracer_provider=capture.telemetry.tracer_provider,
+                meter_provider=capture.telemetry.meter_provider,
+                propagation=propagation,  # type: ignore[arg-type]
+            )
+            sent = (await client.get("http://provider.example/v1/chat/completions")).json()
+    finally:
+        context.detach(token)
+    (span,) = capture.spans()
+    if propagation == "none":
+        assert sent == {"traceparent": None, "tracestate": None, "baggage": None}
+    else:
+        assert sent["traceparent"].split("-")[1:3] == [span["trace_id"], span["span_id"]]
+        expected = ("corp=x", "llm.tenant.id=key-1") if propagation == "all" else (None, None)
+        assert (sent["tracestate"], sent["baggage"]) == expected
+    capture.shutdown()
+
+
+def test_an_unknown_propagation_is_refused() -> None:
+    with pytest.raises(ValueError, match="propagation='b3'"):
+        instrument_httpx(httpx.AsyncClient(), propagation="b3")  # type: ignore[arg-type]

@@ -75,3 +75,20 @@ true
 {{- fail (printf "memory limit %q: write it in Mi or Gi" $q) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* A NetworkPolicy peer: the release's pods of one component. {{ include "llmtel.peer" (list . "gateway") }} */}}
+{{- define "llmtel.peer" -}}
+- podSelector:
+    matchLabels:
+      app.kubernetes.io/instance: {{ (index . 0).Release.Name }}
+      app.kubernetes.io/component: {{ index . 1 }}
+{{- end -}}
+{{/* The peers that scrape metrics ports and query the stores: the chart's Prometheus, and networkPolicy.monitoringFrom. */}}
+{{- define "llmtel.monitoringPeers" -}}
+{{- if .Values.prometheus.enabled }}
+{{ include "llmtel.peer" (list . "prometheus") }}
+{{- end }}
+{{- with .Values.networkPolicy.monitoringFrom }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
