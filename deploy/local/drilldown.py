@@ -76,8 +76,9 @@ def batch_membership(jaeger: JaegerClient, spans: Sequence[Span]) -> list[str]:
         batches = int(attributes[sc.LLM_ENGINE_BATCHES])
         if found:
             who = (
-                f"batched with {len(members)} other requests at admission ({found} batch read from "
-                f"Jaeger, {max(sizes)} requests), in {batches} batches in all"
+                f"batched with {len(members)} other requests in the batch it was admitted into ({found} "
+                f"batch span{'s' if found > 1 else ''} read from Jaeger, at most {max(sizes)} requests), "
+                f"in {batches} batches in all"
             )
         else:
             who = (
