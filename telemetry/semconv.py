@@ -224,7 +224,7 @@ LLM_ENGINE_BATCH_REQUESTS: Final = "llm.engine.batch.requests"
 """On a batch span: the requests that ran in it (each also a link). On a request's span: the requests
 running in the step it was admitted into, itself included."""
 LLM_ENGINE_BATCH_STEPS: Final = "llm.engine.batch.steps"
-"""Engine steps the batch ran with this membership."""
+"""Engine steps the batch ran (changes in its first 100 ms join it: telemetry.engine.BATCH_MIN_SECONDS)."""
 LLM_ENGINE_BATCH_TOKENS: Final = "llm.engine.batch.tokens"
 """Tokens the batch's steps computed (prefill and decode)."""
 LLM_ENGINE_BATCHES: Final = "llm.engine.batches"
