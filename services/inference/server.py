@@ -43,7 +43,6 @@ from telemetry import (
     Telemetry,
     grpc_server_interceptor,
     instruments,
-    mark_failed,
     register_known_values,
     semconv as sc,
     set_request_attributes,
@@ -216,12 +215,14 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         except (asyncio.CancelledError, GeneratorExit):
             # The client cancelled or its deadline passed: the engine aborted the request (it was closed
             # with the event stream), and the span says so. gRPC closes the stream (GeneratorExit) instead
-            # when that happens while it is sending.
+            # when that happens while it is sending. No ERROR status: a caller that went away is not the
+            # server's failure (gRPC semconv leaves a CANCELLED server span unset), so neither error rates
+            # nor the tail sampler's error policy count every abandoned stream.
             generation.error_type = ErrorType.CANCELLED
             generation.span.add_event(
                 "generation.cancelled", {sc.GEN_AI_USAGE_OUTPUT_TOKENS: generation.output_tokens}
             )
-            mark_failed(generation.span, ErrorType.CANCELLED, "generation cancelled")
+            generation.span.set_attribute(sc.ERROR_TYPE, ErrorType.CANCELLED)
             raise
         except Exception as exc:
             generation.error_type = type(exc).__qualname__
