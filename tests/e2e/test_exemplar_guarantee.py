@@ -191,9 +191,14 @@ def test_under_tail_sampling_jaeger_keeps_a_small_share_and_every_exemplar_resol
     assert figures.unresolved == (), f"{missing} exemplar traces not in Jaeger: {figures.lines()}"
     assert figures.kept_share <= MAX_KEPT, figures.lines()
     assert figures.coverage.with_data > 0
-    # The engine's and the 2026 GenAI histograms carry exemplars too, all among those that resolved.
+
+
+def test_the_engine_and_2026_genai_histograms_carry_exemplars_that_resolve(tail_run: Run) -> None:
+    """Exemplars of the step histogram name batch spans (traces of their own), the others requests; all
+    are among the exemplars :func:`measure` resolved in Jaeger."""
     print(f"\n[tail sampling] exemplar traces per new histogram: {tail_run.new_histograms}")
     assert all(tail_run.new_histograms.values()), tail_run.new_histograms
+    assert tail_run.figures.unresolved == ()
 
 
 def test_the_pipeline_health_dashboard_shows_what_sampling_keeps(tail_run: Run) -> None:
