@@ -116,8 +116,11 @@ def test_the_standard_health_service_says_serving_and_leaves_no_span(services: I
         with pytest.raises(grpc.RpcError) as unknown:
             health.Check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=5)
         assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
-    # Probes are not traffic: no span, no RPC duration point for the health service.
-    assert not [s for s in services.spans() if s["service"] == "inference"]
+    # Probes are not traffic: no span, no RPC duration point for the health service. (An engine batch span
+    # of an earlier test's request may end meanwhile: the engine closes a batch when it goes idle.)
+    assert not [
+        s for s in services.spans() if s["service"] == "inference" and s["scope"] != "telemetry.engine"
+    ]
     points = services.metrics("inference")["rpc.server.call.duration"]["points"]
     assert not [p for p in points if "grpc.health" in str(p["attributes"].get("rpc.method", ""))]
 
