@@ -77,7 +77,8 @@ def batch_membership(jaeger: JaegerClient, spans: Sequence[Span]) -> list[str]:
         if found:
             who = (
                 f"batched with {len(members)} other requests in the batch it was admitted into ({found} "
-                f"batch span{'s' if found > 1 else ''} read from Jaeger, at most {max(sizes)} requests), "
+                f"batch span{'s' if found > 1 else ''} read from Jaeger, the largest of "
+                f"{max(sizes)} request{'s' if max(sizes) != 1 else ''}), "
                 f"in {batches} batches in all"
             )
         else:
