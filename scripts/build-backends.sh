@@ -3,7 +3,10 @@
 #
 #   scripts/build-backends.sh [TARGET ...]   build what is missing of otelcol, prometheus, jaeger,
 #                                            alertmanager, sloth, etcd, kube (kube-apiserver + kubectl),
-#                                            helm, compose (the Docker CLI plugin) (default: all)
+#                                            helm, compose (the Docker CLI plugin), thanos, cassandra,
+#                                            telemetrygen (default: all, which is every one the tests
+#                                            run: all but telemetrygen, which only the capacity
+#                                            benchmark runs, and which CI need not build)
 #   scripts/build-backends.sh --print                                       print NAME=path lines
 #
 # Versions come from deploy/versions.env; the Collector's components from collector/builder-config.yaml.
@@ -33,6 +36,9 @@ kube_dir="$cache/bin/kube-$KUBERNETES_VERSION"
 helm_dir="$cache/bin/helm-$HELM_VERSION"
 sloth_dir="$cache/bin/sloth-$SLOTH_VERSION"
 compose_dir="$cache/bin/compose-$COMPOSE_VERSION"
+thanos_dir="$cache/bin/thanos-$THANOS_VERSION"
+telemetrygen_dir="$cache/bin/telemetrygen-$TELEMETRYGEN_VERSION"
+cassandra_dir="$cache/bin/cassandra-$CASSANDRA_VERSION"
 
 print_paths() {
   echo "OTELCOL=$otelcol_dir/otelcol-llm"
@@ -46,6 +52,9 @@ print_paths() {
   echo "HELM=$helm_dir/helm"
   echo "SLOTH=$sloth_dir/sloth"
   echo "DOCKER_COMPOSE=$compose_dir/docker-compose"
+  echo "THANOS=$thanos_dir/thanos"
+  echo "TELEMETRYGEN=$telemetrygen_dir/telemetrygen"
+  echo "CASSANDRA=$cassandra_dir/cassandra"
 }
 
 log_tag=backends
@@ -249,6 +258,104 @@ build_compose() {
   rm -rf "$compose_dir" "$work"; mv "$compose_dir.tmp" "$compose_dir"
 }
 
+# Thanos (Receive and Query) is the metrics store past one Prometheus (tests/e2e/test_metrics_store.py).
+# go install refuses the module (its go.mod has replace lines: a capnp pin, forks of gomemcache and
+# kingpin), so, as for compose, a throwaway module whose go.mod is Thanos' own, renamed, keeps them in
+# force. Only cmd/thanos is built; no UI assets are needed for the APIs the tests use.
+build_thanos() {
+  [[ -x $thanos_dir/thanos ]] && { log "thanos $THANOS_VERSION cached ($thanos_dir)"; return; }
+  require_go
+  log "building thanos $THANOS_VERSION (cold: about 10 minutes)"
+  local module=github.com/thanos-io/thanos
+  local work="$cache/work/thanos-$THANOS_VERSION"
+  rm -rf "$work"; mkdir -p "$work" "$thanos_dir.tmp"
+  local gomod
+  gomod=$(go mod download -json "$module@v$THANOS_VERSION" | sed -n 's/^\t"GoMod": "\(.*\)",$/\1/p')
+  [[ -f $gomod ]] || { log "go mod download $module@v$THANOS_VERSION named no go.mod"; exit 1; }
+  sed "s|^module .*|module llmtel/thanos-build|" "$gomod" >"$work/go.mod"
+  printf '\nrequire %s v%s\n' "$module" "$THANOS_VERSION" >>"$work/go.mod"
+  # The version stamp upstream's Makefile (promu) sets; `thanos --version` prints it.
+  local ldflags="-s -w -X github.com/prometheus/common/version.Version=$THANOS_VERSION"
+  ldflags+=" -X github.com/prometheus/common/version.Branch=HEAD -X github.com/prometheus/common/version.Revision=v$THANOS_VERSION"
+  (
+    cd "$work"
+    # Upstream's build tags (.promu.yml). slicelabels is not optional: Thanos converts Prometheus'
+    # labels.Labels to its own protobuf labels by pointer, which needs the slice layout; without the tag
+    # (Prometheus' default is stringlabels) a receiver panics on the first gRPC call Thanos Query makes.
+    with_progress "go build thanos (modules included)" env CGO_ENABLED=0 go build -mod=mod -trimpath \
+      -tags netgo,slicelabels -ldflags "$ldflags" \
+      -o "$thanos_dir.tmp/thanos" "$module/cmd/thanos"
+  )
+  rm -rf "$thanos_dir" "$work"; mv "$thanos_dir.tmp" "$thanos_dir"
+}
+
+# telemetrygen, the Collector's own OTLP load generator, drives the capacity benchmark
+# (tests/benchmarks/bench_collector_capacity.py). Its go.mod has no replace lines: go install works.
+build_telemetrygen() {
+  [[ -x $telemetrygen_dir/telemetrygen ]] && { log "telemetrygen $TELEMETRYGEN_VERSION cached"; return; }
+  require_go
+  log "building telemetrygen $TELEMETRYGEN_VERSION"
+  mkdir -p "$telemetrygen_dir.tmp"
+  with_progress "go install telemetrygen" env GOBIN="$telemetrygen_dir.tmp" CGO_ENABLED=0 go install \
+    "github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen@v$TELEMETRYGEN_VERSION"
+  rm -rf "$telemetrygen_dir"; mv "$telemetrygen_dir.tmp" "$telemetrygen_dir"
+}
+
+# Cassandra is no Go program: Maven resolves org.apache.cassandra:cassandra-all and its runtime
+# dependencies from Maven Central into lib/, and bin's `cassandra` runs the daemon on the machine's Java
+# with the module flags Cassandra's own jvm17-server.options sets. CASSANDRA_CONF names its cassandra.yaml,
+# CASSANDRA_HEAP its heap (512m), CASSANDRA_JVM_OPTS more JVM options (-D properties).
+build_cassandra() {
+  [[ -x $cassandra_dir/cassandra ]] && { log "cassandra $CASSANDRA_VERSION cached ($cassandra_dir)"; return; }
+  command -v java >/dev/null && command -v mvn >/dev/null \
+    || { log "Cassandra needs java (17) and mvn on PATH (Debian: openjdk-17-jre-headless, maven)"; exit 1; }
+  log "fetching cassandra $CASSANDRA_VERSION from Maven Central"
+  local work="$cache/work/cassandra-$CASSANDRA_VERSION"
+  rm -rf "$work" "$cassandra_dir.tmp"; mkdir -p "$work" "$cassandra_dir.tmp/lib"
+  cat >"$work/pom.xml" <<POM
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>llmtel</groupId><artifactId>cassandra-build</artifactId><version>1</version>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.cassandra</groupId><artifactId>cassandra-all</artifactId>
+      <version>$CASSANDRA_VERSION</version>
+    </dependency>
+  </dependencies>
+</project>
+POM
+  with_progress "mvn: cassandra-all and its dependencies" mvn -q -B -f "$work/pom.xml" \
+    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$cassandra_dir.tmp/lib"
+  local flag flags=""
+  for flag in exports:java.base/jdk.internal.misc exports:java.base/jdk.internal.ref \
+    exports:java.base/sun.nio.ch exports:java.management.rmi/com.sun.jmx.remote.internal.rmi \
+    exports:java.rmi/sun.rmi.registry exports:java.rmi/sun.rmi.server exports:java.sql/java.sql \
+    opens:java.base/java.lang.module opens:java.base/jdk.internal.loader opens:java.base/jdk.internal.ref \
+    opens:java.base/jdk.internal.reflect opens:java.base/jdk.internal.math opens:java.base/jdk.internal.module \
+    opens:java.base/jdk.internal.util.jar opens:jdk.management/com.sun.management.internal \
+    opens:java.base/sun.nio.ch opens:java.base/java.io opens:java.base/java.nio \
+    opens:java.base/java.util.concurrent opens:java.base/java.util opens:java.base/java.util.concurrent.atomic \
+    opens:java.base/java.lang opens:java.base/java.math opens:java.base/java.lang.reflect opens:java.base/java.net
+  do flags+=" --add-${flag%%:*}=${flag#*:}=ALL-UNNAMED"; done
+  {
+    echo '#!/usr/bin/env bash'
+    echo "# Apache Cassandra $CASSANDRA_VERSION in the foreground (written by scripts/build-backends.sh)."
+    echo "flags='$flags'"
+    cat <<'LAUNCHER'
+set -euo pipefail
+: "${CASSANDRA_CONF:?set CASSANDRA_CONF to a cassandra.yaml}"
+lib=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib
+# shellcheck disable=SC2086  # the module flags and CASSANDRA_JVM_OPTS are words
+exec java $flags ${CASSANDRA_JVM_OPTS:-} -Xms"${CASSANDRA_HEAP:-512m}" -Xmx"${CASSANDRA_HEAP:-512m}" -XX:+UseG1GC \
+  -Dcassandra.config="file://$CASSANDRA_CONF" -Dcassandra-foreground=yes \
+  -Dcassandra.skip_wait_for_gossip_to_settle=0 -Dcassandra.ring_delay_ms=0 \
+  -cp "$lib/*" org.apache.cassandra.service.CassandraDaemon "$@"
+LAUNCHER
+  } >"$cassandra_dir.tmp/cassandra"
+  chmod +x "$cassandra_dir.tmp/cassandra"
+  rm -rf "$cassandra_dir" "$work"; mv "$cassandra_dir.tmp" "$cassandra_dir"
+}
+
 main() {
   if [[ ${1:-} == --print ]]; then print_paths; return; fi
   mkdir -p "$cache"
@@ -260,16 +367,16 @@ main() {
   local target
   for target in "${targets[@]}"; do
     case $target in
-      otelcol | prometheus | jaeger | alertmanager | sloth | etcd | kube | helm | compose) ;;
+      otelcol | prometheus | jaeger | alertmanager | sloth | etcd | kube | helm | compose | thanos | telemetrygen | cassandra) ;;
       all) ;;
-      *) log "unknown target '$target' (otelcol, prometheus, jaeger, alertmanager, sloth, etcd, kube, helm, compose, all)"; exit 2 ;;
+      *) log "unknown target '$target' (otelcol, prometheus, jaeger, alertmanager, sloth, etcd, kube, helm, compose, thanos, telemetrygen, cassandra, all)"; exit 2 ;;
     esac
   done
   for target in "${targets[@]}"; do
     case $target in
       all)
         build_otelcol; build_prometheus; build_jaeger; build_alertmanager; build_sloth
-        build_etcd; build_kube; build_helm; build_compose
+        build_etcd; build_kube; build_helm; build_compose; build_thanos; build_cassandra
         ;;
       *) "build_$target" ;;
     esac

@@ -63,7 +63,7 @@ step "fast tests: library, services on loopback, deploy files, docs (no built ba
 timed "fast tests" .venv/bin/pytest -m "not e2e"
 $fast && exit
 
-step "Backends: Collector (OCB), Prometheus, Jaeger, Alertmanager, etcd, kube-apiserver, kubectl, helm, docker compose (cached after the first build)"
+step "Backends: Collector (OCB), Prometheus, Jaeger, Alertmanager, Sloth, etcd, kube-apiserver, kubectl, helm, docker compose, Thanos, Cassandra (cached after the first build)"
 timed "backends" scripts/build-backends.sh all
 timed "browser" scripts/install-browser.sh
 

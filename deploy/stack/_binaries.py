@@ -25,6 +25,12 @@ OVERRIDE_VARS = {
     "kube-apiserver": "LLMTEL_KUBE_APISERVER",
     "kubectl": "LLMTEL_KUBECTL",
     "helm": "LLMTEL_HELM",
+    # The metrics store past one Prometheus (tests/e2e/test_metrics_store.py) and the Collector's load
+    # generator (tests/benchmarks/bench_collector_capacity.py).
+    "thanos": "LLMTEL_THANOS",
+    "telemetrygen": "LLMTEL_TELEMETRYGEN",
+    # The chart's Cassandra trace store (tests/e2e/test_trace_store_cassandra.py): a launcher script.
+    "cassandra": "LLMTEL_CASSANDRA",
 }
 _PRINT_KEYS = {
     "OTELCOL": "otelcol",
@@ -37,6 +43,9 @@ _PRINT_KEYS = {
     "KUBE_APISERVER": "kube-apiserver",
     "KUBECTL": "kubectl",
     "HELM": "helm",
+    "THANOS": "thanos",
+    "TELEMETRYGEN": "telemetrygen",
+    "CASSANDRA": "cassandra",
 }
 
 

@@ -73,6 +73,7 @@ def render_prometheus_config(
     alertmanager_addr: str | None = None,
     jaeger_metrics_addr: str | None = None,
     service_targets: Mapping[str, str] | None = None,
+    remote_write_url: str | None = None,
 ) -> Path:
     """Write a copy of deploy/prometheus/prometheus.yml with this run's targets, rules path and interval.
 
@@ -82,6 +83,8 @@ def render_prometheus_config(
     ``jaeger_metrics_addr`` (host:port of Jaeger's own metrics) and the ``jaeger`` job.
     ``service_targets`` (job → host:port): services scraped on their own ``/metrics`` (pull mode), one job
     each, named after the service, so ``job`` means the service in either mode.
+    ``remote_write_url``: Prometheus also remote-writes everything it stores there, exemplars included
+    (a store past one Prometheus, such as Thanos Receive; the Helm chart's ``prometheus.remoteWrite``).
 
     Structured (YAML in, YAML out) rather than text templating, so the repo file needs no placeholders
     and `promtool check config` accepts both the original and the rendered copy.
@@ -132,9 +135,21 @@ def render_prometheus_config(
             }
         )
     config["scrape_configs"] = jobs
+    if remote_write_url is not None:
+        config["remote_write"] = [remote_write_config(remote_write_url)]
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(
         "# Rendered by deploy.stack from deploy/prometheus/prometheus.yml; edit that file instead.\n"
         + yaml.safe_dump(config, sort_keys=False)
     )
     return dest
+
+
+def remote_write_config(url: str) -> dict[str, Any]:
+    """Prometheus' remote_write entry for a store past it: exemplars sent with their samples, and short
+    retry backoffs, so a store that comes back is caught up within seconds (samples wait in the WAL)."""
+    return {
+        "url": url,
+        "send_exemplars": True,
+        "queue_config": {"min_backoff": "100ms", "max_backoff": "2s", "batch_send_deadline": "1s"},
+    }

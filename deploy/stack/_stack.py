@@ -22,6 +22,7 @@ from deploy.stack._render import (
     render_prometheus_config,
 )
 from deploy.stack.clients import JaegerClient, PrometheusClient
+from services.common.models import Catalog
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class StackConfig:
     """host:port of an Alertmanager the caller runs: Prometheus sends it alerts and scrapes it."""
     collector_env: Mapping[str, str] = field(default_factory=dict)
     """Extra variables for the Collector, e.g. an overlay's settings (OTELCOL_TAIL_SAMPLE_PERCENT)."""
+    remote_write_url: str | None = None
+    """Prometheus remote-writes what it stores here too (Thanos Receive's /api/v1/receive)."""
 
 
 class Stack:
@@ -122,6 +125,8 @@ class Stack:
             "OTELCOL_PROMETHEUS_RW_URL": f"{self.endpoints.prometheus_url}/api/v1/write",
             "OTELCOL_CONNECTOR_FLUSH": self.config.connector_flush,
             "OTELCOL_ZPAGES_ENDPOINT": f"{LOOPBACK}:{p['zpages']}",
+            # The models the services serve stay metric labels; any other becomes _OTHER (base.yaml).
+            "OTELCOL_ALLOWED_MODELS": ",".join(Catalog.load().models),
             **self.config.collector_env,
         }
 
@@ -168,6 +173,7 @@ class Stack:
             service_targets=self.service_targets if self.config.service_metrics == "pull" else None,
             alertmanager_addr=self.config.alertmanager_addr,
             scrape_interval=self.config.scrape_interval,
+            remote_write_url=self.config.remote_write_url,
         )
 
     def backend_specs(self) -> list[ProcessSpec]:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from deploy.stack.clients import ExemplarSeries, JaegerClient, PrometheusClient
 
 EVERY_SERIES = '{__name__=~".+"}'
+KEPT_BY_POLICY = "otelcol_processor_tail_sampling_count_traces_sampled"
+"""The tail_sampling processor's decisions per policy (absent without its overlay-tail-sampling.yaml)."""
 REQUEST_DURATION = "http_server_request_duration_seconds"
 
 Cell = tuple[tuple[tuple[str, str], ...], str, int]
@@ -47,6 +49,9 @@ class GuaranteeFigures:
     resolved: int
     unresolved: tuple[str, ...]
     coverage: Coverage
+    kept_by_policy: tuple[tuple[str, int], ...] = ()
+    """Traces each sampling policy kept in the window, most first (a trace kept by several counts in each):
+    why the trace store holds what it holds."""
 
     @property
     def resolved_share(self) -> float:
@@ -59,6 +64,8 @@ class GuaranteeFigures:
     def lines(self) -> list[str]:
         """The figures as the drilldown prints them."""
         served = f" of {self.traces_served} served ({self.kept_share:.0%})" if self.traces_served else ""
+        why = ", ".join(f"{policy} {count}" for policy, count in self.kept_by_policy)
+        served += f" (by policy: {why})" if why else ""
         return [
             f"traces kept by the trace store: {self.traces_kept}{served}",
             f"exemplars resolved: {self.resolved} of {self.exemplar_traces} trace ids "
@@ -99,7 +106,15 @@ def measure(
         resolved=len(resolving),
         unresolved=tuple(sorted(unresolved)),
         coverage=coverage,
+        kept_by_policy=_kept_by_policy(prometheus, start, end),
     )
+
+
+def _kept_by_policy(prometheus: PrometheusClient, start: float, end: float) -> tuple[tuple[str, int], ...]:
+    window = max(1, math.ceil(end - start))
+    expr = f'sum by (policy) (increase({KEPT_BY_POLICY}{{sampled="true"}}[{window}s]))'
+    kept = [(s.labels.get("policy", "?"), round(s.value)) for s in prometheus.query(expr, at=end)]
+    return tuple(sorted(kept, key=lambda pair: -pair[1]))
 
 
 def _coverage(

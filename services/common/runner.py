@@ -51,11 +51,18 @@ def run_service(name: str, main: Callable[[telemetry.Telemetry, asyncio.Event], 
 
 
 async def serve_http(
-    app: Any, host: str, port: int, stop: asyncio.Event, http: type[asyncio.Protocol] | str = "auto"
+    app: Any,
+    host: str,
+    port: int,
+    stop: asyncio.Event,
+    *,
+    http: type[asyncio.Protocol] | str = "auto",
+    tls: tuple[str, str] | None = None,
 ) -> None:
     """Serve an ASGI app with uvicorn until ``stop`` is set (uvicorn's own signal handling stays off), then
     stop accepting and let requests in flight finish for up to :data:`DRAIN_SECONDS`. ``http``: uvicorn's
-    HTTP/1.1 protocol, by name or class (the gateway's shapes its parse errors)."""
+    HTTP/1.1 protocol, by name or class (the gateway's shapes its parse errors). ``tls``: (certificate file,
+    key file), PEM: the port then speaks HTTPS only (uvicorn's TLS context: TLS 1.2 or newer)."""
     import uvicorn
 
     config = uvicorn.Config(
@@ -67,6 +74,8 @@ async def serve_http(
         lifespan="on",
         timeout_graceful_shutdown=int(DRAIN_SECONDS),
         http=http,
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

@@ -16,7 +16,8 @@ async def main(configured: telemetry.Telemetry, stop: asyncio.Event) -> None:
     settings = GatewaySettings.from_env()
     app = create_app(settings, configured)
     protocol = app.state.gateway.protocol()
-    servers = [serve_http(app, settings.host, settings.port, stop, http=protocol)]
+    tls = (settings.tls_cert_file, settings.tls_key_file) if settings.tls_cert_file else None
+    servers = [serve_http(app, settings.host, settings.port, stop, http=protocol, tls=tls)]
     if app.state.ops is not None:
         host, _, port = settings.ops_address.rpartition(":")
         servers.append(serve_http(app.state.ops, host, int(port), stop))

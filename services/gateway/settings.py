@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from services.common.env import SettingError, is_loopback, read_table
@@ -114,6 +115,22 @@ SETTINGS: dict[str, Setting[Any]] = {
         " Requests without a valid key never join a caller's trace; inbound `baggage` and `tracestate`"
         " are always dropped",
     ),
+    "tls_cert_file": Setting(
+        "LLM_GATEWAY_TLS_CERT_FILE",
+        parse_str,
+        "",
+        "PEM certificate (chain) the public port serves HTTPS with; with `LLM_GATEWAY_TLS_KEY_FILE`, the"
+        " port speaks TLS only and refuses plain HTTP (empty: plain HTTP, for a TLS proxy or ingress in"
+        " front)",
+        shown_default="none",
+    ),
+    "tls_key_file": Setting(
+        "LLM_GATEWAY_TLS_KEY_FILE",
+        parse_str,
+        "",
+        "PEM private key of `LLM_GATEWAY_TLS_CERT_FILE` (unencrypted: mount it from a secret store)",
+        shown_default="none",
+    ),
     "ops_address": Setting(
         "LLM_GATEWAY_OPS_ADDRESS",
         parse_str,
@@ -147,6 +164,8 @@ class GatewaySettings:
     cache_max_bytes: int = 64 << 20
     continue_traces: bool = True
     ops_address: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
     max_header_bytes: int = 16 * 1024
     """As h11's own limit on an incomplete request head: a head past it is refused however it arrives
     (uvicorn answers 400 itself when the head comes in pieces, the gateway 431 when it comes whole)."""
@@ -171,6 +190,17 @@ class GatewaySettings:
                 "LLM_GATEWAY_API_KEYS is empty: set API keys, "
                 "or LLM_GATEWAY_INSECURE_NO_AUTH=true for local development"
             )
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise SettingError(
+                "LLM_GATEWAY_TLS_CERT_FILE and LLM_GATEWAY_TLS_KEY_FILE go together: set both to serve HTTPS,"
+                " or neither for plain HTTP"
+            )
+        for variable, path in (
+            ("LLM_GATEWAY_TLS_CERT_FILE", self.tls_cert_file),
+            ("LLM_GATEWAY_TLS_KEY_FILE", self.tls_key_file),
+        ):
+            if path and not Path(path).is_file():
+                raise SettingError(f"{variable}={path!r} is not a file")
         if self.insecure_no_auth and not self.api_keys and not is_loopback(self.host):
             raise SettingError(
                 f"LLM_GATEWAY_INSECURE_NO_AUTH=true serves anyone who reaches LLM_GATEWAY_HOST={self.host!r}:"

@@ -252,15 +252,17 @@ class Children:
         self._procs.append(proc)
         return proc
 
-    def run(self, cmd: Sequence[str], timeout: float) -> str:
-        """Run to completion (stdout returned); stopped by PID if interrupted or past ``timeout``."""
-        proc = self.start(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    def run(self, cmd: Sequence[str], timeout: float, *, with_stderr: bool = False) -> str:
+        """Run to completion (stdout returned, stderr after it with ``with_stderr``: where a program
+        logs); stopped by PID if interrupted or past ``timeout``."""
+        stderr = subprocess.STDOUT if with_stderr else subprocess.PIPE
+        proc = self.start(cmd, stdout=subprocess.PIPE, stderr=stderr)
         try:
             out, err = proc.communicate(timeout=timeout)
         finally:
             self.stop(proc)
         if proc.returncode != 0:
-            raise RuntimeError(f"{cmd[0]} exited {proc.returncode}: {err.strip()[-2000:]}")
+            raise RuntimeError(f"{cmd[0]} exited {proc.returncode}: {(err or out).strip()[-2000:]}")
         return out
 
     def stop(self, proc: subprocess.Popen[str], grace: float = 10.0) -> None:

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from deploy.stack import Binaries, BinaryMissingError, Stack, StackConfig, StackError, locate_binaries
+from deploy.stack import Binaries, BinaryMissingError, Stack, locate_binaries
 from tests.support.alerts import WebhookReceiver, serve_webhook
-from tests.support.backends import require
+from tests.support.backends import running_stack
 from tests.support.ci import missing
 from tests.support.loaded import LoadedBackends, load_services
 
@@ -28,16 +28,8 @@ def binaries() -> Binaries:
 @pytest.fixture(scope="session")
 def backends(binaries: Binaries) -> Iterator[Stack]:
     """Prometheus, Jaeger and our Collector with the default configuration, shared by the session."""
-    require(binaries, "prometheus", "jaeger", "otelcol")
-    backends = Stack(StackConfig(), binaries)
-    try:
-        backends.start()
-    except StackError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
+    with running_stack(binaries) as backends:
         yield backends
-    finally:
-        backends.stop()
 
 
 @pytest.fixture

@@ -14,150 +14,60 @@ Collectors counted, sent = stored + counted-lost. Figures are printed (run with 
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 import signal
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import httpx
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.metrics import MeterProvider, TraceBasedExemplarFilter
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.trace import SpanKind, Tracer, format_trace_id
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import SpanKind, format_trace_id
 
-from deploy.stack import (
-    LOOPBACK,
-    Binaries,
-    ManagedProcess,
-    ProcessSpec,
-    Stack,
-    StackConfig,
-    free_port,
-    http_ready,
-    poll_until,
-)
-from deploy.stack._render import collector_config_args
+from deploy.stack import Binaries, poll_until
 from telemetry import AdvancedOptions, MetricsOptions, build_telemetry, instruments
 from telemetry.semconv import HTTP_DURATION_BUCKETS, HTTP_SERVER_REQUEST_DURATION
-from tests.support.backends import require
+from tests.support.collector_tier import (
+    AGENT_OVERLAY,
+    GATEWAY_OVERLAYS,
+    LB,
+    SPANS_PER_TRACE,
+    Load,
+    Node,
+    Tier,
+    drained,
+    prometheus_sum,
+    start_tier,
+    stored_spans,
+    wait_complete,
+)
 
-AGENT_OVERLAYS = ("overlay-agent.yaml", "overlay-agent-static.yaml")
-GATEWAY_OVERLAYS = ("overlay-gateway.yaml",)
-LB = "load_balancing/gateways"
-SPANS_PER_TRACE = 5
-HISTOGRAM = "e2e.tier.request.duration"
+AGENT_OVERLAYS = (AGENT_OVERLAY, "overlay-agent-static.yaml")
 RETRY_WINDOW_S = 4.0
 """The agents' OTELCOL_GATEWAY_RETRY_MAX_ELAPSED: a trace routed to a dead gateway is dropped after it."""
 
 
-# ---- the topology -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Node:
-    """One Collector of the tier and the addresses it was given."""
-
-    name: str
-    otlp_grpc: str
-    telemetry_url: str
-    spec: ProcessSpec
-
-    def metrics(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-        """The Collector's own metrics (otelcol_*), by (name, labels)."""
-        text = httpx.get(self.telemetry_url, timeout=5).text
-        found: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
-        for match in re.finditer(r"^(otelcol_\w+)(?:\{([^}]*)\})? (\S+)$", text, flags=re.MULTILINE):
-            labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(2) or ""))
-            found[(match.group(1), labels)] = float(match.group(3))
-        return found
-
-    def total(self, name: str, **labels: str) -> float:
-        """Sum of ``name`` (with or without ``_total``) over the series that carry ``labels``."""
-        wanted = set(labels.items())
-        return sum(
-            value
-            for (metric, series), value in self.metrics().items()
-            if metric in (name, f"{name}_total") and wanted <= series
-        )
-
-
-@dataclass
-class Tier:
-    stack: Stack
-    agents: list[Node]
-    gateways: list[Node]
-
-    def process(self, node: Node) -> ManagedProcess:
-        return self.stack.process(node.name)
-
-
-def _collector(stack: Stack, binary: str, name: str, overlays: Sequence[str], env: dict[str, str]) -> Node:
-    ports = {key: free_port() for key in ("grpc", "http", "health", "exporter", "telemetry", "zpages")}
-    node_env = {
-        **stack.collector_env(),
-        "OTELCOL_OTLP_GRPC_ENDPOINT": f"{LOOPBACK}:{ports['grpc']}",
-        "OTELCOL_OTLP_HTTP_ENDPOINT": f"{LOOPBACK}:{ports['http']}",
-        "OTELCOL_HEALTH_ENDPOINT": f"{LOOPBACK}:{ports['health']}",
-        "OTELCOL_PROMETHEUS_ENDPOINT": f"{LOOPBACK}:{ports['exporter']}",
-        "OTELCOL_TELEMETRY_PORT": str(ports["telemetry"]),
-        "OTELCOL_ZPAGES_ENDPOINT": f"{LOOPBACK}:{ports['zpages']}",
-        "OTELCOL_STORAGE_DIR": str(stack.run_dir / name / "file_storage"),
-        **env,
+def _static_agents(gateways: list[Node]) -> dict[str, str]:
+    return {
+        "OTELCOL_GATEWAY_ENDPOINTS": "[" + ", ".join(g.otlp_grpc for g in gateways) + "]",
+        "OTELCOL_GATEWAY_RETRY_MAX_ELAPSED": f"{RETRY_WINDOW_S:g}s",
+        "OTELCOL_GATEWAY_RETRY_MAX_INTERVAL": "1s",
+        "OTELCOL_GROUPBYTRACE_WAIT": "500ms",
     }
-    spec = ProcessSpec(
-        name,
-        [binary, *collector_config_args(tuple(overlays))],
-        env=node_env,
-        ready_check=http_ready(f"http://{LOOPBACK}:{ports['health']}/"),
-        ready_timeout=60,
-    )
-    return Node(name, f"{LOOPBACK}:{ports['grpc']}", f"http://{LOOPBACK}:{ports['telemetry']}/metrics", spec)
 
 
 def _start_tier(binaries: Binaries, gateway_overlays: Sequence[str], gateway_env: dict[str, str]) -> Tier:
-    paths = require(binaries, "prometheus", "jaeger", "otelcol")
-    stack = Stack(StackConfig(), binaries)
-    try:
-        prometheus, jaeger, _single_collector = stack.backend_specs()
-        stack.render()
-        stack.start_process(prometheus)
-        stack.start_process(jaeger)
-        otelcol = str(paths["otelcol"])
-        gateways = [
-            _collector(
-                stack,
-                otelcol,
-                f"gateway-{i}",
-                gateway_overlays,
-                {"OTELCOL_INSTANCE_ID": f"gateway-{i}", **gateway_env},
-            )
-            for i in range(2)
-        ]
-        endpoints = "[" + ", ".join(g.otlp_grpc for g in gateways) + "]"
-        agent_env = {
-            "OTELCOL_GATEWAY_ENDPOINTS": endpoints,
-            "OTELCOL_GATEWAY_RETRY_MAX_ELAPSED": f"{RETRY_WINDOW_S:g}s",
-            "OTELCOL_GATEWAY_RETRY_MAX_INTERVAL": "1s",
-            "OTELCOL_GROUPBYTRACE_WAIT": "500ms",
-        }
-        agents = [_collector(stack, otelcol, f"agent-{i}", AGENT_OVERLAYS, agent_env) for i in range(2)]
-        for node in [*gateways, *agents]:
-            stack.start_process(node.spec)
-    except BaseException:
-        stack.stop(failed=True)
-        raise
-    return Tier(stack, agents, gateways)
+    return start_tier(
+        binaries,
+        gateway_overlays=gateway_overlays,
+        gateway_env=gateway_env,
+        agent_overlays=AGENT_OVERLAYS,
+        agent_env=_static_agents,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -167,154 +77,6 @@ def tier(binaries: Binaries) -> Iterator[Tier]:
         yield started
     finally:
         started.stack.stop()
-
-
-# ---- three fake services, one trace per request, spread over the agents -------------------------------
-
-
-class _CountingExporter(SpanExporter):
-    """The OTLP exporter, counting the spans each export delivered or failed to deliver."""
-
-    def __init__(self, endpoint: str) -> None:
-        self._inner = OTLPSpanExporter(endpoint=endpoint, insecure=True)
-        self.delivered = 0
-        self.failed = 0
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        result = self._inner.export(spans)
-        if result is SpanExportResult.SUCCESS:
-            self.delivered += len(spans)
-        else:
-            self.failed += len(spans)
-        return result
-
-    def shutdown(self) -> None:
-        self._inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self._inner.force_flush(timeout_millis)
-
-
-@dataclass
-class Load:
-    """Requests of gateway → orchestrator → inference; each service exports to its own agent."""
-
-    agents: list[Node]
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
-    trace_ids: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.services = {
-            role: f"tier-{role}-{self.run_id}" for role in ("gateway", "orchestrator", "inference")
-        }
-        self.exporters: dict[str, _CountingExporter] = {}
-        self._providers: list[TracerProvider] = []
-        self._tracers: dict[str, Tracer] = {}
-        for i, (role, service) in enumerate(self.services.items()):
-            agent = self.agents[i % len(self.agents)]  # gateway, inference → agent-0; orchestrator → agent-1
-            exporter = self.exporters[role] = _CountingExporter(agent.otlp_grpc)
-            provider = TracerProvider(resource=Resource.create({"service.name": service}))
-            provider.add_span_processor(
-                BatchSpanProcessor(exporter, schedule_delay_millis=100, max_queue_size=20000)
-            )
-            self._providers.append(provider)
-            self._tracers[role] = provider.get_tracer("tests.e2e.tier")
-        self._meters = MeterProvider(
-            metric_readers=[
-                PeriodicExportingMetricReader(
-                    OTLPMetricExporter(endpoint=self.agents[1].otlp_grpc, insecure=True),
-                    export_interval_millis=500,
-                )
-            ],
-            resource=Resource.create({"service.name": self.services["inference"]}),
-            exemplar_filter=TraceBasedExemplarFilter(),
-            views=[
-                View(
-                    instrument_name=HISTOGRAM,
-                    aggregation=ExplicitBucketHistogramAggregation(HTTP_DURATION_BUCKETS),
-                )
-            ],
-        )
-        self._histogram = self._meters.get_meter("tests.e2e.tier").create_histogram(HISTOGRAM, unit="s")
-
-    def request(self, n: int) -> None:
-        gw, orch, inf = (self._tracers[r] for r in ("gateway", "orchestrator", "inference"))
-        with (
-            gw.start_as_current_span("POST /v1/chat/completions", kind=SpanKind.SERVER) as root,
-            gw.start_as_current_span("POST /v1/generate", kind=SpanKind.CLIENT),
-            orch.start_as_current_span("POST /v1/generate", kind=SpanKind.SERVER),
-            orch.start_as_current_span("Generate", kind=SpanKind.CLIENT),
-            inf.start_as_current_span("Generate", kind=SpanKind.SERVER),
-        ):
-            self._histogram.record(HTTP_DURATION_BUCKETS[n % len(HTTP_DURATION_BUCKETS)] * 0.9)
-        self.trace_ids.append(format_trace_id(root.get_span_context().trace_id))
-
-    def run(self, requests: int, rate: float, at: dict[float, object] | None = None) -> None:
-        """``requests`` at ``rate`` per second; ``at`` calls a function once the load is that far (s)."""
-        pending = dict(sorted((at or {}).items()))
-        start = time.monotonic()
-        for n in range(requests):
-            elapsed = time.monotonic() - start
-            for when in [w for w in pending if w <= elapsed]:
-                action = pending.pop(when)
-                assert callable(action)
-                action()
-            time.sleep(max(0.0, start + n / rate - time.monotonic()))
-            self.request(n)
-        for action in pending.values():
-            assert callable(action)
-            action()
-
-    def close(self) -> int:
-        """Flush and stop; returns the spans the SDK delivered to the agents."""
-        for provider in self._providers:
-            provider.force_flush()
-            provider.shutdown()
-        self._meters.force_flush()
-        self._meters.shutdown()
-        failed = sum(e.failed for e in self.exporters.values())
-        assert failed == 0, f"the SDK could not deliver {failed} spans to the agents"
-        return sum(e.delivered for e in self.exporters.values())
-
-
-# ---- reading the results back -----------------------------------------------------------------------
-
-
-def _stored_spans(tier: Tier, trace_ids: Sequence[str]) -> dict[str, set[str]]:
-    """Trace id → the distinct span ids Jaeger has for it."""
-
-    def fetch(trace_id: str) -> tuple[str, set[str]]:
-        return trace_id, {span.span_id for span in tier.stack.jaeger.get_trace(trace_id)}
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(pool.map(fetch, trace_ids))
-
-
-def _wait_complete(tier: Tier, load: Load, timeout: float) -> dict[str, set[str]]:
-    stored: dict[str, set[str]] = {}
-
-    def every_trace_complete() -> bool:
-        missing = [t for t in load.trace_ids if len(stored.get(t, ())) < SPANS_PER_TRACE]
-        stored.update(_stored_spans(tier, missing))
-        return all(len(stored[t]) >= SPANS_PER_TRACE for t in load.trace_ids)
-
-    # On a timeout the caller asserts on what is there, with figures.
-    with contextlib.suppress(TimeoutError):
-        poll_until(every_trace_complete, f"all {len(load.trace_ids)} traces complete in Jaeger", timeout, 1.0)
-    return stored
-
-
-def _sum(tier: Tier, expr: str) -> float:
-    return sum(s.value for s in tier.stack.prometheus.query(expr))
-
-
-def _drained(tier: Tier) -> bool:
-    """Nothing left in any queue or buffer of the tier."""
-    queued = sum(
-        n.total("otelcol_exporter_queue_size", data_type="traces") for n in [*tier.agents, *tier.gateways]
-    )
-    held = sum(n.total("otelcol_processor_groupbytrace_num_traces_in_memory") for n in tier.agents)
-    return queued == 0 and held == 0
 
 
 # ---- the tests --------------------------------------------------------------------------------------
@@ -328,7 +90,7 @@ def test_under_load_every_trace_is_whole_and_counted_once_across_gateway_replica
     sent = load.close()
     assert sent == requests * SPANS_PER_TRACE
 
-    stored = _wait_complete(tier, load, timeout=60)
+    stored = wait_complete(tier, load, timeout=60)
     complete = sum(len(stored[t]) == SPANS_PER_TRACE for t in load.trace_ids)
     services = {s.service_name for s in tier.stack.jaeger.get_trace(load.trace_ids[0])}
     per_gateway = {g.name: g.total("otelcol_receiver_accepted_spans") for g in tier.gateways}
@@ -344,11 +106,15 @@ def test_under_load_every_trace_is_whole_and_counted_once_across_gateway_replica
     calls = (
         f'traces_span_metrics_calls_total{{service_name="{gateway_service}", span_kind="SPAN_KIND_SERVER"}}'
     )
-    poll_until(lambda: _sum(tier, calls) == requests, f"span metrics counting {requests} requests", 60)
+    poll_until(
+        lambda: prometheus_sum(tier, calls) == requests, f"span metrics counting {requests} requests", 60
+    )
     by_replica = {s.labels["collector_instance_id"]: s.value for s in tier.stack.prometheus.query(calls)}
     orchestrator = load.services["orchestrator"]
     edge = f'traces_service_graph_request_total{{client="{gateway_service}", server="{orchestrator}"}}'
-    poll_until(lambda: _sum(tier, edge) == requests, f"service graph counting {requests} requests", 60)
+    poll_until(
+        lambda: prometheus_sum(tier, edge) == requests, f"service graph counting {requests} requests", 60
+    )
     edges_by_replica = {
         s.labels.get("collector_instance_id", ""): s.value for s in tier.stack.prometheus.query(edge)
     }
@@ -414,13 +180,13 @@ def test_a_gateway_killed_mid_load_loses_only_what_the_collectors_count(tier: Ti
     requests, rate = 1000, 100.0
     load.run(requests, rate, at={2.0: kill, 2.0 + RETRY_WINDOW_S + 3.0: restart})
     sent = load.close()
-    poll_until(lambda: _drained(tier), "every queue of the tier empty", 90, 0.5)
+    poll_until(lambda: drained(tier), "every queue of the tier empty", 90, 0.5)
 
     gateway_lost = sum(
         g.total(name, exporter="otlp_grpc/traces") for g in tier.gateways for name in lost_counters
     )
     counted_lost = agents_lost() - lost_before + agents_refused() - refused_before + gateway_lost
-    stored_by_trace = _stored_spans(tier, load.trace_ids)
+    stored_by_trace = stored_spans(tier, load.trace_ids)
     stored = sum(len(spans) for spans in stored_by_trace.values())
     whole = sum(len(spans) == SPANS_PER_TRACE for spans in stored_by_trace.values())
     print(

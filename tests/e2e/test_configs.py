@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -77,6 +78,19 @@ def test_repo_prometheus_config_passes_promtool(binaries: Binaries) -> None:
     _run([str(promtool), "check", "config", PROMETHEUS_CONFIG.name], cwd=PROMETHEUS_CONFIG.parent)
 
 
+def _render_prometheus(tmp_path: Path, *, metrics_path: MetricsPath = "remote_write", **options: Any) -> Path:
+    """Prometheus' config rendered as the stack renders it, on fixed loopback addresses."""
+    return render_prometheus_config(
+        tmp_path / "prometheus.yml",
+        prometheus_addr="127.0.0.1:19090",
+        collector_telemetry_addr="127.0.0.1:18888",
+        collector_exporter_addr="127.0.0.1:19464",
+        metrics_path=metrics_path,
+        scrape_interval="1s",
+        **options,
+    )
+
+
 @pytest.mark.parametrize(
     "alertmanager_addr", [None, "127.0.0.1:19093"], ids=["no-alertmanager", "alertmanager"]
 )
@@ -85,15 +99,7 @@ def test_rendered_prometheus_config_passes_promtool(
     binaries: Binaries, tmp_path: Path, metrics_path: MetricsPath, alertmanager_addr: str | None
 ) -> None:
     promtool = require(binaries, "promtool")["promtool"]
-    rendered = render_prometheus_config(
-        tmp_path / "prometheus.yml",
-        prometheus_addr="127.0.0.1:19090",
-        collector_telemetry_addr="127.0.0.1:18888",
-        collector_exporter_addr="127.0.0.1:19464",
-        metrics_path=metrics_path,
-        scrape_interval="1s",
-        alertmanager_addr=alertmanager_addr,
-    )
+    rendered = _render_prometheus(tmp_path, metrics_path=metrics_path, alertmanager_addr=alertmanager_addr)
     output = _run([str(promtool), "check", "config", str(rendered)])
     assert "SUCCESS" in output
     text = rendered.read_text()
@@ -112,6 +118,18 @@ def test_rendered_prometheus_config_passes_promtool(
         assert jobs["alertmanager"] == [{"targets": [alertmanager_addr]}]
 
 
+def test_rendered_prometheus_config_with_a_store_past_it_passes_promtool(
+    binaries: Binaries, tmp_path: Path
+) -> None:
+    promtool = require(binaries, "promtool")["promtool"]
+    url = "http://127.0.0.1:19291/api/v1/receive"
+    rendered = _render_prometheus(tmp_path, remote_write_url=url)
+    assert "SUCCESS" in _run([str(promtool), "check", "config", str(rendered)])
+    [remote] = yaml.safe_load(rendered.read_text())["remote_write"]
+    assert remote["url"] == url
+    assert remote["send_exemplars"] is True
+
+
 def test_repo_prometheus_config_sends_alerts_to_and_scrapes_alertmanager() -> None:
     """What compose runs: the rendered copies above take these out or repoint them."""
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
@@ -124,15 +142,7 @@ def test_repo_prometheus_config_sends_alerts_to_and_scrapes_alertmanager() -> No
 def test_rendered_prometheus_config_tolerates_an_empty_rules_dir(binaries: Binaries, tmp_path: Path) -> None:
     promtool = require(binaries, "promtool")["promtool"]
     (tmp_path / "rules").mkdir()
-    rendered = render_prometheus_config(
-        tmp_path / "prometheus.yml",
-        prometheus_addr="127.0.0.1:19090",
-        collector_telemetry_addr="127.0.0.1:18888",
-        collector_exporter_addr="127.0.0.1:19464",
-        metrics_path="remote_write",
-        scrape_interval="1s",
-        rules_dir=tmp_path / "rules",
-    )
+    rendered = _render_prometheus(tmp_path, rules_dir=tmp_path / "rules")
     _run([str(promtool), "check", "config", str(rendered)])
 
 
@@ -151,7 +161,7 @@ def test_jaeger_config_defaults_validate_as_compose_runs_it(binaries: Binaries) 
     _run([str(jaeger), "validate", f"--config=file:{JAEGER_CONFIG}"], env=env)
 
 
-@pytest.mark.parametrize("name", ["otelcol", "prometheus", "jaeger", "alertmanager", "sloth"])
+@pytest.mark.parametrize("name", ["otelcol", "prometheus", "jaeger", "alertmanager", "sloth", "thanos"])
 def test_no_agpl_module_is_compiled_into_a_binary_we_build(binaries: Binaries, name: str) -> None:
     # The module list Go embeds in every binary: what was really compiled in, whatever the scripts say.
     binary = require(binaries, name)[name]

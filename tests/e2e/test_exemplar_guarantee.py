@@ -191,6 +191,9 @@ def test_under_tail_sampling_jaeger_keeps_a_small_share_and_every_exemplar_resol
     assert figures.unresolved == (), f"{missing} exemplar traces not in Jaeger: {figures.lines()}"
     assert figures.kept_share <= MAX_KEPT, figures.lines()
     assert figures.coverage.with_data > 0
+    why = dict(figures.kept_by_policy)  # the drilldown's "by policy" figures come from the real Collector
+    assert why.get("keep-exemplars", 0) > 0, figures.lines()
+    assert why.get("keep-some-of-the-rest", 0) > 0, figures.lines()
 
 
 def test_the_engine_and_2026_genai_histograms_carry_exemplars_that_resolve(tail_run: Run) -> None:

@@ -3,9 +3,13 @@ CI=true, where a test must never pass by testing nothing)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from deploy.stack import Binaries, BinaryMissingError
+import pytest
+
+from deploy.stack import Binaries, BinaryMissingError, Stack, StackConfig, StackError
 from tests.support.ci import missing
 
 
@@ -15,3 +19,19 @@ def require(binaries: Binaries, *names: str) -> dict[str, Path]:
         return binaries.require(*names)
     except BinaryMissingError as exc:
         missing(exc)
+
+
+@contextmanager
+def running_stack(binaries: Binaries, config: StackConfig | None = None) -> Iterator[Stack]:
+    """Prometheus, Jaeger and our Collector started with ``config`` (a start that fails fails the test, its
+    reason without a traceback), stopped on the way out."""
+    require(binaries, "prometheus", "jaeger", "otelcol")
+    stack = Stack(config or StackConfig(), binaries)
+    try:
+        stack.start()
+    except StackError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield stack
+    finally:
+        stack.stop()
