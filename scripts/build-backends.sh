@@ -9,7 +9,7 @@
 #                                            benchmark runs, and which CI need not build)
 #   scripts/build-backends.sh --print                                       print NAME=path lines
 #
-# Versions come from deploy/versions.env; the Collector's components from collector/builder-config.yaml.
+# Versions come from deploy/versions.env; the Collector's components from deploy/collector/builder-config.yaml.
 # Each binary lives in  $LLMTEL_CACHE_DIR/bin/<name>-<version>[-<manifest hash>]/ , so a version or
 # manifest change builds a new one and an unchanged one is reused at once. Go's own module and build
 # caches (GOMODCACHE, GOCACHE) are left where the user keeps them, so a rebuild is incremental.
@@ -19,7 +19,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=../deploy/versions.env
 source "$repo/deploy/versions.env"
 cache=${LLMTEL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/llm-telemetry}
-manifest="$repo/collector/builder-config.yaml"
+manifest="$repo/deploy/collector/builder-config.yaml"
 # The checksum database is reached through the module proxy; the mirror our build machines use lacks
 # sum.golang.org entries for some contrib modules (lookup answers 404), so those prefixes are checked
 # against go.sum files only. Extend with LLMTEL_GONOSUMDB; set GONOSUMDB yourself to override.
@@ -68,7 +68,7 @@ require_go() {
 build_otelcol() {
   [[ -x $otelcol_dir/otelcol-llm ]] && { log "otelcol-llm $OTELCOL_VERSION cached ($otelcol_dir)"; return; }
   grep -q "version: $OTELCOL_VERSION" "$manifest" \
-    || { log "collector/builder-config.yaml does not match OTELCOL_VERSION=$OTELCOL_VERSION"; exit 1; }
+    || { log "deploy/collector/builder-config.yaml does not match OTELCOL_VERSION=$OTELCOL_VERSION"; exit 1; }
   require_go
   log "building otelcol-llm $OTELCOL_VERSION (cold: several minutes)"
   local tools="$cache/tools/builder-$OTELCOL_VERSION"

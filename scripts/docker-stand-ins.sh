@@ -7,7 +7,7 @@
 #   scripts/docker-stand-ins.sh                  Python, distroless, Prometheus, Alertmanager, Jaeger, and the
 #                                                Collector image from the binary scripts/build-backends.sh built
 #   scripts/docker-stand-ins.sh --collector-ocb  the same, but the Go image instead of the Collector image, for
-#                                                building collector/Dockerfile as users do (OCB inside: ~10 min
+#                                                building deploy/collector/Dockerfile as users do (OCB inside: ~10 min
 #                                                more on 2 cores)
 #
 # The base of all of them is Debian bookworm (debootstrap --variant=minbase), imported once; the Prometheus,
@@ -58,20 +58,20 @@ base_image() {
   rm -rf "$rootfs"
 }
 
-# collector/Dockerfile's runtime stage as it is, with the binary taken from the build context instead of
+# deploy/collector/Dockerfile's runtime stage as it is, with the binary taken from the build context instead of
 # its OCB stage: the image users build, without the compile.
 collector_from_binary() {
   local binary=$1 dir; dir=$(context otelcol)
   put "$binary" "$dir/otelcol-llm"
-  cp -r "$repo/collector/config" "$dir/config"
+  cp -r "$repo/deploy/collector/config" "$dir/config"
   mkdir -p "$dir/out/var/lib/otelcol/file_storage"
   {
     echo "ARG COLLECTOR_RUNTIME_IMAGE"
-    sed -n '/^FROM \${COLLECTOR_RUNTIME_IMAGE}/,$p' "$repo/collector/Dockerfile" \
+    sed -n '/^FROM \${COLLECTOR_RUNTIME_IMAGE}/,$p' "$repo/deploy/collector/Dockerfile" \
       | sed -e 's|^COPY --from=build /build/_build/otelcol-llm |COPY otelcol-llm |' \
             -e 's|^COPY --from=build \(--chown=[0-9:]*\) /out/|COPY \1 out/|'
   } >"$dir/Dockerfile"
-  grep -q -- '--from=' "$dir/Dockerfile" && die "collector/Dockerfile's runtime stage changed: update collector_from_binary"
+  grep -q -- '--from=' "$dir/Dockerfile" && die "deploy/collector/Dockerfile's runtime stage changed: update collector_from_binary"
   with_progress "image $OTELCOL_IMAGE (from $binary)" docker build --file "$dir/Dockerfile" --tag "$OTELCOL_IMAGE" \
     --build-arg COLLECTOR_RUNTIME_IMAGE="$COLLECTOR_RUNTIME_IMAGE" "$dir"
 }

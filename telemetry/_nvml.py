@@ -326,6 +326,17 @@ class _NvmlSession:
                 return device
         return None
 
+    def energy_joules(self, device: _Device) -> float | None:
+        """The device's energy counter (joules since the driver loaded), or None where it has none."""
+        if device.uuid in self._lost:
+            return None
+        try:
+            millijoules = self._call(device, "nvmlDeviceGetTotalEnergyConsumption")
+        except _DeviceLostError:
+            self._mark_lost(device)
+            return None
+        return None if millijoules is None else millijoules / 1000
+
     def span_snapshot(self, device: _Device) -> dict[str, AttributeValue]:
         attributes = dict(device.span_attributes)
         if device.uuid in self._lost:

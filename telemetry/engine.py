@@ -17,8 +17,8 @@ runs, and a busy engine at most ten a second per model whatever its traffic; the
 request a batch ran on its span and one per batch a request was admitted into on the request's span
 (tests/benchmarks/bench_batch_spans.py measures the cost). Each step's token count
 is recorded in the batch span's context: its exemplar points at the batch span, whose trace the marking
-reservoir marks, so the Collector's tail sampling keeps it (collector/config/overlay-tail-sampling.yaml
-keeps marked traces).
+reservoir marks, so the Collector's tail sampling keeps it
+(deploy/collector/config/overlay-tail-sampling.yaml keeps marked traces).
 """
 
 from __future__ import annotations

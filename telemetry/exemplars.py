@@ -17,9 +17,10 @@ window) takes the first that comes, since waiting would likely leave it empty.
 Every process and every histogram ranks a trace the same way, so the busy buckets of one window tend to
 choose the *same* few traces: a request that ranks low becomes the exemplar of its duration, its TTFT, its
 token counts, in the gateway, the orchestrator and the inference server at once. And the Collector's
-sampling keeps its share of ordinary traces by the same rank (collector/config/overlay-tail-sampling.yaml),
-so an exemplar that ranks within the share costs no extra kept trace at all. A counter or gauge (one slot
-per series) takes only such a trace: its exemplar never costs one.
+sampling keeps its share of ordinary traces by the same rank
+(deploy/collector/config/overlay-tail-sampling.yaml), so an exemplar that ranks within the share costs no
+extra kept trace at all. A counter or gauge (one slot per series) takes only such a trace: its exemplar
+never costs one.
 
 The guarantee holds by construction: a measurement whose span cannot be marked (it has ended, or it is
 not recording) never becomes an exemplar. The cost is bounded by the window, not by traffic: at most one

@@ -15,7 +15,7 @@ GenAI revision's), and ``legacy``, the pre-2026 names of semconv 1.44.0 (``gen_a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
@@ -37,6 +37,9 @@ class GenAIRequest:
 
     ``server_address``/``server_port`` (semconv: Recommended, and the port Conditionally Required with the
     address) name the GenAI server where known: the provider's endpoint on a client, its own on a server.
+
+    Keep one per tenant and model where requests repeat: each point's attribute set is built once, on its
+    first use, and shared (read it, copy it to add to it, never change it).
     """
 
     operation: str
@@ -44,10 +47,27 @@ class GenAIRequest:
     model: str
     server_address: str | None = None
     server_port: int | None = None
+    tenant: str | None = None
+    """``llm.tenant.id`` on metric points: a bounded value (``bounded(sc.LLM_TENANT_ID, ...)``)."""
+    _points: dict[tuple[str | None, str | None], dict[str, AttributeValue]] = field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
 
     def metric_attributes(
         self, error_type: str | None = None, response_model: str | None = None
     ) -> dict[str, AttributeValue]:
+        # Keyed by the bounded model, so an upstream answering with ever new model names cannot grow it.
+        model = bounded(sc.GEN_AI_RESPONSE_MODEL, response_model) if response_model else None
+        key = (error_type, model)
+        attributes = self._points.get(key)
+        if attributes is None:
+            attributes = self._points[key] = self.point_attributes(error_type, model)
+        return attributes
+
+    def point_attributes(
+        self, error_type: str | None = None, response_model: str | None = None
+    ) -> dict[str, AttributeValue]:
+        """A new attribute set for a point (subclasses add theirs); :meth:`metric_attributes` caches it."""
         attributes: dict[str, AttributeValue] = {
             sc.GEN_AI_OPERATION_NAME: self.operation,
             sc.GEN_AI_PROVIDER_NAME: self.provider,
@@ -58,6 +78,8 @@ class GenAIRequest:
         if self.server_address is not None and self.server_port is not None:
             attributes[sc.SERVER_ADDRESS] = self.server_address
             attributes[sc.SERVER_PORT] = self.server_port
+        if self.tenant is not None:
+            attributes[sc.LLM_TENANT_ID] = self.tenant
         if error_type:
             attributes[sc.ERROR_TYPE] = error_type
         return attributes

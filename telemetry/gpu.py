@@ -46,6 +46,7 @@ __all__ = [
     "LLM_GPU_MEMORY_USAGE",
     "LLM_GPU_UTILIZATION",
     "annotate_span",
+    "gpu_energy_joules",
     "gpu_span_snapshot",
     "instrument_gpu",
 ]
@@ -249,6 +250,20 @@ def gpu_span_snapshot(index: int = 0, *, uuid: str | None = None) -> dict[str, A
         if session is not None and device is not None:
             return session.span_snapshot(device)
     return {}
+
+
+def gpu_energy_joules(index: int = 0, *, uuid: str | None = None) -> float | None:
+    """The device's energy counter in joules (NVML's total energy consumption), read now: one NVML call
+    on the session of the latest active :func:`instrument_gpu`; None without one, without NVML, for an
+    unknown device, or where the device has no counter. Differences of two readings are the energy drawn
+    between them."""
+    with contained("telemetry.gpu gpu_energy_joules"):
+        with _sessions_lock:
+            session = _sessions[-1] if _sessions else None
+        device = session.find(index, uuid) if session is not None else None
+        if session is not None and device is not None:
+            return session.energy_joules(device)
+    return None
 
 
 _CHANGING: Final = (LLM_GPU_MEMORY_USAGE, LLM_GPU_UTILIZATION)

@@ -32,6 +32,13 @@ commit whose docs/gen-ai/client-inference.md and gen-ai-token-metrics.md our ``l
 follow (inference split from "operation", genai#521; usage counters, genai#374). Built on core 1.44.0."""
 GENAI_SCHEMA_URL: Final = "https://opentelemetry.io/schemas/gen-ai-dev/1.42.0-dev"
 """That repository's schema URL at the revision: on the meter of the ``latest`` GenAI client metrics."""
+GENAI_COST_PROPOSAL: Final = "https://github.com/open-telemetry/semantic-conventions-genai/pull/443"
+"""The one open proposal whose ``gen_ai.*`` names we emit ahead of the revision: per-operation cost
+(``gen_ai.usage.cost.*`` on inference spans, the ``gen_ai.client.operation.cost`` histogram). No released
+or revision name says what a request cost, and every GenAI tool that reports cost (LiteLLM, OpenRouter,
+Logfire) shapes it differently, so we follow the shape the GenAI group is converging on;
+:data:`GENAI_PROPOSAL_NAMES` lists them, the conformance tests admit exactly those, and a rename when the
+proposal lands touches this one place."""
 
 
 class Kind(StrEnum):
@@ -155,6 +162,10 @@ ENGINE_REQUEST_TOKEN_BUCKETS: Final = tuple(
 )
 # Tokens per engine step: one per decoding sequence, a whole prompt per prefill (vLLM's iteration_tokens).
 ENGINE_STEP_TOKEN_BUCKETS: Final = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+# Cost of one operation, in the currency's units: a 1-3 series from a ten-thousandth of a cent (a short
+# self-hosted answer) to 10 (a long answer of a large paid model); the buckets hold the exemplars of the
+# most expensive requests.
+COST_BUCKETS: Final = (*(float(f"{m}e{e}") for e in range(-6, 1) for m in (1, 3)), 10.0)
 BODY_SIZE_BUCKETS: Final = (0, 128, 512, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
 
 # ---- attribute keys ------------------------------------------------------------------------------------
@@ -191,6 +202,20 @@ GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tok
 GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
 GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
 GEN_AI_TOKEN_MODALITY: Final = "gen_ai.token.modality"
+# GenAI cost (semantic-conventions-genai PR #443): on inference spans, and on the cost metric's points
+GEN_AI_USAGE_COST_AMOUNT: Final = "gen_ai.usage.cost.amount"
+GEN_AI_USAGE_COST_CURRENCY: Final = "gen_ai.usage.cost.currency"
+"""ISO 4217 (``USD``)."""
+GEN_AI_USAGE_COST_SOURCE: Final = "gen_ai.usage.cost.source"
+"""``provider`` when the answer carried the cost, ``local`` when the recorder computed it."""
+# GenAI request parameters beyond max_tokens/temperature/stop (the OpenAI surface the gateway accepts)
+GEN_AI_REQUEST_TOP_P: Final = "gen_ai.request.top_p"
+GEN_AI_REQUEST_SEED: Final = "gen_ai.request.seed"
+GEN_AI_REQUEST_PRESENCE_PENALTY: Final = "gen_ai.request.presence_penalty"
+GEN_AI_REQUEST_FREQUENCY_PENALTY: Final = "gen_ai.request.frequency_penalty"
+GEN_AI_REQUEST_CHOICE_COUNT: Final = "gen_ai.request.choice.count"
+GEN_AI_OUTPUT_TYPE: Final = "gen_ai.output.type"
+"""``text`` or ``json`` (a ``response_format`` of ``json_object`` or ``json_schema``)."""
 GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
 GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
 GEN_AI_DATA_SOURCE_ID: Final = "gen_ai.data_source.id"
@@ -208,6 +233,9 @@ LLM_GPU_INDEX: Final = "llm.gpu.index"
 LLM_GPU_MIG_INSTANCE: Final = "llm.gpu.mig.instance_id"
 LLM_GPU_THROTTLE_REASON: Final = "llm.gpu.throttle.reason"
 LLM_TELEMETRY_STATUS_REASON: Final = "llm.telemetry.reason"
+LLM_TENANT_ID: Final = "llm.tenant.id"
+"""Who a request is for (an LLM platform's tenant), on spans and, bounded to the tenants an application
+registers (``register_known_values``), on the GenAI metrics' points: semconv has no tenant key yet."""
 LLM_EXEMPLAR: Final = "llm.exemplar"
 """``true`` on a span one of whose measurements became an exemplar (telemetry.exemplars): the Collector's
 sampling configuration keeps every trace that holds such a span, so every exemplar resolves."""
@@ -257,6 +285,8 @@ REQUEST_STATE_WAITING: Final = "waiting"
 FINISH_STOP: Final = "stop"
 FINISH_LENGTH: Final = "length"
 FINISH_ABORT: Final = "abort"
+COST_SOURCE_PROVIDER: Final = "provider"
+COST_SOURCE_LOCAL: Final = "local"
 RPC_SYSTEM_GRPC: Final = "grpc"
 
 
@@ -386,6 +416,25 @@ GEN_AI_CLIENT_INFERENCE_OPERATION_OUTPUT_TOKENS: Final = MetricSpec(
     "Output tokens per inference operation (percentiles and outliers; totals come from the counters).",
     GENAI_TOKEN_BUCKETS,
 )
+GEN_AI_CLIENT_OPERATION_COST: Final = MetricSpec(
+    "gen_ai.client.operation.cost",
+    "{USD}",
+    Kind.HISTOGRAM,
+    "Cost of one GenAI operation (gen_ai.usage.cost.amount), by gen_ai.usage.cost.currency and "
+    "gen_ai.usage.cost.source; its sum is the total spend.",
+    COST_BUCKETS,
+)
+"""semantic-conventions-genai PR #443's cost histogram. UCUM has no currency: the unit is an annotation
+(Prometheus stores ``gen_ai_client_operation_cost``), the currency an attribute; our catalog prices in USD."""
+GENAI_PROPOSAL_NAMES: Final = frozenset(
+    {
+        GEN_AI_USAGE_COST_AMOUNT,
+        GEN_AI_USAGE_COST_CURRENCY,
+        GEN_AI_USAGE_COST_SOURCE,
+        GEN_AI_CLIENT_OPERATION_COST.name,
+    }
+)
+"""The names of :data:`GENAI_COST_PROPOSAL`: outside the declared conventions, on purpose (see there)."""
 GEN_AI_SERVER_REQUEST_DURATION: Final = _h(
     "gen_ai.server.request.duration",
     "s",

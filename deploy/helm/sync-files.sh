@@ -6,7 +6,7 @@
 #
 #   deploy/helm/sync-files.sh            copy every source over its copy (and drop copies of deleted files)
 #
-#   collector/config/{base,overlay-agent,overlay-gateway,overlay-tail-sampling}.yaml → files/collector/
+#   deploy/collector/config/{base,overlay-agent,overlay-gateway,overlay-tail-sampling}.yaml → files/collector/
 #   deploy/jaeger/jaeger.yaml                                                      → files/jaeger/
 #   deploy/prometheus/rules/*.yml                                                  → files/prometheus/rules/
 #   deploy/grafana/provisioning/**, deploy/grafana/dashboards/*.json               → files/grafana/
@@ -18,7 +18,7 @@ rm -rf "$files"
 mkdir -p "$files/collector" "$files/jaeger" "$files/prometheus/rules" \
   "$files/grafana/provisioning/datasources" "$files/grafana/provisioning/dashboards" "$files/grafana/dashboards"
 for f in base overlay-agent overlay-gateway overlay-tail-sampling; do
-  cp "$repo/collector/config/$f.yaml" "$files/collector/"
+  cp "$repo/deploy/collector/config/$f.yaml" "$files/collector/"
 done
 cp "$repo/deploy/jaeger/jaeger.yaml" "$files/jaeger/"
 cp "$repo"/deploy/prometheus/rules/*.yml "$files/prometheus/rules/"

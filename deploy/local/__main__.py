@@ -4,9 +4,9 @@ Runs until Ctrl-C (a new round of load and drilldown every ``--interval`` second
 round with ``--once``. Each round also writes the drilldown as a page (deploy.local.report) to
 ``round-N.html`` in the reports folder (kept after exit; ``--report-dir``) and prints its URL: served on
 127.0.0.1 while the job runs, the file itself with ``--once``. ``--sampled`` runs the Collector's
-sampling configuration (collector/config/overlay-tail-sampling.yaml, 5 % of ordinary traces kept) under a
-steady load, so the exemplar guarantee's figures show what it keeps. Every process it started is stopped by
-its PID on the way out.
+sampling configuration (deploy/collector/config/overlay-tail-sampling.yaml, 5 % of ordinary traces
+kept) under a steady load, so the exemplar guarantee's figures show what it keeps. Every process it
+started is stopped by its PID on the way out.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from deploy.stack import BinaryMissingError, Stack, StackConfig, StackError
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.stack", description=__doc__)
     parser.add_argument(
-        "overlays", nargs="*", help="collector/config overlay file names, e.g. overlay-debug.yaml"
+        "overlays", nargs="*", help="deploy/collector/config overlay file names, e.g. overlay-debug.yaml"
     )
     parser.add_argument(
         "--scrape", action="store_true", help="Prometheus scrapes the Collector (no remote write)"

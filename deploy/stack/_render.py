@@ -11,7 +11,7 @@ import yaml
 
 from deploy.stack._binaries import REPO_ROOT
 
-COLLECTOR_CONFIG_DIR = REPO_ROOT / "collector" / "config"
+COLLECTOR_CONFIG_DIR = REPO_ROOT / "deploy" / "collector" / "config"
 PROMETHEUS_CONFIG = REPO_ROOT / "deploy" / "prometheus" / "prometheus.yml"
 PROMETHEUS_RULES_DIR = REPO_ROOT / "deploy" / "prometheus" / "rules"
 JAEGER_CONFIG = REPO_ROOT / "deploy" / "jaeger" / "jaeger.yaml"
@@ -52,7 +52,7 @@ class Endpoints:
 
 
 def collector_config_args(overlays: tuple[str, ...]) -> list[str]:
-    """``--config`` flags for base.yaml then each overlay (a file name under collector/config)."""
+    """``--config`` flags for base.yaml then each overlay (a file name under deploy/collector/config)."""
     files = [COLLECTOR_CONFIG_DIR / "base.yaml", *(COLLECTOR_CONFIG_DIR / name for name in overlays)]
     for path in files:
         if not path.is_file():

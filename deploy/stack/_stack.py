@@ -30,7 +30,7 @@ class StackConfig:
     """Choices for one run. The defaults are the test settings: fast flushes, remote write."""
 
     overlays: tuple[str, ...] = ()
-    """Collector overlays after base.yaml, by file name under collector/config."""
+    """Collector overlays after base.yaml, by file name under deploy/collector/config."""
     metrics_path: MetricsPath = "remote_write"
     """``scrape`` also applies overlay-scrape-only.yaml and adds the exporter scrape job."""
     service_metrics: ServiceMetrics = "push"
@@ -111,7 +111,7 @@ class Stack:
         return tuple(o for o in self.config.overlays if o not in extra) + extra
 
     def collector_env(self) -> dict[str, str]:
-        """The variables collector/config/base.yaml reads (see its header)."""
+        """The variables deploy/collector/config/base.yaml reads (see its header)."""
         p = self._ports
         return {
             "OTELCOL_OTLP_GRPC_ENDPOINT": self.endpoints.otlp_grpc,

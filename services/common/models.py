@@ -23,6 +23,7 @@ catalog: the built-in one, or the JSON or YAML file ``LLM_MODEL_CATALOG`` names:
         usd_per_million_tokens: {input: 0.15, output: 0.60}
       - name: llama-3.1-8b-instruct   # provider defaults to self_hosted
         decode_seconds_per_token: 0.004
+        gpu_cost: {usd_per_hour: 2.0, usd_per_kwh: 0.15}   # priced per request from the GPU time it used
 
 A top-level list is the older form: models only, all on ``self_hosted``. Mistakes stop start-up, each
 with where it is (``models[2].provider: ...``): all those of the file's shape at once, or else all those
@@ -94,6 +95,19 @@ class Price:
 
 
 @dataclass(frozen=True)
+class GpuPrice:
+    """What serving a self-hosted model costs: its GPUs' time (all the GPUs one replica of it holds), and
+    the energy they draw when NVML measures it. The inference server charges each request its share."""
+
+    usd_per_hour: float
+    usd_per_kwh: float = 0.0
+
+    def cost(self, gpu_seconds: float, energy_joules: float | None) -> float:
+        energy = 0.0 if energy_joules is None else energy_joules / 3.6e6 * self.usd_per_kwh
+        return gpu_seconds * self.usd_per_hour / 3600 + energy
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     provider: str = SELF_HOSTED
@@ -107,6 +121,8 @@ class ModelSpec:
     kv_bytes_per_token: int = 131072
     """KV-cache bytes one token takes (2 × layers × KV heads × head size × bytes per value; 128 KiB is an
     8B-class model in fp16): with the memory given to the cache, it sizes the engine's block pool."""
+    gpu_price: GpuPrice | None = None
+    """A self-hosted model's GPU cost: the inference server prices each request from it (``local``)."""
 
 
 def _per_million(input_usd: float, output_usd: float) -> Price:
@@ -123,12 +139,14 @@ BUILTIN_CATALOG: tuple[ModelSpec, ...] = (
         prefill_seconds_per_token=0.00005,
         decode_seconds_per_token=0.004,
         price=_per_million(0.05, 0.10),
+        gpu_price=GpuPrice(2.0, 0.15),
     ),
     ModelSpec(
         "mistral-7b-instruct",
         prefill_seconds_per_token=0.00004,
         decode_seconds_per_token=0.003,
         price=_per_million(0.04, 0.08),
+        gpu_price=GpuPrice(2.0, 0.15),
     ),
     ModelSpec(
         "qwen2.5-72b-instruct",
@@ -137,6 +155,7 @@ BUILTIN_CATALOG: tuple[ModelSpec, ...] = (
         max_output_tokens=512,
         price=_per_million(0.40, 0.80),
         kv_bytes_per_token=327680,  # 80 layers × 8 KV heads × 128 × 2 × fp16
+        gpu_price=GpuPrice(8.0, 0.15),  # four GPUs
     ),
 )
 BUILTIN_PROVIDER = ProviderSpec(SELF_HOSTED)
@@ -211,6 +230,11 @@ class _ProviderEntry(_Strict):
     allow_insecure_http: bool = False
 
 
+class _GpuCostEntry(_Strict):
+    usd_per_hour: float = Field(ge=0)
+    usd_per_kwh: float = Field(default=0.0, ge=0)
+
+
 class _ModelEntry(_Strict):
     name: str = Field(min_length=1, max_length=256)
     provider: str = SELF_HOSTED
@@ -220,6 +244,7 @@ class _ModelEntry(_Strict):
     kv_bytes_per_token: int = Field(default=131072, ge=1)
     upstream_model: str | None = Field(default=None, min_length=1, max_length=256)
     usd_per_million_tokens: _PriceEntry | None = None
+    gpu_cost: _GpuCostEntry | None = None
 
 
 class _CatalogFile(_Strict):
@@ -259,6 +284,8 @@ def _parse(data: Any, env: Mapping[str, str] | None) -> tuple[Catalog | None, li
             continue
         if m.upstream_model is not None and providers[m.provider].type is ProviderType.PIPELINE:
             problems.append(f"{where}.upstream_model: only for openai_compatible providers")
+        if m.gpu_cost is not None and providers[m.provider].type is not ProviderType.PIPELINE:
+            problems.append(f"{where}.gpu_cost: only for models our pipeline serves")
         price = m.usd_per_million_tokens
         models[m.name] = ModelSpec(
             m.name,
@@ -269,6 +296,7 @@ def _parse(data: Any, env: Mapping[str, str] | None) -> tuple[Catalog | None, li
             m.upstream_model,
             _per_million(price.input, price.output) if price else None,
             m.kv_bytes_per_token,
+            GpuPrice(m.gpu_cost.usd_per_hour, m.gpu_cost.usd_per_kwh) if m.gpu_cost else None,
         )
     return Catalog(providers, models), problems
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Final
 
-from telemetry.semconv import Kind, MetricSpec, register_metrics
+from telemetry import semconv as sc
+from telemetry.semconv import COST_BUCKETS, Kind, MetricSpec, register_metrics
 
 # ---- bucket boundaries ---------------------------------------------------------------------------------
 # Our own short durations (queue waits, tokenization, stages): sub-millisecond to tens of seconds.
@@ -47,12 +48,21 @@ LLM_GATEWAY_PROVIDER: Final = "llm.gateway.provider"
 """The catalog id of the provider the gateway called (``gen_ai.provider.name`` is its semconv name)."""
 LLM_GATEWAY_STREAM_CHUNKS: Final = "llm.gateway.stream.chunks"
 """Content chunks relayed to the client before a stream ended (however it ended)."""
-LLM_TENANT_ID: Final = "llm.tenant.id"
-"""Who sent the request, as the gateway identified it (today one identity per API key: a hash prefix,
-never the key). On the gateway's SERVER span, and in the baggage the gateway alone sets for the services
-behind it (the orchestrator's coalescing is scoped by it); never a metric label."""
+LLM_TENANT_ID: Final = sc.LLM_TENANT_ID
+"""Who sent the request: the tenant of its API key (``LLM_GATEWAY_KEY_FILE``; ``key-`` and a hash prefix
+for a key of ``LLM_GATEWAY_API_KEYS``; never the key). On the gateway's spans and in the baggage the gateway
+alone sets for the services behind it (the response cache and the orchestrator's coalescing are scoped by
+it), and a metric label bounded by the configured tenants (``_OTHER`` for anything else)."""
+LLM_TENANT_TEAM: Final = "llm.tenant.team"
+"""The team the key file names for the request's key (spans only: teams are not metric labels)."""
+LLM_BUDGET_LIMIT: Final = "llm.budget.limit"
+"""Which limit of a tenant's budget a point is about: ``tokens`` or ``usd``."""
 LLM_GATEWAY_CACHE_HIT: Final = "llm.gateway.cache.hit"
 """Whether the gateway answered from its response cache (non-streaming requests)."""
+LLM_INFERENCE_GPU_SECONDS: Final = "llm.inference.gpu.seconds"
+"""GPU time charged to the request: its share of each batch's prefill and of the decode time it shared."""
+LLM_INFERENCE_GPU_ENERGY: Final = "llm.inference.gpu.energy"
+"""Energy charged to the request, in joules, shared the same way (only when NVML measures it)."""
 LLM_RETRIEVAL_DOCUMENTS: Final = "llm.retrieval.documents"
 """How many documents the retrieval stage added to the prompt."""
 LLM_ORCHESTRATOR_COALESCED: Final = "llm.orchestrator.coalesced"
@@ -77,6 +87,10 @@ class ErrorType(StrEnum):
     """Refused at the gateway's door: too many requests in flight (429)."""
     KEY_RATE_LIMIT_EXCEEDED = "key_rate_limit_exceeded"
     """Refused at the gateway's door: too many requests in flight for the caller's key (429)."""
+    BUDGET_EXCEEDED = "budget_exceeded"
+    """Refused at the gateway's door: the tenant has used its token or spend budget for the window (429)."""
+    UNSUPPORTED_PARAMETER = "unsupported_parameter"
+    """Refused: the request sets a parameter the model's provider cannot honour (our pipeline) (400)."""
     REQUEST_TIMEOUT = "request_timeout"
     """The client did not send its request head or body in time (408)."""
     TOO_MANY_CONNECTIONS = "too_many_connections"
@@ -132,15 +146,13 @@ LLM_GATEWAY_CACHE_EVICTIONS: Final = MetricSpec(
     Kind.COUNTER,
     "Entries dropped from the response cache, by llm.cache.eviction.reason (capacity or expired).",
 )
-LLM_GATEWAY_COST: Final = MetricSpec(
-    "llm.gateway.cost.usd",
-    "{USD}",
-    Kind.COUNTER,
-    "Estimated spend in US dollars on upstream calls, from the tokens each reported using and the "
-    "catalog's prices, by gen_ai.provider.name, gen_ai.request.model and gen_ai.token.type.",
+LLM_GATEWAY_BUDGET_UTILIZATION: Final = MetricSpec(
+    "llm.gateway.budget.utilization",
+    "1",
+    Kind.OBSERVABLE_GAUGE,
+    "Share of a tenant's budget used in the current window (0..1, past 1 once exceeded), by llm.tenant.id "
+    "and llm.budget.limit (tokens or usd); with LLM_GATEWAY_BUDGET_REPLICAS, of this replica's part.",
 )
-"""UCUM has no currency, so the unit is an annotation, which the Prometheus translation drops: the currency
-is in the name instead, and Prometheus stores ``llm_gateway_cost_usd_total``."""
 LLM_GATEWAY_REJECTED_REQUESTS: Final = MetricSpec(
     "llm.gateway.rejected_requests",
     "{request}",
@@ -212,6 +224,14 @@ LLM_INFERENCE_TOKENS: Final = MetricSpec(
     Kind.COUNTER,
     "Tokens processed by the model server, by gen_ai.token.type (input, output); cancelled streams count "
     "what they produced.",
+)
+LLM_INFERENCE_COST: Final = MetricSpec(
+    "llm.inference.cost",
+    "{USD}",
+    Kind.HISTOGRAM,
+    "Cost of each self-hosted request, its share of the GPU time (and measured energy) of the batches it "
+    "ran in, priced from the catalog, by gen_ai.request.model and llm.tenant.id.",
+    COST_BUCKETS,
 )
 
 METRICS: Final = tuple(spec for spec in globals().copy().values() if isinstance(spec, MetricSpec))

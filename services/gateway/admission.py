@@ -1,72 +1,76 @@
-"""Who may call, and how many at once: API keys and the callers' identities, the in-flight limits (the
-gateway's and each key's), the size of the request head, and the count of refusals."""
+"""Who may call, and how many at once: API keys and their tenants (:mod:`services.gateway.tenants`), the
+in-flight limits (the gateway's and each key's), the size of the request head, and the count of refusals."""
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi.responses import JSONResponse
 from opentelemetry.metrics import Meter
+from opentelemetry.util.types import AttributeValue
 
 from services.common import semconv as service_sc
 from services.common.semconv import ErrorType
 from services.gateway.errors import ApiError
+from services.gateway.tenants import ANONYMOUS, Caller, KeyRing, Tenant
 from telemetry import instruments, semconv as sc
+from telemetry.views import bounded
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
 
 
-ANONYMOUS = "anonymous"
-"""The caller identity of a gateway that runs without keys (``LLM_GATEWAY_INSECURE_NO_AUTH``)."""
-
-
-def key_id(key: str) -> str:
-    """A caller's stable, non-secret identity: ``key-`` and the first 8 bytes of the key's SHA-256, the
-    same on every replica. The response cache, the orchestrator's coalescing and the per-key limits are
-    scoped by it; a tenant mapping (one identity for several keys) can take its place later."""
-    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
 @dataclass
 class Ticket:
-    """One admitted request: who sent it, and its in-flight slots until :meth:`leave`."""
+    """One admitted request: who sent it (its key's digest holds the per-key slot), and its in-flight slots
+    until :meth:`leave`."""
 
-    caller: str
+    caller: Caller
+    key: str
     admission: Admission
     left: bool = False
 
     def leave(self) -> None:
         if not self.left:
             self.left = True
-            self.admission.release(self.caller)
+            self.admission.release(self.key)
+
+
+_NO_KEYS = Caller(Tenant(ANONYMOUS))
 
 
 class Admission:
-    """API keys, the in-flight limit of the whole gateway and that of each key, and the count of refusals
-    (``llm.gateway.rejected_requests``, by ``error.type``), those of the connection layer included."""
+    """API keys and their tenants, the in-flight limit of the whole gateway and that of each key, and the
+    count of refusals (``llm.gateway.rejected_requests``, by ``error.type`` and, once the key is known,
+    ``llm.tenant.id``), those of the connection layer included."""
 
     def __init__(
-        self, api_keys: tuple[str, ...], max_in_flight: int, meter: Meter, max_in_flight_per_key: int = 0
+        self, keys: KeyRing, max_in_flight: int, meter: Meter, max_in_flight_per_key: int = 0
     ) -> None:
-        self._keys = [(k.encode(), key_id(k)) for k in api_keys]
+        self.keys = keys
         self.max_in_flight = max_in_flight
         self.max_in_flight_per_key = max_in_flight_per_key or max_in_flight
         self.in_flight = 0
-        self.by_caller: dict[str, int] = {}
+        self.by_key: dict[str, int] = {}
         self._rejected = instruments.create(meter, service_sc.LLM_GATEWAY_REJECTED_REQUESTS)
+        self._refusal_attributes: dict[tuple[str, str | None], dict[str, AttributeValue]] = {}
 
-    def count_refusal(self, error_type: str) -> None:
+    def count_refusal(self, error_type: str, tenant: str | None = None) -> None:
         """Count a request or connection refused before the app served it."""
-        self._rejected.add(1, {sc.ERROR_TYPE: error_type})
+        attributes = self._refusal_attributes.get((error_type, tenant))
+        if attributes is None:
+            attributes = {sc.ERROR_TYPE: error_type}
+            if tenant is not None:
+                attributes[sc.LLM_TENANT_ID] = bounded(sc.LLM_TENANT_ID, tenant)
+            self._refusal_attributes[error_type, tenant] = attributes
+        self._rejected.add(1, attributes)
 
-    def reject(self, error: ApiError) -> JSONResponse:
+    def reject(self, error: ApiError, caller: Caller | None = None) -> JSONResponse:
         """Answer a request refused before any work was done, and count it."""
-        self.count_refusal(error.error_type)
+        self.count_refusal(error.error_type, None if caller is None else caller.id)
         return error.response()
 
     def enter(self) -> None:
@@ -76,10 +80,10 @@ class Admission:
             raise ApiError(429, ErrorType.RATE_LIMIT_EXCEEDED, "too many requests in flight", retry_after=1)
         self.in_flight += 1
 
-    def admit(self, caller: str) -> Ticket:
-        """After :meth:`enter` and :meth:`authenticate`: take the caller's own slot too, or raise 429 (the
+    def admit(self, caller: Caller, key: str) -> Ticket:
+        """After :meth:`enter` and :meth:`authenticate`: take the key's own slot too, or raise 429 (the
         gateway's slot is then the caller's to give back). One key cannot hold every slot of the gateway."""
-        held = self.by_caller.get(caller, 0)
+        held = self.by_key.get(key, 0)
         if held >= self.max_in_flight_per_key:
             raise ApiError(
                 429,
@@ -87,26 +91,28 @@ class Admission:
                 "too many requests in flight for this key",
                 retry_after=1,
             )
-        self.by_caller[caller] = held + 1
-        return Ticket(caller, self)
+        self.by_key[key] = held + 1
+        return Ticket(caller, key, self)
 
-    def release(self, caller: str) -> None:
-        """Give back a ticket's slots (the caller's and the gateway's)."""
-        held = self.by_caller[caller] - 1
+    def release(self, key: str) -> None:
+        """Give back a ticket's slots (the key's and the gateway's)."""
+        held = self.by_key[key] - 1
         if held:
-            self.by_caller[caller] = held
+            self.by_key[key] = held
         else:
-            del self.by_caller[caller]
+            del self.by_key[key]
         self.leave()
 
     def leave(self) -> None:
         """Give back a slot of :meth:`enter` alone."""
         self.in_flight -= 1
 
-    def authenticate(self, header: str | None) -> str:
-        """The caller's identity (:func:`key_id`) for a valid ``Authorization`` header, else 401."""
-        if not self._keys:
-            return ANONYMOUS
+    def authenticate(self, header: str | None) -> tuple[Caller, str]:
+        """The caller (its tenant and team) and the key's digest for a valid ``Authorization`` header,
+        else 401. Keys are looked up by their SHA-256 (the key file holds nothing else): the time a
+        lookup takes says nothing about how close a guess was to a key."""
+        if not self.keys:
+            return _NO_KEYS, ANONYMOUS
         if header is None:
             raise ApiError(
                 401, ErrorType.INVALID_API_KEY, "missing Authorization header (expected 'Bearer <key>')"
@@ -117,12 +123,11 @@ class Admission:
             raise ApiError(
                 401, ErrorType.INVALID_API_KEY, "malformed Authorization header (expected 'Bearer <key>')"
             )
-        supplied = token.encode()
-        # Compare against every key so the time taken says nothing about which key was close.
-        matches = [hmac.compare_digest(supplied, key) for key, _ in self._keys]
-        if not any(matches):
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        caller = self.keys.callers.get(digest)
+        if caller is None:
             raise ApiError(401, ErrorType.INVALID_API_KEY, "invalid API key")
-        return self._keys[matches.index(True)][1]
+        return caller, digest
 
     def trusted(self, scope: Scope) -> bool:
         """Whether the request carries a valid key: the trust boundary continues only such callers'

@@ -28,6 +28,7 @@ from services.common.models import Catalog, ModelSpec, ProviderType
 from services.common.probes import Probes, add_metrics, add_probes, side_app
 from services.common.semconv import ErrorType
 from services.gateway.admission import Admission, HeaderLimit, Ticket
+from services.gateway.budgets import Ledger
 from services.gateway.cache import ResponseCache, request_key
 from services.gateway.errors import ApiError, add_error_handlers
 from services.gateway.openapi import AUTH_ERRORS, BEARER, CHAT_REQUEST_BODY, CHAT_RESPONSES, install_openapi
@@ -35,6 +36,7 @@ from services.gateway.protocol import EdgeLimits, gateway_protocol
 from services.gateway.recording import GatewayMetrics, GenAICall
 from services.gateway.settings import GatewaySettings
 from services.gateway.streaming import GuardedStreamingResponse
+from services.gateway.tenants import ANONYMOUS, Caller, KeyRing
 from services.gateway.upstream import OpenAICompatible, Orchestrator, Upstream, UpstreamLimits
 from services.gateway.wire import ChatCompletionRequest, InvalidRequest, parse_json, parse_request
 from telemetry import (
@@ -64,7 +66,13 @@ class Gateway:
         self.catalog = models if isinstance(models, Catalog) else Catalog.of(models)
         self.models = dict(self.catalog.models)
         meter = telemetry.meter_provider.get_meter("services.gateway", schema_url=sc.SCHEMA_URL)
-        self.admission = Admission(settings.api_keys, settings.max_in_flight, meter, settings.key_limit)
+        self.keys = KeyRing.build(settings.api_keys, settings.key_file)
+        self.admission = Admission(
+            self.keys, settings.max_in_flight, meter, settings.key_limit(len(self.keys))
+        )
+        # The tenants are the allow-list of llm.tenant.id on metric points (the gateway never has another).
+        register_known_values(sc.LLM_TENANT_ID, [*self.keys.tenants, ANONYMOUS])
+        self.ledger = Ledger(self.keys.budgets(), meter, 1 / settings.budget_replicas)
         evictions = instruments.create(meter, service_sc.LLM_GATEWAY_CACHE_EVICTIONS)
         self.cache = ResponseCache(
             settings.cache_entries,
@@ -73,6 +81,14 @@ class Gateway:
             max_bytes=settings.cache_max_bytes,
         )
         self.cache_requests = instruments.create(meter, service_sc.LLM_GATEWAY_CACHE_REQUESTS)
+        self._cache_points = {
+            (hit, name): {
+                service_sc.LLM_CACHE_RESULT: "hit" if hit else "miss",
+                sc.GEN_AI_REQUEST_MODEL: name,  # from the catalog: bounded
+            }
+            for hit in (True, False)
+            for name in self.catalog.models
+        }
         instruments.create(meter, service_sc.LLM_GATEWAY_CACHE_ENTRIES, callbacks=[self._observe_cache])
         self.tracer = trace.get_tracer(
             "services.gateway", tracer_provider=telemetry.tracer_provider, schema_url=sc.SCHEMA_URL
@@ -81,7 +97,9 @@ class Gateway:
         self.metrics = GatewayMetrics(
             telemetry.meter_provider,
             meter,
+            self.ledger,
             metrics_settings.genai_semconv if metrics_settings else GENAI_SEMCONV_LATEST,
+            settings.orchestrator_url,
         )
         register_known_values(sc.GEN_AI_REQUEST_MODEL, self.models)
         # What answers: our names, and the names the providers are asked for (they answer with those).
@@ -150,7 +168,21 @@ class Gateway:
             )
         return spec
 
-    def _start_call(self, body: ChatCompletionRequest, spec: ModelSpec) -> GenAICall:
+    def check(self, body: ChatCompletionRequest, spec: ModelSpec) -> None:
+        """400 for a parameter the model's provider cannot honour (our pipeline: :mod:`wire` says which)."""
+        if self.catalog.provider_of(spec).type is ProviderType.PIPELINE:
+            refused = body.pipeline_refusal()
+            if refused is not None:
+                param, why = refused
+                raise ApiError(
+                    400,
+                    ErrorType.INVALID_REQUEST,
+                    f"{param}: not supported by model {spec.name!r} (served by our own pipeline): {why}",
+                    code=ErrorType.UNSUPPORTED_PARAMETER,
+                    param=param,
+                )
+
+    def _start_call(self, body: ChatCompletionRequest, spec: ModelSpec, caller: Caller) -> GenAICall:
         return GenAICall.start(
             self.tracer,
             self.metrics,
@@ -158,35 +190,33 @@ class Gateway:
             provider=self.catalog.provider_of(spec),
             body=body,
             content=self.telemetry.content_policy,
-            pipeline_url=self.settings.orchestrator_url,
+            caller=caller,
         )
 
-    async def complete(self, body: ChatCompletionRequest, spec: ModelSpec, caller: str) -> bytes:
-        """The answer as the client gets it (JSON bytes), from ``caller``'s part of the cache or upstream."""
-        key = request_key(caller, body.model_dump())
-        cached = self.cache.get(key)
-        self.cache_requests.add(
-            1,
-            {
-                service_sc.LLM_CACHE_RESULT: "hit" if cached else "miss",
-                sc.GEN_AI_REQUEST_MODEL: spec.name,  # from the catalog: bounded
-            },
-        )
-        trace.get_current_span().set_attribute(service_sc.LLM_GATEWAY_CACHE_HIT, cached is not None)
-        if cached is not None:
-            return cached
-        call = self._start_call(body, spec)
+    async def complete(self, body: ChatCompletionRequest, spec: ModelSpec, caller: Caller) -> bytes:
+        """The answer as the client gets it (JSON bytes), from the tenant's part of the cache or upstream."""
+        key: str | None = None
+        if self.cache.max_entries:
+            key = request_key(caller.id, body.model_dump())
+            cached = self.cache.get(key)
+            self.cache_requests.add(1, self._cache_points[cached is not None, spec.name])
+            trace.get_current_span().set_attribute(service_sc.LLM_GATEWAY_CACHE_HIT, cached is not None)
+            if cached is not None:
+                return cached
+        call = self._start_call(body, spec, caller)
         with call.current():
             answer = await self.providers[spec.provider].complete(body, spec)
         call.usage = answer.usage
+        call.reported_cost = answer.cost
         call.succeed(
             response_id=answer.response_id,
             response_model=answer.response_model,
             finish_reasons=answer.finish_reasons,
-            output_text=answer.output_text,
+            output_message=answer.output_message,
         )
         rendered = json.dumps(answer.response, ensure_ascii=False, separators=(",", ":")).encode()
-        self.cache.put(key, rendered)
+        if key is not None:
+            self.cache.put(key, rendered)
         return rendered
 
     async def open_stream(
@@ -194,7 +224,7 @@ class Gateway:
     ) -> GuardedStreamingResponse:
         """Open the upstream stream first, so failures before the first token get a real status code.
         From then on the stream owns the request's in-flight slots and gives them back when it ends."""
-        call = self._start_call(body, spec)
+        call = self._start_call(body, spec, ticket.caller)
         with call.current():
             relay = await self.providers[spec.provider].open_stream(body, spec, call, ticket.leave)
         return GuardedStreamingResponse(
@@ -206,15 +236,22 @@ class Gateway:
 
 
 @contextmanager
-def on_behalf_of(caller: str) -> Iterator[None]:
-    """The request is ``caller``'s: said on the SERVER span, and in the baggage the services behind the
-    gateway receive (the only baggage they get: the caller's own was dropped at the boundary)."""
-    trace.get_current_span().set_attribute(service_sc.LLM_TENANT_ID, caller)
-    token = otel_context.attach(baggage.set_baggage(service_sc.LLM_TENANT_ID, caller))
+def on_behalf_of(caller: Caller) -> Iterator[None]:
+    """The request is ``caller``'s tenant's: said on the SERVER span, and in the baggage the services behind
+    the gateway receive (the only baggage they get: the caller's own was dropped at the boundary)."""
+    _say_caller(caller)
+    token = otel_context.attach(baggage.set_baggage(service_sc.LLM_TENANT_ID, caller.id))
     try:
         yield
     finally:
         otel_context.detach(token)
+
+
+def _say_caller(caller: Caller) -> None:
+    span = trace.get_current_span()
+    span.set_attribute(service_sc.LLM_TENANT_ID, caller.id)
+    if caller.team is not None:
+        span.set_attribute(service_sc.LLM_TENANT_TEAM, caller.team)
 
 
 def trust_boundary(settings: GatewaySettings, admission: Admission) -> TrustBoundary:
@@ -275,9 +312,7 @@ def create_app(
     @app.get("/v1/models", responses=AUTH_ERRORS, openapi_extra=BEARER)
     async def list_models(request: Request) -> Response:
         try:
-            trace.get_current_span().set_attribute(
-                service_sc.LLM_TENANT_ID, admission.authenticate(request.headers.get("authorization"))
-            )
+            _say_caller(admission.authenticate(request.headers.get("authorization"))[0])
         except ApiError as exc:
             return admission.reject(exc)
         return JSONResponse(
@@ -296,16 +331,19 @@ def create_app(
         except ApiError as exc:
             return admission.reject(exc)
         ticket: Ticket | None = None
+        caller: Caller | None = None
         handed_to_stream = False
         try:
             try:
-                caller = admission.authenticate(request.headers.get("authorization"))
-                ticket = admission.admit(caller)
+                caller, key = admission.authenticate(request.headers.get("authorization"))
+                ticket = admission.admit(caller, key)
                 with on_behalf_of(caller):
+                    gateway.ledger.check(caller.id)
                     body = await gateway.read_body(request)
                     spec = gateway.model(body.model)
+                    gateway.check(body, spec)
             except ApiError as exc:
-                return admission.reject(exc)
+                return admission.reject(exc, caller)
             with on_behalf_of(caller):
                 if body.stream:
                     response = await gateway.open_stream(body, spec, ticket)

@@ -1,6 +1,7 @@
 """A bounded LRU response cache with a time-to-live, for identical non-streaming requests of one caller.
 
-Answers are kept per caller (``llm.tenant.id``, today one per API key): a shared cache would hand one
+Answers are kept per tenant (``llm.tenant.id``: a key file's tenant, or one per key of
+``LLM_GATEWAY_API_KEYS``): a shared cache would hand one
 tenant another's completion, with its ``id``, and its hit latency would tell anyone that some other caller
 sent that prompt within the TTL. The cache holds rendered answers (bytes), bounded by count and by bytes.
 """
@@ -20,9 +21,26 @@ def cache_key(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-ANSWER_FIELDS = ("model", "messages", "max_tokens", "max_completion_tokens", "temperature", "stop")
-"""What determines a non-streaming answer; ``stream``, ``stream_options``, ``user`` and ``n`` (always 1)
-do not."""
+ANSWER_FIELDS = (
+    "model",
+    "messages",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "stop",
+    "n",
+    "response_format",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "logprobs",
+    "top_logprobs",
+)
+"""What determines a non-streaming answer; ``stream``, ``stream_options`` and ``user`` do not."""
 
 
 def request_key(caller: str, payload: dict[str, Any]) -> str:

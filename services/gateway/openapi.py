@@ -49,6 +49,9 @@ CHAT_RESPONSES: dict[int | str, dict[str, Any]] = {
         "`invalid_request_error`: the body is not JSON (invalid UTF-8, an unpaired surrogate escape, "
         "nested too deeply), not an object, breaks the request schema (`param` names the field), holds a "
         "number that is not finite (`NaN`, `Infinity`, `1e400`), or the upstream refused it as invalid; "
+        "code `unsupported_parameter`: a model served by our own pipeline was asked for what it cannot do "
+        "(`top_p` other than 1, penalties other than 0, `n` over 1, `json_object` or `json_schema` output, "
+        "`tools` unless `tool_choice` is `none`, `logprobs`), `param` naming it; "
         "also, on any path, a request that is not valid HTTP/1.1 or whose head arrives over 16 KiB."
     ),
     **AUTH_ERRORS,
@@ -62,7 +65,9 @@ CHAT_RESPONSES: dict[int | str, dict[str, Any]] = {
     429: _error(
         "`rate_limit_exceeded`: too many requests in flight at the gateway (`LLM_GATEWAY_MAX_IN_FLIGHT`); "
         "`key_rate_limit_exceeded`: too many for the caller's key (`LLM_GATEWAY_MAX_IN_FLIGHT_PER_KEY`); "
-        "`upstream_rate_limited`: the upstream provider's own limit.",
+        "`upstream_rate_limited`: the upstream provider's own limit; `budget_exceeded` (code "
+        "`insufficient_quota`): the caller's tenant has used its token or spend budget for the current "
+        "window (`LLM_GATEWAY_KEY_FILE`), `Retry-After` the seconds until the window ends.",
         headers=_RETRY_AFTER,
     ),
     431: _error(

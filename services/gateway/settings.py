@@ -20,8 +20,26 @@ SETTINGS: dict[str, Setting[Any]] = {
         "LLM_GATEWAY_API_KEYS",
         parse_list,
         (),
-        "comma-separated API keys clients send as `Bearer <key>`; required unless the next is true",
+        "comma-separated API keys clients send as `Bearer <key>`, each its own tenant (`key-` and a hash"
+        " prefix) without a budget; required unless `LLM_GATEWAY_KEY_FILE` is set or"
+        " `LLM_GATEWAY_INSECURE_NO_AUTH` is true",
         shown_default="none",
+    ),
+    "key_file": Setting(
+        "LLM_GATEWAY_KEY_FILE",
+        parse_str,
+        "",
+        "YAML or JSON file of tenants, their budgets and their keys' SHA-256 digests"
+        " (`services/gateway/tenants.py`; `python -m services.gateway.tenants hash` hashes a key), read at"
+        " start-up",
+        shown_default="none",
+    ),
+    "budget_replicas": Setting(
+        "LLM_GATEWAY_BUDGET_REPLICAS",
+        parse_int(minimum=1),
+        1,
+        "gateway replicas sharing the tenants' budgets: each enforces its `1/N` part of every budget (running"
+        " totals are kept per process)",
     ),
     "insecure_no_auth": Setting(
         "LLM_GATEWAY_INSECURE_NO_AUTH",
@@ -166,6 +184,8 @@ class GatewaySettings:
     ops_address: str = ""
     tls_cert_file: str = ""
     tls_key_file: str = ""
+    key_file: str = ""
+    budget_replicas: int = 1
     max_header_bytes: int = 16 * 1024
     """As h11's own limit on an incomplete request head: a head past it is refused however it arrives
     (uvicorn answers 400 itself when the head comes in pieces, the gateway 431 when it comes whole)."""
@@ -176,18 +196,17 @@ class GatewaySettings:
         settings.check()
         return settings
 
-    @property
-    def key_limit(self) -> int:
-        """In-flight requests one key may hold (``max_in_flight_per_key``, 0 resolved)."""
+    def key_limit(self, keys: int) -> int:
+        """In-flight requests one key may hold (``max_in_flight_per_key``, 0 resolved for ``keys`` keys)."""
         if self.max_in_flight_per_key:
             return self.max_in_flight_per_key
-        return self.max_in_flight if len(self.api_keys) < 2 else max(1, self.max_in_flight // 2)
+        return self.max_in_flight if keys < 2 else max(1, self.max_in_flight // 2)
 
     def check(self) -> None:
         # No key ships with the product: running open must be a deliberate, visible choice.
-        if not self.api_keys and not self.insecure_no_auth:
+        if not self.api_keys and not self.key_file and not self.insecure_no_auth:
             raise SettingError(
-                "LLM_GATEWAY_API_KEYS is empty: set API keys, "
+                "LLM_GATEWAY_API_KEYS and LLM_GATEWAY_KEY_FILE are empty: set API keys or a key file, "
                 "or LLM_GATEWAY_INSECURE_NO_AUTH=true for local development"
             )
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
@@ -201,7 +220,7 @@ class GatewaySettings:
         ):
             if path and not Path(path).is_file():
                 raise SettingError(f"{variable}={path!r} is not a file")
-        if self.insecure_no_auth and not self.api_keys and not is_loopback(self.host):
+        if self.insecure_no_auth and not self.api_keys and not self.key_file and not is_loopback(self.host):
             raise SettingError(
                 f"LLM_GATEWAY_INSECURE_NO_AUTH=true serves anyone who reaches LLM_GATEWAY_HOST={self.host!r}:"
                 " it is for local development on a loopback address (127.0.0.1, ::1, localhost) only"

@@ -22,7 +22,7 @@ from starlette.types import Send
 
 from services.common.semconv import ErrorType
 from services.gateway.errors import provider_error
-from services.gateway.recording import GenAICall, openai_usage, pipeline_usage
+from services.gateway.recording import GenAICall, openai_usage, pipeline_usage, reported_cost
 from services.gateway.wire import DONE_EVENT, chunk_event, data_event, error_body, error_event, usage_event
 
 
@@ -176,6 +176,7 @@ class PipelineRelay(Relay):
                 yield chunk_event(completion_id, created, model, {"content": event["text"]}, None)
             elif event["type"] == "end":
                 usage = self.call.usage = pipeline_usage(event["usage"])
+                self.call.reported_cost = reported_cost(event["usage"])
                 self.ended_cleanly = True
                 self.finish_reasons.append(event["finish_reason"])
                 yield chunk_event(completion_id, created, model, {}, event["finish_reason"])
@@ -231,6 +232,7 @@ class SSERelay(Relay):
         if not isinstance(usage, dict):
             return chunk
         self.call.usage = openai_usage(usage)
+        self.call.reported_cost = reported_cost(usage)
         if self.wants_usage:
             return chunk
         stripped = {k: v for k, v in chunk.items() if k != "usage"}

@@ -20,7 +20,7 @@ import httpx
 from services.common.models import ModelSpec, ProviderSpec
 from services.common.semconv import ErrorType
 from services.gateway.errors import ApiError, from_provider, from_upstream
-from services.gateway.recording import GenAICall, openai_usage, pipeline_usage
+from services.gateway.recording import GenAICall, openai_usage, pipeline_usage, reported_cost
 from services.gateway.streaming import PipelineRelay, Relay, SSERelay
 from services.gateway.transport import AiohttpTransport
 from services.gateway.wire import ChatCompletionRequest, chat_completion
@@ -57,7 +57,10 @@ class Answer:
     response_id: str | None = None
     response_model: str | None = None
     finish_reasons: list[str] = field(default_factory=list)
-    output_text: str | None = None
+    output_message: dict[str, Any] | None = None
+    """The first choice's message (content capture records it)."""
+    cost: float | None = None
+    """What the upstream said the answer cost (``usage.cost``; our pipeline's from its GPU time)."""
 
 
 class Upstream(Protocol):
@@ -192,13 +195,15 @@ class Orchestrator(_Client):
             raise from_upstream(response.status_code, response.content, response.headers.get("retry-after"))
         result: dict[str, Any] = response.json()
         usage = result["usage"]
+        answer = chat_completion(result)
         return Answer(
-            chat_completion(result),
+            answer,
             pipeline_usage(usage),
             result["id"],
             result["model"],
             [result["finish_reason"]],
-            result["text"],
+            answer["choices"][0]["message"],
+            reported_cost(usage),
         )
 
     async def open_stream(
@@ -258,14 +263,15 @@ class OpenAICompatible(_Client):
             result = response.json()
             choices = result["choices"]
             usage = result.get("usage") or {}
-            message = choices[0].get("message") or {}
+            message = choices[0].get("message") if choices else None
             return Answer(
                 result,
                 openai_usage(usage),
                 result.get("id"),
                 result.get("model"),
                 [str(c["finish_reason"]) for c in choices if c.get("finish_reason")],
-                message.get("content") if isinstance(message.get("content"), str) else None,
+                message if isinstance(message, dict) else None,
+                reported_cost(usage),
             )
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise ApiError(

@@ -2,8 +2,12 @@
 
 Accepted: roles ``system``, ``developer``, ``user``, ``assistant`` (with ``tool_calls``) and ``tool``;
 content as a string or an array of text parts; ``max_tokens`` or ``max_completion_tokens``,
-``temperature``, ``stop``, ``user``, ``n=1``, ``stream`` and ``stream_options``. Anything else is refused
-with 400 ``invalid_request_error`` naming the ``param``, as OpenAI does, never silently ignored. So is a
+``temperature``, ``top_p``, ``seed``, ``presence_penalty``, ``frequency_penalty``, ``stop``, ``user``,
+``n`` (1 to 8), ``response_format`` (``text``, ``json_object``, ``json_schema``), ``tools`` (functions),
+``tool_choice``, ``parallel_tool_calls``, ``logprobs`` and ``top_logprobs``, ``stream`` and
+``stream_options``. An OpenAI-compatible upstream gets them as sent; our own pipeline honours what it can
+and refuses the rest (:meth:`ChatCompletionRequest.pipeline_refusal`). Anything else is refused with 400
+``invalid_request_error`` naming the ``param``, as OpenAI does, never silently ignored. So is a
 body that is not JSON (invalid UTF-8, a lone surrogate, nesting past Python's recursion limit, an integer
 over 4,300 digits) and a number that is not finite (``NaN``, ``Infinity``, ``1e400``): the parser takes
 those literals, the model refuses them where they stand, naming the field.
@@ -29,10 +33,13 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 MAX_CONTENT_CHARS = 200_000
 """Per message, over all its text parts."""
+MAX_CHOICES = 8
+"""``n`` at most: each choice is a whole generation billed to the tenant."""
 
 
 class InvalidRequest(ValueError):
@@ -86,11 +93,44 @@ class ToolCall(_Strict):
 
 
 class ChatMessage(_Strict):
+    # What each role requires, in the schema too (so no schema-valid message is refused): a `tool` message
+    # needs `tool_call_id`, which no other role may have; only an `assistant` message has `tool_calls`, and
+    # only one with `tool_calls` may leave `content` null or out.
+    model_config = ConfigDict(  # merged with _Strict's
+        json_schema_extra={
+            "allOf": [
+                {
+                    "if": {"properties": {"role": {"const": "tool"}}},
+                    "then": {
+                        "required": ["tool_call_id"],
+                        "properties": {"tool_call_id": {"type": "string", "minLength": 1}},
+                    },
+                    "else": {"properties": {"tool_call_id": {"type": "null"}}},
+                },
+                {
+                    "if": {"properties": {"role": {"const": "assistant"}}},
+                    "else": {"properties": {"tool_calls": {"type": "null"}}},
+                },
+                {
+                    "anyOf": [
+                        {"required": ["content"], "properties": {"content": {"not": {"type": "null"}}}},
+                        {
+                            "required": ["tool_calls"],
+                            "properties": {
+                                "role": {"const": "assistant"},
+                                "tool_calls": {"type": "array"},
+                            },
+                        },
+                    ]
+                },
+            ]
+        },
+    )
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: Content = None
     name: str | None = Field(default=None, max_length=256)
     tool_call_id: str | None = Field(default=None, max_length=256)
-    tool_calls: list[ToolCall] | None = Field(default=None, max_length=128)
+    tool_calls: list[ToolCall] | None = Field(default=None, min_length=1, max_length=128)
 
     @property
     def text(self) -> str:
@@ -106,7 +146,88 @@ class StreamOptions(_Strict):
     include_usage: bool = False
 
 
+class FunctionDefinition(_Strict):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    description: str | None = Field(default=None, max_length=MAX_CONTENT_CHARS)
+    parameters: dict[str, Any] | None = None
+    """A JSON Schema object, passed to the upstream as it is."""
+    strict: bool | None = None
+
+
+class Tool(_Strict):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(_Strict):
+    name: str = Field(min_length=1, max_length=64)
+
+
+class NamedToolChoice(_Strict):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+ToolChoice = Annotated[
+    Annotated[Literal["none", "auto", "required"], Tag("as-mode")]
+    | Annotated[NamedToolChoice, Tag("as-function")],
+    Discriminator(lambda value: "as-function" if isinstance(value, dict) else "as-mode"),
+]
+"""A mode, or the one function to call (the tags keep the branch out of an error's ``param``)."""
+
+
+class JsonSchemaFormat(_Strict):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    description: str | None = Field(default=None, max_length=MAX_CONTENT_CHARS)
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(_Strict):
+    model_config = ConfigDict(  # merged with _Strict's
+        json_schema_extra={
+            "if": {"properties": {"type": {"const": "json_schema"}}},
+            "then": {"required": ["json_schema"]},
+            "else": {"not": {"required": ["json_schema"]}},
+        },
+    )
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_with_its_type(self) -> ResponseFormat:
+        if (self.type == "json_schema") != (self.json_schema is not None):
+            raise ValueError("json_schema is required with type 'json_schema', and allowed with it only")
+        return self
+
+    @property
+    def output_type(self) -> str:
+        """``gen_ai.output.type``: ``text`` or ``json``."""
+        return "text" if self.type == "text" else "json"
+
+
 class ChatCompletionRequest(_Strict):
+    model_config = ConfigDict(  # merged with _Strict's
+        json_schema_extra={
+            "allOf": [
+                # stream_options only with stream: true
+                {
+                    "if": {"required": ["stream"], "properties": {"stream": {"const": True}}},
+                    "else": {"properties": {"stream_options": {"type": "null"}}},
+                },
+                # max_tokens or max_completion_tokens, not both
+                {
+                    "not": {
+                        "required": ["max_tokens", "max_completion_tokens"],
+                        "properties": {
+                            "max_tokens": {"type": "integer"},
+                            "max_completion_tokens": {"type": "integer"},
+                        },
+                    }
+                },
+            ]
+        },
+    )
     model: str = Field(min_length=1, max_length=256)
     messages: list[ChatMessage] = Field(min_length=1, max_length=256)
     max_tokens: int | None = Field(default=None, ge=1, le=4096)
@@ -129,8 +250,18 @@ class ChatCompletionRequest(_Strict):
             }
         ),
     ] = None
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    seed: int | None = Field(default=None, ge=-(2**63), lt=2**63)
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     user: str | None = Field(default=None, max_length=256)
-    n: Annotated[int | None, WithJsonSchema({"anyOf": [{"const": 1}, {"type": "null"}]})] = None
+    n: int | None = Field(default=None, ge=1, le=MAX_CHOICES)
+    response_format: ResponseFormat | None = None
+    tools: list[Tool] | None = Field(default=None, min_length=1, max_length=128)
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
     stream: bool = False
     stream_options: StreamOptions | None = None
 
@@ -149,16 +280,38 @@ class ChatCompletionRequest(_Strict):
             raise ValueError("expected a string or a list of 1 to 4 non-empty strings")
         return stops
 
-    @field_validator("n")
-    @classmethod
-    def _one_choice(cls, value: int | None) -> int | None:
-        if value is not None and value != 1:
-            raise ValueError("only n=1 is supported")
-        return value
-
     @property
     def output_limit(self) -> int | None:
         return self.max_tokens or self.max_completion_tokens
+
+    def pipeline_refusal(self) -> tuple[str, str] | None:
+        """The first parameter our own pipeline cannot honour, and why; None when it honours them all.
+
+        Its engine decodes greedily (temperature scales nothing it samples) and deterministically, one
+        choice, plain text, without tools: a ``seed`` is honoured (the answer is a function of the prompt),
+        and so is any parameter left at its no-op value (``top_p`` 1, penalties 0, ``n`` 1, ``text``
+        output, ``tool_choice`` ``none``, ``logprobs`` false).
+        """
+        checks = (
+            ("top_p", self.top_p not in (None, 1.0), "its engine does not sample (only top_p 1 is honoured)"),
+            ("presence_penalty", self.presence_penalty not in (None, 0.0), "no penalties (only 0)"),
+            ("frequency_penalty", self.frequency_penalty not in (None, 0.0), "no penalties (only 0)"),
+            ("n", self.n not in (None, 1), "it generates one choice"),
+            (
+                "response_format",
+                self.response_format is not None and self.response_format.type != "text",
+                "it generates plain text only",
+            ),
+            (
+                "tools",
+                self.tools is not None and self.tool_choice != "none",
+                "it cannot call tools (tool_choice 'none' is honoured)",
+            ),
+            ("tool_choice", self.tool_choice not in (None, "none"), "it cannot call tools"),
+            ("logprobs", bool(self.logprobs), "it reports no log probabilities"),
+            ("top_logprobs", bool(self.top_logprobs), "it reports no log probabilities"),
+        )
+        return next(((param, why) for param, refused, why in checks if refused), None)
 
     @property
     def wants_usage(self) -> bool:
@@ -178,7 +331,7 @@ class ChatCompletionRequest(_Strict):
     def upstream_payload(self, model: str) -> dict[str, Any]:
         """What an OpenAI-compatible upstream gets: what the client sent, for ``model``; a stream always asks
         for the usage chunk, so token counts (and cost) are known however the client set it."""
-        payload = self.model_dump(exclude_unset=True, exclude_none=True)
+        payload = self.model_dump(exclude_unset=True, exclude_none=True, by_alias=True)
         payload["model"] = model
         if self.stream:
             payload["stream_options"] = {"include_usage": True}
@@ -356,15 +509,29 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
+class AnsweredToolCall(BaseModel):
+    id: str
+    type: Literal["function"]
+    function: FunctionCall
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"]
     content: str | None
+    tool_calls: list[AnsweredToolCall] | None = Field(
+        default=None, description="The calls the model asks for (an upstream's answer to ``tools``)."
+    )
 
 
 class Choice(BaseModel):
     index: int
     message: AssistantMessage
-    finish_reason: str | None
+    finish_reason: str | None = Field(
+        description="``stop``, ``length``, ``tool_calls``, ``content_filter`` or an upstream's own."
+    )
+    logprobs: dict[str, Any] | None = Field(
+        default=None, description="An upstream's log probabilities, as it sent them (``logprobs: true``)."
+    )
 
 
 class CompletionUsage(BaseModel):
@@ -380,5 +547,5 @@ class ChatCompletion(BaseModel):
     object: Literal["chat.completion"]
     created: int
     model: str
-    choices: list[Choice]
+    choices: list[Choice] = Field(description="One per ``n`` (an upstream's; our pipeline answers one).")
     usage: CompletionUsage | None = None

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from opentelemetry.context import Context
 
 from services.common.models import ModelSpec
+from services.inference.costing import ResourceShare
 from telemetry.engine import EngineSnapshot
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -42,6 +43,9 @@ class EngineRequest:
     context: Context | None = None
     """The caller's trace context (its request span): batches link to it, per-request histograms record in
     it. None: no trace to join."""
+    tenant: str | None = None
+    """Its ``llm.tenant.id`` label (bounded by the server) for the per-request points the engine records
+    (the queue time); None: no tenant."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,10 @@ class Preempted:
 class Token:
     text: str
     at_ns: int
+    share: ResourceShare = field(default_factory=ResourceShare)
+    """The GPU time (and energy) of the step that computed it charged to this request (services.inference
+    .costing): every step of a request ends in one of its tokens, so their sum is what it used. A backend
+    that cannot measure reports none."""
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,12 @@ token. The step's time (``prefill_seconds_per_token`` per prompt token computed,
 whose cost grows by a sixty-fourth per extra sequence: decoding is memory-bound) really elapses.
 
 What the scheduler measures: the ``llm.engine.*`` metrics (telemetry.engine), the batch spans, the queue
-time (``llm.inference.queue.duration``, first admission only) and the requests per step
-(``llm.inference.batch.size``, in the batch span's context).
+time (``llm.inference.queue.duration``, first admission only, by tenant where the request has one), the
+requests per step (``llm.inference.batch.size``, in the batch span's context), and each step's GPU time
+and energy (services.inference.costing): a step is one occupant of the GPU (the steps of other models'
+schedulers running meanwhile share it), and its share is split among its sequences by what each computed
+in the step's time model, every prompt token it prefilled and its part of the decode. Each sequence's part
+comes with the token the step produced for it.
 """
 
 from __future__ import annotations
@@ -26,9 +30,11 @@ from itertools import count
 from time import perf_counter, time_ns
 
 from opentelemetry import metrics, trace
+from opentelemetry.util.types import AttributeValue
 
 from services.common import semconv as service_sc
 from services.common.models import ModelSpec
+from services.inference.costing import GpuTimeShare
 from services.inference.engine import (
     EngineEvent,
     EngineRequest,
@@ -134,8 +140,11 @@ class ContinuousBatcher:
         engine_metrics: EngineMetrics,
         meter_provider: metrics.MeterProvider | None = None,
         tracer_provider: trace.TracerProvider | None = None,
+        gpu: GpuTimeShare | None = None,
     ) -> None:
         self.model = model
+        self.gpu = gpu or GpuTimeShare()
+        """The GPU's time (and energy), shared with the other models' schedulers on the same device."""
         self.pool = pool
         self.limits = limits
         self.time_scale = time_scale
@@ -151,7 +160,9 @@ class ContinuousBatcher:
         self._keys = count()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._attributes = {sc.GEN_AI_REQUEST_MODEL: bounded(sc.GEN_AI_REQUEST_MODEL, model.name)}
+        self._attributes: dict[str, AttributeValue] = {
+            sc.GEN_AI_REQUEST_MODEL: bounded(sc.GEN_AI_REQUEST_MODEL, model.name)
+        }
 
     @property
     def started(self) -> bool:
@@ -282,7 +293,9 @@ class ContinuousBatcher:
                 sequence.admitted_once = True
                 sequence.cached_tokens = cached
                 self.queue_duration.record(
-                    perf_counter() - sequence.enqueued, self._attributes, context=sequence.request.context
+                    perf_counter() - sequence.enqueued,
+                    self._queued_attributes(sequence.request.tenant),
+                    context=sequence.request.context,
                 )
             self.running.append(sequence)
             admitted.append(sequence)
@@ -292,35 +305,66 @@ class ContinuousBatcher:
         return admitted
 
     async def _step(self, admitted: list[Sequence]) -> None:
-        prefill = sum(
-            len(s.tokens) - (s.allocation.cached_tokens if s.allocation else 0)
-            for s in self.running
-            if not s.computed
-        )
-        decoding = sum(1 for s in self.running if s.computed)
+        stepping = list(self.running)
+        prompts = [
+            0 if s.computed else len(s.tokens) - (s.allocation.cached_tokens if s.allocation else 0)
+            for s in stepping
+        ]
+        prefill = sum(prompts)
+        decoding = sum(1 for s in stepping if s.computed)
         tokens = prefill + decoding
-        members = [(s.key, s.request.context) for s in self.running]
+        members = [(s.key, s.request.context) for s in stepping]
         batch, joined = self.batches.step(members, tokens, {s.key for s in admitted})
-        for sequence in self.running:
+        for sequence in stepping:
             sequence.batches += sequence.key in joined
         self.metrics.step(self.model.name, tokens, batch)
         context = trace.set_span_in_context(batch) if batch is not None else None
-        self.batch_size.record(len(self.running), self._attributes, context=context)
-        seconds = self.model.prefill_seconds_per_token * prefill
+        self.batch_size.record(len(stepping), self._attributes, context=context)
+        prefill_seconds = self.model.prefill_seconds_per_token * prefill
+        decode_seconds = 0.0
         if decoding:
-            seconds += self.model.decode_seconds_per_token * (1 + DECODE_SEQUENCE_COST * (decoding - 1))
-        await asyncio.sleep(seconds * self.time_scale)
+            decode_seconds = self.model.decode_seconds_per_token * (1 + DECODE_SEQUENCE_COST * (decoding - 1))
+        occupancy = self.gpu.start()
+        try:
+            await asyncio.sleep((prefill_seconds + decode_seconds) * self.time_scale)
+        finally:
+            share = self.gpu.stop(occupancy)
         now = time_ns()
-        for sequence in list(self.running):
+        parts = self._parts(stepping, prompts, prefill_seconds, decode_seconds)
+        for sequence, part in zip(stepping, parts, strict=True):
+            if sequence.done:  # aborted during the step: its part is nobody's
+                continue
             sequence.computed = True
             sequence.output += 1
-            sequence.events.put_nowait(Token(sequence.answer[sequence.output - 1], now))
+            sequence.events.put_nowait(Token(sequence.answer[sequence.output - 1], now, share.scaled(part)))
             if sequence.output >= len(sequence.answer):
                 self.running.remove(sequence)
                 reason = (
                     sc.FINISH_LENGTH if sequence.output >= sequence.request.max_tokens else sc.FINISH_STOP
                 )
                 self._finish(sequence, reason)
+
+    def _parts(
+        self, stepping: list[Sequence], prompts: list[int], prefill_seconds: float, decode_seconds: float
+    ) -> list[float]:
+        """Each stepping sequence's part of the step's GPU time (they sum to 1) by the step's time model:
+        a prefilling one its computed prompt tokens' part of the prefill, a decoding one an equal part of
+        the decode (equal parts all round when the model's times are zero)."""
+        total = prefill_seconds + decode_seconds
+        if total <= 0:
+            return [1 / len(stepping)] * len(stepping)
+        decoding = sum(1 for s in stepping if s.computed)
+        per_decoder = decode_seconds / decoding / total if decoding else 0.0
+        per_prompt_token = self.model.prefill_seconds_per_token / total
+        return [
+            per_decoder if s.computed else per_prompt_token * tokens
+            for s, tokens in zip(stepping, prompts, strict=True)
+        ]
+
+    def _queued_attributes(self, tenant: str | None) -> dict[str, AttributeValue]:
+        if tenant is None:
+            return self._attributes
+        return {**self._attributes, sc.LLM_TENANT_ID: tenant}
 
     def _finish(self, sequence: Sequence, reason: str) -> None:
         sequence.done = True

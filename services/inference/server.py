@@ -18,12 +18,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from opentelemetry import context as otel_context, trace
 from opentelemetry.trace import Span
+from opentelemetry.util.types import AttributeValue
 
 from services.common import semconv as service_sc
 from services.common.env import read_table
 from services.common.models import ModelSpec, load_catalog
 from services.common.probes import Probes, side_app as probes_side_app
 from services.common.semconv import ErrorType
+from services.common.tenancy import MAX_TENANT_LABELS, TenantLabels, tenant_of
+from services.inference.costing import GpuTimeShare, ResourceShare, request_cost
 from services.inference.engine import (
     Engine,
     EngineRequest,
@@ -48,7 +51,7 @@ from telemetry import (
     set_request_attributes,
     set_response_attributes,
 )
-from telemetry.gpu import annotate_span
+from telemetry.gpu import annotate_span, gpu_energy_joules
 from telemetry.settings import Setting, parse_float, parse_int, parse_str
 
 SETTINGS: dict[str, Setting[Any]] = {
@@ -93,6 +96,7 @@ SETTINGS: dict[str, Setting[Any]] = {
         512,
         "calls served at once; more are refused with RESOURCE_EXHAUSTED (the orchestrator's 503)",
     ),
+    "max_tenant_labels": MAX_TENANT_LABELS,
 }
 
 
@@ -108,6 +112,7 @@ class InferenceSettings:
     kv_cache_bytes: int = 4 << 30
     kv_block_size: int = 16
     max_concurrent_rpcs: int = 512
+    max_tenant_labels: int = 1000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> InferenceSettings:
@@ -137,6 +142,12 @@ class Generation:
     cached_tokens: int = 0
     response_model: str | None = None
     """The model that answered: known once the answer is complete."""
+    tenant: str | None = None
+    """Its ``llm.tenant.id`` label (from the gateway's baggage, bounded)."""
+    share: ResourceShare = field(default_factory=ResourceShare)
+    """The GPU time and energy the engine charged to it so far (with each token)."""
+    priced: bool = False
+    cost: float | None = None
 
     def token(self) -> None:
         if self.ttft is None:
@@ -152,6 +163,8 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         telemetry: Telemetry,
         gpu_index: int = 0,
         address: str = "",
+        *,
+        tenant_labels: int = 1000,
     ) -> None:
         self.models = models
         self.engine = engine
@@ -167,6 +180,8 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         meter = telemetry.meter_provider.get_meter("services.inference", schema_url=sc.SCHEMA_URL)
         self.tokenization = instruments.create(meter, service_sc.LLM_INFERENCE_TOKENIZATION_DURATION)
         self.tokens = instruments.create(meter, service_sc.LLM_INFERENCE_TOKENS)
+        self.cost = instruments.create(meter, service_sc.LLM_INFERENCE_COST)
+        self.tenants = TenantLabels(tenant_labels)
         register_known_values(sc.GEN_AI_REQUEST_MODEL, models)
         register_known_values(sc.GEN_AI_RESPONSE_MODEL, models)
 
@@ -184,10 +199,11 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         self, request: pb.GenerateRequest, context: aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.GenerateResponse]:
         generation = Generation(request, trace.get_current_span())  # the interceptor's SERVER span
+        generation.tenant = self.tenants.label(tenant_of())
         model = self.models.get(request.model)
         set_request_attributes(
             generation.span,
-            self._genai(request, model),
+            self._genai(request, model, generation.tenant),
             max_tokens=request.max_tokens or None,
             temperature=request.temperature,
         )
@@ -202,7 +218,12 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         generation.prompt = self._tokenize(request.prompt, model)
         max_tokens = min(request.max_tokens or model.max_output_tokens, model.max_output_tokens)
         engine_request = EngineRequest(
-            uuid.uuid4().hex, model, generation.prompt, max_tokens, otel_context.get_current()
+            uuid.uuid4().hex,
+            model,
+            generation.prompt,
+            max_tokens,
+            otel_context.get_current(),
+            generation.tenant,
         )
         try:
             async for response in self._serve(model, engine_request, generation):
@@ -230,10 +251,12 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         finally:
             self._record(model, generation)
 
-    def _genai(self, request: pb.GenerateRequest, model: ModelSpec | None) -> GenAIRequest:
+    def _genai(
+        self, request: pb.GenerateRequest, model: ModelSpec | None, tenant: str | None
+    ) -> GenAIRequest:
         provider = model.provider if model else "unknown"
         host, port = self.server_address or (None, None)
-        return GenAIRequest(sc.OPERATION_TEXT_COMPLETION, provider, request.model, host, port)
+        return GenAIRequest(sc.OPERATION_TEXT_COMPLETION, provider, request.model, host, port, tenant)
 
     def _tokenize(self, prompt: str, model: ModelSpec) -> list[str]:
         start = perf_counter()
@@ -265,6 +288,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
                         ).end(end_time=event.at_ns)
                         decode = self.tracer.start_span("decode", start_time=event.at_ns)
                     generation.token()
+                    generation.share += event.share
                     yield pb.GenerateResponse(
                         text=event.text + " ", index=generation.output_tokens - 1, response_model=model.name
                     )
@@ -288,6 +312,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
             raise RuntimeError("the engine ended the request without finishing it")
         span.set_attribute(sc.LLM_ENGINE_REQUEST_PREEMPTIONS, finished.preemptions)
         generation.cached_tokens = finished.cached_tokens
+        self._price(model, generation)
         yield pb.GenerateResponse(
             finish_reason=finished.reason,
             response_model=model.name,
@@ -296,6 +321,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
                 output_tokens=finished.output_tokens,
                 cached_input_tokens=finished.cached_tokens,
             ),
+            cost_usd=generation.cost,
         )
         generation.response_model = model.name
         set_response_attributes(
@@ -317,14 +343,40 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         span.set_attribute(sc.LLM_ENGINE_ADMISSION_KV_CACHE_USAGE, round(event.kv_cache_usage, 4))
         span.set_attribute(sc.LLM_ENGINE_ADMISSION_WAITING, event.waiting)
 
+    def _price(self, model: ModelSpec, generation: Generation) -> None:
+        """Price its GPU share once, when it ends (a request that never ran a step has none):
+        ``gen_ai.usage.cost.*`` (``local``) and the GPU time and energy on its span, and
+        :data:`LLM_INFERENCE_COST` with an exemplar of its trace."""
+        if generation.priced or generation.output_tokens == 0:
+            return
+        generation.priced = True
+        share, span = generation.share, generation.span
+        attributes: dict[str, AttributeValue] = {service_sc.LLM_INFERENCE_GPU_SECONDS: share.gpu_seconds}
+        if share.energy_joules is not None:
+            attributes[service_sc.LLM_INFERENCE_GPU_ENERGY] = share.energy_joules
+        generation.cost = request_cost(model, share)
+        if generation.cost is not None:
+            attributes[sc.GEN_AI_USAGE_COST_AMOUNT] = generation.cost
+            attributes[sc.GEN_AI_USAGE_COST_CURRENCY] = "USD"
+            attributes[sc.GEN_AI_USAGE_COST_SOURCE] = sc.COST_SOURCE_LOCAL
+            points: dict[str, AttributeValue] = {sc.GEN_AI_REQUEST_MODEL: model.name}
+            if generation.tenant is not None:
+                points[sc.LLM_TENANT_ID] = generation.tenant
+            self.cost.record(generation.cost, points, context=trace.set_span_in_context(span))
+        span.set_attributes(attributes)
+
     def _record(self, model: ModelSpec, generation: Generation) -> None:
-        """Whatever the ending: the tokens it used, the GPU after it, and the gen_ai.server.* metrics."""
-        model_attr = {sc.GEN_AI_REQUEST_MODEL: model.name}
+        """Whatever the ending: the tokens it used, its cost, the GPU after it, and the gen_ai.server.*
+        metrics."""
+        self._price(model, generation)
+        model_attr: dict[str, AttributeValue] = {sc.GEN_AI_REQUEST_MODEL: model.name}
+        if generation.tenant is not None:
+            model_attr[sc.LLM_TENANT_ID] = generation.tenant
         self.tokens.add(len(generation.prompt), {**model_attr, sc.GEN_AI_TOKEN_TYPE: sc.TOKEN_TYPE_INPUT})
         self.tokens.add(generation.output_tokens, {**model_attr, sc.GEN_AI_TOKEN_TYPE: sc.TOKEN_TYPE_OUTPUT})
         self._annotate_gpu(generation.span, "end")
         self.genai.record(
-            self._genai(generation.request, model),
+            self._genai(generation.request, model, generation.tenant),
             duration=perf_counter() - generation.received,
             time_to_first_token=generation.ttft,
             output_tokens=generation.output_tokens,
@@ -368,6 +420,9 @@ async def start_server(
     """Serve Inference and the standard grpc.health.v1 service on one port; ``wrap_engine`` wraps the
     simulated engine (tests/support/engine_faults.py slows a model on purpose that way)."""
     catalog = models or load_catalog()
+    index = settings.gpu_index
+    # Energy is shared out only where NVML measures it (and GPU telemetry is on): else GPU time alone.
+    energy = (lambda: gpu_energy_joules(index)) if telemetry.settings.gpu is not False else None
     engine: Engine = SimulatedEngine(
         catalog,
         kv_cache=settings.kv_cache,
@@ -375,10 +430,18 @@ async def start_server(
         time_scale=settings.time_scale,
         meter_provider=telemetry.meter_provider,
         tracer_provider=telemetry.tracer_provider,
+        gpu=GpuTimeShare(energy=energy),
     )
     if wrap_engine is not None:
         engine = wrap_engine(engine)
-    servicer = InferenceServicer(catalog, engine, telemetry, settings.gpu_index, settings.address)
+    servicer = InferenceServicer(
+        catalog,
+        engine,
+        telemetry,
+        index,
+        settings.address,
+        tenant_labels=settings.max_tenant_labels,
+    )
     server = aio.server(
         interceptors=[grpc_server_interceptor(telemetry.tracer_provider, telemetry.meter_provider)],
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from opentelemetry import metrics, trace
 
 from services.common.models import ModelSpec
+from services.inference.costing import GpuTimeShare
 from services.inference.engine import EngineEvent, EngineRequest, Finished
 from services.inference.kvcache import BlockPool
 from services.inference.scheduler import ContinuousBatcher, SchedulerLimits
@@ -46,7 +47,10 @@ class SimulatedEngine:
         time_scale: float = 1.0,
         meter_provider: metrics.MeterProvider | None = None,
         tracer_provider: trace.TracerProvider | None = None,
+        gpu: GpuTimeShare | None = None,
     ) -> None:
+        """``gpu`` is the device's time (and energy) the models' schedulers share (their steps split it)."""
+        gpu = gpu or GpuTimeShare()
         self.metrics = EngineMetrics(self.snapshots, meter_provider)
         self._batchers = {
             name: ContinuousBatcher(
@@ -57,6 +61,7 @@ class SimulatedEngine:
                 engine_metrics=self.metrics,
                 meter_provider=meter_provider,
                 tracer_provider=tracer_provider,
+                gpu=gpu,
             )
             for name, model in models.items()
         }

@@ -273,11 +273,7 @@ class Orchestrator:
             "model": last.response_model or body.model,
             "text": text,
             "finish_reason": last.finish_reason,
-            "usage": {
-                "input_tokens": last.usage.input_tokens,
-                "output_tokens": last.usage.output_tokens,
-                "cached_input_tokens": last.usage.cached_input_tokens,
-            },
+            "usage": _usage(last),
         }
 
     async def _stream(self, body: GenerateBody, prompt: str) -> AsyncGenerator[bytes, None]:
@@ -292,13 +288,21 @@ class Orchestrator:
                         "type": "end",
                         "finish_reason": chunk.finish_reason,
                         "model": chunk.response_model,
-                        "usage": {
-                            "input_tokens": chunk.usage.input_tokens,
-                            "output_tokens": chunk.usage.output_tokens,
-                            "cached_input_tokens": chunk.usage.cached_input_tokens,
-                        },
+                        "usage": _usage(chunk),
                     }
                 yield (json.dumps(line) + "\n").encode()
+
+
+def _usage(last: pb.GenerateResponse) -> dict[str, Any]:
+    """The generation's usage, with the cost inference priced from its GPU time when it did."""
+    usage: dict[str, Any] = {
+        "input_tokens": last.usage.input_tokens,
+        "output_tokens": last.usage.output_tokens,
+        "cached_input_tokens": last.usage.cached_input_tokens,
+    }
+    if last.HasField("cost_usd"):
+        usage["cost"] = last.cost_usd
+    return usage
 
 
 class RequestOutcome:

@@ -7,8 +7,8 @@ Needs ``scripts/build-backends.sh otelcol prometheus jaeger telemetrygen``. Conf
 
 - ``passthrough``: OTLP in, batch, OTLP out to Jaeger (tests/benchmarks/otelcol-passthrough.yaml): the
   ceiling on this machine.
-- ``base``: collector/config/base.yaml: span metrics, service graph, the persistent queue, both metric paths
-  (the prometheus exporter and remote write to a real Prometheus).
+- ``base``: deploy/collector/config/base.yaml: span metrics, service graph, the persistent queue, both
+  metric paths (the prometheus exporter and remote write to a real Prometheus).
 - ``sampling``: base + overlay-tail-sampling.yaml (decision wait 5 s here, 30 s by default).
 - ``agent``: base + overlay-agent.yaml + overlay-agent-static.yaml, its gateway a pass-through Collector.
 - ``gateway``: base + overlay-gateway.yaml.
@@ -28,7 +28,8 @@ in memory, and the series the prometheus exporter exposes. Then the table:
 per configuration, the highest sustained step and its share of the pass-through ceiling (per core).
 
 Figures only, no assertions. The machine's load average is printed at the start and the end of each
-configuration: other work on the two shared cores shows up as noise (see collector/README.md, "Sizing").
+configuration: other work on the two shared cores shows up as noise (see deploy/collector/README.md,
+"Sizing").
 """
 
 from __future__ import annotations

@@ -74,7 +74,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -138,13 +138,13 @@ CLOSED_URL = "http://127.0.0.1:9"  # discard port: nothing listens; a cache miss
 
 def _fill_cache(app: Any) -> None:
     """Store the answer for BODY exactly as ``Gateway.complete`` keys it, so every request hits."""
-    from services.gateway.admission import key_id
     from services.gateway.cache import request_key
+    from services.gateway.tenants import anonymous_tenant_id, key_digest
     from services.gateway.wire import ChatCompletionRequest, chat_completion
 
     payload = ChatCompletionRequest.model_validate(BODY).model_dump()
     answer = json.dumps(chat_completion(json.loads(UPSTREAM_ANSWER)), separators=(",", ":")).encode()
-    app.state.gateway.cache.put(request_key(key_id(API_KEY), payload), answer)
+    app.state.gateway.cache.put(request_key(anonymous_tenant_id(key_digest(API_KEY)), payload), answer)
 
 
 def build_gateway(variant: str, scenario: str, upstream_url: str | None) -> tuple[Any, Stats]:
@@ -614,12 +614,20 @@ def main_bench(args: argparse.Namespace) -> None:
 # In-process timing and profile
 
 
+class _AnswerStream(httpx.AsyncByteStream):
+    """The answer as a stream not yet read, as a socket's is: the gateway reads it bounded, chunk by chunk
+    (``content=`` bytes would hand it a response httpx has already read)."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield UPSTREAM_ANSWER
+
+
 class _InstantUpstream(httpx.AsyncBaseTransport):
     """An httpx transport answering /v1/generate in-process (no socket), for the in-process runs."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         await request.aread()
-        return httpx.Response(200, content=UPSTREAM_ANSWER, headers={"content-type": "application/json"})
+        return httpx.Response(200, stream=_AnswerStream(), headers={"content-type": "application/json"})
 
     async def aclose(self) -> None:
         pass

@@ -1,6 +1,7 @@
-"""The Collector's label bounds (collector/config/base.yaml, transform/bound_labels) stay wired everywhere:
-every overlay that restates a pipeline's processors keeps them, and the allowed models' defaults (the
-config's, the chart's, the local stack's) are the built-in catalog's, so none drifts from the others.
+"""The Collector's label bounds (deploy/collector/config/base.yaml, transform/bound_labels) stay wired
+everywhere: every overlay that restates a pipeline's processors keeps them, and the allowed models'
+defaults (the config's, the chart's, the local stack's) are the built-in catalog's, so none drifts from
+the others.
 The bounds' behaviour itself is tests/e2e/test_label_bounds.py."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from deploy.stack import Stack
 from services.common.models import BUILTIN_CATALOG
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG_DIR = REPO / "collector" / "config"
+CONFIG_DIR = REPO / "deploy" / "collector" / "config"
 BOUND = "transform/bound_labels"
 CATALOG = [m.name for m in BUILTIN_CATALOG]
 

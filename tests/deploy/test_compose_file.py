@@ -103,7 +103,7 @@ def test_image_tags_follow_the_versions_we_build() -> None:
     }
     assert {key: images[key].rsplit(":", 1)[1] for key in expected_tags} == expected_tags
     # The manifest OCB builds from must be the same release, or the image is not the binary we test.
-    manifest = yaml.safe_load((REPO_ROOT / "collector" / "builder-config.yaml").read_text())
+    manifest = yaml.safe_load((REPO_ROOT / "deploy" / "collector" / "builder-config.yaml").read_text())
     assert manifest["dist"]["version"] == versions["OTELCOL_VERSION"]
 
 

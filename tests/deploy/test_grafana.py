@@ -48,7 +48,7 @@ from tests.support.grafana import (
 from tests.support.promql import known_names, unknown_selectors
 
 # Values a template variable takes in these checks: "All".
-ALL = {"job": ".*", "model": ".*", "provider": ".*"}
+ALL = {"job": ".*", "model": ".*", "provider": ".*", "tenant": ".*"}
 # A span as Jaeger returns it, for filling in the trace-to-metrics queries.
 SPAN_TAGS = {
     "service.name": "inference",
@@ -272,6 +272,9 @@ def test_overview_covers_what_the_dashboard_promises() -> None:
             )
         ),
         "job:llm_gateway_cache_hit_ratio:rate5m",
+        "tenant:gen_ai_client_operation_cost:rate5m",
+        "llm_gateway_budget_utilization_ratio",
+        "gen_ai_server_time_to_first_token_seconds_bucket",
         "traces_span_metrics_calls_total",
         "traces_service_graph_request_total",
     ):

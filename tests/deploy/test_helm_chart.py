@@ -18,7 +18,7 @@ FILES = CHART / "files"
 # What deploy/helm/sync-files.sh copies: chart path under files/ → source.
 SOURCES: dict[str, Path] = {
     **{
-        f"collector/{name}": REPO_ROOT / "collector" / "config" / name
+        f"collector/{name}": REPO_ROOT / "deploy" / "collector" / "config" / name
         for name in ("base.yaml", "overlay-agent.yaml", "overlay-gateway.yaml", "overlay-tail-sampling.yaml")
     },
     "jaeger/jaeger.yaml": REPO_ROOT / "deploy" / "jaeger" / "jaeger.yaml",

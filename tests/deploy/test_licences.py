@@ -17,7 +17,7 @@ from deploy.stack._binaries import REPO_ROOT
 from tests.support.licences import forbidden_references
 
 _BUILD_FILES = [
-    "scripts/*.sh", ".ci/*", "deploy/versions.env", "collector/*", "**/go.mod",
+    "scripts/*.sh", ".ci/*", "deploy/versions.env", "deploy/collector/*", "**/go.mod",
     "**/Dockerfile", "**/*.Dockerfile",
 ]  # fmt: skip
 
@@ -36,7 +36,7 @@ def test_the_pattern_catches_each_module_and_its_packages() -> None:
 
 def test_no_build_script_version_file_or_manifest_names_an_agpl_module() -> None:
     files = _build_files()
-    assert {"scripts/build-backends.sh", "deploy/versions.env", "collector/builder-config.yaml"} <= {
+    assert {"scripts/build-backends.sh", "deploy/versions.env", "deploy/collector/builder-config.yaml"} <= {
         str(p.relative_to(REPO_ROOT)) for p in files
     }
     hits = {

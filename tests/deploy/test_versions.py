@@ -12,7 +12,7 @@ from deploy.stack._binaries import REPO_ROOT
 from tests.support.compose import env_file
 
 VERSIONS = env_file(REPO_ROOT / "deploy" / "versions.env")
-MANIFEST = yaml.safe_load((REPO_ROOT / "collector" / "builder-config.yaml").read_text())
+MANIFEST = yaml.safe_load((REPO_ROOT / "deploy" / "collector" / "builder-config.yaml").read_text())
 
 
 def test_compose_reads_the_version_file_itself() -> None:
@@ -34,7 +34,7 @@ def test_every_collector_module_in_the_ocb_manifest_is_at_the_pinned_release() -
             )
             if version != f"v{expected}":
                 wrong.append(f"{module} {version} (expected v{expected})")
-    assert not wrong, f"collector/builder-config.yaml drifts from deploy/versions.env: {wrong}"
+    assert not wrong, f"deploy/collector/builder-config.yaml drifts from deploy/versions.env: {wrong}"
 
 
 def test_the_services_image_is_tagged_with_the_projects_version() -> None:

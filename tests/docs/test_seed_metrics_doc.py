@@ -503,7 +503,7 @@ def test_nothing_says_we_lack_a_declared_metric() -> None:
         ("llm_stage", True),
         ("queue_wait_latency_seconds", True),
         ("process_start_time_seconds", False),
-        ("collector/builder-config.yaml", True),
+        ("deploy/collector/builder-config.yaml", True),
         ("{request}", True),
         ("OTEL_RESOURCE_ATTRIBUTES", True),
     ],

@@ -5,10 +5,10 @@ then ``down`` and the host's networking as it was.
 The engine is Debian's docker.io, started by PID and stopped by PID (scripts/docker-engine.sh). No registry
 is reachable from our build machines, so the base images are local stand-ins tagged with deploy/versions.env's
 names (scripts/docker-stand-ins.sh); compose builds the services' image from deploy/services.Dockerfile.
-The Collector's image holds the binary scripts/build-backends.sh compiled, under collector/Dockerfile's
+The Collector's image holds the binary scripts/build-backends.sh compiled, under deploy/collector/Dockerfile's
 runtime stage as it is (scripts/stand-ins/compose.collector-from-binary.yaml): that Dockerfile's OCB compile
 costs ~10 more minutes on 2 cores, which a cold CI run cannot spare. ``LLMTEL_COMPOSE_COLLECTOR=ocb`` builds
-it from collector/Dockerfile as users do. Grafana and Tempo (AGPL) are never built here.
+it from deploy/collector/Dockerfile as users do. Grafana and Tempo (AGPL) are never built here.
 
 Traffic stays on loopback and on the bridge network compose creates: a few requests, no load.
 """

@@ -33,7 +33,7 @@ from tests.support.grafana import (
     traces_to_metrics_queries,
 )
 
-VARIABLES = {"job": ".*", "model": ".*", "provider": ".*"}
+VARIABLES = {"job": ".*", "model": ".*", "provider": ".*", "tenant": ".*"}
 # Wide enough that a rate still sees two samples if the load ended a little while ago.
 RATE_INTERVAL = "5m"
 DEADLINE = 60.0

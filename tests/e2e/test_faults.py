@@ -65,7 +65,7 @@ RECOVERY_GOAL = 5.0
 P99_GOAL = 1.10
 MEMORY_BUDGET_MIB = 256
 """What the Collector may use, as a container's limit: the limiters get 50 % of it, GOMEMLIMIT 60 % (the
-shares of collector/config/base.yaml's header and the Helm chart)."""
+shares of deploy/collector/config/base.yaml's header and the Helm chart)."""
 SERVICES = ("gateway", "orchestrator", "inference")
 BACKENDS = ("otelcol", "jaeger", "prometheus")
 TRACES_EXPORTER = "otlp_grpc/traces"

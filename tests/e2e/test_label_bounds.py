@@ -1,7 +1,7 @@
 """Pushed telemetry cannot mint series: the real Collector bounds span-metric labels before Prometheus.
 
 A client that reaches the OTLP receivers sends spans under hundreds of made-up model names, and spans
-under a service.name nobody allowed. With collector/config/base.yaml's transform/bound_labels, the span
+under a service.name nobody allowed. With deploy/collector/config/base.yaml's transform/bound_labels, the span
 metrics of the allowed service carry only the catalog's models and ``_OTHER``, every span still counted;
 the foreign service.name gets no series of its own (its spans are counted under ``_OTHER``); the stored
 span says ``_OTHER`` too, as its series does (the choice argued in base.yaml).

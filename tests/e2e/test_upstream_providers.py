@@ -1,13 +1,17 @@
 """A gateway with a real OpenAI-compatible provider (LiteLLM's proxy) beside our pipeline, through the real
-Collector into the real Prometheus and Jaeger: per-provider series, the spend counter and its recording
-rule, and a provider call's exemplar that opens its trace, with the upstream call in it.
+Collector into the real Prometheus and Jaeger: per-provider and per-tenant series (requests, tokens, cost,
+and the inference server's time to first token, attributed through the gateway's baggage), the cost
+histogram and its recording rules, a tenant over its budget refused and alerted on, and a provider call's
+exemplar that opens its trace, with the upstream call in it.
 
 The gateway runs as its own process (``python -m services.gateway``) with ``LLM_MODEL_CATALOG`` naming
-a YAML catalog, and the pipeline of the ``loaded_backends`` behind it.
+a YAML catalog and ``LLM_GATEWAY_KEY_FILE`` its tenants, and the pipeline of the ``loaded_backends``
+behind it.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Iterator
@@ -19,6 +23,7 @@ import httpx
 import pytest
 
 from deploy.stack import JaegerClient, ProcessSpec, PrometheusClient, free_port, http_ready, poll_until
+from services.gateway.tenants import key_digest
 from tests.support.litellm import LiteLLMServer, mock_models, start_litellm
 from tests.support.loaded import LoadedBackends
 
@@ -41,10 +46,21 @@ models:
 """
 
 
+ACME_KEY, BETA_KEY = "e2e-acme-key", "e2e-beta-key"
+TENANTS = {
+    "tenants": [
+        {"id": "acme", "keys": [{"sha256": key_digest(ACME_KEY), "team": "search"}]},
+        # one token a day: its first request is admitted (nothing used yet), the next ones are refused
+        {"id": "beta", "budget": {"window": "1d", "tokens": 1}, "keys": [{"sha256": key_digest(BETA_KEY)}]},
+    ]
+}
+
+
 @dataclass(frozen=True)
 class ProviderGateway:
     url: str
     api_key: str
+    """acme's key."""
     upstream: LiteLLMServer
 
 
@@ -64,7 +80,9 @@ def gateway(
 ) -> Iterator[ProviderGateway]:
     catalog = tmp_path_factory.mktemp("catalog") / "catalog.yaml"
     catalog.write_text(CATALOG.format(base_url=upstream.base_url, price=PRICE))
-    port, api_key = free_port(), "e2e-provider-gateway-key"
+    key_file = catalog.with_name("keys.json")
+    key_file.write_text(json.dumps(TENANTS))
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     spec = ProcessSpec(
         NAME,
@@ -75,7 +93,7 @@ def gateway(
             "LLM_GATEWAY_HOST": "127.0.0.1",
             "LLM_GATEWAY_PORT": str(port),
             "LLM_ORCHESTRATOR_URL": loaded_backends.services.orchestrator_url,
-            "LLM_GATEWAY_API_KEYS": api_key,
+            "LLM_GATEWAY_KEY_FILE": str(key_file),
             "LLM_GATEWAY_CACHE_ENTRIES": "0",
             "LLM_MODEL_CATALOG": str(catalog),
             "E2E_OPENAI_KEY": upstream.master_key,
@@ -85,7 +103,7 @@ def gateway(
     )
     process = loaded_backends.stack.start_process(spec)
     try:
-        yield ProviderGateway(url, api_key, upstream)
+        yield ProviderGateway(url, ACME_KEY, upstream)
     finally:
         process.stop()
 
@@ -107,9 +125,9 @@ def _usage(response: httpx.Response) -> dict[str, int]:
     return dict(httpx.Response(200, content=data[-2]).json()["usage"])
 
 
-def _value(prometheus: PrometheusClient, expr: str) -> dict[str, float]:
-    """The samples of ``expr`` by their gen_ai_provider_name."""
-    return {s.labels.get("gen_ai_provider_name", ""): s.value for s in prometheus.query(expr)}
+def _value(prometheus: PrometheusClient, expr: str, by: str = "gen_ai_provider_name") -> dict[str, float]:
+    """The samples of ``expr`` by their label ``by``."""
+    return {s.labels.get(by, ""): s.value for s in prometheus.query(expr)}
 
 
 def test_a_provider_and_the_pipeline_reach_prometheus_with_their_series_spend_and_traces(
@@ -124,7 +142,7 @@ def test_a_provider_and_the_pipeline_reach_prometheus_with_their_series_spend_an
         for i in range(6):
             if i == 1:  # the spend counter in Prometheus before it grows, or rate() sees no increase
                 poll_until(
-                    lambda: prometheus.query(f"llm_gateway_cost_usd_total{{{where}}}"),
+                    lambda: prometheus.query(f"gen_ai_client_operation_cost_sum{{{where}}}"),
                     "the first call's spend in Prometheus",
                     timeout=60,
                 )
@@ -156,7 +174,7 @@ def test_a_provider_and_the_pipeline_reach_prometheus_with_their_series_spend_an
     assert openai.labels["server_port"] == str(gateway.upstream.port)
     assert openai.labels["gen_ai_request_model"] == "gpt-4o-mini"
 
-    cost = _value(prometheus, f"sum by (gen_ai_provider_name) (llm_gateway_cost_usd_total{{{where}}})")
+    cost = _value(prometheus, f"sum by (gen_ai_provider_name) (gen_ai_client_operation_cost_sum{{{where}}})")
     assert cost["openai"] == pytest.approx(spent, rel=1e-9)
     assert cost["self_hosted"] > 0
     chunk_gaps = "gen_ai_client_inference_time_per_output_chunk_seconds_count"
@@ -165,11 +183,12 @@ def test_a_provider_and_the_pipeline_reach_prometheus_with_their_series_spend_an
     poll_until(
         lambda: (
             _value(
-                prometheus, 'provider_model:llm_gateway_cost_usd:rate5m{gen_ai_provider_name="openai"}'
+                prometheus,
+                'provider_model:gen_ai_client_operation_cost:rate5m{gen_ai_provider_name="openai"}',
             ).get("openai", 0)
             > 0
         ),
-        "the recording rule provider_model:llm_gateway_cost_usd:rate5m for openai",
+        "the recording rule provider_model:gen_ai_client_operation_cost:rate5m for openai",
         timeout=60,
     )
 
@@ -197,3 +216,67 @@ def test_a_provider_and_the_pipeline_reach_prometheus_with_their_series_spend_an
     assert upstream_call.kind == "SPAN_KIND_CLIENT"
     assert upstream_call.attributes["server.port"] == gateway.upstream.port
     assert gateway.upstream.master_key not in str([s.attributes for s in spans])
+
+
+def test_each_tenant_has_its_series_down_to_the_inference_server_and_one_over_budget_is_refused(
+    gateway: ProviderGateway, prometheus: PrometheusClient
+) -> None:
+    where = f'job="gateway", instance="{INSTANCE}"'
+    ours = {"model": "llama-3.1-8b-instruct", "messages": [{"role": "user", "content": "whose is this?"}]}
+    answers: dict[str, list[httpx.Response]] = {}
+    for tenant, key in (("acme", ACME_KEY), ("beta", BETA_KEY)):
+        with httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as c:
+            answers[tenant] = [c.post("/v1/chat/completions", json=ours) for _ in range(3)]
+    assert [a.status_code for a in answers["acme"]] == [200, 200, 200]
+    assert [a.status_code for a in answers["beta"]] == [200, 429, 429]
+    refusal = answers["beta"][1]
+    error = refusal.json()["error"]
+    assert (error["type"], error["code"]) == ("budget_exceeded", "insufficient_quota")
+    assert error["message"].startswith("tenant 'beta' has used ")
+    assert int(refusal.headers["retry-after"]) >= 1
+
+    def per_tenant(expr: str) -> dict[str, float]:
+        return _value(prometheus, f"sum by (llm_tenant_id) ({expr})", by="llm_tenant_id")
+
+    tenants = 'llm_tenant_id=~"acme|beta"'
+    inference_ttft = f"gen_ai_server_time_to_first_token_seconds_count{{{tenants}}}"
+
+    requests_at_gateway = f"gen_ai_client_inference_duration_seconds_count{{{where}}}"
+
+    def exported() -> tuple[dict[str, float], dict[str, float]] | None:
+        """The services export on their own schedules: wait for both ends' counts."""
+        ttft, requests = per_tenant(inference_ttft), per_tenant(requests_at_gateway)
+        done = ttft.get("beta") == 1 and ttft.get("acme", 0) >= 3 and requests.get("beta") == 1
+        return (ttft, requests) if done and requests.get("acme", 0) >= 3 else None
+
+    ttft_counts, requests = poll_until(
+        exported, "acme's (3) and beta's (1) requests at the gateway and the inference server", timeout=60
+    )
+    tokens = per_tenant(f'{{__name__=~"gen_ai_client_inference_usage_(input|output)_tokens_total", {where}}}')
+    cost = per_tenant(f"gen_ai_client_operation_cost_sum{{{where}}}")
+    inference_cost = per_tenant(f"llm_inference_cost_sum{{{tenants}}}")
+    print(f"\n[tenants] requests {requests} tokens {tokens} cost {cost} server TTFT count {ttft_counts}")
+    assert requests["beta"] == 1  # the refused requests never ran
+    assert requests["acme"] >= 3
+    for tenant in ("acme", "beta"):
+        assert tokens[tenant] > 0, tenant
+        assert cost[tenant] > 0, tenant
+        assert inference_cost[tenant] > 0, tenant  # the GPU time it used, priced at the inference server
+
+    # What one tenant costs in series (docs/deployment.md: a 1,000-tenant deployment), per job.
+    for tenant in ("acme", "beta"):
+        series = _value(prometheus, f'count by (job) ({{llm_tenant_id="{tenant}"}})', by="job")
+        print(f"[tenants] series of {tenant}: {series}")
+
+    refused = per_tenant(f'llm_gateway_rejected_requests_total{{{where}, error_type="budget_exceeded"}}')
+    assert refused == {"beta": 2}
+    used = prometheus.query(f'llm_gateway_budget_utilization_ratio{{{where}, llm_tenant_id="beta"}}')
+    assert [(s.labels["llm_budget_limit"], s.value >= 1) for s in used] == [("tokens", True)]
+    poll_until(
+        lambda: prometheus.query(
+            'ALERTS{alertname="LLMTenantBudgetExhausted", alertstate="firing", llm_tenant_id="beta"}'
+        ),
+        "LLMTenantBudgetExhausted firing for beta",
+        timeout=60,
+    )
+    assert not prometheus.query('ALERTS{alertname=~"LLMTenantBudget.*", llm_tenant_id="acme"}')

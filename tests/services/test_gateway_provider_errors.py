@@ -13,11 +13,14 @@ import pytest
 from opentelemetry import trace
 
 from services.common.models import ModelSpec, Price, ProviderSpec, ProviderType
+from services.gateway.budgets import Ledger
 from services.gateway.errors import from_provider
 from services.gateway.recording import GatewayMetrics, GenAICall
 from services.gateway.streaming import SSERelay
+from services.gateway.tenants import Caller, Tenant
 from services.gateway.wire import parse_request
 from telemetry import ContentPolicy, testing
+from telemetry.views import bounded
 
 SECRET = "sk-live-0123456789abcdef"
 
@@ -72,13 +75,15 @@ def _relay(
     spec = ModelSpec("m", "p", price=Price(1e-6, 2e-6))
     body = parse_request({"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
     meter_provider = capture.telemetry.meter_provider
+    meter = meter_provider.get_meter("t")
     call = GenAICall.start(
         trace.get_tracer("t", tracer_provider=capture.telemetry.tracer_provider),
-        GatewayMetrics(meter_provider, meter_provider.get_meter("t"), "latest"),
+        GatewayMetrics(meter_provider, meter, Ledger({}, meter), "latest"),
         spec=spec,
         provider=provider,
         body=body,
         content=ContentPolicy(),
+        caller=Caller(Tenant("acme")),
     )
     relay = SSERelay(
         httpx.Response(200, content=sse), call, lambda: None, wants_usage=wants_usage, secret=SECRET
@@ -136,8 +141,19 @@ def test_the_usage_chunk_reaches_only_a_client_that_asked_but_is_always_counted(
     with testing.capture("gateway") as capture:
         events, span = _relay(capture, sse)
         spent = capture.value(
-            "llm.gateway.cost.usd",
-            {"gen_ai.provider.name": "p", "gen_ai.request.model": "m", "gen_ai.token.type": "output"},
+            "gen_ai.client.operation.cost",
+            {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "p",
+                "gen_ai.request.model": bounded("gen_ai.request.model", "m"),
+                "gen_ai.response.model": bounded("gen_ai.response.model", "up"),
+                "llm.tenant.id": bounded("llm.tenant.id", "acme"),
+                "server.address": "127.0.0.1",
+                "server.port": 9,
+                "gen_ai.usage.cost.currency": "USD",
+                "gen_ai.usage.cost.source": "local",
+            },
+            of="sum",
         )
     assert events == [_chunk("Hi"), _chunk(finish="stop"), b"data: [DONE]\n\n"]
     assert (
@@ -145,7 +161,7 @@ def test_the_usage_chunk_reaches_only_a_client_that_asked_but_is_always_counted(
         span["attributes"]["gen_ai.usage.output_tokens"],
     ) == (5, 2)
     assert span["attributes"]["gen_ai.response.finish_reasons"] == ("stop",)
-    assert spent == pytest.approx(4e-6)
+    assert spent == pytest.approx(5e-6 + 4e-6)  # input and output at their prices
     with testing.capture("gateway") as capture:
         asked, _ = _relay(capture, sse, wants_usage=True)
     assert asked == [_chunk("Hi"), _chunk(finish="stop"), _chunk(usage=USAGE), b"data: [DONE]\n\n"]

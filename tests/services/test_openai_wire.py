@@ -71,8 +71,14 @@ def test_a_stream_sends_the_usage_chunk_only_when_asked(services: InProcessServi
 @pytest.mark.parametrize(
     ("body", "param"),
     [
-        ({**CHAT, "tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
-        ({**CHAT, "n": 2}, "n"),
+        ({**CHAT, "n": 9}, "n"),
+        ({**CHAT, "top_p": 1.5}, "top_p"),
+        ({**CHAT, "response_format": {"type": "json_schema"}}, "response_format"),
+        (
+            {**CHAT, "tools": [{"type": "function", "function": {"name": "has space"}}]},
+            "tools[0].function.name",
+        ),
+        ({**CHAT, "tool_choice": "sometimes"}, "tool_choice"),
         ({**CHAT, "stream_options": {"include_usage": True}}, "stream_options"),
         (
             {**CHAT, "stream": True, "stream_options": {"include_obfuscation": True}},
@@ -100,8 +106,11 @@ def test_a_stream_sends_the_usage_chunk_only_when_asked(services: InProcessServi
         ([CHAT], None),
     ],
     ids=[
-        "tools",
-        "n-2",
+        "n-9",
+        "top-p-over-1",
+        "json-schema-without-schema",
+        "tool-name-with-space",
+        "unknown-tool-choice",
         "stream-options-without-stream",
         "unknown-stream-option",
         "five-stops",
@@ -125,6 +134,62 @@ def test_unsupported_input_is_refused_with_400_naming_the_param(
     assert error["param"] == param
     assert error["message"]
     assert set(error) == {"message", "type", "param", "code"}
+
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"tools": TOOLS}, "tools"),
+        ({"tools": TOOLS, "tool_choice": "required"}, "tools"),
+        ({"tool_choice": {"type": "function", "function": {"name": "get_weather"}}}, "tool_choice"),
+        ({"n": 2}, "n"),
+        ({"top_p": 0.5}, "top_p"),
+        ({"presence_penalty": 0.5}, "presence_penalty"),
+        ({"frequency_penalty": -1}, "frequency_penalty"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"logprobs": True}, "logprobs"),
+    ],
+)
+def test_our_pipeline_refuses_what_it_cannot_honour_naming_the_param(
+    services: InProcessServices, fields: dict[str, Any], param: str
+) -> None:
+    response = _post(services, {**CHAT, **fields})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["code"] == "unsupported_parameter"
+    assert error["param"] == param
+    served = "(served by our own pipeline)"
+    assert error["message"].startswith(f"{param}: not supported by model 'fast-model' {served}")
+
+
+def test_our_pipeline_honours_a_seed_and_parameters_at_their_no_op_values(
+    services: InProcessServices,
+) -> None:
+    fields = {
+        "seed": 7,
+        "top_p": 1,
+        "presence_penalty": 0,
+        "frequency_penalty": 0.0,
+        "n": 1,
+        "response_format": {"type": "text"},
+        "tools": TOOLS,
+        "tool_choice": "none",
+        "parallel_tool_calls": False,
+        "logprobs": False,
+    }
+    first = _post(services, {**CHAT, **fields})
+    again = _post(services, {**CHAT, **fields, "seed": 8})
+    assert first.status_code == again.status_code == 200, first.text
+    # Deterministic: the same prompt gives the same answer, whatever the seed.
+    assert first.json()["choices"][0]["message"] == again.json()["choices"][0]["message"]
+    chat = [s for s in services.spans() if s["name"] == "chat fast-model"][-2]
+    assert chat["attributes"]["gen_ai.request.seed"] == 7
+    assert chat["attributes"]["gen_ai.request.top_p"] == 1
+    assert chat["attributes"]["gen_ai.output.type"] == "text"
 
 
 def test_unknown_model_names_the_model_param(services: InProcessServices) -> None:

@@ -50,10 +50,11 @@ def test_client_that_disconnects_mid_stream_stops_generation_and_the_span_says_s
     output = [
         p
         for p in tokens
-        if p["attributes"] == {"gen_ai.request.model": "slow-model", "gen_ai.token.type": "output"}
+        if (p["attributes"]["gen_ai.request.model"], p["attributes"]["gen_ai.token.type"])
+        == ("slow-model", "output")
     ]
     assert output
-    assert output[0]["value"] >= produced
+    assert sum(p["value"] for p in output) >= produced
 
 
 async def _identical_pair(url: str, tenants: tuple[str, ...] = ("t1", "t1", "t1")) -> list[httpx.Response]:

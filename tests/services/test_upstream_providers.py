@@ -12,16 +12,21 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
+from openai import OpenAI
+from openai.types.chat import ChatCompletionFunctionToolParam, ChatCompletionMessageParam
+from pydantic import BaseModel
 
 from deploy.stack import free_port
 from services.common.models import Catalog
 from services.gateway.app import create_app
+from services.gateway.tenants import anonymous_tenant_id, key_digest
 from telemetry import testing
 from tests.support.litellm import ANSWER, LiteLLMServer, mock_models, start_litellm
+from tests.support.scripted_openai import ANSWER as SCRIPTED_ANSWER, ARGUMENTS, STRUCTURED, ScriptedModel
 from tests.support.services import API_KEY, InProcessServices, gateway_settings
 from tests.support.serving import poll_until, serve_uvicorn, stop_uvicorn
 
@@ -60,6 +65,8 @@ models:
   - {{name: second-chat, provider: second, upstream_model: b-mock-chat,
       usd_per_million_tokens: {{input: {sp[0]}, output: {sp[1]}}}}}
   - {{name: long-stream, provider: doomed, upstream_model: mock-long}}
+  - {{name: gpt-tools, provider: openai, upstream_model: scripted,
+      usd_per_million_tokens: {{input: {op[0]}, output: {op[1]}}}}}
   - {{name: fast-model, provider: self_hosted, prefill_seconds_per_token: 0.00002,
       decode_seconds_per_token: 0.001, usd_per_million_tokens: {{input: {pp[0]}, output: {pp[1]}}}}}
 """
@@ -70,6 +77,8 @@ class Upstreams:
     a: LiteLLMServer
     b: LiteLLMServer
     doomed: LiteLLMServer
+    model: ScriptedModel
+    """The model behind litellm-a's ``scripted`` group (tool calls, structured output)."""
 
 
 @dataclass
@@ -110,21 +119,26 @@ class ProviderGateway:
 
 
 @pytest.fixture(scope="module")
-def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
+def upstreams(services: InProcessServices, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
     work = tmp_path_factory.mktemp("litellm")
     key = "sk-litellm-master-not-secret"
+    model = ScriptedModel()
+    model_port = free_port()
+    served_model = services.loop.run(serve_uvicorn(model.app(), model_port))
+    scripted = {"scripted": {"api_base": f"http://127.0.0.1:{model_port}/v1"}}
     servers = [
-        start_litellm("litellm-a", mock_models(), work, key),
+        start_litellm("litellm-a", {**mock_models(), **scripted}, work, key),
         start_litellm("litellm-b", mock_models("b-"), work, key),
         start_litellm("litellm-doomed", mock_models(), work, key),
     ]
     try:
         for server in servers:  # they boot at once; waiting in turn costs nothing more
             server.process.wait_ready()
-        yield Upstreams(*servers)
+        yield Upstreams(servers[0], servers[1], servers[2], model)
     finally:
         for server in servers:
             server.process.stop()
+        services.loop.run(stop_uvicorn([served_model]))
 
 
 @pytest.fixture(scope="module")
@@ -171,25 +185,36 @@ def _events(response: httpx.Response) -> list[Any]:
     return [d if d == "[DONE]" else json.loads(d) for d in data]
 
 
+TENANT = anonymous_tenant_id(key_digest(API_KEY))
+"""The tenant of the test's key (given in LLM_GATEWAY_API_KEYS, so an anonymous one)."""
+
+
 def _identity(provider: str, model: str, port: int | None) -> dict[str, Any]:
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": "chat",
         "gen_ai.provider.name": provider,
         "gen_ai.request.model": model,
+        "llm.tenant.id": TENANT,
     }
     if port is not None:
         attributes |= {"server.address": "127.0.0.1", "server.port": port}
     return attributes
 
 
-def _cost(provider: str, model: str, token_type: str) -> dict[str, Any]:
-    return {"gen_ai.provider.name": provider, "gen_ai.request.model": model, "gen_ai.token.type": token_type}
+def _cost(provider: str, model: str, port: int | None, source: str = "local") -> dict[str, Any]:
+    """The cost histogram's point: the identity, USD, and where the figure came from."""
+    return {
+        **_identity(provider, model, port),
+        "gen_ai.usage.cost.currency": "USD",
+        "gen_ai.usage.cost.source": source,
+    }
 
 
 def test_an_answer_passes_through_with_its_usage_its_spans_and_its_cost(gateway: ProviderGateway) -> None:
     port = gateway.upstreams.a.port
     tokens = _identity("openai", "gpt-4o-mini", port)
-    spent_before = gateway.value("llm.gateway.cost.usd", _cost("openai", "gpt-4o-mini", "input"))
+    cost = _cost("openai", "gpt-4o-mini", port)
+    spent_before = gateway.value("gen_ai.client.operation.cost", cost, of="sum")
     input_before = gateway.value("gen_ai.client.inference.usage.input_tokens", tokens)
 
     response = _ask(gateway, "gpt-4o-mini", temperature=0.2, stop="\n\n", user="u-1")
@@ -225,8 +250,12 @@ def test_an_answer_passes_through_with_its_usage_its_spans_and_its_cost(gateway:
         gateway.value("gen_ai.client.inference.usage.input_tokens", tokens) - input_before
         == usage["prompt_tokens"]
     )
-    spent = gateway.value("llm.gateway.cost.usd", _cost("openai", "gpt-4o-mini", "input")) - spent_before
-    assert spent == pytest.approx(usage["prompt_tokens"] * OPENAI_PRICE[0] / 1e6)
+    spent = gateway.value("gen_ai.client.operation.cost", cost, of="sum") - spent_before
+    expected = (usage["prompt_tokens"] * OPENAI_PRICE[0] + usage["completion_tokens"] * OPENAI_PRICE[1]) / 1e6
+    assert spent == pytest.approx(expected)
+    assert attrs["gen_ai.usage.cost.amount"] == pytest.approx(expected)
+    assert (attrs["gen_ai.usage.cost.currency"], attrs["gen_ai.usage.cost.source"]) == ("USD", "local")
+    assert attrs["gen_ai.request.temperature"] == 0.2
     secret = gateway.upstreams.a.master_key
     assert not [s["name"] for s in gateway.spans() if secret in json.dumps(s["attributes"], default=str)]
 
@@ -237,7 +266,8 @@ def test_a_stream_is_relayed_with_the_usage_it_reports_ttft_and_time_per_chunk(
     port = gateway.upstreams.a.port
     identity = _identity("openai", "gpt-4o-mini", port)
     gaps_before = gateway.value("gen_ai.client.inference.time_per_output_chunk", identity, "count")
-    spent_before = gateway.value("llm.gateway.cost.usd", _cost("openai", "gpt-4o-mini", "output"))
+    cost = _cost("openai", "gpt-4o-mini", port)
+    spent_before = gateway.value("gen_ai.client.operation.cost", cost, of="sum")
 
     plain = _ask(gateway, "gpt-4o-mini", stream=True)
 
@@ -263,8 +293,9 @@ def test_a_stream_is_relayed_with_the_usage_it_reports_ttft_and_time_per_chunk(
         gateway.value("gen_ai.client.inference.time_per_output_chunk", identity, "count") - gaps_before
         == content_chunks - 1
     )
-    spent = gateway.value("llm.gateway.cost.usd", _cost("openai", "gpt-4o-mini", "output")) - spent_before
-    assert spent == pytest.approx(output_tokens * OPENAI_PRICE[1] / 1e6)
+    spent = gateway.value("gen_ai.client.operation.cost", cost, of="sum") - spent_before
+    input_tokens = attrs["gen_ai.usage.input_tokens"]
+    assert spent == pytest.approx((input_tokens * OPENAI_PRICE[0] + output_tokens * OPENAI_PRICE[1]) / 1e6)
 
     asked = _events(_ask(gateway, "gpt-4o-mini", stream=True, stream_options={"include_usage": True}))
     assert asked[-1] == "[DONE]"
@@ -392,9 +423,11 @@ def test_two_providers_and_the_pipeline_at_once_each_get_their_series_and_cost(
             values[f"{token_type} tokens"] = gateway.value(
                 f"gen_ai.client.inference.usage.{token_type}_tokens", identity
             )
-            values[f"{token_type} cost"] = gateway.value(
-                "llm.gateway.cost.usd", _cost(provider, model, token_type)
-            )
+        # Our pipeline prices its requests itself, from the GPU time each used: its figure is the provider's.
+        source = "provider" if port is None else "local"
+        values["cost"] = gateway.value(
+            "gen_ai.client.operation.cost", _cost(provider, model, port, source), "sum"
+        )
         return values
 
     before = {m: snapshot(m) for m in who}
@@ -409,8 +442,11 @@ def test_two_providers_and_the_pipeline_at_once_each_get_their_series_and_cost(
         assert new["calls"] == 4, model
         assert new["input tokens"] > 0, model
         assert new["output tokens"] > 0, model
-        assert new["input cost"] == pytest.approx(new["input tokens"] * input_price / 1e6), model
-        assert new["output cost"] == pytest.approx(new["output tokens"] * output_price / 1e6), model
+        if model == "fast-model":
+            assert new["cost"] > 0  # its GPU time, priced (tests/support/services.py)
+        else:
+            by_tokens = new["input tokens"] * input_price + new["output tokens"] * output_price
+            assert new["cost"] == pytest.approx(by_tokens / 1e6), model
 
     with gateway.client() as client:
         listed = client.get("/v1/models").json()["data"]
@@ -420,3 +456,125 @@ def test_two_providers_and_the_pipeline_at_once_each_get_their_series_and_cost(
         "second",
         "self_hosted",
     )
+
+
+# ---- the official SDK through the gateway to LiteLLM: tools, structured output, streamed tool calls -----
+
+WEATHER_TOOL: ChatCompletionFunctionToolParam = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+QUESTION: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+def _sdk(gateway: ProviderGateway) -> OpenAI:
+    return OpenAI(base_url=f"{gateway.url}/v1", api_key=API_KEY, max_retries=0, timeout=60)
+
+
+def test_the_official_sdk_calls_a_tool_and_sends_its_result_back_through_the_gateway(
+    gateway: ProviderGateway,
+) -> None:
+    client = _sdk(gateway)
+    asked = client.chat.completions.create(
+        model="gpt-tools",
+        messages=QUESTION,
+        tools=[WEATHER_TOOL],
+        tool_choice="auto",
+        top_p=0.9,
+        seed=42,
+        presence_penalty=0.1,
+        frequency_penalty=0.2,
+        parallel_tool_calls=False,
+    )
+    choice = asked.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    (call,) = choice.message.tool_calls or []
+    assert call.type == "function"
+    assert (call.function.name, json.loads(call.function.arguments)) == ("get_weather", {"city": "Paris"})
+    # What reached the model behind LiteLLM: the parameters, as the client set them.
+    sent = gateway.upstreams.model.requests[-1]
+    assert sent["tools"][0]["function"]["name"] == "get_weather"
+    assert (sent["top_p"], sent["seed"], sent["presence_penalty"], sent["frequency_penalty"]) == (
+        0.9,
+        42,
+        0.1,
+        0.2,
+    )
+    span = gateway.chat_span("gpt-tools", **{"gen_ai.response.finish_reasons": ("tool_calls",)})
+    attrs = span["attributes"]
+    assert (attrs["gen_ai.request.top_p"], attrs["gen_ai.request.seed"]) == (0.9, 42)
+    assert (attrs["gen_ai.request.presence_penalty"], attrs["gen_ai.request.frequency_penalty"]) == (0.1, 0.2)
+
+    answered = client.chat.completions.create(
+        model="gpt-tools",
+        messages=[
+            *QUESTION,
+            cast(ChatCompletionMessageParam, choice.message.model_dump(exclude_none=True)),
+            {"role": "tool", "tool_call_id": call.id, "content": '{"temperature_c": 21}'},
+        ],
+        tools=[WEATHER_TOOL],
+    )
+    assert answered.choices[0].message.content == SCRIPTED_ANSWER
+    assert gateway.upstreams.model.requests[-1]["messages"][-1]["tool_call_id"] == call.id
+
+
+def test_the_official_sdk_streams_a_tool_call_through_the_gateway(gateway: ProviderGateway) -> None:
+    client = _sdk(gateway)
+    stream = client.chat.completions.create(
+        model="gpt-tools",
+        messages=QUESTION,
+        tools=[WEATHER_TOOL],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    names, arguments, finishes, usage = [], "", [], None
+    for chunk in stream:
+        usage = chunk.usage or usage
+        for choice in chunk.choices:
+            for delta in choice.delta.tool_calls or []:
+                if delta.function and delta.function.name:
+                    names.append(delta.function.name)
+                if delta.function and delta.function.arguments:
+                    arguments += delta.function.arguments
+            if choice.finish_reason:
+                finishes.append(choice.finish_reason)
+    assert names == ["get_weather"]
+    assert json.loads(arguments) == json.loads("".join(ARGUMENTS))
+    assert finishes == ["tool_calls"]
+    assert usage is not None
+    assert usage.completion_tokens > 0
+    span = gateway.chat_span("gpt-tools", **{"gen_ai.request.stream": True})
+    assert span["attributes"]["gen_ai.response.finish_reasons"] == ("tool_calls",)
+    assert span["attributes"]["llm.gateway.stream.chunks"] >= 2  # the tool-call deltas count as output
+
+
+def test_the_official_sdk_parses_structured_output_through_the_gateway(gateway: ProviderGateway) -> None:
+    class Weather(BaseModel):
+        city: str
+        temperature_c: int
+
+    client = _sdk(gateway)
+    parsed = client.chat.completions.parse(
+        model="gpt-tools",
+        messages=QUESTION,
+        response_format=Weather,
+    )
+    assert parsed.choices[0].message.parsed == Weather.model_validate(STRUCTURED)
+    sent = gateway.upstreams.model.requests[-1]
+    assert sent["response_format"]["type"] == "json_schema"
+    assert sent["response_format"]["json_schema"]["name"] == "Weather"
+    span = gateway.chat_span("gpt-tools", **{"gen_ai.output.type": "json"})
+    assert span["status"] == "UNSET"
+
+
+def test_n_choices_and_logprobs_pass_through_to_an_upstream(gateway: ProviderGateway) -> None:
+    response = _ask(gateway, "gpt-tools", n=2, logprobs=True, top_logprobs=2)
+    assert response.status_code == 200, response.text
+    sent = gateway.upstreams.model.requests[-1]
+    assert (sent["n"], sent["logprobs"], sent["top_logprobs"]) == (2, True, 2)
+    span = gateway.chat_span("gpt-tools", **{"gen_ai.request.choice.count": 2})
+    assert span["status"] == "UNSET"

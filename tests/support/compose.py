@@ -15,7 +15,7 @@ from deploy.stack._binaries import REPO_ROOT
 
 DEPLOY = REPO_ROOT / "deploy"
 COMPOSE = DEPLOY / "compose.yaml"
-DOCKERFILE = REPO_ROOT / "collector" / "Dockerfile"
+DOCKERFILE = REPO_ROOT / "deploy" / "collector" / "Dockerfile"
 SERVICES_DOCKERFILE = DEPLOY / "services.Dockerfile"
 ALERTMANAGER_CONFIG = DEPLOY / "alertmanager" / "alertmanager.yml"
 PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"

@@ -20,9 +20,9 @@ from telemetry.semconv import Kind
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = REPO_ROOT / "deploy" / "prometheus" / "rules"
 
-# What the Collector adds besides our SDK metrics, as otelcol-llm 0.159.0 with collector/config/base.yaml
-# exposes it (checked against the running binary). The span_metrics connector's histogram unit is
-# seconds there; its self-metrics counters have no _total suffix.
+# What the Collector adds besides our SDK metrics, as otelcol-llm 0.159.0 with
+# deploy/collector/config/base.yaml exposes it (checked against the running binary). The span_metrics
+# connector's histogram unit is seconds there; its self-metrics counters have no _total suffix.
 SPANMETRICS_NAMES = frozenset(
     {
         "traces_span_metrics_calls_total",
@@ -62,7 +62,7 @@ COLLECTOR_SELF_NAMES = frozenset(
         "otelcol_process_memory_rss",
         "otelcol_process_cpu_seconds",
         "otelcol_connector_servicegraph_total_edges",
-        # tail_sampling (collector/config/overlay-tail-sampling.yaml)
+        # tail_sampling (deploy/collector/config/overlay-tail-sampling.yaml)
         "otelcol_processor_tail_sampling_global_count_traces_sampled",
         "otelcol_processor_tail_sampling_count_traces_sampled",
     }

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import opentelemetry.semconv as package
 
+from telemetry.semconv import GENAI_PROPOSAL_NAMES
+
 OURS = "llm."
 
 GENAI_REVISION_METRICS = frozenset(
@@ -49,5 +51,6 @@ def release_names() -> frozenset[str]:
 
 
 def declared_names() -> frozenset[str]:
-    """Every name of the release and of the GenAI revision."""
-    return release_names() | GENAI_REVISION_METRICS | GENAI_REVISION_ATTRIBUTES
+    """Every name of the release and of the GenAI revision, and the open proposal's we declare
+    (telemetry.semconv.GENAI_PROPOSAL_NAMES: the cost)."""
+    return release_names() | GENAI_REVISION_METRICS | GENAI_REVISION_ATTRIBUTES | GENAI_PROPOSAL_NAMES

@@ -19,7 +19,7 @@ import httpx
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from deploy.stack import free_port
-from services.common.models import ModelSpec
+from services.common.models import GpuPrice, ModelSpec
 from services.gateway.app import GatewaySettings, create_app as create_gateway
 from services.inference.server import InferenceSettings, start_server
 from services.orchestrator.app import OrchestratorSettings, create_app as create_orchestrator
@@ -30,7 +30,12 @@ from tests.support.serving import Served, serve_uvicorn, stop_uvicorn
 T = TypeVar("T")
 API_KEY = "test-key-not-secret"
 MODELS = {
-    "fast-model": ModelSpec("fast-model", prefill_seconds_per_token=0.00002, decode_seconds_per_token=0.001),
+    "fast-model": ModelSpec(
+        "fast-model",
+        prefill_seconds_per_token=0.00002,
+        decode_seconds_per_token=0.001,
+        gpu_price=GpuPrice(2.0),
+    ),
     "slow-model": ModelSpec(
         "slow-model", prefill_seconds_per_token=0.0001, decode_seconds_per_token=0.02, max_output_tokens=64
     ),
@@ -77,7 +82,8 @@ class InProcessServices:
 
     def client(self, **kwargs: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {API_KEY}", **kwargs.pop("headers", {})}
-        return httpx.Client(base_url=self.gateway_url, headers=headers, timeout=30, **kwargs)
+        base_url = kwargs.pop("base_url", self.gateway_url)
+        return httpx.Client(base_url=base_url, headers=headers, timeout=30, **kwargs)
 
     def spans(self) -> list[dict[str, Any]]:
         return testing.spans_as_dicts(self.spans_exporter.get_finished_spans())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -50,7 +52,7 @@ def created(monkeypatch: pytest.MonkeyPatch) -> list[Created]:
     return seen
 
 
-def _create_everything() -> None:
+def _create_everything(key_file: Path) -> None:
     capture = testing.capture("contract")
     t = capture.telemetry
     tp, mp = t.tracer_provider, t.meter_provider
@@ -58,7 +60,17 @@ def _create_everything() -> None:
     grpc_server_interceptor(tp, mp)
     grpc_client_interceptors(tp, mp)
     instrument_httpx(httpx.AsyncClient(), tracer_provider=tp, meter_provider=mp)
-    gateway_settings = GatewaySettings.from_env({"LLM_GATEWAY_INSECURE_NO_AUTH": "true"})
+    # A tenant with a budget: the budget gauge exists only then.
+    key_file.write_text(
+        json.dumps(
+            {
+                "tenants": [
+                    {"id": "t", "budget": {"window": "1h", "tokens": 1}, "keys": [{"sha256": "0" * 64}]}
+                ]
+            }
+        )
+    )
+    gateway_settings = GatewaySettings.from_env({"LLM_GATEWAY_KEY_FILE": str(key_file)})
     models = {m.name: m for m in BUILTIN_CATALOG}
     Gateway(gateway_settings, t, models)
     Orchestrator(OrchestratorSettings.from_env({}), t)
@@ -80,10 +92,8 @@ def _create_everything() -> None:
     capture.shutdown()
 
 
-def test_every_instrument_matches_its_semconv_entry(
-    created: list[Created],
-) -> None:
-    _create_everything()
+def test_every_instrument_matches_its_semconv_entry(created: list[Created], tmp_path: Path) -> None:
+    _create_everything(tmp_path / "keys.json")
     assert created
     for name, unit, kind, buckets in created:
         spec = semconv.METRICS.get(name)
@@ -93,10 +103,8 @@ def test_every_instrument_matches_its_semconv_entry(
             assert buckets == list(spec.buckets or ()), name
 
 
-def test_every_declared_metric_is_emitted_by_something(
-    created: list[Created],
-) -> None:
-    _create_everything()
+def test_every_declared_metric_is_emitted_by_something(created: list[Created], tmp_path: Path) -> None:
+    _create_everything(tmp_path / "keys.json")
     emitted = {name for name, *_ in created}
     # Created only where NVML is missing (the honest-failure gauge), which the other test covers.
     not_here = {semconv.LLM_TELEMETRY_GPU_AVAILABLE.name}

@@ -2,7 +2,7 @@
 
 Our own metrics are named through their :class:`~telemetry.semconv.MetricSpec` (see ``_build.series``);
 what is here comes from elsewhere: the Collector's connectors and self-metrics (otelcol-llm with
-collector/config/base.yaml), Prometheus itself, and our recording rules. tests/support/promql.py's
+deploy/collector/config/base.yaml), Prometheus itself, and our recording rules. tests/support/promql.py's
 ``known_names`` checks every one against what really reaches Prometheus.
 """
 
@@ -34,7 +34,7 @@ EXPORTER_QUEUE_SIZE: Final = "otelcol_exporter_queue_size"
 EXPORTER_QUEUE_CAPACITY: Final = "otelcol_exporter_queue_capacity"
 PROCESS_MEMORY_RSS: Final = "otelcol_process_memory_rss"
 PROCESS_CPU_SECONDS: Final = "otelcol_process_cpu_seconds"
-# The tail_sampling processor (collector/config/overlay-tail-sampling.yaml; absent without it).
+# The tail_sampling processor (deploy/collector/config/overlay-tail-sampling.yaml; absent without it).
 TAIL_SAMPLED_TRACES: Final = "otelcol_processor_tail_sampling_global_count_traces_sampled"
 """Traces decided, ``sampled="true"`` for kept."""
 TAIL_SAMPLED_TRACES_BY_POLICY: Final = "otelcol_processor_tail_sampling_count_traces_sampled"
@@ -53,7 +53,8 @@ HTTP_P95: Final = "job:http_server_request_duration_seconds:p95_rate5m"
 HTTP_ROUTE_P95: Final = "job_route:http_server_request_duration_seconds:p95_rate5m"
 CACHE_HIT_RATIO: Final = "job:llm_gateway_cache_hit_ratio:rate5m"
 PROVIDER_ERROR_RATIO: Final = "provider:gen_ai_client_operation_error_ratio:rate5m"
-COST_RATE: Final = "provider_model:llm_gateway_cost_usd:rate5m"
+COST_RATE: Final = "provider_model:gen_ai_client_operation_cost:rate5m"
+TENANT_COST_RATE: Final = "tenant:gen_ai_client_operation_cost:rate5m"
 """Estimated spend, USD per second, per provider and model."""
 QUEUE_SATURATION: Final = "stage:llm_orchestrator_queue:saturation"
 SHED_RATIO: Final = "job:llm_orchestrator_shed_ratio:rate5m"

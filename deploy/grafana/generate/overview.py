@@ -51,6 +51,8 @@ PROVIDER_CALLS = s.GEN_AI_CLIENT_INFERENCE_DURATION
 """Provider calls, under the 2026 GenAI name; every GenAI client panel falls back to the pre-2026 one
 (:func:`genai_client`), so the dashboards serve any LLM_TELEMETRY_GENAI_SEMCONV."""
 LEGACY_PROVIDER_CALLS = s.GEN_AI_CLIENT_OPERATION_DURATION
+COST = s.GEN_AI_CLIENT_OPERATION_COST
+TENANT = 'llm_tenant_id=~"$tenant"'
 
 
 def genai_client(latest: str, legacy: str) -> str:
@@ -82,6 +84,54 @@ def _sum_rate(
 ) -> Query:
     """Per second, summed per ``labels``: a counter, or a histogram's ``suffix`` series."""
     return grouped("sum", labels, rate(series(spec, suffix), matchers), prefix)
+
+
+def _provider_calls(label: str, matchers: str) -> Query:
+    """GenAI client calls per second by ``label`` (under either vocabulary: :func:`genai_client`)."""
+    return Query(
+        genai_client(
+            agg("sum", label, rate(series(PROVIDER_CALLS, "count"), matchers)),
+            agg("sum", label, rate(series(LEGACY_PROVIDER_CALLS, "count"), matchers)),
+        ),
+        f"{{{{{label}}}}}",
+    )
+
+
+def _tokens_per_second(per: str, label: str, matchers: str) -> PanelBuilder:
+    return timeseries(
+        f"Tokens per second by {per}",
+        f"{s.GEN_AI_CLIENT_INFERENCE_USAGE_INPUT_TOKENS.name} and .output_tokens summed per second per {per} "
+        f"(or {s.GEN_AI_CLIENT_TOKEN_USAGE.name} under the pre-2026 names), and the input tokens the "
+        "provider served from its cache (our pipeline: the engine's prefix cache).",
+        "short",
+        *(
+            Query(
+                genai_client(
+                    agg("sum", label, rate(series(latest), matchers)),
+                    agg(
+                        "sum",
+                        label,
+                        rate(
+                            series(s.GEN_AI_CLIENT_TOKEN_USAGE, "sum"),
+                            f'{matchers}, gen_ai_token_type="{kind}"',
+                        ),
+                    ),
+                ),
+                f"{{{{{label}}}}} {kind}",
+            )
+            for kind, latest in (
+                ("input", s.GEN_AI_CLIENT_INFERENCE_USAGE_INPUT_TOKENS),
+                ("output", s.GEN_AI_CLIENT_INFERENCE_USAGE_OUTPUT_TOKENS),
+            )
+        ),
+        Query(
+            agg(
+                "sum", label, rate(series(s.GEN_AI_CLIENT_INFERENCE_USAGE_CACHE_READ_INPUT_TOKENS), matchers)
+            ),
+            f"{{{{{label}}}}} cached input",
+        ),
+        stacked=True,
+    )
 
 
 def _http() -> list[PanelBuilder]:
@@ -186,55 +236,12 @@ def _genai() -> list[PanelBuilder]:
             "reqps",
             _sum_rate("gen_ai_request_model", INFERENCE, MODEL, "count"),
         ),
-        timeseries(
-            "Tokens per second by model",
-            f"{s.GEN_AI_CLIENT_INFERENCE_USAGE_INPUT_TOKENS.name} and .output_tokens summed per second "
-            f"(or {s.GEN_AI_CLIENT_TOKEN_USAGE.name} under the pre-2026 names), and the input tokens the "
-            "provider served from its cache (our pipeline: the engine's prefix cache).",
-            "short",
-            *(
-                Query(
-                    genai_client(
-                        agg("sum", "gen_ai_request_model", rate(series(latest), MODEL)),
-                        agg(
-                            "sum",
-                            "gen_ai_request_model",
-                            rate(
-                                series(s.GEN_AI_CLIENT_TOKEN_USAGE, "sum"),
-                                f'{MODEL}, gen_ai_token_type="{kind}"',
-                            ),
-                        ),
-                    ),
-                    f"{{{{gen_ai_request_model}}}} {kind}",
-                )
-                for kind, latest in (
-                    ("input", s.GEN_AI_CLIENT_INFERENCE_USAGE_INPUT_TOKENS),
-                    ("output", s.GEN_AI_CLIENT_INFERENCE_USAGE_OUTPUT_TOKENS),
-                )
-            ),
-            Query(
-                agg(
-                    "sum",
-                    "gen_ai_request_model",
-                    rate(series(s.GEN_AI_CLIENT_INFERENCE_USAGE_CACHE_READ_INPUT_TOKENS), MODEL),
-                ),
-                "{{gen_ai_request_model}} cached input",
-            ),
-            stacked=True,
-        ),
+        _tokens_per_second("model", "gen_ai_request_model", MODEL),
         timeseries(
             "Provider calls per second",
             f"{PROVIDER_CALLS.name} (or {LEGACY_PROVIDER_CALLS.name}) count per provider.",
             "reqps",
-            Query(
-                genai_client(
-                    agg("sum", "gen_ai_provider_name", rate(series(PROVIDER_CALLS, "count"), PROVIDER)),
-                    agg(
-                        "sum", "gen_ai_provider_name", rate(series(LEGACY_PROVIDER_CALLS, "count"), PROVIDER)
-                    ),
-                ),
-                "{{gen_ai_provider_name}}",
-            ),
+            _provider_calls("gen_ai_provider_name", PROVIDER),
         ),
         timeseries(
             f"Provider call p95{EXEMPLARS}",
@@ -259,14 +266,71 @@ def _genai() -> list[PanelBuilder]:
         ),
         timeseries(
             "Estimated spend per hour by provider and model",
-            f"{svc.LLM_GATEWAY_COST.name}: the tokens each upstream call reported times the catalog's "
-            "prices, in USD per hour (recording rule × 3600). Cache hits cost nothing; a call that reported "
-            "no usage (a stream the client cancelled) is not counted.",
+            f"{COST.name}: each call's cost (the upstream's own figure, our pipeline's from the GPU time the "
+            "request used, else the tokens it reported times the catalog's prices), in USD per hour "
+            "(recording rule × 3600). Cache hits cost nothing; a call that reported no usage (a stream the "
+            "client cancelled) is not counted. Total spend: sum(gen_ai_client_operation_cost_sum).",
             "currencyUSD",
             Query(
                 f"{select(n.COST_RATE, PROVIDER)} * 3600",
                 "{{gen_ai_provider_name}} {{gen_ai_request_model}}",
             ),
+            stacked=True,
+        ),
+    ]
+
+
+def _tenants() -> list[PanelBuilder]:
+    return [
+        timeseries(
+            "Requests per tenant",
+            f"{PROVIDER_CALLS.name} (or {LEGACY_PROVIDER_CALLS.name}) count per llm.tenant.id (the key "
+            "file's tenants; _OTHER for none of them), at the gateway.",
+            "reqps",
+            _provider_calls("llm_tenant_id", TENANT),
+            stacked=True,
+        ),
+        _tokens_per_second("tenant", "llm_tenant_id", TENANT),
+        timeseries(
+            "Spend per hour per tenant",
+            f"{COST.name} per tenant, USD per hour (recording rule × 3600).",
+            "currencyUSD",
+            Query(f"{select(n.TENANT_COST_RATE, TENANT)} * 3600", "{{llm_tenant_id}}"),
+            stacked=True,
+        ),
+        timeseries(
+            f"Request cost p99 per tenant{EXEMPLARS}",
+            f"{COST.name}: the dearest requests' cost per tenant; each exemplar opens an expensive request's "
+            f"trace. A self-hosted request's cost is its share of the GPU time (and energy) of the engine "
+            f"steps it ran in ({svc.LLM_INFERENCE_COST.name} at the inference server).",
+            "currencyUSD",
+            Query(
+                quantile("0.99", "llm_tenant_id", series(COST, "bucket"), TENANT), "{{llm_tenant_id}}", True
+            ),
+        ),
+        timeseries(
+            f"Time to first token p95 per tenant (server side){EXEMPLARS}",
+            f"{TTFT.name} at the inference server, per tenant (from the gateway's baggage).",
+            "s",
+            _p95(TTFT, "llm_tenant_id", TENANT),
+        ),
+        ratio(
+            "Budget used per tenant",
+            f"{svc.LLM_GATEWAY_BUDGET_UTILIZATION.name}: share of each tenant's token or spend budget used "
+            "in the current window (max across gateway replicas). Alerts LLMTenantBudgetNearlySpent at "
+            "80 %, LLMTenantBudgetExhausted at 100 % (requests then get 429 budget_exceeded).",
+            grouped(
+                "max",
+                "llm_tenant_id, llm_budget_limit",
+                select(svc.LLM_GATEWAY_BUDGET_UTILIZATION.prometheus_name, TENANT),
+            ),
+        ),
+        timeseries(
+            "Refusals per tenant",
+            f"{svc.LLM_GATEWAY_REJECTED_REQUESTS.name} per tenant and error.type (budget, per-key limit, "
+            "validation); refusals before the key is known carry no tenant.",
+            "reqps",
+            _sum_rate("llm_tenant_id, error_type", svc.LLM_GATEWAY_REJECTED_REQUESTS, TENANT),
             stacked=True,
         ),
     ]
@@ -554,6 +618,7 @@ def build() -> Dashboard:
         sections=[
             ("Requests, errors, latency (HTTP, per service)", _http()),
             ("GenAI: per model and provider", _genai()),
+            ("Tenants: requests, tokens, spend, latency and budgets", _tenants()),
             ("Pipeline: queues, shedding, batching, cache", _pipeline()),
             ("Engine: continuous batching and the KV cache", _engine()),
             ("GPU", _gpu()),
@@ -567,6 +632,12 @@ def build() -> Dashboard:
                 "Provider",
                 f'{{__name__=~"{series(PROVIDER_CALLS, "count")}|{series(LEGACY_PROVIDER_CALLS, "count")}"}}',
                 "gen_ai_provider_name",
+            ),
+            label_variable(
+                "tenant",
+                "Tenant",
+                f'{{__name__=~"{series(PROVIDER_CALLS, "count")}|{series(LEGACY_PROVIDER_CALLS, "count")}"}}',
+                "llm_tenant_id",
             ),
         ],
     )

@@ -1,0 +1,95 @@
+"""Self-hosted cost: each request's share of the GPU's time and energy, priced from the catalog, on its span,
+in the inference server's cost histogram with an exemplar, and back at the gateway as the call's cost."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.common.models import GpuPrice, ModelSpec
+from services.inference.costing import GpuTimeShare, ResourceShare, request_cost
+from tests.support.services import InProcessServices
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.joules = 1000.0
+
+    def time(self) -> float:
+        return self.now
+
+    def energy(self) -> float:
+        return self.joules
+
+    def run(self, seconds: float, watts: float) -> None:
+        self.now += seconds
+        self.joules += seconds * watts
+
+
+def test_the_gpu_time_is_shared_equally_among_what_runs_at_each_moment() -> None:
+    clock = _Clock()
+    gpu = GpuTimeShare(clock.time, clock.energy)
+    a = gpu.start()
+    clock.run(1.0, 300)  # a alone: 1 s, 300 J
+    b = gpu.start()
+    clock.run(2.0, 400)  # a and b: 1 s and 400 J each
+    share_a = gpu.stop(a)
+    clock.run(1.0, 200)  # b alone
+    share_b = gpu.stop(b)
+    assert share_a.gpu_seconds == pytest.approx(2.0)
+    assert share_a.energy_joules == pytest.approx(700.0)
+    assert share_b.gpu_seconds == pytest.approx(2.0)
+    assert share_b.energy_joules == pytest.approx(600.0)
+    # Idle time is nobody's.
+    clock.run(5.0, 50)
+    c = gpu.start()
+    clock.run(0.5, 100)
+    last = gpu.stop(c)
+    assert last.gpu_seconds == 0.5
+    assert last.energy_joules == pytest.approx(50.0)
+
+
+def test_without_an_energy_counter_only_time_is_shared() -> None:
+    clock = _Clock()
+    gpu = GpuTimeShare(clock.time)
+    a = gpu.start()
+    clock.run(3.0, 0)
+    assert gpu.stop(a) == ResourceShare(3.0, None)
+
+
+def test_a_share_is_priced_from_the_models_gpu_price() -> None:
+    model = ModelSpec("m", gpu_price=GpuPrice(usd_per_hour=3.6, usd_per_kwh=0.36))
+    # 10 GPU-seconds at 3.6 USD/h = 0.01; 36 kJ = 0.01 kWh at 0.36 = 0.0036.
+    assert request_cost(model, ResourceShare(10.0, 36_000.0)) == pytest.approx(0.0136)
+    assert request_cost(model, ResourceShare(10.0, None)) == pytest.approx(0.01)
+    assert request_cost(ModelSpec("free"), ResourceShare(10.0, None)) is None
+
+
+def test_a_self_hosted_requests_cost_is_on_its_spans_and_in_the_metrics(services: InProcessServices) -> None:
+    with services.client() as client:
+        answer = client.post(
+            "/v1/chat/completions",
+            json={"model": "fast-model", "messages": [{"role": "user", "content": "what did this cost?"}]},
+        )
+    assert answer.status_code == 200, answer.text
+    spans = services.spans()
+    generate = [s for s in spans if s["name"].endswith("/Generate") and s["kind"] == "SERVER"][-1]
+    attributes = generate["attributes"]
+    assert attributes["gen_ai.usage.cost.source"] == "local"
+    assert attributes["gen_ai.usage.cost.currency"] == "USD"
+    assert attributes["llm.inference.gpu.seconds"] > 0
+    # The built-in test model's price: 2 USD per GPU-hour (tests/support/services.py).
+    amount = attributes["gen_ai.usage.cost.amount"]
+    assert amount == pytest.approx(attributes["llm.inference.gpu.seconds"] * 2 / 3600)
+    chat = next(s for s in spans if s["name"] == "chat fast-model" and s["trace_id"] == generate["trace_id"])
+    # At the gateway the pipeline's figure is the provider's: it came in the answer.
+    assert chat["attributes"]["gen_ai.usage.cost.amount"] == pytest.approx(amount)
+    assert chat["attributes"]["gen_ai.usage.cost.source"] == "provider"
+    cost = services.metrics("inference")["llm.inference.cost"]["points"]
+    assert any(p["attributes"]["gen_ai.request.model"] == "fast-model" and p["sum"] > 0 for p in cost)
+    gateway_cost = services.metrics("gateway")["gen_ai.client.operation.cost"]["points"]
+    assert any(
+        p["attributes"]["gen_ai.usage.cost.source"] == "provider"
+        and p["attributes"]["gen_ai.usage.cost.currency"] == "USD"
+        for p in gateway_cost
+    )
