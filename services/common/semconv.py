@@ -60,7 +60,7 @@ LLM_BUDGET_LIMIT: Final = "llm.budget.limit"
 LLM_GATEWAY_CACHE_HIT: Final = "llm.gateway.cache.hit"
 """Whether the gateway answered from its response cache (non-streaming requests)."""
 LLM_INFERENCE_GPU_SECONDS: Final = "llm.inference.gpu.seconds"
-"""GPU time charged to the request: its share of each batch's prefill and of the decode time it shared."""
+"""GPU time charged to the request: its share of each engine step it ran in (by what it computed there)."""
 LLM_INFERENCE_GPU_ENERGY: Final = "llm.inference.gpu.energy"
 """Energy charged to the request, in joules, shared the same way (only when NVML measures it)."""
 LLM_RETRIEVAL_DOCUMENTS: Final = "llm.retrieval.documents"
@@ -229,8 +229,8 @@ LLM_INFERENCE_COST: Final = MetricSpec(
     "llm.inference.cost",
     "{USD}",
     Kind.HISTOGRAM,
-    "Cost of each self-hosted request, its share of the GPU time (and measured energy) of the batches it "
-    "ran in, priced from the catalog, by gen_ai.request.model and llm.tenant.id.",
+    "Cost of each self-hosted request, its share of the GPU time (and measured energy) of the engine steps "
+    "it ran in, priced from the catalog, by gen_ai.request.model and llm.tenant.id.",
     COST_BUCKETS,
 )
 
