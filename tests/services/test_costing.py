@@ -4,12 +4,15 @@ in the inference server's cost histogram with an exemplar, and back at the gatew
 from __future__ import annotations
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
 
 from services.common.models import GpuPrice, ModelSpec
 from services.inference.costing import GpuTimeShare, ResourceShare, request_cost
 from services.inference.engine import EngineRequest, Token
 from services.inference.scheduler import SchedulerLimits
 from services.inference.simulated import KvCacheConfig, SimulatedEngine
+from telemetry.gpu import gpu_energy_joules, instrument_gpu
+from telemetry.testing_nvml import FakeDevice, FakeNvml
 from tests.support.services import InProcessServices
 
 
@@ -104,6 +107,36 @@ async def test_each_engine_step_is_shared_by_what_its_sequences_computed() -> No
         assert share.energy_joules == pytest.approx(10 * share.gpu_seconds)
     # Four steps of one second each, every second charged to someone.
     assert sum(s.gpu_seconds for s in (*shares["a"], *shares["b"])) == pytest.approx(4.0)
+
+
+class _Drawing(FakeNvml):
+    """A GPU whose energy counter rises 1 J (1000 mJ) at every reading."""
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: FakeDevice) -> int:
+        handle.energy_mj += 1000
+        return super().nvmlDeviceGetTotalEnergyConsumption(handle)
+
+
+@pytest.mark.anyio
+async def test_the_energy_nvml_measures_over_each_step_is_charged_to_its_sequences() -> None:
+    model = ModelSpec("m", prefill_seconds_per_token=0.001, decode_seconds_per_token=0.004)
+    with instrument_gpu(MeterProvider(), nvml=_Drawing([FakeDevice(uuid="GPU-aaaa")])):
+        engine = SimulatedEngine(
+            {"m": model},
+            kv_cache=KvCacheConfig(64 * 16 * model.kv_bytes_per_token),
+            limits=SchedulerLimits(),
+            time_scale=0,
+            gpu=GpuTimeShare(energy=lambda: gpu_energy_joules(0)),
+        )
+        try:
+            request = EngineRequest("alone", model, ["what", "does", "this", "draw", "?"], 3)
+            tokens = [e for e in [e async for e in engine.generate(request)] if isinstance(e, Token)]
+        finally:
+            await engine.close()
+    # Read at each step's start and end: 1 J per step, all of it the one sequence's.
+    assert [t.share.energy_joules for t in tokens] == pytest.approx([1.0, 1.0, 1.0])
+    assert all(t.share.gpu_seconds > 0 for t in tokens)
+    assert gpu_energy_joules(0) is None  # no NVML session once the instrumentation is undone
 
 
 def test_a_share_is_priced_from_the_models_gpu_price() -> None:
