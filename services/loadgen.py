@@ -1,11 +1,13 @@
 """A realistic, bounded load against the gateway: ``python -m services.loadgen --help``.
 
 The mix: several models, short and long prompts, streaming and non-streaming, repeated prompts (cache
-hits), a few bad requests (unknown model, invalid JSON, no API key) and a few slow ones (the large model
-with long answers); then, with ``--burst N``, N requests at once, past the services' admission limits
-when they are set low (the local stack's are), so refusals at the gateway (429) and sheds in the
-orchestrator (503) show up too. Deterministic for a given ``--seed``. Every run is bounded by
-``--requests`` and ``--duration``, and targets loopback by default.
+hits), long prompts that share a preamble (the engine's prefix cache serves it), streams the client
+abandons after a few chunks (the engine aborts them), a few bad requests (unknown model, invalid JSON, no
+API key) and a few slow ones (the large model with long answers); then, with ``--burst N``, N requests at
+once with long prompts, past the services' admission limits when they are set low (the local stack's
+are), so refusals at the gateway (429), sheds in the orchestrator (503) and a KV cache that runs out
+(requests wait, running ones are preempted) show up too. Deterministic for a given ``--seed``. Every run
+is bounded by ``--requests`` and ``--duration``, and targets loopback by default.
 """
 
 from __future__ import annotations
@@ -66,6 +68,24 @@ class LoadReport:
         )
 
 
+PREAMBLES = tuple(
+    " ".join(
+        f"{word}"
+        for _ in range(6)
+        for word in (
+            f"You are the on-call assistant of team {team}.",
+            "Answer from the trace, the metrics and the runbook; cite the span that shows it;",
+            "prefer the exemplar of the slowest bucket, and say which model, batch and GPU served it.",
+        )
+    )
+    for team in ("search", "checkout")
+)
+"""Long instructions many requests start with (about 190 tokens each): after the first request of each,
+the engine serves those blocks from its prefix cache."""
+CANCEL_AFTER_CHUNKS = 3
+"""A cancelled stream reads this many chunks, then the client goes away."""
+
+
 def plan(n: int, seed: int, models: Sequence[str]) -> list[tuple[str, dict[str, Any] | bytes, bool]]:
     """``n`` requests as (kind, body, authorised): the same plan for the same seed."""
     rng = random.Random(seed)
@@ -87,7 +107,23 @@ def plan(n: int, seed: int, models: Sequence[str]) -> list[tuple[str, dict[str, 
                 "stream": i % 2 == 0,
             }
             requests.append(("slow", body, True))
-        elif roll < 0.24:
+        elif roll < 0.19:
+            # A long shared preamble, then a question on the team's topic (so retrieval prepends the same
+            # context): every request of a team after its first finds that prefix in the engine's cache.
+            team = sum(kind == "shared_prefix" for kind, _, _ in requests) % len(PREAMBLES)
+            preamble = PREAMBLES[team]
+            question = f"{TOPICS[team]} (#{rng.randrange(10_000)})"
+            body = {
+                "model": models[0],
+                "messages": [{"role": "system", "content": preamble}, {"role": "user", "content": question}],
+                "max_tokens": 32,
+            }
+            requests.append(("shared_prefix", body, True))
+        elif roll < 0.22:
+            # A long answer the client abandons after a few chunks: the engine aborts a running request.
+            body = {"model": models[0], "messages": _messages(rng, 2), "max_tokens": 256, "stream": True}
+            requests.append(("cancelled", body, True))
+        elif roll < 0.30:
             requests.append(
                 (
                     "repeat",
@@ -129,8 +165,11 @@ async def _one(
             )
         elif body.get("stream"):
             async with client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as response:
-                async for _ in response.aiter_lines():
-                    pass
+                chunks = 0
+                async for line in response.aiter_lines():
+                    chunks += line.startswith("data: ")
+                    if kind == "cancelled" and chunks >= CANCEL_AFTER_CHUNKS:
+                        break  # leaving the block closes the connection mid-stream
         else:
             response = await client.post("/v1/chat/completions", json=body, headers=headers)
         report.statuses[str(response.status_code)] += 1
@@ -178,8 +217,9 @@ async def run_load(
             await _open_loop(client, queue, report, rate=rate, concurrency=concurrency, deadline=deadline)
         if burst and time.monotonic() < deadline:
             rng = random.Random(seed + 1)
+            # Long prompts and answers at once: more KV blocks than the engine has (with a small cache).
             bodies = [
-                {"model": names[0], "messages": _messages(rng, 2), "max_tokens": 128} for _ in range(burst)
+                {"model": names[0], "messages": _messages(rng, 5), "max_tokens": 128} for _ in range(burst)
             ]
             await asyncio.gather(*(_one(client, "burst", body, True, report) for body in bodies))
     report.elapsed = time.monotonic() - began

@@ -113,7 +113,7 @@ class PipelineCounts:
             if self._registered:
                 return
             self._registered = True
-        meter = meter_provider.get_meter(SCOPE)
+        meter = meter_provider.get_meter(SCOPE, schema_url=semconv.SCHEMA_URL)
         for spec in self._COUNTERS:
             instruments.create(meter, spec, callbacks=[self._observer(spec.name)])
         instruments.create(meter, semconv.OTEL_SDK_PROCESSOR_SPAN_QUEUE_SIZE, callbacks=[self._queue_sizes])

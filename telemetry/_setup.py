@@ -11,13 +11,14 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, PeriodicExportingMetricReader
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.resources import ProcessResourceDetector, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
@@ -234,7 +235,11 @@ def _observe_uptime(meter_provider: MeterProvider) -> None:
     def observe(_options: CallbackOptions) -> list[Observation]:
         return [Observation(time.monotonic() - started)]
 
-    instruments.create(meter_provider.get_meter("telemetry"), semconv.PROCESS_UPTIME, callbacks=[observe])
+    instruments.create(
+        meter_provider.get_meter("telemetry", schema_url=semconv.SCHEMA_URL),
+        semconv.PROCESS_UPTIME,
+        callbacks=[observe],
+    )
 
 
 def _observe_marked_spans(meter_provider: MeterProvider, marked: MarkedSpans) -> None:
@@ -243,7 +248,7 @@ def _observe_marked_spans(meter_provider: MeterProvider, marked: MarkedSpans) ->
     def observe(_options: CallbackOptions) -> list[Observation]:
         return [Observation(marked.count)]
 
-    meter = meter_provider.get_meter("telemetry")
+    meter = meter_provider.get_meter("telemetry", schema_url=semconv.SCHEMA_URL)
     instruments.create(meter, semconv.LLM_TELEMETRY_EXEMPLAR_MARKED_SPANS, callbacks=[observe])
 
 
@@ -266,7 +271,10 @@ def _resource(settings: TelemetrySettings, explicit: set[str], extra: Mapping[st
     A value set explicitly (argument or our env var) wins; our defaults only fill keys the standard
     variables left empty, so ``OTEL_RESOURCE_ATTRIBUTES=deployment.environment.name=prod`` keeps working.
     """
-    attributes = dict(Resource.create(dict(extra or {})).attributes)
+    # The SDK's process detector (process.pid, which semconv's process entity requires, runtime, command)
+    # under OTEL_RESOURCE_ATTRIBUTES, which wins; process.creation.time (also required) is ours to add.
+    detected = ProcessResourceDetector().detect().merge(Resource({PROCESS_CREATION_TIME: _process_started()}))
+    attributes = dict(detected.merge(Resource.create(dict(extra or {}))).attributes)
     ours = {
         "service.name": ("service_name", settings.service_name),
         "service.version": ("service_version", settings.service_version),
@@ -278,6 +286,23 @@ def _resource(settings: TelemetrySettings, explicit: set[str], extra: Mapping[st
             attributes[key] = value
     attributes.setdefault("service.instance.id", str(uuid.uuid4()))
     return Resource(attributes)
+
+
+PROCESS_CREATION_TIME = "process.creation.time"
+_IMPORTED = time.time()
+
+
+def _process_started() -> str:
+    """When this process started, ISO 8601 in UTC: from /proc on Linux (its start in clock ticks after
+    boot), else when this module was imported, which for a service is within a second of its start."""
+    started = _IMPORTED
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/self/stat", encoding="ascii") as stat:
+            ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat", encoding="ascii") as system:
+            booted = next(int(line.split()[1]) for line in system if line.startswith("btime "))
+        started = booted + ticks / os.sysconf("SC_CLK_TCK")
+    return datetime.fromtimestamp(started, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _metric_readers(

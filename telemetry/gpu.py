@@ -230,7 +230,7 @@ def instrument_gpu(
     with contained("telemetry.gpu instrument_gpu"):
         provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
         instrumentation = _GpuInstrumentation(*_open(nvml))
-        instrumentation.register(provider.get_meter(__name__))
+        instrumentation.register(provider.get_meter(__name__, schema_url=sc.SCHEMA_URL))
     return InstrumentationHandle("gpu", instrumentation.close)
 
 

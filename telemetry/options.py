@@ -66,6 +66,18 @@ def parse_protocol(raw: str) -> str:
 
 METRICS_EXPORTERS = ("otlp", "prometheus")
 
+GENAI_SEMCONV_LATEST = "latest"
+GENAI_SEMCONV_LEGACY = "legacy"
+GENAI_SEMCONV_BOTH = "both"
+GENAI_SEMCONV_VALUES = (GENAI_SEMCONV_LATEST, GENAI_SEMCONV_LEGACY, GENAI_SEMCONV_BOTH)
+
+
+def parse_genai_semconv(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in GENAI_SEMCONV_VALUES:
+        raise ValueError(f"expected one of {', '.join(GENAI_SEMCONV_VALUES)}")
+    return value
+
 
 def parse_metrics_exporters(raw: str) -> tuple[str, ...]:
     """``OTEL_METRICS_EXPORTER``, as the SDK's auto-configuration reads it: a comma list, or ``none``."""
@@ -183,6 +195,15 @@ class MetricsOptions:
         " (aligned to the clock) as its exemplar and marks that span `llm.exemplar=true`, which the"
         " Collector's sampling keeps; shorter means more exemplars and more kept traces",
     )
+    genai_semconv: str = setting(
+        "LLM_TELEMETRY_GENAI_SEMCONV",
+        parse_genai_semconv,
+        GENAI_SEMCONV_LATEST,
+        "GenAI client metric names (in the spirit of `OTEL_SEMCONV_STABILITY_OPT_IN`): `latest` the 2026"
+        " ones (`gen_ai.client.inference.*`, usage counters), `legacy` the pre-2026 ones"
+        " (`gen_ai.client.operation.*`, `gen_ai.client.token.usage`), `both` during a migration;"
+        " docs/semantic-conventions.md",
+    )
     http_body_sizes: bool = setting(
         "LLM_TELEMETRY_HTTP_BODY_SIZE_METRICS",
         parse_bool,
@@ -199,6 +220,12 @@ class MetricsOptions:
         except ValueError as exc:
             raise TelemetryConfigError(f"MetricsOptions(exporters={given!r}) is invalid: {exc}") from None
         object.__setattr__(self, "exporters", names)
+        try:
+            parse_genai_semconv(self.genai_semconv)
+        except ValueError as exc:
+            raise TelemetryConfigError(
+                f"MetricsOptions(genai_semconv={self.genai_semconv!r}) is invalid: {exc}"
+            ) from None
 
 
 # ---- exporters ----------------------------------------------------------------------------------------

@@ -18,6 +18,28 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+# ---- the conventions we conform to -------------------------------------------------------------------
+SEMCONV_VERSION: Final = "1.44.0"
+"""The semantic-conventions release every name from OpenTelemetry's namespaces (http, rpc, hw, process,
+otel, server, error, url, network, ...) is taken from, with its requirement levels: the release the
+``opentelemetry-semantic-conventions`` package we pin (0.66b2) was generated from, so
+tests/telemetry/test_conformance.py checks our names against that package's constants."""
+SCHEMA_URL: Final = f"https://opentelemetry.io/schemas/{SEMCONV_VERSION}"
+"""On every tracer and meter we create (the instrumentation scope's schema URL)."""
+GENAI_SEMCONV_REVISION: Final = "024a4f944a1291fcb627c9c47da69e79868dd15e"
+"""The GenAI conventions moved to open-telemetry/semantic-conventions-genai, which has no release yet: the
+commit whose docs/gen-ai/client-inference.md and gen-ai-token-metrics.md our ``latest`` GenAI names
+follow (inference split from "operation", genai#521; usage counters, genai#374). Built on core 1.44.0."""
+GENAI_SCHEMA_URL: Final = "https://opentelemetry.io/schemas/gen-ai-dev/1.42.0-dev"
+"""That repository's schema URL at the revision: on the meter of the ``latest`` GenAI client metrics."""
+GENAI_COST_PROPOSAL: Final = "https://github.com/open-telemetry/semantic-conventions-genai/pull/443"
+"""The one open proposal whose ``gen_ai.*`` names we emit ahead of the revision: per-operation cost
+(``gen_ai.usage.cost.*`` on inference spans, the ``gen_ai.client.operation.cost`` histogram). No released
+or revision name says what a request cost, and every GenAI tool that reports cost (LiteLLM, OpenRouter,
+Logfire) shapes it differently, so we follow the shape the GenAI group is converging on;
+:data:`GENAI_PROPOSAL_NAMES` lists them, the conformance tests admit exactly those, and a rename when the
+proposal lands touches this one place."""
+
 
 class Kind(StrEnum):
     COUNTER = "counter"
@@ -37,6 +59,8 @@ class MetricSpec:
     description: str
     buckets: tuple[float, ...] | None = None
     """Explicit bucket boundaries (histograms only): the semconv advisory where one exists."""
+    proposal: str | None = None
+    """For one of our ``llm.`` metrics: the name an open semantic-conventions proposal gives it."""
 
     @property
     def prometheus_name(self) -> str:
@@ -132,6 +156,12 @@ GENAI_TOKEN_BUCKETS: Final = (
     16777216,
     67108864,
 )
+# Prompt and generation lengths: a 1-2-5 series to 128 Ki tokens (vLLM's request_*_tokens shape).
+ENGINE_REQUEST_TOKEN_BUCKETS: Final = tuple(
+    float(m * 10**e) for e in range(6) for m in (1, 2, 5) if m * 10**e <= 131072
+)
+# Tokens per engine step: one per decoding sequence, a whole prompt per prefill (vLLM's iteration_tokens).
+ENGINE_STEP_TOKEN_BUCKETS: Final = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
 # Cost of one operation, in the currency's units: a 1-3 series from a ten-thousandth of a cent (a short
 # self-hosted answer) to 10 (a long answer of a large paid model); the buckets hold the exemplars of the
 # most expensive requests.
@@ -154,7 +184,7 @@ SERVER_PORT: Final = "server.port"
 USER_AGENT_ORIGINAL: Final = "user_agent.original"
 RPC_SYSTEM_NAME: Final = "rpc.system.name"
 RPC_METHOD: Final = "rpc.method"
-RPC_STATUS_CODE: Final = "rpc.status_code"
+RPC_RESPONSE_STATUS_CODE: Final = "rpc.response.status_code"
 GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
 GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
 GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
@@ -168,7 +198,10 @@ GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
 GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
 GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
 GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+GEN_AI_TOKEN_MODALITY: Final = "gen_ai.token.modality"
 # GenAI cost (semantic-conventions-genai PR #443): on inference spans, and on the cost metric's points
 GEN_AI_USAGE_COST_AMOUNT: Final = "gen_ai.usage.cost.amount"
 GEN_AI_USAGE_COST_CURRENCY: Final = "gen_ai.usage.cost.currency"
@@ -206,6 +239,30 @@ registers (``register_known_values``), on the GenAI metrics' points: semconv has
 LLM_EXEMPLAR: Final = "llm.exemplar"
 """``true`` on a span one of whose measurements became an exemplar (telemetry.exemplars): the Collector's
 sampling configuration keeps every trace that holds such a span, so every exemplar resolves."""
+# the serving engine (llm.engine.*; values in the metric descriptions)
+LLM_ENGINE_REQUEST_STATE: Final = "llm.engine.request.state"
+"""``running`` or ``waiting``: where a request is in the engine."""
+LLM_ENGINE_KV_CACHE_BLOCK_STATE: Final = "llm.engine.kv_cache.block.state"
+"""``used``, ``cached`` or ``free``."""
+LLM_ENGINE_FINISH_REASON: Final = "llm.engine.finish_reason"
+"""``stop``, ``length`` or ``abort``: one request's ending (``gen_ai.response.finish_reasons`` is the span's
+array of every choice's reason; a metric point needs one value)."""
+# span attributes of the engine (never on metric points)
+LLM_ENGINE_BATCH_REQUESTS: Final = "llm.engine.batch.requests"
+"""On a batch span: the requests that ran in it (each also a link). On a request's span: the requests
+running in the step it was admitted into, itself included."""
+LLM_ENGINE_BATCH_STEPS: Final = "llm.engine.batch.steps"
+"""Engine steps the batch ran (changes in its first 100 ms join it: telemetry.engine.BATCH_MIN_SECONDS)."""
+LLM_ENGINE_BATCH_TOKENS: Final = "llm.engine.batch.tokens"
+"""Tokens the batch's steps computed (prefill and decode)."""
+LLM_ENGINE_BATCHES: Final = "llm.engine.batches"
+"""On a request's span: how many batch spans it ran in (it links to those it was admitted into)."""
+LLM_ENGINE_ADMISSION_KV_CACHE_USAGE: Final = "llm.engine.admission.kv_cache_usage"
+"""KV-cache usage (0..1) just before the request's blocks were taken at admission."""
+LLM_ENGINE_ADMISSION_WAITING: Final = "llm.engine.admission.waiting"
+"""Requests still waiting behind it when it was admitted."""
+LLM_ENGINE_REQUEST_PREEMPTIONS: Final = "llm.engine.request.preemptions"
+"""How many times the request was preempted (evicted and recomputed)."""
 # span attributes: the serving GPU's state at request start/end (``.start``/``.end`` suffixes added)
 LLM_GPU_MEMORY_USAGE: Final = "llm.gpu.memory.usage"
 """GPU memory in use on the device, in bytes."""
@@ -221,6 +278,13 @@ OPERATION_CHAT: Final = "chat"
 OPERATION_TEXT_COMPLETION: Final = "text_completion"
 TOKEN_TYPE_INPUT: Final = "input"
 TOKEN_TYPE_OUTPUT: Final = "output"
+TOKEN_MODALITY_TEXT: Final = "text"
+TOKEN_MODALITY_UNKNOWN: Final = "unknown"
+REQUEST_STATE_RUNNING: Final = "running"
+REQUEST_STATE_WAITING: Final = "waiting"
+FINISH_STOP: Final = "stop"
+FINISH_LENGTH: Final = "length"
+FINISH_ABORT: Final = "abort"
 COST_SOURCE_PROVIDER: Final = "provider"
 COST_SOURCE_LOCAL: Final = "local"
 RPC_SYSTEM_GRPC: Final = "grpc"
@@ -255,6 +319,8 @@ RPC_SERVER_CALL_DURATION: Final = _h(
 RPC_CLIENT_CALL_DURATION: Final = _h(
     "rpc.client.call.duration", "s", "Duration of RPCs measured by the client.", RPC_DURATION_BUCKETS
 )
+# The pre-2026 GenAI client names (semconv 1.44.0's GenAI, since moved): LLM_TELEMETRY_GENAI_SEMCONV=legacy
+# or both.
 GEN_AI_CLIENT_OPERATION_DURATION: Final = _h(
     "gen_ai.client.operation.duration",
     "s",
@@ -281,6 +347,75 @@ GEN_AI_CLIENT_TIME_PER_OUTPUT_CHUNK: Final = _h(
     "first, seen by the client.",
     GENAI_DURATION_BUCKETS,
 )
+# The 2026 GenAI client names (semantic-conventions-genai at GENAI_SEMCONV_REVISION): inference split from
+# "operation", and usage counters instead of the token-usage histogram. Emitted under
+# LLM_TELEMETRY_GENAI_SEMCONV=latest (the default) or both; the four above under legacy or both.
+GEN_AI_CLIENT_INFERENCE_DURATION: Final = _h(
+    "gen_ai.client.inference.duration",
+    "s",
+    "GenAI client inference operation duration, from issuing the request to the last byte or the error.",
+    GENAI_DURATION_BUCKETS,
+)
+GEN_AI_CLIENT_INFERENCE_TIME_TO_FIRST_CHUNK: Final = _h(
+    "gen_ai.client.inference.time_to_first_chunk",
+    "s",
+    "Time from the request to the first streamed chunk, seen by the client.",
+    GENAI_DURATION_BUCKETS,
+)
+GEN_AI_CLIENT_INFERENCE_TIME_PER_OUTPUT_CHUNK: Final = _h(
+    "gen_ai.client.inference.time_per_output_chunk",
+    "s",
+    "Time from the end of the previous streamed chunk to the end of this one, for each chunk after the "
+    "first, seen by the client.",
+    GENAI_DURATION_BUCKETS,
+)
+GEN_AI_CLIENT_INFERENCE_USAGE_INPUT_TOKENS: Final = MetricSpec(
+    "gen_ai.client.inference.usage.input_tokens",
+    "{token}",
+    Kind.COUNTER,
+    "Input tokens used, cached ones included; 0 with gen_ai.token.modality=unknown when the call reported "
+    "no usage.",
+)
+GEN_AI_CLIENT_INFERENCE_USAGE_OUTPUT_TOKENS: Final = MetricSpec(
+    "gen_ai.client.inference.usage.output_tokens",
+    "{token}",
+    Kind.COUNTER,
+    "Output tokens used, reasoning ones included; 0 with gen_ai.token.modality=unknown when the call "
+    "reported no usage.",
+)
+GEN_AI_CLIENT_INFERENCE_USAGE_CACHE_READ_INPUT_TOKENS: Final = MetricSpec(
+    "gen_ai.client.inference.usage.cache_read.input_tokens",
+    "{token}",
+    Kind.COUNTER,
+    "Of the input tokens, those served from the provider's cache (our pipeline: its engine's prefix cache).",
+)
+GEN_AI_CLIENT_INFERENCE_USAGE_REASONING_OUTPUT_TOKENS: Final = MetricSpec(
+    "gen_ai.client.inference.usage.reasoning.output_tokens",
+    "{token}",
+    Kind.COUNTER,
+    "Of the output tokens, those the model spent reasoning.",
+)
+GEN_AI_CLIENT_INFERENCE_USAGE: Final = (
+    GEN_AI_CLIENT_INFERENCE_USAGE_INPUT_TOKENS,
+    GEN_AI_CLIENT_INFERENCE_USAGE_OUTPUT_TOKENS,
+    GEN_AI_CLIENT_INFERENCE_USAGE_CACHE_READ_INPUT_TOKENS,
+    GEN_AI_CLIENT_INFERENCE_USAGE_REASONING_OUTPUT_TOKENS,
+)
+"""The usage counters, each by gen_ai.token.modality."""
+GEN_AI_CLIENT_INFERENCE_OPERATION_INPUT_TOKENS: Final = MetricSpec(
+    "gen_ai.client.inference.operation.input_tokens",
+    "{token}",
+    Kind.HISTOGRAM,
+    "Input tokens per inference operation (percentiles and outliers; totals come from the counters).",
+    GENAI_TOKEN_BUCKETS,
+)
+GEN_AI_CLIENT_INFERENCE_OPERATION_OUTPUT_TOKENS: Final = MetricSpec(
+    "gen_ai.client.inference.operation.output_tokens",
+    "{token}",
+    Kind.HISTOGRAM,
+    "Output tokens per inference operation (percentiles and outliers; totals come from the counters).",
+    GENAI_TOKEN_BUCKETS,
+)
 GEN_AI_CLIENT_OPERATION_COST: Final = MetricSpec(
     "gen_ai.client.operation.cost",
     "{USD}",
@@ -291,6 +426,15 @@ GEN_AI_CLIENT_OPERATION_COST: Final = MetricSpec(
 )
 """semantic-conventions-genai PR #443's cost histogram. UCUM has no currency: the unit is an annotation
 (Prometheus stores ``gen_ai_client_operation_cost``), the currency an attribute; our catalog prices in USD."""
+GENAI_PROPOSAL_NAMES: Final = frozenset(
+    {
+        GEN_AI_USAGE_COST_AMOUNT,
+        GEN_AI_USAGE_COST_CURRENCY,
+        GEN_AI_USAGE_COST_SOURCE,
+        GEN_AI_CLIENT_OPERATION_COST.name,
+    }
+)
+"""The names of :data:`GENAI_COST_PROPOSAL`: outside the declared conventions, on purpose (see there)."""
 GEN_AI_SERVER_REQUEST_DURATION: Final = _h(
     "gen_ai.server.request.duration",
     "s",
@@ -308,6 +452,98 @@ GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN: Final = _h(
     "s",
     "Decode time per output token after the first.",
     GENAI_TPOT_BUCKETS,
+)
+
+# ---- the serving engine (llm.engine.*) --------------------------------------------------------------
+# What continuous-batching engines (vLLM, SGLang, TGI, TensorRT-LLM) export and a platform team watches
+# daily: requests running and waiting, the KV cache, the prefix cache, preemptions, request shapes and
+# outcomes. The GenAI conventions have no such metrics yet. semantic-conventions-genai#87 (open, label
+# area:inference-hosting) proposes them under gen_ai.server.* (``gen_ai.server.request.active`` with a
+# queued/running state, ``gen_ai.server.kv_cache.*``), but a proposal is not a release: a gen_ai.* name
+# that the declared GenAI revision lacks would break the conformance we state (SCHEMA_URL) and squat in
+# OpenTelemetry's namespace. So these are ours, under ``llm.engine.``, with the proposal's shape (one
+# metric per quantity, the state as an attribute, UCUM units); each spec's ``proposal`` names the #87
+# metric it would become, so adopting it when it lands is a rename.
+LLM_ENGINE_REQUESTS: Final = MetricSpec(
+    "llm.engine.requests",
+    "{request}",
+    Kind.OBSERVABLE_UP_DOWN_COUNTER,
+    "Requests in the engine, by llm.engine.request.state: running (in the batch, holding KV blocks) or "
+    "waiting (queued for admission, including preempted ones).",
+    proposal="gen_ai.server.request.active",
+)
+LLM_ENGINE_KV_CACHE_USAGE: Final = MetricSpec(
+    "llm.engine.kv_cache.usage",
+    "1",
+    Kind.OBSERVABLE_GAUGE,
+    "Share of KV-cache blocks held by requests (0..1); blocks that only keep a reusable prefix are free.",
+    proposal="gen_ai.server.kv_cache.usage_ratio",
+)
+LLM_ENGINE_KV_CACHE_BLOCKS: Final = MetricSpec(
+    "llm.engine.kv_cache.blocks",
+    "{block}",
+    Kind.OBSERVABLE_UP_DOWN_COUNTER,
+    "KV-cache blocks by llm.engine.kv_cache.block.state: used (held by requests), cached (free, holding a "
+    "reusable prefix) and free (empty); their sum is the pool's size.",
+    proposal="gen_ai.server.kv_cache.blocks",
+)
+LLM_ENGINE_PREFIX_CACHE_QUERIES: Final = MetricSpec(
+    "llm.engine.prefix_cache.queries",
+    "{token}",
+    Kind.COUNTER,
+    "Prompt tokens looked up in the prefix cache (every prompt token of every admission).",
+    proposal="gen_ai.server.kv_cache.queries",
+)
+LLM_ENGINE_PREFIX_CACHE_HITS: Final = MetricSpec(
+    "llm.engine.prefix_cache.hits",
+    "{token}",
+    Kind.COUNTER,
+    "Prompt tokens served from the prefix cache instead of being computed; the hit rate is "
+    "rate(hits) / rate(queries).",
+    proposal="gen_ai.server.kv_cache.hits",
+)
+LLM_ENGINE_PREEMPTIONS: Final = MetricSpec(
+    "llm.engine.preemptions",
+    "{preemption}",
+    Kind.COUNTER,
+    "Running requests evicted from the batch because the KV cache ran out of blocks; each is computed "
+    "again when readmitted.",
+    proposal="gen_ai.server.preemptions",
+)
+LLM_ENGINE_REQUEST_INPUT_TOKENS: Final = MetricSpec(
+    "llm.engine.request.input_tokens",
+    "{token}",
+    Kind.HISTOGRAM,
+    "Prompt length of each finished request.",
+    ENGINE_REQUEST_TOKEN_BUCKETS,
+)
+LLM_ENGINE_REQUEST_OUTPUT_TOKENS: Final = MetricSpec(
+    "llm.engine.request.output_tokens",
+    "{token}",
+    Kind.HISTOGRAM,
+    "Tokens generated for each finished request (what it produced, however it ended).",
+    ENGINE_REQUEST_TOKEN_BUCKETS,
+)
+LLM_ENGINE_FINISHED_REQUESTS: Final = MetricSpec(
+    "llm.engine.finished_requests",
+    "{request}",
+    Kind.COUNTER,
+    "Requests that left the engine, by llm.engine.finish_reason: stop (the sequence ended), length "
+    "(max_tokens reached) or abort (the caller went away).",
+)
+LLM_ENGINE_ABORTED_REQUESTS: Final = MetricSpec(
+    "llm.engine.aborted_requests",
+    "{request}",
+    Kind.COUNTER,
+    "Requests the caller abandoned, by the llm.engine.request.state they were in: waiting (gave up in "
+    "the queue) or running.",
+)
+LLM_ENGINE_STEP_TOKENS: Final = MetricSpec(
+    "llm.engine.step.tokens",
+    "{token}",
+    Kind.HISTOGRAM,
+    "Tokens computed by one engine step (prefill and decode together), recorded in the batch span.",
+    ENGINE_STEP_TOKEN_BUCKETS,
 )
 
 # process (semconv)

@@ -22,7 +22,7 @@ import itertools
 import threading
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, Literal
 
@@ -87,6 +87,13 @@ def spans_as_dicts(spans: Sequence[ReadableSpan]) -> list[dict[str, Any]]:
                 "attributes": dict(span.attributes or {}),
                 "status": span.status.status_code.name,
                 "events": [{"name": e.name, "attributes": dict(e.attributes or {})} for e in span.events],
+                "links": [
+                    {
+                        "trace_id": format_trace_id(link.context.trace_id),
+                        "span_id": format_span_id(link.context.span_id),
+                    }
+                    for link in span.links
+                ],
                 "start_time": span.start_time,
                 "end_time": span.end_time,
             }
@@ -208,6 +215,7 @@ def capture(
     capture_content: bool = False,
     raise_errors: bool = True,
     exemplar_window: float | None = None,
+    genai_semconv: str | None = None,
 ) -> Capture:
     """A non-global telemetry set-up that keeps everything in memory: use it in a ``with``, or shut it down.
 
@@ -217,15 +225,17 @@ def capture(
     Ids are :class:`DeterministicIdGenerator`'s unless ``ids`` says otherwise: they rank low, so a test's
     measurements become exemplars wherever in an exemplar window they fall (see :mod:`telemetry.exemplars`).
     ``exemplar_window`` (seconds) overrides ``LLM_TELEMETRY_EXEMPLAR_WINDOW``: a tiny one makes every
-    request's measurements exemplars.
+    request's measurements exemplars. ``genai_semconv`` overrides ``LLM_TELEMETRY_GENAI_SEMCONV``.
     """
     exporter = spans or InMemorySpanExporter()
     reader = InMemoryMetricReader()
     with ExitStack() as scope:
         scope.enter_context(internal_errors_raised(raise_errors))
-        metrics = (
-            MetricsOptions() if exemplar_window is None else MetricsOptions(exemplar_window=exemplar_window)
-        )
+        metrics = MetricsOptions()
+        if exemplar_window is not None:
+            metrics = replace(metrics, exemplar_window=exemplar_window)
+        if genai_semconv is not None:
+            metrics = replace(metrics, genai_semconv=genai_semconv)
         built = build_telemetry(
             service_name=service_name,
             gpu=gpu,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from deploy.stack import Exemplar, JaegerClient, PrometheusClient, Span, poll_until
@@ -29,8 +29,11 @@ KEY_ATTRIBUTES = (
     sc.GEN_AI_USAGE_OUTPUT_TOKENS,
     sc.GEN_AI_RESPONSE_FINISH_REASONS,
     service_sc.LLM_STAGE,
-    service_sc.LLM_INFERENCE_BATCH_REQUESTS,
-    sc.RPC_STATUS_CODE,
+    sc.LLM_ENGINE_BATCH_REQUESTS,
+    sc.LLM_ENGINE_ADMISSION_KV_CACHE_USAGE,
+    sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+    sc.LLM_ENGINE_REQUEST_PREEMPTIONS,
+    sc.RPC_RESPONSE_STATUS_CODE,
     service_sc.LLM_GATEWAY_CACHE_HIT,
     sc.HW_ID,
     f"{sc.LLM_GPU_UTILIZATION}.start",
@@ -47,6 +50,51 @@ class Drilldown:
     exemplar: Exemplar
     spans: list[Span]
     guarantee: GuaranteeFigures | None = None
+    batches: list[str] = field(default_factory=list)
+    """What :func:`batch_membership` says of the trace's engine requests."""
+
+
+def batch_membership(jaeger: JaegerClient, spans: Sequence[Span]) -> list[str]:
+    """For each span the engine served (it links to the batches it was admitted into): who it was batched
+    with, read from those batch spans' own links, and the KV cache's state when it was admitted."""
+    lines = []
+    for span in spans:
+        if sc.LLM_ENGINE_BATCHES not in span.attributes:
+            continue
+        attributes = span.attributes
+        members: set[str] = set()
+        sizes = []
+        found = 0
+        for trace_id, span_id in span.links:
+            batch = next((b for b in jaeger.get_trace(trace_id) if b.span_id == span_id), None)
+            if batch is None:  # not stored: sampled out, or not exported yet
+                continue
+            found += 1
+            members.update(member for _, member in batch.links)
+            sizes.append(int(batch.attributes.get(sc.LLM_ENGINE_BATCH_REQUESTS, len(batch.links))))
+        members.discard(span.span_id)
+        batches = int(attributes[sc.LLM_ENGINE_BATCHES])
+        if found:
+            who = (
+                f"batched with {len(members)} other requests in the batch it was admitted into ({found} "
+                f"batch span{'s' if found > 1 else ''} read from Jaeger, the largest of "
+                f"{max(sizes)} request{'s' if max(sizes) != 1 else ''}), "
+                f"in {batches} batches in all"
+            )
+        else:
+            who = (
+                f"batched with {int(attributes.get(sc.LLM_ENGINE_BATCH_REQUESTS, 1)) - 1} other requests at "
+                f"admission (the batch's trace is not stored), in {batches} batches in all"
+            )
+        usage = float(attributes.get(sc.LLM_ENGINE_ADMISSION_KV_CACHE_USAGE, 0.0))
+        lines.append(
+            f"{span.service_name} {span.name}: {who}; at admission the KV cache was {usage:.0%} used with "
+            f"{attributes.get(sc.LLM_ENGINE_ADMISSION_WAITING, 0)} waiting; the prefix cache served "
+            f"{attributes.get(sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, 0)} of "
+            f"{attributes.get(sc.GEN_AI_USAGE_INPUT_TOKENS, '?')} prompt tokens; preempted "
+            f"{attributes.get(sc.LLM_ENGINE_REQUEST_PREEMPTIONS, 0)} times"
+        )
+    return lines
 
 
 def find_slowest(
@@ -83,7 +131,7 @@ def find_slowest(
         )
         if result:
             quantiles[f"p{float(q) * 100:g}"] = result[0].value
-    return Drilldown(quantiles, bucket, exemplar, spans)
+    return Drilldown(quantiles, bucket, exemplar, spans, batches=batch_membership(jaeger, spans))
 
 
 def _complete_trace(jaeger: JaegerClient, trace_id: str) -> list[Span] | None:
@@ -152,6 +200,7 @@ def render(drill: Drilldown, prometheus_url: str, jaeger_url: str) -> str:
         *(drill.guarantee.lines() if drill.guarantee else []),
         "",
         *render_tree(drill.spans),
+        *(["", *drill.batches] if drill.batches else []),
         "",
         f"Prometheus: {prometheus_url}/api/v1/query_exemplars?query={REQUEST_DURATION}_bucket",
         f"Jaeger:     {jaeger_url}/api/v3/traces/{trace_id}",

@@ -21,6 +21,10 @@ ADMISSION_LIMITS = {
     "orchestrator": {"LLM_ORCHESTRATOR_STAGE_CONCURRENCY": "4", "LLM_ORCHESTRATOR_QUEUE_CAPACITY": "12"},
 }
 BURST = 40
+KV_CACHE_BYTES = 128 << 20
+"""The memory each model's KV cache gets in the local stack: 64 blocks of 16 tokens for an 8B model, 25 for
+the 72B one. Small on purpose, like the admission limits: the burst's long prompts need more blocks than
+that, so requests wait and running ones are preempted, and the engine's panels and alerts have data."""
 
 
 @dataclass(frozen=True)
@@ -42,9 +46,9 @@ def service_specs(
 ) -> tuple[list[ProcessSpec], ServiceAddresses]:
     """Inference first, then orchestrator, then gateway: each is ready before the next starts.
 
-    ``low_admission_limits`` (:data:`ADMISSION_LIMITS`) lets a burst show refusals and sheds; a steady load
-    of many requests per second wants the services' defaults. ``env`` is added to every service's (e.g.
-    ``OTEL_TRACES_SAMPLER``).
+    ``low_admission_limits`` (:data:`ADMISSION_LIMITS`, :data:`KV_CACHE_BYTES`) lets a burst show refusals,
+    sheds and a full KV cache; a steady load of many requests per second wants the services' defaults.
+    ``env`` is added to every service's (e.g. ``OTEL_TRACES_SAMPLER``).
 
     The gateway gets a fresh random API key for this run (no key ships with the product). In pull mode
     (``StackConfig.service_metrics``) each service's metrics port is registered with the stack's
@@ -63,6 +67,7 @@ def service_specs(
         stack.scrape_service(job, f"{LOOPBACK}:{port}")
     python = sys.executable
     limits = ADMISSION_LIMITS if low_admission_limits else {"gateway": {}, "orchestrator": {}}
+    kv_cache = {"LLM_INFERENCE_KV_CACHE_BYTES": str(KV_CACHE_BYTES)} if low_admission_limits else {}
     extra = dict(env or {})
     specs = [
         ProcessSpec(
@@ -73,6 +78,7 @@ def service_specs(
                 "LLM_INFERENCE_ADDRESS": addresses.inference_target,
                 "LLM_INFERENCE_HTTP_ADDRESS": f"{LOOPBACK}:{inference_http}",
                 "LLM_INFERENCE_TIME_SCALE": str(time_scale),
+                **kv_cache,
                 **extra,
             },
             ready_check=http_ready(f"{addresses.inference_http_url}/ready"),

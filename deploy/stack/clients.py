@@ -131,6 +131,8 @@ class Span:
     status_code: str
     attributes: dict[str, Any] = field(default_factory=dict)
     resource: dict[str, Any] = field(default_factory=dict)
+    links: tuple[tuple[str, str], ...] = ()
+    """(trace id, span id) of each span this one links to."""
 
 
 class JaegerClient:
@@ -240,6 +242,10 @@ def spans_from_otlp_json(body: dict[str, Any]) -> list[Span]:
                         status_code=_status((raw.get("status") or {}).get("code")),
                         attributes=_attributes(raw.get("attributes")),
                         resource=resource,
+                        links=tuple(
+                            (_hex_id(link.get("traceId", "")), _hex_id(link.get("spanId", "")))
+                            for link in raw.get("links") or []
+                        ),
                     )
                 )
     return spans

@@ -118,6 +118,9 @@ class ModelSpec:
     upstream_model: str | None = None
     """The model name the provider is asked for, when it differs from ``name``."""
     price: Price | None = None
+    kv_bytes_per_token: int = 131072
+    """KV-cache bytes one token takes (2 × layers × KV heads × head size × bytes per value; 128 KiB is an
+    8B-class model in fp16): with the memory given to the cache, it sizes the engine's block pool."""
     gpu_price: GpuPrice | None = None
     """A self-hosted model's GPU cost: the inference server prices each request from it (``local``)."""
 
@@ -126,29 +129,32 @@ def _per_million(input_usd: float, output_usd: float) -> Price:
     return Price(input_usd / 1e6, output_usd / 1e6)
 
 
-# Notional prices of our own GPUs' time (an internal charge-back, not a market price): they make the cost
-# series and panels show the self-hosted models next to paid providers.
+# Prefill costs are per prompt token of a step: in continuous batching a step that admits a prompt computes
+# it whole while the batch's decoding waits, so they are a GPU's prefill rate (20k tokens/s for an 8B model),
+# not a batch's padded one. Notional prices of our own GPUs' time (an internal charge-back, not a market
+# price): they make the cost series and panels show the self-hosted models next to paid providers.
 BUILTIN_CATALOG: tuple[ModelSpec, ...] = (
     ModelSpec(
         "llama-3.1-8b-instruct",
-        prefill_seconds_per_token=0.0002,
+        prefill_seconds_per_token=0.00005,
         decode_seconds_per_token=0.004,
         price=_per_million(0.05, 0.10),
         gpu_price=GpuPrice(2.0, 0.15),
     ),
     ModelSpec(
         "mistral-7b-instruct",
-        prefill_seconds_per_token=0.00015,
+        prefill_seconds_per_token=0.00004,
         decode_seconds_per_token=0.003,
         price=_per_million(0.04, 0.08),
         gpu_price=GpuPrice(2.0, 0.15),
     ),
     ModelSpec(
         "qwen2.5-72b-instruct",
-        prefill_seconds_per_token=0.0008,
+        prefill_seconds_per_token=0.0002,
         decode_seconds_per_token=0.012,
         max_output_tokens=512,
         price=_per_million(0.40, 0.80),
+        kv_bytes_per_token=327680,  # 80 layers × 8 KV heads × 128 × 2 × fp16
         gpu_price=GpuPrice(8.0, 0.15),  # four GPUs
     ),
 )
@@ -235,6 +241,7 @@ class _ModelEntry(_Strict):
     max_output_tokens: int = Field(default=256, ge=1)
     prefill_seconds_per_token: float = Field(default=0.0002, ge=0)
     decode_seconds_per_token: float = Field(default=0.004, ge=0)
+    kv_bytes_per_token: int = Field(default=131072, ge=1)
     upstream_model: str | None = Field(default=None, min_length=1, max_length=256)
     usd_per_million_tokens: _PriceEntry | None = None
     gpu_cost: _GpuCostEntry | None = None
@@ -288,6 +295,7 @@ def _parse(data: Any, env: Mapping[str, str] | None) -> tuple[Catalog | None, li
             m.decode_seconds_per_token,
             m.upstream_model,
             _per_million(price.input, price.output) if price else None,
+            m.kv_bytes_per_token,
             GpuPrice(m.gpu_cost.usd_per_hour, m.gpu_cost.usd_per_kwh) if m.gpu_cost else None,
         )
     return Catalog(providers, models), problems

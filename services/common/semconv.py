@@ -35,7 +35,6 @@ SHORT_DURATION_BUCKETS: Final = (
     30.0,
 )
 BATCH_SIZE_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128)
-RATIO_BUCKETS: Final = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 # ---- attribute keys ------------------------------------------------------------------------------------
@@ -61,16 +60,13 @@ LLM_BUDGET_LIMIT: Final = "llm.budget.limit"
 LLM_GATEWAY_CACHE_HIT: Final = "llm.gateway.cache.hit"
 """Whether the gateway answered from its response cache (non-streaming requests)."""
 LLM_INFERENCE_GPU_SECONDS: Final = "llm.inference.gpu.seconds"
-"""GPU time charged to the request: its share of each batch's prefill and of the decode time it shared."""
+"""GPU time charged to the request: its share of each engine step it ran in (by what it computed there)."""
 LLM_INFERENCE_GPU_ENERGY: Final = "llm.inference.gpu.energy"
 """Energy charged to the request, in joules, shared the same way (only when NVML measures it)."""
 LLM_RETRIEVAL_DOCUMENTS: Final = "llm.retrieval.documents"
 """How many documents the retrieval stage added to the prompt."""
 LLM_ORCHESTRATOR_COALESCED: Final = "llm.orchestrator.coalesced"
 """The request shared the answer of an identical one already in flight."""
-LLM_INFERENCE_BATCH_REQUESTS: Final = "llm.inference.batch.requests"
-"""Requests in the batch that served this one (on the inference queue span). Not the metric's name
-``llm.inference.batch.size``: an attribute and a metric never share one."""
 
 
 class ErrorType(StrEnum):
@@ -209,25 +205,15 @@ LLM_ORCHESTRATOR_REQUESTS: Final = MetricSpec(
 LLM_INFERENCE_QUEUE_DURATION: Final = _h(
     "llm.inference.queue.duration",
     "s",
-    "Time a request waited for the batching scheduler.",
+    "Time a request waited from its arrival at the engine to its first admission into the batch.",
     SHORT_DURATION_BUCKETS,
-)
-LLM_INFERENCE_QUEUE_SIZE: Final = MetricSpec(
-    "llm.inference.queue.size", "{request}", Kind.OBSERVABLE_GAUGE, "Requests waiting to be batched."
 )
 LLM_INFERENCE_BATCH_SIZE: Final = MetricSpec(
     "llm.inference.batch.size",
     "{request}",
     Kind.HISTOGRAM,
-    "Requests per executed batch.",
+    "Requests in the continuous batch at each engine step (recorded in the batch span).",
     BATCH_SIZE_BUCKETS,
-)
-LLM_INFERENCE_BATCH_PADDING_RATIO: Final = MetricSpec(
-    "llm.inference.batch.padding_ratio",
-    "1",
-    Kind.HISTOGRAM,
-    "Share of a batch's prefill tokens that are padding (0..1).",
-    RATIO_BUCKETS,
 )
 LLM_INFERENCE_TOKENIZATION_DURATION: Final = _h(
     "llm.inference.tokenization.duration", "s", "Time to tokenize a prompt.", SHORT_DURATION_BUCKETS
@@ -243,14 +229,10 @@ LLM_INFERENCE_COST: Final = MetricSpec(
     "llm.inference.cost",
     "{USD}",
     Kind.HISTOGRAM,
-    "Cost of each self-hosted request, its share of the GPU time (and measured energy) of the batches it "
-    "ran in, priced from the catalog, by gen_ai.request.model and llm.tenant.id.",
+    "Cost of each self-hosted request, its share of the GPU time (and measured energy) of the engine steps "
+    "it ran in, priced from the catalog, by gen_ai.request.model and llm.tenant.id.",
     COST_BUCKETS,
 )
-LLM_INFERENCE_PADDED_TOKENS: Final = MetricSpec(
-    "llm.inference.padded_tokens", "{token}", Kind.COUNTER, "Padding tokens added by batching."
-)
-
 
 METRICS: Final = tuple(spec for spec in globals().copy().values() if isinstance(spec, MetricSpec))
 """The services' metrics, in declaration order."""

@@ -47,6 +47,7 @@ from telemetry import (
     register_known_values,
     semconv as sc,
 )
+from telemetry.options import GENAI_SEMCONV_LATEST
 
 logger = logging.getLogger("services.gateway")
 
@@ -64,7 +65,7 @@ class Gateway:
         self.telemetry = telemetry
         self.catalog = models if isinstance(models, Catalog) else Catalog.of(models)
         self.models = dict(self.catalog.models)
-        meter = telemetry.meter_provider.get_meter("services.gateway")
+        meter = telemetry.meter_provider.get_meter("services.gateway", schema_url=sc.SCHEMA_URL)
         self.keys = KeyRing.build(settings.api_keys, settings.key_file)
         self.admission = Admission(
             self.keys, settings.max_in_flight, meter, settings.key_limit(len(self.keys))
@@ -89,9 +90,21 @@ class Gateway:
             for name in self.catalog.models
         }
         instruments.create(meter, service_sc.LLM_GATEWAY_CACHE_ENTRIES, callbacks=[self._observe_cache])
-        self.tracer = trace.get_tracer("services.gateway", tracer_provider=telemetry.tracer_provider)
-        self.metrics = GatewayMetrics(telemetry.meter_provider, meter, self.ledger)
+        self.tracer = trace.get_tracer(
+            "services.gateway", tracer_provider=telemetry.tracer_provider, schema_url=sc.SCHEMA_URL
+        )
+        metrics_settings = telemetry.settings.metrics
+        self.metrics = GatewayMetrics(
+            telemetry.meter_provider,
+            meter,
+            self.ledger,
+            metrics_settings.genai_semconv if metrics_settings else GENAI_SEMCONV_LATEST,
+            settings.orchestrator_url,
+        )
         register_known_values(sc.GEN_AI_REQUEST_MODEL, self.models)
+        # What answers: our names, and the names the providers are asked for (they answer with those).
+        answering = [*self.models, *(m.upstream_model for m in self.models.values() if m.upstream_model)]
+        register_known_values(sc.GEN_AI_RESPONSE_MODEL, answering)
         limits = UpstreamLimits(settings.upstream_total_timeout, settings.max_upstream_bytes)
         self.upstream = Orchestrator(settings.orchestrator_url, settings.upstream_timeout, telemetry, limits)
         """The pipeline's upstream: every ``pipeline`` provider of the catalog."""
@@ -193,9 +206,8 @@ class Gateway:
         call = self._start_call(body, spec, caller)
         with call.current():
             answer = await self.providers[spec.provider].complete(body, spec)
-        call.usage.input_tokens = answer.input_tokens
-        call.usage.output_tokens = answer.output_tokens
-        call.usage.cost = answer.cost
+        call.usage = answer.usage
+        call.reported_cost = answer.cost
         call.succeed(
             response_id=answer.response_id,
             response_model=answer.response_model,

@@ -8,7 +8,7 @@ point's attribute set) is built once, on the first such call (:class:`GatewayReq
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from time import perf_counter
@@ -28,6 +28,7 @@ from telemetry import (
     ContentPolicy,
     GenAIClientMetrics,
     GenAIRequest,
+    TokenUsage,
     capture_messages,
     instruments,
     mark_failed,
@@ -45,46 +46,80 @@ class GatewayRequest(GenAIRequest):
     """A GenAI operation of one tenant on one model and provider, kept for every call of theirs, so each
     metric point's attribute set is built once (:class:`GenAIRequest`).
 
-    A remote provider's address joins the identity on metric points, so two endpoints with one
-    ``gen_ai.provider.name`` stay apart (semconv's ``server.address``/``server.port``).
+    Its ``server.address``/``server.port`` are the upstream's (for our pipeline: the orchestrator the gateway
+    calls), so two endpoints with one ``gen_ai.provider.name`` stay apart on metric points.
     """
 
-    server_address: str | None = None
-    server_port: int | None = None
+    _costs: dict[tuple[str, str | None], dict[str, AttributeValue]] = field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
 
-    def point_attributes(self, error_type: str | None = None) -> dict[str, AttributeValue]:
-        attributes = super().point_attributes(error_type)
-        if self.server_address is not None and self.server_port is not None:
-            attributes[sc.SERVER_ADDRESS] = self.server_address
-            attributes[sc.SERVER_PORT] = self.server_port
-        return attributes
-
-    def cost_attributes(self, source: str) -> dict[str, AttributeValue]:
+    def cost_attributes(self, source: str, response_model: str | None = None) -> dict[str, AttributeValue]:
         """The cost histogram's point: the identity, the currency and the cost's source (cached)."""
-        key = f"cost:{source}"
-        attributes = self._points.get(key)
+        base = self.metric_attributes(response_model=response_model)
+        model = base.get(sc.GEN_AI_RESPONSE_MODEL)  # bounded: so is this cache
+        key = (source, model if isinstance(model, str) else None)
+        attributes = self._costs.get(key)
         if attributes is None:
-            attributes = self._points[key] = {
-                **self.point_attributes(),
+            attributes = self._costs[key] = {
+                **base,
                 sc.GEN_AI_USAGE_COST_CURRENCY: CURRENCY,
                 sc.GEN_AI_USAGE_COST_SOURCE: source,
             }
         return attributes
 
 
-def _address(provider: ProviderSpec) -> tuple[str | None, int | None]:
-    if provider.type is ProviderType.PIPELINE:
+def _address(provider: ProviderSpec, pipeline_url: str) -> tuple[str | None, int | None]:
+    base = pipeline_url if provider.type is ProviderType.PIPELINE else provider.base_url
+    if not base:
         return None, None
-    url = httpx.URL(provider.base_url)
+    url = httpx.URL(base)
     return url.host, url.port or (443 if url.scheme == "https" else 80)
 
 
-def genai_request(spec: ModelSpec, provider: ProviderSpec, tenant: str | None = None) -> GatewayRequest:
-    address, port = _address(provider)
+def genai_request(
+    spec: ModelSpec, provider: ProviderSpec, tenant: str | None = None, pipeline_url: str = ""
+) -> GatewayRequest:
+    """The call's identity on spans and metric points."""
+    address, port = _address(provider, pipeline_url)
     label = None if tenant is None else bounded(sc.LLM_TENANT_ID, tenant)
     return GatewayRequest(
-        sc.OPERATION_CHAT, provider.semconv_name, spec.name, label, server_address=address, server_port=port
+        sc.OPERATION_CHAT,
+        provider.semconv_name,
+        spec.name,
+        server_address=address,
+        server_port=port,
+        tenant=label,
     )
+
+
+def openai_usage(usage: Mapping[str, Any]) -> TokenUsage:
+    """An OpenAI-style ``usage`` object: cached input and reasoning output are in its details, when sent."""
+    prompt_details = usage.get("prompt_tokens_details") or {}
+    completion_details = usage.get("completion_tokens_details") or {}
+    return TokenUsage(
+        _count(usage.get("prompt_tokens")),
+        _count(usage.get("completion_tokens")),
+        _count(prompt_details.get("cached_tokens")) if isinstance(prompt_details, Mapping) else None,
+        _count(completion_details.get("reasoning_tokens"))
+        if isinstance(completion_details, Mapping)
+        else None,
+    )
+
+
+def pipeline_usage(usage: Mapping[str, Any]) -> TokenUsage:
+    """Our orchestrator's ``usage``: its engine's prefix-cache hits are the cached input; it never reasons."""
+    output = _count(usage.get("output_tokens"))
+    return TokenUsage(
+        _count(usage.get("input_tokens")),
+        output,
+        _count(usage.get("cached_input_tokens")),
+        0 if output is not None else None,
+    )
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 @dataclass(frozen=True)
@@ -97,21 +132,29 @@ class _Identity:
 
 
 class GatewayMetrics:
-    """What every call records: ``gen_ai.client.*`` (its cost too), and what each tenant's budget is
-    charged."""
+    """What every call records: ``gen_ai.client.*`` (named as the telemetry's GenAI setting says; its cost
+    too), and what each tenant's budget is charged. ``pipeline_url`` is the orchestrator's: the pipeline
+    calls' ``server.address``/``server.port``."""
 
-    def __init__(self, meter_provider: metrics.MeterProvider, meter: metrics.Meter, ledger: Ledger) -> None:
-        self.genai = GenAIClientMetrics(meter_provider)
-        self.time_per_output_chunk = instruments.create(meter, sc.GEN_AI_CLIENT_TIME_PER_OUTPUT_CHUNK)
+    def __init__(
+        self,
+        meter_provider: metrics.MeterProvider,
+        meter: metrics.Meter,
+        ledger: Ledger,
+        genai_semconv: str | None = None,
+        pipeline_url: str = "",
+    ) -> None:
+        self.genai = GenAIClientMetrics(meter_provider, genai_semconv)
         self.cost = instruments.create(meter, sc.GEN_AI_CLIENT_OPERATION_COST)
         self.ledger = ledger
+        self.pipeline_url = pipeline_url
         self._identities: dict[tuple[str, str, Caller], _Identity] = {}
 
     def identity(self, spec: ModelSpec, provider: ProviderSpec, caller: Caller) -> _Identity:
         key = (spec.name, provider.id, caller)
         identity = self._identities.get(key)
         if identity is None:
-            request = genai_request(spec, provider, caller.id)
+            request = genai_request(spec, provider, caller.id, self.pipeline_url)
             attributes: dict[str, AttributeValue] = {
                 sc.GEN_AI_OPERATION_NAME: request.operation,
                 sc.GEN_AI_PROVIDER_NAME: request.provider,
@@ -164,14 +207,6 @@ def reported_cost(usage: Any) -> float | None:
 
 
 @dataclass
-class Usage:
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cost: float | None = None
-    """The cost the upstream's answer carried (our pipeline's, from the GPU time it used), if any."""
-
-
-@dataclass
 class GenAICall:
     """Start with :meth:`start`; end with :meth:`succeed` or :meth:`fail` (a second end does nothing)."""
 
@@ -188,7 +223,10 @@ class GenAICall:
     last_chunk: float | None = None
     chunk_gaps: list[float] = field(default_factory=list)
     """Seconds between consecutive chunks after the first (semconv's time per output chunk)."""
-    usage: Usage = field(default_factory=Usage)
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    reported_cost: float | None = None
+    """The cost the upstream's answer carried (our pipeline's, from the GPU time it used), if any."""
+    response_model: str | None = None
     ended: bool = False
 
     @classmethod
@@ -236,6 +274,7 @@ class GenAICall:
     ) -> None:
         if self.ended:
             return
+        self.response_model = response_model
         set_response_attributes(
             self.span, response_id=response_id, response_model=response_model, finish_reasons=finish_reasons
         )
@@ -263,8 +302,8 @@ class GenAICall:
     def cost(self) -> tuple[float | None, str]:
         """The call's cost and its source: the upstream's own figure when its answer carried one, else
         the catalog's token prices applied to the tokens it reported (None: no price, or no tokens)."""
-        if self.usage.cost is not None:
-            return self.usage.cost, sc.COST_SOURCE_PROVIDER
+        if self.reported_cost is not None:
+            return self.reported_cost, sc.COST_SOURCE_PROVIDER
         price = self.spec.price
         if price is None:
             return None, sc.COST_SOURCE_LOCAL
@@ -280,6 +319,8 @@ class GenAICall:
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
             time_to_first_chunk=self.first_chunk,
+            cache_read_input_tokens=usage.cache_read_input_tokens,
+            reasoning_output_tokens=usage.reasoning_output_tokens,
         )
         if self.first_chunk is not None:
             span.set_attribute(service_sc.LLM_GATEWAY_STREAM_CHUNKS, self.chunks)
@@ -287,18 +328,13 @@ class GenAICall:
         metrics.genai.record(
             self.request,
             duration=perf_counter() - self.started,
+            usage=usage,
+            time_to_first_chunk=self.first_chunk,
+            chunk_gaps=self.chunk_gaps,
             span=span,
             error_type=error_type,
-            time_to_first_chunk=self.first_chunk,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
+            response_model=self.response_model,
         )
-        context = None
-        if self.chunk_gaps:
-            context = trace.set_span_in_context(span)
-            attributes = self.request.metric_attributes()
-            for gap in self.chunk_gaps:
-                metrics.time_per_output_chunk.record(gap, attributes, context=context)
         # Tokens the upstream reported using are billed however the call ended; none reported, none counted.
         cost, source = self.cost()
         if cost is not None:
@@ -310,7 +346,9 @@ class GenAICall:
                 }
             )
             metrics.cost.record(
-                cost, self.request.cost_attributes(source), context=context or trace.set_span_in_context(span)
+                cost,
+                self.request.cost_attributes(source, self.response_model),
+                context=trace.set_span_in_context(span),
             )
         if metrics.ledger:
             metrics.ledger.charge(self.tenant, (usage.input_tokens or 0) + (usage.output_tokens or 0), cost)

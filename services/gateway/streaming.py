@@ -22,7 +22,7 @@ from starlette.types import Send
 
 from services.common.semconv import ErrorType
 from services.gateway.errors import provider_error
-from services.gateway.recording import GenAICall, reported_cost
+from services.gateway.recording import GenAICall, openai_usage, pipeline_usage, reported_cost
 from services.gateway.wire import DONE_EVENT, chunk_event, data_event, error_body, error_event, usage_event
 
 
@@ -175,10 +175,8 @@ class PipelineRelay(Relay):
                 self.call.chunk()
                 yield chunk_event(completion_id, created, model, {"content": event["text"]}, None)
             elif event["type"] == "end":
-                usage = self.call.usage
-                usage.input_tokens = event["usage"].get("input_tokens")
-                usage.output_tokens = event["usage"].get("output_tokens")
-                usage.cost = reported_cost(event["usage"])
+                usage = self.call.usage = pipeline_usage(event["usage"])
+                self.call.reported_cost = reported_cost(event["usage"])
                 self.ended_cleanly = True
                 self.finish_reasons.append(event["finish_reason"])
                 yield chunk_event(completion_id, created, model, {}, event["finish_reason"])
@@ -233,9 +231,8 @@ class SSERelay(Relay):
         usage = chunk.get("usage")
         if not isinstance(usage, dict):
             return chunk
-        self.call.usage.input_tokens = usage.get("prompt_tokens")
-        self.call.usage.output_tokens = usage.get("completion_tokens")
-        self.call.usage.cost = reported_cost(usage)
+        self.call.usage = openai_usage(usage)
+        self.call.reported_cost = reported_cost(usage)
         if self.wants_usage:
             return chunk
         stripped = {k: v for k, v in chunk.items() if k != "usage"}

@@ -20,11 +20,11 @@ import httpx
 from services.common.models import ModelSpec, ProviderSpec
 from services.common.semconv import ErrorType
 from services.gateway.errors import ApiError, from_provider, from_upstream
-from services.gateway.recording import GenAICall, reported_cost
+from services.gateway.recording import GenAICall, openai_usage, pipeline_usage, reported_cost
 from services.gateway.streaming import PipelineRelay, Relay, SSERelay
 from services.gateway.transport import AiohttpTransport
 from services.gateway.wire import ChatCompletionRequest, chat_completion
-from telemetry import InstrumentationHandle, Telemetry, instrument_httpx
+from telemetry import InstrumentationHandle, Telemetry, TokenUsage, instrument_httpx
 
 CONNECT_TIMEOUT = 5.0
 MAX_CONNECTIONS = 256
@@ -53,8 +53,7 @@ class Answer:
     """A whole answer: the ``chat.completion`` the client gets, and what the call records of it."""
 
     response: dict[str, Any]
-    input_tokens: int | None
-    output_tokens: int | None
+    usage: TokenUsage
     response_id: str | None = None
     response_model: str | None = None
     finish_reasons: list[str] = field(default_factory=list)
@@ -199,8 +198,7 @@ class Orchestrator(_Client):
         answer = chat_completion(result)
         return Answer(
             answer,
-            usage["input_tokens"],
-            usage["output_tokens"],
+            pipeline_usage(usage),
             result["id"],
             result["model"],
             [result["finish_reason"]],
@@ -268,8 +266,7 @@ class OpenAICompatible(_Client):
             message = choices[0].get("message") if choices else None
             return Answer(
                 result,
-                usage.get("prompt_tokens"),
-                usage.get("completion_tokens"),
+                openai_usage(usage),
                 result.get("id"),
                 result.get("model"),
                 [str(c["finish_reason"]) for c in choices if c.get("finish_reason")],

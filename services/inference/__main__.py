@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import telemetry
 from services.common.runner import DRAIN_SECONDS, run_service, serve_http
@@ -12,9 +13,13 @@ from services.inference.engine import Engine
 from services.inference.server import InferenceSettings, side_app, start_server
 
 
-async def main(configured: telemetry.Telemetry, stop: asyncio.Event, engine: Engine | None = None) -> None:
+async def main(
+    configured: telemetry.Telemetry,
+    stop: asyncio.Event,
+    wrap_engine: Callable[[Engine], Engine] | None = None,
+) -> None:
     settings = InferenceSettings.from_env()
-    running = await start_server(settings, configured, engine=engine)
+    running = await start_server(settings, configured, wrap_engine=wrap_engine)
     log = logging.getLogger("services")
     log.info("inference serving gRPC on port %d", running.port)
     side = None

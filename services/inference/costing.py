@@ -3,11 +3,11 @@
 Two parts, so the engine can change without the pricing changing:
 
 - :class:`GpuTimeShare` measures. The GPU's busy time is divided among whatever runs on it at each moment,
-  in equal parts: a batch's prefill is one occupant (its members split that share by their prompt tokens,
-  the padding included), each decoding request is one. It keeps one running integral, ``∫ dt / n(t)``
-  (and ``∫ dP / n`` of the energy counter when NVML answers), so an occupant's share is the difference of
-  two readings: O(1) per start and stop, whatever the concurrency. A scheduler that steps a continuous
-  batch reports each step's time and members instead, through the same :class:`ResourceShare`.
+  in equal parts. It keeps one running integral, ``∫ dt / n(t)`` (and ``∫ dP / n`` of the energy counter
+  when NVML answers), so an occupant's share is the difference of two readings: O(1) per start and stop,
+  whatever the concurrency. The continuous batcher (scheduler.py) makes each engine step one occupant (the
+  steps of other models' schedulers on the device share the GPU with it) and splits the step's share among
+  its sequences by what each computed; each sequence's part comes with the token the step produced for it.
 - :func:`request_cost` prices a finished request's :class:`ResourceShare` from the model's ``gpu_price``
   (``gen_ai.usage.cost.source`` ``local``).
 """

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from time import perf_counter, time_ns
 from typing import Any, Literal
@@ -25,9 +26,19 @@ from services.common.models import ModelSpec, load_catalog
 from services.common.probes import Probes, side_app as probes_side_app
 from services.common.semconv import ErrorType
 from services.common.tenancy import MAX_TENANT_LABELS, TenantLabels, tenant_of
-from services.inference.costing import GpuTimeShare, Occupancy, ResourceShare, request_cost
-from services.inference.engine import Engine, SimulatedEngine, tokenize
-from services.inference.scheduler import BatchScheduler, Ticket
+from services.inference.costing import GpuTimeShare, ResourceShare, request_cost
+from services.inference.engine import (
+    Engine,
+    EngineRequest,
+    Finished,
+    Preempted,
+    PromptTooLongError,
+    Scheduled,
+    Token,
+    tokenize,
+)
+from services.inference.scheduler import SchedulerLimits
+from services.inference.simulated import KvCacheConfig, SimulatedEngine
 from services.proto import inference_pb2 as pb, inference_pb2_grpc as pb_grpc
 from telemetry import (
     GenAIRequest,
@@ -35,7 +46,6 @@ from telemetry import (
     Telemetry,
     grpc_server_interceptor,
     instruments,
-    mark_failed,
     register_known_values,
     semconv as sc,
     set_request_attributes,
@@ -47,13 +57,26 @@ from telemetry.settings import Setting, parse_float, parse_int, parse_str
 SETTINGS: dict[str, Setting[Any]] = {
     "address": Setting("LLM_INFERENCE_ADDRESS", parse_str, "127.0.0.1:50051", "gRPC host:port to listen on"),
     "max_batch_size": Setting(
-        "LLM_INFERENCE_MAX_BATCH_SIZE", parse_int(minimum=1), 8, "requests batched into one prefill"
+        "LLM_INFERENCE_MAX_BATCH_SIZE",
+        parse_int(minimum=1),
+        64,
+        "requests running in the continuous batch at once, per model (vLLM's max_num_seqs)",
     ),
-    "max_wait": Setting(
-        "LLM_INFERENCE_MAX_WAIT_SECONDS",
-        parse_float(),
-        0.005,
-        "longest a request waits for its batch to fill",
+    "max_step_tokens": Setting(
+        "LLM_INFERENCE_MAX_STEP_TOKENS",
+        parse_int(minimum=1),
+        2048,
+        "tokens one engine step may compute, prefill and decode together (vLLM's max_num_batched_tokens)",
+    ),
+    "kv_cache_bytes": Setting(
+        "LLM_INFERENCE_KV_CACHE_BYTES",
+        parse_int(minimum=1),
+        4 << 30,
+        "device memory given to each model's KV cache; blocks = this / (block size × the model's"
+        " `kv_bytes_per_token`)",
+    ),
+    "kv_block_size": Setting(
+        "LLM_INFERENCE_KV_BLOCK_SIZE", parse_int(minimum=1), 16, "tokens per KV-cache block"
     ),
     "time_scale": Setting(
         "LLM_INFERENCE_TIME_SCALE", parse_float(), 1.0, "speed of the simulated engine (0: instant)"
@@ -81,17 +104,27 @@ SETTINGS: dict[str, Setting[Any]] = {
 class InferenceSettings:
     address: str
     max_batch_size: int
-    max_wait: float
     time_scale: float
     gpu_index: int
     http_address: str = ""
     """host:port of the side port for /health, /ready and /metrics; empty: none."""
+    max_step_tokens: int = 2048
+    kv_cache_bytes: int = 4 << 30
+    kv_block_size: int = 16
     max_concurrent_rpcs: int = 512
     max_tenant_labels: int = 1000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> InferenceSettings:
         return cls(**read_table(SETTINGS, env))
+
+    @property
+    def limits(self) -> SchedulerLimits:
+        return SchedulerLimits(max_running=self.max_batch_size, max_step_tokens=self.max_step_tokens)
+
+    @property
+    def kv_cache(self) -> KvCacheConfig:
+        return KvCacheConfig(self.kv_cache_bytes, self.kv_block_size)
 
 
 @dataclass
@@ -106,12 +139,14 @@ class Generation:
     ttft: float | None = None
     """Seconds from receiving the request to the first output token."""
     error_type: str | None = None
+    cached_tokens: int = 0
+    response_model: str | None = None
+    """The model that answered: known once the answer is complete."""
     tenant: str | None = None
     """Its ``llm.tenant.id`` label (from the gateway's baggage, bounded)."""
     share: ResourceShare = field(default_factory=ResourceShare)
-    """The GPU time and energy charged to it so far."""
-    decoding: Occupancy | None = None
-    """Its place on the GPU while it decodes."""
+    """The GPU time and energy the engine charged to it so far (with each token)."""
+    priced: bool = False
     cost: float | None = None
 
     def token(self) -> None:
@@ -124,26 +159,31 @@ class InferenceServicer(pb_grpc.InferenceServicer):
     def __init__(
         self,
         models: Mapping[str, ModelSpec],
-        scheduler: BatchScheduler,
         engine: Engine,
         telemetry: Telemetry,
         gpu_index: int = 0,
+        address: str = "",
         *,
         tenant_labels: int = 1000,
     ) -> None:
         self.models = models
-        self.scheduler = scheduler
         self.engine = engine
         self.telemetry = telemetry
         self.gpu_index = gpu_index
-        self.tracer = trace.get_tracer("services.inference", tracer_provider=telemetry.tracer_provider)
+        host, _, port = address.rpartition(":")
+        self.server_address = (host, int(port)) if host and port.isdigit() else None
+        """Its own host and port: ``server.address``/``server.port`` on its gen_ai.server.* points."""
+        self.tracer = trace.get_tracer(
+            "services.inference", tracer_provider=telemetry.tracer_provider, schema_url=sc.SCHEMA_URL
+        )
         self.genai = GenAIServerMetrics(telemetry.meter_provider)
-        meter = telemetry.meter_provider.get_meter("services.inference")
+        meter = telemetry.meter_provider.get_meter("services.inference", schema_url=sc.SCHEMA_URL)
         self.tokenization = instruments.create(meter, service_sc.LLM_INFERENCE_TOKENIZATION_DURATION)
         self.tokens = instruments.create(meter, service_sc.LLM_INFERENCE_TOKENS)
         self.cost = instruments.create(meter, service_sc.LLM_INFERENCE_COST)
         self.tenants = TenantLabels(tenant_labels)
         register_known_values(sc.GEN_AI_REQUEST_MODEL, models)
+        register_known_values(sc.GEN_AI_RESPONSE_MODEL, models)
 
     async def ListModels(
         self, request: pb.ListModelsRequest, context: aio.ServicerContext[Any, Any]
@@ -176,18 +216,34 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         # caps; this prompt is the same text again plus the retrieved context.
         self._annotate_gpu(generation.span, "start")
         generation.prompt = self._tokenize(request.prompt, model)
+        max_tokens = min(request.max_tokens or model.max_output_tokens, model.max_output_tokens)
+        engine_request = EngineRequest(
+            uuid.uuid4().hex,
+            model,
+            generation.prompt,
+            max_tokens,
+            otel_context.get_current(),
+            generation.tenant,
+        )
         try:
-            await self._schedule(model, generation)
-            async for response in self._decode(model, request, generation):
+            async for response in self._serve(model, engine_request, generation):
                 yield response
+        except PromptTooLongError as exc:
+            # A limit of this server, not a failure of it: the caller's request breaks it.
+            generation.error_type = ErrorType.INVALID_REQUEST
+            generation.span.set_attribute(sc.ERROR_TYPE, ErrorType.INVALID_REQUEST)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except (asyncio.CancelledError, GeneratorExit):
-            # The client cancelled or its deadline passed: generation stops here, and the span says so.
-            # gRPC closes the stream (GeneratorExit) instead when that happens while it is sending.
+            # The client cancelled or its deadline passed: the engine aborted the request (it was closed
+            # with the event stream), and the span says so. gRPC closes the stream (GeneratorExit) instead
+            # when that happens while it is sending. No ERROR status: a caller that went away is not the
+            # server's failure (gRPC semconv leaves a CANCELLED server span unset), so neither error rates
+            # nor the tail sampler's error policy count every abandoned stream.
             generation.error_type = ErrorType.CANCELLED
             generation.span.add_event(
                 "generation.cancelled", {sc.GEN_AI_USAGE_OUTPUT_TOKENS: generation.output_tokens}
             )
-            mark_failed(generation.span, ErrorType.CANCELLED, "generation cancelled")
+            generation.span.set_attribute(sc.ERROR_TYPE, ErrorType.CANCELLED)
             raise
         except Exception as exc:
             generation.error_type = type(exc).__qualname__
@@ -199,7 +255,8 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         self, request: pb.GenerateRequest, model: ModelSpec | None, tenant: str | None
     ) -> GenAIRequest:
         provider = model.provider if model else "unknown"
-        return GenAIRequest(sc.OPERATION_TEXT_COMPLETION, provider, request.model, tenant)
+        host, port = self.server_address or (None, None)
+        return GenAIRequest(sc.OPERATION_TEXT_COMPLETION, provider, request.model, host, port, tenant)
 
     def _tokenize(self, prompt: str, model: ModelSpec) -> list[str]:
         start = perf_counter()
@@ -207,58 +264,92 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         self.tokenization.record(perf_counter() - start, {sc.GEN_AI_REQUEST_MODEL: model.name})
         return tokens
 
-    async def _schedule(self, model: ModelSpec, generation: Generation) -> None:
-        """Wait for a batch and its prefill: the ``queue`` and ``prefill`` spans."""
-        enqueued_ns = time_ns()
-        ticket = Ticket(model, len(generation.prompt), otel_context.get_current(), generation.tenant)
-        batch = await self.scheduler.submit(ticket)
-        generation.share += batch.share
-        prefilled_ns = time_ns()
-        self.tracer.start_span(
-            "queue", start_time=enqueued_ns, attributes={service_sc.LLM_INFERENCE_BATCH_REQUESTS: batch.size}
-        ).end(end_time=batch.started_ns)
-        self.tracer.start_span(
-            "prefill",
-            start_time=batch.started_ns,
-            attributes={sc.GEN_AI_USAGE_INPUT_TOKENS: len(generation.prompt)},
-        ).end(end_time=prefilled_ns)
-
-    async def _decode(
-        self, model: ModelSpec, request: pb.GenerateRequest, generation: Generation
+    async def _serve(
+        self, model: ModelSpec, engine_request: EngineRequest, generation: Generation
     ) -> AsyncIterator[pb.GenerateResponse]:
-        """The tokens, then a last message with the finish reason and usage."""
-        max_tokens = min(request.max_tokens or model.max_output_tokens, model.max_output_tokens)
-        with self.tracer.start_as_current_span("decode") as decode_span:
-            generation.decoding = self.scheduler.gpu.start()
-            async for token in self.engine.decode(model, generation.prompt, max_tokens):
-                generation.token()
-                yield pb.GenerateResponse(
-                    text=token + " ", index=generation.output_tokens - 1, response_model=model.name
-                )
-            decode_span.set_attribute(sc.GEN_AI_USAGE_OUTPUT_TOKENS, generation.output_tokens)
+        """The engine's events as the answer's tokens, then a last message with the finish reason and
+        usage; the ``queue``, ``prefill`` and ``decode`` spans and the engine's attributes on the way."""
+        span = generation.span
+        enqueued_ns = time_ns()
+        admitted: Scheduled | None = None
+        decode: Span | None = None
+        finished: Finished | None = None
+        try:
+            async for event in self.engine.generate(engine_request):
+                if isinstance(event, Token):
+                    if generation.ttft is None and admitted is not None:
+                        self.tracer.start_span(
+                            "prefill",
+                            start_time=admitted.at_ns,
+                            attributes={
+                                sc.GEN_AI_USAGE_INPUT_TOKENS: len(engine_request.prompt),
+                                sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: admitted.cached_tokens,
+                            },
+                        ).end(end_time=event.at_ns)
+                        decode = self.tracer.start_span("decode", start_time=event.at_ns)
+                    generation.token()
+                    generation.share += event.share
+                    yield pb.GenerateResponse(
+                        text=event.text + " ", index=generation.output_tokens - 1, response_model=model.name
+                    )
+                elif isinstance(event, Scheduled):
+                    if admitted is None:
+                        admitted = event
+                        self._admitted(span, enqueued_ns, event)
+                    else:
+                        span.add_event("engine.resumed", {sc.LLM_ENGINE_BATCH_REQUESTS: event.batch_requests})
+                elif isinstance(event, Preempted):
+                    span.add_event(
+                        "engine.preempted", {sc.LLM_ENGINE_ADMISSION_KV_CACHE_USAGE: event.kv_cache_usage}
+                    )
+                else:
+                    finished = event
+        finally:
+            if decode is not None:
+                decode.set_attribute(sc.GEN_AI_USAGE_OUTPUT_TOKENS, generation.output_tokens)
+                decode.end()
+        if finished is None:  # the engine's stream never ends without Finished unless it failed
+            raise RuntimeError("the engine ended the request without finishing it")
+        span.set_attribute(sc.LLM_ENGINE_REQUEST_PREEMPTIONS, finished.preemptions)
+        generation.cached_tokens = finished.cached_tokens
         self._price(model, generation)
-        finish = "length" if generation.output_tokens >= max_tokens else "stop"
         yield pb.GenerateResponse(
-            finish_reason=finish,
+            finish_reason=finished.reason,
             response_model=model.name,
-            usage=pb.Usage(input_tokens=len(generation.prompt), output_tokens=generation.output_tokens),
+            usage=pb.Usage(
+                input_tokens=finished.input_tokens,
+                output_tokens=finished.output_tokens,
+                cached_input_tokens=finished.cached_tokens,
+            ),
             cost_usd=generation.cost,
         )
+        generation.response_model = model.name
         set_response_attributes(
-            generation.span,
+            span,
             response_model=model.name,
-            finish_reasons=[finish],
-            input_tokens=len(generation.prompt),
-            output_tokens=generation.output_tokens,
+            finish_reasons=[finished.reason],
+            input_tokens=finished.input_tokens,
+            output_tokens=finished.output_tokens,
+            cache_read_input_tokens=finished.cached_tokens,
         )
 
+    def _admitted(self, span: Span, enqueued_ns: int, event: Scheduled) -> None:
+        """The ``queue`` span, and the request's view of the batch it joined: who else, how full the KV
+        cache was, how many still waited."""
+        self.tracer.start_span(
+            "queue", start_time=enqueued_ns, attributes={sc.LLM_ENGINE_ADMISSION_WAITING: event.waiting}
+        ).end(end_time=event.at_ns)
+        span.set_attribute(sc.LLM_ENGINE_BATCH_REQUESTS, event.batch_requests)
+        span.set_attribute(sc.LLM_ENGINE_ADMISSION_KV_CACHE_USAGE, round(event.kv_cache_usage, 4))
+        span.set_attribute(sc.LLM_ENGINE_ADMISSION_WAITING, event.waiting)
+
     def _price(self, model: ModelSpec, generation: Generation) -> None:
-        """Close its GPU share (once) and price it: ``gen_ai.usage.cost.*`` (``local``) and the GPU time
-        and energy on its span, :data:`LLM_INFERENCE_COST` with an exemplar of its trace."""
-        if generation.decoding is None:
+        """Price its GPU share once, when it ends (a request that never ran a step has none):
+        ``gen_ai.usage.cost.*`` (``local``) and the GPU time and energy on its span, and
+        :data:`LLM_INFERENCE_COST` with an exemplar of its trace."""
+        if generation.priced or generation.output_tokens == 0:
             return
-        generation.share += self.scheduler.gpu.stop(generation.decoding)
-        generation.decoding = None
+        generation.priced = True
         share, span = generation.share, generation.span
         attributes: dict[str, AttributeValue] = {service_sc.LLM_INFERENCE_GPU_SECONDS: share.gpu_seconds}
         if share.energy_joules is not None:
@@ -291,6 +382,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
             output_tokens=generation.output_tokens,
             span=generation.span,
             error_type=generation.error_type,
+            response_model=generation.response_model,
         )
 
     def _annotate_gpu(self, span: Span, phase: Literal["start", "end"]) -> None:
@@ -304,7 +396,7 @@ class RunningInference:
     server: aio.Server
     port: int
     """The bound gRPC port (useful with port 0)."""
-    scheduler: BatchScheduler
+    engine: Engine
     health: HealthServicer
     probes: Probes
 
@@ -312,7 +404,7 @@ class RunningInference:
         """NOT_SERVING first, so health checks stop routing here, then drain and stop."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace=grace)
-        await self.scheduler.close()
+        await self.engine.close()
 
 
 # The standard health service answers for the server as a whole ("") and for each service it hosts.
@@ -323,25 +415,32 @@ async def start_server(
     settings: InferenceSettings,
     telemetry: Telemetry,
     models: Mapping[str, ModelSpec] | None = None,
-    engine: Engine | None = None,
+    wrap_engine: Callable[[Engine], Engine] | None = None,
 ) -> RunningInference:
-    """Serve Inference and the standard grpc.health.v1 service on one port; ``engine`` replaces the
-    simulated one (tests/support/engine_faults.py wraps it to slow a model on purpose)."""
-    engine = engine or SimulatedEngine(settings.time_scale)
+    """Serve Inference and the standard grpc.health.v1 service on one port; ``wrap_engine`` wraps the
+    simulated engine (tests/support/engine_faults.py slows a model on purpose that way)."""
+    catalog = models or load_catalog()
     index = settings.gpu_index
     # Energy is shared out only where NVML measures it (and GPU telemetry is on): else GPU time alone.
     energy = (lambda: gpu_energy_joules(index)) if telemetry.settings.gpu is not False else None
-    scheduler = BatchScheduler(
-        engine,
-        max_batch_size=settings.max_batch_size,
-        max_wait=settings.max_wait,
+    engine: Engine = SimulatedEngine(
+        catalog,
+        kv_cache=settings.kv_cache,
+        limits=settings.limits,
+        time_scale=settings.time_scale,
         meter_provider=telemetry.meter_provider,
         tracer_provider=telemetry.tracer_provider,
         gpu=GpuTimeShare(energy=energy),
     )
-    labels = settings.max_tenant_labels
+    if wrap_engine is not None:
+        engine = wrap_engine(engine)
     servicer = InferenceServicer(
-        models or load_catalog(), scheduler, engine, telemetry, index, tenant_labels=labels
+        catalog,
+        engine,
+        telemetry,
+        index,
+        settings.address,
+        tenant_labels=settings.max_tenant_labels,
     )
     server = aio.server(
         interceptors=[grpc_server_interceptor(telemetry.tracer_provider, telemetry.meter_provider)],
@@ -356,8 +455,15 @@ async def start_server(
     await server.start()
     for name in _HEALTH_SERVICES:
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    probes = Probes("inference", telemetry.settings.service_version, {"scheduler": scheduler.problem})
-    return RunningInference(server, port, scheduler, health, probes)
+    probes = Probes("inference", telemetry.settings.service_version, {"scheduler": _async(engine.problem)})
+    return RunningInference(server, port, engine, health, probes)
+
+
+def _async(check: Callable[[], str | None]) -> Callable[[], Awaitable[str | None]]:
+    async def run() -> str | None:
+        return check()
+
+    return run
 
 
 def side_app(probes: Probes, telemetry: Telemetry) -> FastAPI:

@@ -133,8 +133,10 @@ class Orchestrator:
     def __init__(self, settings: OrchestratorSettings, telemetry: Telemetry) -> None:
         self.settings = settings
         self.telemetry = telemetry
-        self.tracer = trace.get_tracer("services.orchestrator", tracer_provider=telemetry.tracer_provider)
-        meter = telemetry.meter_provider.get_meter("services.orchestrator")
+        self.tracer = trace.get_tracer(
+            "services.orchestrator", tracer_provider=telemetry.tracer_provider, schema_url=sc.SCHEMA_URL
+        )
+        meter = telemetry.meter_provider.get_meter("services.orchestrator", schema_url=sc.SCHEMA_URL)
         self.stage_duration = instruments.create(meter, service_sc.LLM_ORCHESTRATOR_STAGE_DURATION)
         self.queue_duration = instruments.create(meter, service_sc.LLM_ORCHESTRATOR_QUEUE_DURATION)
         self.shed = instruments.create(meter, service_sc.LLM_ORCHESTRATOR_SHED_REQUESTS)
@@ -296,6 +298,7 @@ def _usage(last: pb.GenerateResponse) -> dict[str, Any]:
     usage: dict[str, Any] = {
         "input_tokens": last.usage.input_tokens,
         "output_tokens": last.usage.output_tokens,
+        "cached_input_tokens": last.usage.cached_input_tokens,
     }
     if last.HasField("cost_usd"):
         usage["cost"] = last.cost_usd

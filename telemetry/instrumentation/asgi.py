@@ -119,8 +119,10 @@ class TelemetryMiddleware:
         self.app = app
         self.boundary = trust_boundary
         """None: every caller's context is continued as sent (an internal service); else the edge's rules."""
-        self.tracer = trace.get_tracer("telemetry.asgi", tracer_provider=tracer_provider)
-        meter = metrics.get_meter("telemetry.asgi", meter_provider=meter_provider)
+        self.tracer = trace.get_tracer(
+            "telemetry.asgi", tracer_provider=tracer_provider, schema_url=sc.SCHEMA_URL
+        )
+        meter = metrics.get_meter("telemetry.asgi", meter_provider=meter_provider, schema_url=sc.SCHEMA_URL)
         self.duration = instruments.create(meter, sc.HTTP_SERVER_REQUEST_DURATION)
         # Created either way (an instrument never recorded exports nothing); recorded only when enabled.
         self.request_size = instruments.create(meter, sc.HTTP_SERVER_REQUEST_BODY_SIZE)

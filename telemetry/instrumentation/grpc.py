@@ -1,7 +1,7 @@
 """gRPC (asyncio) server and client interceptors: spans plus ``rpc.{server,client}.call.duration``.
 
 The contrib gRPC instrumentation records spans only (no meter at all), so the RPC duration metrics,
-with ``rpc.system.name``, ``rpc.method`` and the string ``rpc.status_code`` of current semconv, come
+with ``rpc.system.name``, ``rpc.method`` and the string ``rpc.response.status_code`` of current semconv, come
 from here. Streaming calls are measured until the stream ends, is cancelled, or fails.
 """
 
@@ -61,11 +61,11 @@ class _Outcome:
         self.code = code
         self.is_error = code in _SERVER_ERROR_CODES if server else code != grpc.StatusCode.OK
         self.error_type = code.name if self.is_error else None
-        self.span_attributes: dict[str, AttributeValue] = {sc.RPC_STATUS_CODE: code.name}
+        self.span_attributes: dict[str, AttributeValue] = {sc.RPC_RESPONSE_STATUS_CODE: code.name}
         self.point_attributes: dict[str, AttributeValue] = {
             sc.RPC_SYSTEM_NAME: sc.RPC_SYSTEM_GRPC,
             sc.RPC_METHOD: method,
-            sc.RPC_STATUS_CODE: code.name,
+            sc.RPC_RESPONSE_STATUS_CODE: code.name,
         }
         if self.error_type is not None:
             self.span_attributes[sc.ERROR_TYPE] = self.error_type
@@ -118,8 +118,12 @@ class _RpcTelemetry:
     ) -> None:
         self.server = side == "server"
         self.kind = SpanKind.SERVER if self.server else SpanKind.CLIENT
-        self.tracer = trace.get_tracer(f"telemetry.grpc.{side}", tracer_provider=tracer_provider)
-        meter = metrics.get_meter(f"telemetry.grpc.{side}", meter_provider=meter_provider)
+        self.tracer = trace.get_tracer(
+            f"telemetry.grpc.{side}", tracer_provider=tracer_provider, schema_url=sc.SCHEMA_URL
+        )
+        meter = metrics.get_meter(
+            f"telemetry.grpc.{side}", meter_provider=meter_provider, schema_url=sc.SCHEMA_URL
+        )
         spec = sc.RPC_SERVER_CALL_DURATION if self.server else sc.RPC_CLIENT_CALL_DURATION
         self.duration = instruments.create(meter, spec)
         self._methods: dict[str | bytes, _Method] = {}

@@ -154,8 +154,8 @@ def instrument_httpx(
     ``propagation``: what each request carries of the context (module docstring)."""
     if propagation not in ("all", "traceparent", "none"):
         raise ValueError(f"propagation={propagation!r}: expected 'all', 'traceparent' or 'none'")
-    tracer = trace.get_tracer("telemetry.httpx", tracer_provider=tracer_provider)
-    meter = metrics.get_meter("telemetry.httpx", meter_provider=meter_provider)
+    tracer = trace.get_tracer("telemetry.httpx", tracer_provider=tracer_provider, schema_url=sc.SCHEMA_URL)
+    meter = metrics.get_meter("telemetry.httpx", meter_provider=meter_provider, schema_url=sc.SCHEMA_URL)
     duration = instruments.create(meter, sc.HTTP_CLIENT_REQUEST_DURATION)
     original = client._transport
     client._transport = _TracedTransport(original, tracer, duration, propagation)

@@ -101,7 +101,11 @@ def _floor(side: str) -> Floor:
     from telemetry import semconv as sc
 
     method = "llm.inference.v1.Inference/ListModels"
-    attributes = {sc.RPC_SYSTEM_NAME: sc.RPC_SYSTEM_GRPC, sc.RPC_METHOD: method, sc.RPC_STATUS_CODE: "OK"}
+    attributes = {
+        sc.RPC_SYSTEM_NAME: sc.RPC_SYSTEM_GRPC,
+        sc.RPC_METHOD: method,
+        sc.RPC_RESPONSE_STATUS_CODE: "OK",
+    }
     if side == "server":
         return Floor("inference", sc.RPC_SERVER_CALL_DURATION, SpanKind.SERVER, method, attributes)
     return Floor("gateway", sc.RPC_CLIENT_CALL_DURATION, SpanKind.CLIENT, method, attributes)
@@ -160,9 +164,9 @@ async def serve(flavour: str) -> None:
     from grpc import aio
 
     from services.common.models import load_catalog
-    from services.inference.engine import SimulatedEngine
-    from services.inference.scheduler import BatchScheduler
+    from services.inference.scheduler import SchedulerLimits
     from services.inference.server import InferenceServicer
+    from services.inference.simulated import KvCacheConfig, SimulatedEngine
     from services.proto import inference_pb2_grpc as pb_grpc
     from telemetry import grpc_server_interceptor
 
@@ -187,15 +191,15 @@ async def serve(flavour: str) -> None:
             tracer_provider, _, exporter = stock_providers("inference")
             flush = tracer_provider.force_flush
             GrpcAioInstrumentorServer().instrument(tracer_provider=tracer_provider)  # type: ignore[no-untyped-call]
-    engine = SimulatedEngine(1.0)
-    scheduler = BatchScheduler(
-        engine,
-        max_batch_size=8,
-        max_wait=0.005,
+    models = load_catalog({})
+    engine = SimulatedEngine(
+        models,
+        kv_cache=KvCacheConfig(4 << 30),
+        limits=SchedulerLimits(max_running=8),
         meter_provider=built.meter_provider,
         tracer_provider=built.tracer_provider,
     )
-    servicer = InferenceServicer(load_catalog({}), scheduler, engine, built, gpu_index=0)
+    servicer = InferenceServicer(models, engine, built, gpu_index=0)
     server = aio.server(interceptors=interceptors or None)
     pb_grpc.add_InferenceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")

@@ -33,6 +33,7 @@ from deploy.stack import (
 )
 from deploy.stack.guarantee import GuaranteeFigures, measure
 from services.loadgen import LoadReport, run_load
+from telemetry import semconv as sc
 from tests.support.backends import require
 from tests.support.grafana import expand, load_dashboards, panel_queries
 
@@ -45,6 +46,16 @@ DECISION_WAIT_S = 10
 takes under 3 s, so 10 s sees every trace whole and keeps the test short."""
 MAX_KEPT = 0.15
 COVERAGE_GOAL = 0.90
+NEW_HISTOGRAMS = tuple(
+    sorted(
+        spec.prometheus_name
+        for spec in sc.METRICS.values()
+        if spec.kind is sc.Kind.HISTOGRAM
+        and spec.name.startswith(("llm.engine.", "gen_ai.client.inference."))
+    )
+)
+"""The engine's histograms and the 2026 GenAI client ones: each must carry exemplars, and (as every
+exemplar) resolve; the step histogram's point at batch spans, traces of their own."""
 SLOW_MS = 5000
 """The sampler's "slow" in these runs (the overlay's default is 2 s): the load's designed slow tail (the
 large model with long answers) takes 1 to 3 s here, more when the 2 cores are busy; 5 s keeps the slow
@@ -65,6 +76,8 @@ class Run:
     guarantee_panels: dict[str, int]
     """Title → samples that each query of the pipeline-health dashboard's exemplar-guarantee section
     returned from this run's Prometheus (queried before the stack stopped)."""
+    new_histograms: dict[str, int]
+    """Each of :data:`NEW_HISTOGRAMS` → the traces its exemplars name."""
 
 
 def _guarantee_panels(prometheus: PrometheusClient) -> dict[str, int]:
@@ -133,7 +146,18 @@ def _run(
                 'sum by (policy) (otelcol_processor_tail_sampling_count_traces_sampled{sampled="true"})'
             )
         }
-        return Run(report, figures, by_policy, _guarantee_panels(stack.prometheus))
+        new_histograms = {
+            name: len(
+                {
+                    e.trace_id
+                    for series in stack.prometheus.query_exemplars(f"{name}_bucket", started, ended + 5)
+                    for e in series.exemplars
+                    if e.trace_id
+                }
+            )
+            for name in NEW_HISTOGRAMS
+        }
+        return Run(report, figures, by_policy, _guarantee_panels(stack.prometheus), new_histograms)
     finally:
         stack.stop()
 
@@ -170,6 +194,14 @@ def test_under_tail_sampling_jaeger_keeps_a_small_share_and_every_exemplar_resol
     why = dict(figures.kept_by_policy)  # the drilldown's "by policy" figures come from the real Collector
     assert why.get("keep-exemplars", 0) > 0, figures.lines()
     assert why.get("keep-some-of-the-rest", 0) > 0, figures.lines()
+
+
+def test_the_engine_and_2026_genai_histograms_carry_exemplars_that_resolve(tail_run: Run) -> None:
+    """Exemplars of the step histogram name batch spans (traces of their own), the others requests; all
+    are among the exemplars :func:`measure` resolved in Jaeger."""
+    print(f"\n[tail sampling] exemplar traces per new histogram: {tail_run.new_histograms}")
+    assert all(tail_run.new_histograms.values()), tail_run.new_histograms
+    assert tail_run.figures.unresolved == ()
 
 
 def test_the_pipeline_health_dashboard_shows_what_sampling_keeps(tail_run: Run) -> None:

@@ -10,8 +10,10 @@ import time
 
 import httpx
 
+from deploy.local.drilldown import find_slowest, render
 from deploy.stack import Span, poll_until
 from services.common import semconv as service_sc
+from telemetry import semconv as sc
 from telemetry.options import DEFAULT_EXEMPLAR_WINDOW_S
 from tests.support.loaded import LoadedBackends
 
@@ -48,7 +50,13 @@ def test_every_request_duration_exemplar_resolves_to_its_trace(loaded_backends: 
         loaded_backends, 'http_server_request_duration_seconds_bucket{job="gateway"}'
     )
     found = [_trace(loaded_backends, t, {"gateway"}) for t in trace_ids]
-    full = [spans for spans in found if _went_upstream(spans)]
+    # Those that went upstream must show all three services: wait for the two behind the gateway too
+    # (each service exports on its own schedule; a trace missing one after the wait fails here).
+    full = [
+        _trace(loaded_backends, t, SERVICES)
+        for t, spans in zip(trace_ids, found, strict=True)
+        if _went_upstream(spans)
+    ]
     print(
         f"\n[exemplars] http.server.request.duration: {len(found)}/{len(trace_ids)} trace ids in Jaeger "
         f"(resolution rate {len(found) / len(trace_ids):.0%}); {len(full)} went upstream"
@@ -141,3 +149,32 @@ def test_freshness_from_response_to_queryable_exemplar_and_fetchable_trace(
         f"\n[freshness] exemplar queryable {exemplar_after:.1f} s and trace fetchable {trace_after:.1f} s "
         "after the response (target ≤ 10 s)"
     )
+
+
+def test_the_drilldown_says_who_the_slowest_request_was_batched_with(loaded_backends: LoadedBackends) -> None:
+    stack = loaded_backends.stack
+    window = time.time() - loaded_backends.load_started + 5
+    drill = find_slowest(stack.prometheus, stack.jaeger, window_s=window)
+    engine = next(s for s in drill.spans if s.service_name == "inference" and s.kind.endswith("SERVER"))
+    batches = int(engine.attributes[sc.LLM_ENGINE_BATCHES])
+    assert batches >= 1
+    preemptions = int(engine.attributes[sc.LLM_ENGINE_REQUEST_PREEMPTIONS])
+    # The batches it was admitted into: one, and another after a preemption unless it rejoined the same.
+    assert 1 <= len(engine.links) <= 1 + preemptions
+    assert len(set(engine.links)) == len(engine.links)
+    # Each link leads to a batch span in a trace of its own, which links back to this request.
+    trace_id, span_id = engine.links[0]
+    batch = poll_until(
+        lambda: next((s for s in stack.jaeger.get_trace(trace_id) if s.span_id == span_id), None),
+        f"batch span {span_id} in Jaeger",
+        timeout=30,
+    )
+    assert batch.name.startswith("batch ")
+    assert engine.span_id in {member for _, member in batch.links}
+    text = render(drill, loaded_backends.prometheus_url, loaded_backends.jaeger_url)
+    print(f"\n[drilldown]\n{text}")
+    (line,) = [line for line in drill.batches if line.startswith("inference ")]
+    assert f"in {batches} batches in all" in line
+    assert "read from Jaeger" in line
+    assert "at admission the KV cache was" in line
+    assert line in text

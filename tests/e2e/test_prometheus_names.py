@@ -38,7 +38,9 @@ def test_every_series_the_services_produce_has_its_declared_name(loaded_backends
         sc.HTTP_SERVER_REQUEST_DURATION.prometheus_name + "_bucket",
         sc.RPC_SERVER_CALL_DURATION.prometheus_name + "_bucket",
         sc.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN.prometheus_name + "_bucket",
-        sc.GEN_AI_CLIENT_OPERATION_DURATION.prometheus_name + "_bucket",
+        sc.GEN_AI_CLIENT_INFERENCE_DURATION.prometheus_name + "_bucket",
+        sc.LLM_ENGINE_STEP_TOKENS.prometheus_name + "_bucket",
+        sc.LLM_ENGINE_REQUESTS.prometheus_name,
         service_sc.LLM_INFERENCE_TOKENS.prometheus_name,
         service_sc.LLM_ORCHESTRATOR_REQUESTS.prometheus_name,
     }
@@ -51,3 +53,27 @@ def test_every_series_the_services_produce_has_its_declared_name(loaded_backends
     print(f"\n[names] {len(from_sdk)} SDK series names from {', '.join(SERVICES)}; undeclared: {undeclared}")
     assert not undeclared, f"series whose name telemetry.semconv does not declare: {undeclared}"
     assert "target_info" in seen
+
+
+def test_every_engine_metric_has_series_after_the_load(loaded_backends: LoadedBackends) -> None:
+    """The load (a burst of long prompts on a small KV cache, abandoned streams, shared preambles) gives
+    every llm.engine.* metric data: preemptions, waiting and aborted requests included."""
+    prometheus = loaded_backends.stack.prometheus
+    engine = [spec for spec in sc.METRICS.values() if spec.name.startswith("llm.engine.")]
+    wanted = {
+        spec.prometheus_name + ("_count" if spec.kind is sc.Kind.HISTOGRAM else ""): spec for spec in engine
+    }
+
+    def counts() -> dict[str, int] | None:
+        found = {
+            name: len(prometheus.query(f'{name}{{job="inference"}} > 0' if "_total" in name else name))
+            for name in wanted
+        }
+        return found if all(found.values()) else None
+
+    found = poll_until(counts, f"series of {sorted(wanted)} (counters above 0)", timeout=60)
+    print(f"\n[engine series] {sum(found.values())} series of {len(found)} llm.engine metrics: {found}")
+    states = {
+        s.labels["llm_engine_request_state"] for s in prometheus.query("llm_engine_aborted_requests_total")
+    }
+    assert "running" in states

@@ -161,14 +161,14 @@ def test_a_provider_and_the_pipeline_reach_prometheus_with_their_series_spend_an
     def calls() -> dict[str, float] | None:
         by_provider = _value(
             prometheus,
-            f"sum by (gen_ai_provider_name) (gen_ai_client_operation_duration_seconds_count{{{where}}})",
+            f"sum by (gen_ai_provider_name) (gen_ai_client_inference_duration_seconds_count{{{where}}})",
         )
         return by_provider if (by_provider.get("openai"), by_provider.get("self_hosted")) == (6, 2) else None
 
     print(f"\n[providers] calls {poll_until(calls, '6 openai and 2 self_hosted calls', timeout=60)}")
     print(f"[providers] expected spend on openai: {spent:.9f} USD")
     (openai,) = prometheus.query(
-        f'gen_ai_client_operation_duration_seconds_count{{{where}, gen_ai_provider_name="openai"}}'
+        f'gen_ai_client_inference_duration_seconds_count{{{where}, gen_ai_provider_name="openai"}}'
     )
     assert openai.labels["server_address"] == "127.0.0.1"
     assert openai.labels["server_port"] == str(gateway.upstream.port)
@@ -177,7 +177,7 @@ def test_a_provider_and_the_pipeline_reach_prometheus_with_their_series_spend_an
     cost = _value(prometheus, f"sum by (gen_ai_provider_name) (gen_ai_client_operation_cost_sum{{{where}}})")
     assert cost["openai"] == pytest.approx(spent, rel=1e-9)
     assert cost["self_hosted"] > 0
-    chunk_gaps = "gen_ai_client_operation_time_per_output_chunk_seconds_count"
+    chunk_gaps = "gen_ai_client_inference_time_per_output_chunk_seconds_count"
     chunks = _value(prometheus, f"sum by (gen_ai_provider_name) ({chunk_gaps}{{{where}}})")
     assert chunks["openai"] > 0
     poll_until(
@@ -195,7 +195,7 @@ def test_a_provider_and_the_pipeline_reach_prometheus_with_their_series_spend_an
     # An exemplar of a provider call opens its trace: the gateway's chat span and, under it, the call
     # that carried the trace context to the provider.
     series = prometheus.query_exemplars(
-        f'gen_ai_client_operation_duration_seconds_bucket{{{where}, gen_ai_provider_name="openai"}}',
+        f'gen_ai_client_inference_duration_seconds_bucket{{{where}, gen_ai_provider_name="openai"}}',
         start=started - 5,
         end=time.time() + 5,
     )
@@ -241,7 +241,7 @@ def test_each_tenant_has_its_series_down_to_the_inference_server_and_one_over_bu
     tenants = 'llm_tenant_id=~"acme|beta"'
     inference_ttft = f"gen_ai_server_time_to_first_token_seconds_count{{{tenants}}}"
 
-    requests_at_gateway = f"gen_ai_client_operation_duration_seconds_count{{{where}}}"
+    requests_at_gateway = f"gen_ai_client_inference_duration_seconds_count{{{where}}}"
 
     def exported() -> tuple[dict[str, float], dict[str, float]] | None:
         """The services export on their own schedules: wait for both ends' counts."""
@@ -252,7 +252,7 @@ def test_each_tenant_has_its_series_down_to_the_inference_server_and_one_over_bu
     ttft_counts, requests = poll_until(
         exported, "acme's (3) and beta's (1) requests at the gateway and the inference server", timeout=60
     )
-    tokens = per_tenant(f"gen_ai_client_token_usage_sum{{{where}}}")
+    tokens = per_tenant(f'{{__name__=~"gen_ai_client_inference_usage_(input|output)_tokens_total", {where}}}')
     cost = per_tenant(f"gen_ai_client_operation_cost_sum{{{where}}}")
     inference_cost = per_tenant(f"llm_inference_cost_sum{{{tenants}}}")
     print(f"\n[tenants] requests {requests} tokens {tokens} cost {cost} server TTFT count {ttft_counts}")

@@ -4,9 +4,15 @@ in the inference server's cost histogram with an exemplar, and back at the gatew
 from __future__ import annotations
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
 
 from services.common.models import GpuPrice, ModelSpec
 from services.inference.costing import GpuTimeShare, ResourceShare, request_cost
+from services.inference.engine import EngineRequest, Token
+from services.inference.scheduler import SchedulerLimits
+from services.inference.simulated import KvCacheConfig, SimulatedEngine
+from telemetry.gpu import gpu_energy_joules, instrument_gpu
+from telemetry.testing_nvml import FakeDevice, FakeNvml
 from tests.support.services import InProcessServices
 
 
@@ -55,6 +61,82 @@ def test_without_an_energy_counter_only_time_is_shared() -> None:
     a = gpu.start()
     clock.run(3.0, 0)
     assert gpu.stop(a) == ResourceShare(3.0, None)
+
+
+class _Ticking:
+    """A GPU whose clock moves one second, and whose energy counter 10 J, at every reading: each engine step
+    (read at its start and its end) is one second and 10 J long."""
+
+    def __init__(self) -> None:
+        self.readings = 0
+
+    def time(self) -> float:
+        self.readings += 1
+        return float(self.readings)
+
+    def energy(self) -> float:
+        return 10.0 * self.readings
+
+
+@pytest.mark.anyio
+async def test_each_engine_step_is_shared_by_what_its_sequences_computed() -> None:
+    model = ModelSpec("m", prefill_seconds_per_token=0.001, decode_seconds_per_token=0.004)
+    ticking = _Ticking()
+    engine = SimulatedEngine(
+        {"m": model},
+        kv_cache=KvCacheConfig(64 * 16 * model.kv_bytes_per_token),
+        limits=SchedulerLimits(),
+        time_scale=0,
+        gpu=GpuTimeShare(ticking.time, ticking.energy),
+    )
+    batcher = engine.batcher("m")
+    # Both join the first step: a's 30 prompt tokens and b's 10 share its prefill 3:1. Then they decode
+    # side by side (half a step each) until b's two tokens are out, and a decodes alone (whole steps).
+    a = batcher.submit(EngineRequest("a", model, [f"a{i}" for i in range(30)], 4))
+    b = batcher.submit(EngineRequest("b", model, [f"b{i}" for i in range(10)], 2))
+    try:
+        shares = {}
+        for name, sequence, tokens in (("a", a, 4), ("b", b, 2)):
+            events = [await sequence.events.get() for _ in range(tokens + 2)]  # Scheduled, tokens, Finished
+            shares[name] = [e.share for e in events if isinstance(e, Token)]
+    finally:
+        await engine.close()
+    assert [s.gpu_seconds for s in shares["a"]] == pytest.approx([0.75, 0.5, 1.0, 1.0])
+    assert [s.gpu_seconds for s in shares["b"]] == pytest.approx([0.25, 0.5])
+    for share in (*shares["a"], *shares["b"]):
+        assert share.energy_joules == pytest.approx(10 * share.gpu_seconds)
+    # Four steps of one second each, every second charged to someone.
+    assert sum(s.gpu_seconds for s in (*shares["a"], *shares["b"])) == pytest.approx(4.0)
+
+
+class _Drawing(FakeNvml):
+    """A GPU whose energy counter rises 1 J (1000 mJ) at every reading."""
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: FakeDevice) -> int:
+        handle.energy_mj += 1000
+        return super().nvmlDeviceGetTotalEnergyConsumption(handle)
+
+
+@pytest.mark.anyio
+async def test_the_energy_nvml_measures_over_each_step_is_charged_to_its_sequences() -> None:
+    model = ModelSpec("m", prefill_seconds_per_token=0.001, decode_seconds_per_token=0.004)
+    with instrument_gpu(MeterProvider(), nvml=_Drawing([FakeDevice(uuid="GPU-aaaa")])):
+        engine = SimulatedEngine(
+            {"m": model},
+            kv_cache=KvCacheConfig(64 * 16 * model.kv_bytes_per_token),
+            limits=SchedulerLimits(),
+            time_scale=0,
+            gpu=GpuTimeShare(energy=lambda: gpu_energy_joules(0)),
+        )
+        try:
+            request = EngineRequest("alone", model, ["what", "does", "this", "draw", "?"], 3)
+            tokens = [e for e in [e async for e in engine.generate(request)] if isinstance(e, Token)]
+        finally:
+            await engine.close()
+    # Read at each step's start and end: 1 J per step, all of it the one sequence's.
+    assert [t.share.energy_joules for t in tokens] == pytest.approx([1.0, 1.0, 1.0])
+    assert all(t.share.gpu_seconds > 0 for t in tokens)
+    assert gpu_energy_joules(0) is None  # no NVML session once the instrumentation is undone
 
 
 def test_a_share_is_priced_from_the_models_gpu_price() -> None:

@@ -78,7 +78,7 @@ def _relay(
     meter = meter_provider.get_meter("t")
     call = GenAICall.start(
         trace.get_tracer("t", tracer_provider=capture.telemetry.tracer_provider),
-        GatewayMetrics(meter_provider, meter, Ledger({}, meter)),
+        GatewayMetrics(meter_provider, meter, Ledger({}, meter), "latest"),
         spec=spec,
         provider=provider,
         body=body,
@@ -146,6 +146,7 @@ def test_the_usage_chunk_reaches_only_a_client_that_asked_but_is_always_counted(
                 "gen_ai.operation.name": "chat",
                 "gen_ai.provider.name": "p",
                 "gen_ai.request.model": bounded("gen_ai.request.model", "m"),
+                "gen_ai.response.model": bounded("gen_ai.response.model", "up"),
                 "llm.tenant.id": bounded("llm.tenant.id", "acme"),
                 "server.address": "127.0.0.1",
                 "server.port": 9,

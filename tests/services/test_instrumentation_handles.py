@@ -83,12 +83,12 @@ def test_gateway_handles_undo_its_server_and_client_telemetry(
             for name in (
                 "http.server.request.duration",
                 "http.client.request.duration",
-                "gen_ai.client.operation.duration",
+                "gen_ai.client.inference.duration",
             )
         } == {
             "http.server.request.duration": 1,
             "http.client.request.duration": 1,
-            "gen_ai.client.operation.duration": 2,
+            "gen_ai.client.inference.duration": 2,
         }
     finally:
         capture.shutdown()

@@ -87,9 +87,7 @@ async def test_one_readiness_result_answers_every_probe_for_a_second() -> None:
 
 @pytest.mark.anyio
 async def test_inference_health_is_serving_then_not_serving_while_it_drains() -> None:
-    settings = InferenceSettings(
-        address="127.0.0.1:0", max_batch_size=2, max_wait=0.001, time_scale=0.0, gpu_index=0
-    )
+    settings = InferenceSettings(address="127.0.0.1:0", max_batch_size=2, time_scale=0.0, gpu_index=0)
     with testing.capture("inference") as capture:
         running = await start_server(settings, capture.telemetry, {"m": ModelSpec("m")})
         target = f"127.0.0.1:{running.port}"

@@ -25,7 +25,8 @@ def _traced_post(services: InProcessServices, content: str) -> str:
     assert response.status_code == 200
 
     def root() -> str | None:
-        roots = [s for s in services.spans() if s["parent_span_id"] is None]
+        # The engine's batch spans are roots too, of traces of their own: the request's is the SERVER one.
+        roots = [s for s in services.spans() if s["parent_span_id"] is None and s["kind"] == "SERVER"]
         assert len(roots) <= 1, roots
         return str(roots[0]["trace_id"]) if roots else None
 
@@ -70,10 +71,25 @@ def test_one_request_yields_one_trace_linking_all_three_services(services: InPro
     assert server["attributes"]["gen_ai.operation.name"] == "text_completion"
     assert server["attributes"]["gen_ai.request.model"] == "fast-model"
     assert server["attributes"]["gen_ai.usage.output_tokens"] > 0
-    assert server["attributes"]["rpc.status_code"] == "OK"
+    assert server["attributes"]["rpc.response.status_code"] == "OK"
+    assert server["attributes"]["llm.engine.batch.requests"] >= 1
+    assert 0 <= server["attributes"]["llm.engine.admission.kv_cache_usage"] < 1
     chat = next(s for s in spans if s["name"] == "chat fast-model")
     assert chat["attributes"]["gen_ai.provider.name"] == "self_hosted"
     assert chat["attributes"]["gen_ai.usage.input_tokens"] > 0
+    # Batch membership: the engine's span links to the batch it was admitted into, the root of a trace of
+    # its own, and counts the batches it ran in.
+    links = [(link["trace_id"], link["span_id"]) for link in server["links"]]
+    batches = set(links)
+    assert len(links) == len(batches)  # one link per batch it was admitted into, however often
+    assert 1 <= len(batches) <= 1 + server["attributes"]["llm.engine.request.preemptions"]
+    assert server["attributes"]["llm.engine.batches"] >= len(batches)
+    batch_spans = [s for s in services.spans() if (s["trace_id"], s["span_id"]) in batches]
+    assert batch_spans
+    for batch in batch_spans:
+        assert batch["name"] == "batch fast-model"
+        assert batch["trace_id"] != trace_id
+        assert server["span_id"] in {link["span_id"] for link in batch["links"]}
 
 
 def _exemplar_trace_ids(metrics: dict[str, Any], name: str) -> set[str]:
@@ -85,7 +101,8 @@ def test_duration_histograms_carry_exemplars_of_the_request_trace(services: InPr
     gateway, orchestrator, inference = (services.metrics(s) for s in ("gateway", "orchestrator", "inference"))
     for metrics, name in [
         (gateway, "http.server.request.duration"),
-        (gateway, "gen_ai.client.operation.duration"),
+        (gateway, "gen_ai.client.inference.duration"),
+        (inference, "llm.engine.request.input_tokens"),
         (gateway, "http.client.request.duration"),
         (orchestrator, "http.server.request.duration"),
         (orchestrator, "rpc.client.call.duration"),
@@ -118,10 +135,12 @@ def test_streaming_records_ttft_tpot_and_time_to_first_chunk(services: InProcess
     assert sum(p["count"] for p in ttft) >= 1
     assert sum(p["count"] for p in tpot) >= 1
     assert all(p["attributes"]["gen_ai.request.model"] == "fast-model" for p in ttft)
-    first_chunk = gateway["gen_ai.client.operation.time_to_first_chunk"]["points"]
+    first_chunk = gateway["gen_ai.client.inference.time_to_first_chunk"]["points"]
     assert sum(p["count"] for p in first_chunk) >= 1
-    usage = {p["attributes"]["gen_ai.token.type"] for p in gateway["gen_ai.client.token.usage"]["points"]}
-    assert usage == {"input", "output"}
+    for kind in ("input", "output"):
+        (usage,) = gateway[f"gen_ai.client.inference.usage.{kind}_tokens"]["points"]
+        assert usage["attributes"]["gen_ai.token.modality"] == "text"
+        assert usage["value"] > 0
 
 
 def test_identical_requests_hit_the_response_cache(services: InProcessServices) -> None:

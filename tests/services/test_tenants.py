@@ -164,7 +164,7 @@ def test_a_tenant_is_on_the_spans_the_metric_points_and_the_baggage_down_to_infe
     chat = next(s for s in trace_spans if s["name"] == "chat fast-model")
     assert chat["attributes"]["llm.tenant.team"] == "search"
     gateway = services.metrics("gateway")
-    duration = gateway["gen_ai.client.operation.duration"]["points"]
+    duration = gateway["gen_ai.client.inference.duration"]["points"]
     assert any(p["attributes"].get("llm.tenant.id") == "acme" for p in duration)
     inference = services.metrics("inference")
     ttft = inference["gen_ai.server.time_to_first_token"]["points"]

@@ -15,16 +15,16 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
 from services.common.models import ModelSpec
 from services.common.runner import run_service
 from services.inference.__main__ import main as inference_main
-from services.inference.engine import Engine, SimulatedEngine
-from services.inference.server import InferenceSettings
+from services.inference.engine import Engine, EngineEvent, EngineRequest, Token
+from telemetry.engine import EngineSnapshot
 
 FAULT_FILE_VAR = "LLMTEL_ENGINE_FAULT_FILE"
 MAX_FAULT_S = 600.0
@@ -40,10 +40,10 @@ class Fault:
     until: float
     """Unix time the fault ends."""
     prefill_delay_s: float = 0.0
-    """Added to every prefill of the model's batches: its time to first token grows by this and more
-    (the batches behind wait too)."""
+    """Added to each of the model's requests before its first token: its time to first token grows by
+    this."""
     decode_factor: float = 1.0
-    """Each output token of the model takes this many times as long."""
+    """Each later output token of the model takes this many times as long to arrive."""
 
     def active(self, model: str, now: float) -> bool:
         return model == self.model and now < self.until
@@ -110,7 +110,13 @@ class FaultFile:
 
 
 class SlowedEngine:
-    """The wrapped engine, slowed for one model while the fault file says so."""
+    """The wrapped engine, slowed for one model while the fault file says so.
+
+    The slowdown is in what the server sees: a request's first token reaches it ``prefill_delay_s``
+    late, and each later one ``decode_factor`` times as far after the one before. The engine behind runs
+    at its own pace (its batches are not held up), and the delayed tokens carry the time they are handed
+    over, so the server's prefill and decode spans show the slowdown its metrics record.
+    """
 
     def __init__(self, inner: Engine, faults: FaultFile) -> None:
         self.inner = inner
@@ -120,30 +126,48 @@ class SlowedEngine:
         fault = self.faults.current()
         return fault if fault is not None and fault.active(model.name, time.time()) else None
 
-    async def prefill(self, model: ModelSpec, padded_tokens: int) -> None:
-        await self.inner.prefill(model, padded_tokens)
-        fault = self._fault(model)
-        if fault is not None and fault.prefill_delay_s > 0:
-            await asyncio.sleep(fault.prefill_delay_s)
-
-    async def decode(self, model: ModelSpec, prompt: Sequence[str], max_tokens: int) -> AsyncIterator[str]:
-        last = time.perf_counter()
-        async for token in self.inner.decode(model, prompt, max_tokens):
-            fault = self._fault(model)
-            if fault is not None and fault.decode_factor > 1:
+    async def generate(self, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+        previous: tuple[int, float] | None = None
+        """The last token's engine time (ns) and when it was handed over (perf_counter)."""
+        try:
+            async for event in self.inner.generate(request):
+                if not isinstance(event, Token):
+                    yield event
+                    continue
+                fault = self._fault(request.model)
                 now = time.perf_counter()
-                await asyncio.sleep((now - last) * (fault.decode_factor - 1))
-            last = time.perf_counter()
-            yield token
+                due = now
+                if fault is not None and previous is None:
+                    due += fault.prefill_delay_s
+                elif fault is not None and previous is not None:
+                    engine_gap = (event.at_ns - previous[0]) / 1e9
+                    due = max(now, previous[1] + engine_gap * fault.decode_factor)
+                if due > now:
+                    await asyncio.sleep(due - now)
+                previous = (event.at_ns, time.perf_counter())
+                yield replace(event, at_ns=time.time_ns()) if due > now else event
+        finally:
+            self.inner.abort(request.request_id)  # a no-op once it finished; else the caller went away
+
+    def abort(self, request_id: str) -> None:
+        self.inner.abort(request_id)
+
+    def snapshots(self) -> Iterable[EngineSnapshot]:
+        return self.inner.snapshots()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    def problem(self) -> str | None:
+        return self.inner.problem()
 
 
 def main() -> None:
     path = os.environ.get(FAULT_FILE_VAR)
     if not path:
         raise SystemExit(f"{FAULT_FILE_VAR} must name the fault file (it need not exist yet)")
-    settings = InferenceSettings.from_env()
-    engine = SlowedEngine(SimulatedEngine(settings.time_scale), FaultFile(Path(path)))
-    run_service("inference", partial(inference_main, engine=engine))
+    faults = FaultFile(Path(path))
+    run_service("inference", partial(inference_main, wrap_engine=lambda inner: SlowedEngine(inner, faults)))
 
 
 if __name__ == "__main__":

@@ -174,9 +174,11 @@ def expand(expr: str, values: Mapping[str, str], rate_interval: str = "1m") -> s
 
 
 def label_values_metric(query: str) -> str | None:
-    """The metric of a ``label_values(metric, label)`` variable query (None for other forms)."""
+    """The metric (or series selector) of a ``label_values(metric, label)`` variable query (None for other
+    forms)."""
     match = re.fullmatch(
-        r"\s*label_values\(\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*,\s*[A-Za-z_][A-Za-z0-9_]*\s*\)\s*", query
+        r"\s*label_values\(\s*([A-Za-z_:][A-Za-z0-9_:]*|\{[^{}]*\})\s*,\s*[A-Za-z_][A-Za-z0-9_]*\s*\)\s*",
+        query,
     )
     return match.group(1) if match else None
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+import services.common.semconv  # noqa: F401 - registers the services' metrics into semconv.METRICS
 from telemetry import semconv
 from telemetry.semconv import Kind
 

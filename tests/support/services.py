@@ -42,6 +42,10 @@ MODELS = {
 }
 
 
+KV_CACHE_BYTES = 64 * 16 * 131072
+"""64 blocks of 16 tokens for the test models (128 KiB of KV per token): a few requests fill it."""
+
+
 class LoopThread:
     """An asyncio loop in a daemon thread; ``run`` executes a coroutine there and waits for it."""
 
@@ -156,7 +160,11 @@ def serving() -> Iterator[InProcessServices]:
     inference_port = free_port()
     orchestrator_port, gateway_port = free_port(), free_port()
     inference_settings = InferenceSettings(
-        address=f"127.0.0.1:{inference_port}", max_batch_size=4, max_wait=0.002, time_scale=1.0, gpu_index=0
+        address=f"127.0.0.1:{inference_port}",
+        max_batch_size=4,
+        time_scale=1.0,
+        gpu_index=0,
+        kv_cache_bytes=KV_CACHE_BYTES,
     )
     state: dict[str, Any] = {}
 

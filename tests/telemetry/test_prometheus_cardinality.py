@@ -32,6 +32,7 @@ from telemetry import (
     GenAIRequest,
     PrometheusMetricReader,
     Telemetry,
+    TokenUsage,
     build_telemetry,
     instruments,
     semconv as sc,
@@ -91,7 +92,7 @@ def test_ten_thousand_model_names_scrape_as_the_catalog_plus_other(
     built, reader = pulled
     catalog = [m.name for m in BUILTIN_CATALOG]
     register_known_values(sc.GEN_AI_REQUEST_MODEL, catalog)  # what the gateway does at start-up
-    metrics = GenAIClientMetrics(built.meter_provider)
+    metrics = GenAIClientMetrics(built.meter_provider, "both")
     tracer = built.tracer_provider.get_tracer("test")
     names = [*catalog, *(f"attacker-model-{i}" for i in range(DISTINCT))]
     for i, name in enumerate(names):
@@ -99,8 +100,7 @@ def test_ten_thousand_model_names_scrape_as_the_catalog_plus_other(
             metrics.record(
                 GenAIRequest("chat", "self_hosted", name),
                 duration=0.01 * (i % 50 + 1),
-                input_tokens=10,
-                output_tokens=20,
+                usage=TokenUsage(10, 20),
                 time_to_first_chunk=0.005,
                 span=span,
             )
@@ -116,9 +116,13 @@ def test_ten_thousand_model_names_scrape_as_the_catalog_plus_other(
     }
     assert len(series[family]) == len(catalog) + 1
     assert len(series[sc.GEN_AI_CLIENT_TOKEN_USAGE.prometheus_name]) == 2 * (len(catalog) + 1)
+    latest = sc.GEN_AI_CLIENT_INFERENCE_DURATION.prometheus_name
+    assert _label_values(body, latest, "gen_ai_request_model") == {*catalog, sc.OTHER}
+    usage = sc.GEN_AI_CLIENT_INFERENCE_USAGE_INPUT_TOKENS.prometheus_name
+    assert len(series[usage.removesuffix("_total")]) == len(catalog) + 1
     assert "attacker-model" not in body
     sample_lines = sum(1 for line in body.splitlines() if line and not line.startswith("#"))
-    assert sample_lines < 100 * (len(catalog) + 1)
+    assert sample_lines < 2 * 100 * (len(catalog) + 1)  # both GenAI vocabularies: twice the families
     assert len(body) < BYTES_PER_LINE * sample_lines
 
 

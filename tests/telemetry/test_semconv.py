@@ -14,11 +14,11 @@ from opentelemetry.sdk.metrics import _internal as sdk_metrics
 
 from services.common.models import BUILTIN_CATALOG
 from services.gateway.app import Gateway, GatewaySettings
-from services.inference.engine import SimulatedEngine
-from services.inference.scheduler import BatchScheduler
+from services.inference.scheduler import SchedulerLimits
 from services.inference.server import InferenceServicer
+from services.inference.simulated import KvCacheConfig, SimulatedEngine
 from services.orchestrator.app import Orchestrator, OrchestratorSettings
-from telemetry import gpu, semconv, testing
+from telemetry import GenAIClientMetrics, gpu, semconv, testing
 from telemetry._selfmetrics import PipelineCounts
 from telemetry.instrumentation.asgi import TelemetryMiddleware
 from telemetry.instrumentation.grpc import grpc_client_interceptors, grpc_server_interceptor
@@ -74,9 +74,16 @@ def _create_everything(key_file: Path) -> None:
     models = {m.name: m for m in BUILTIN_CATALOG}
     Gateway(gateway_settings, t, models)
     Orchestrator(OrchestratorSettings.from_env({}), t)
-    engine = SimulatedEngine()
-    scheduler = BatchScheduler(engine, max_batch_size=2, max_wait=0.01, meter_provider=mp, tracer_provider=tp)
-    InferenceServicer(models, scheduler, engine, t)
+    engine = SimulatedEngine(
+        models,
+        kv_cache=KvCacheConfig(1 << 30),
+        limits=SchedulerLimits(),
+        meter_provider=mp,
+        tracer_provider=tp,
+    )
+    engine.batcher(BUILTIN_CATALOG[0].name).submit  # noqa: B018 - the engine's instruments exist already
+    InferenceServicer(models, engine, t)
+    GenAIClientMetrics(mp, "legacy")  # the gateway made the latest names; the pre-2026 ones exist too
     device = FakeDevice(processes=[FakeProcess(os.getpid(), 1 << 20)])
     handle = gpu.instrument_gpu(t.meter_provider, nvml=FakeNvml([device]))
     PipelineCounts().register(mp)  # configure()'s counts of SDK drops and failed exports

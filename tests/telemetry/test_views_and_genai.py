@@ -6,7 +6,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from telemetry import GenAIClientMetrics, GenAIRequest, GenAIServerMetrics, capture_messages, semconv, testing
+from telemetry import (
+    GenAIClientMetrics,
+    GenAIRequest,
+    GenAIServerMetrics,
+    TokenUsage,
+    capture_messages,
+    semconv,
+    testing,
+)
 from telemetry.views import bounded, clear_known_values, register_known_values
 
 
@@ -59,13 +67,51 @@ def test_server_metrics_derive_tpot_and_skip_ttft_on_errors(capture: testing.Cap
     assert durations == {None: 1, "cancelled": 1}
 
 
-def test_client_token_usage_is_recorded_only_when_known(capture: testing.Capture) -> None:
-    metrics = GenAIClientMetrics(capture.telemetry.meter_provider)
+def test_legacy_client_token_usage_is_recorded_only_when_known(capture: testing.Capture) -> None:
+    metrics = GenAIClientMetrics(capture.telemetry.meter_provider, "legacy")
     request = GenAIRequest("chat", "self_hosted", "m")
-    metrics.record(request, duration=1.0, input_tokens=12, output_tokens=30)
+    metrics.record(request, duration=1.0, usage=TokenUsage(12, 30))
     metrics.record(request, duration=1.0, error_type="upstream_timeout")
-    points = capture.metrics()["gen_ai.client.token.usage"]["points"]
+    exported = capture.metrics()
+    points = exported["gen_ai.client.token.usage"]["points"]
     assert {p["attributes"]["gen_ai.token.type"]: p["sum"] for p in points} == {"input": 12, "output": 30}
+    assert not any(name.startswith("gen_ai.client.inference.") for name in exported)
+
+
+def test_latest_usage_counters_count_every_call_and_unknown_usage_as_zero_of_modality_unknown(
+    capture: testing.Capture,
+) -> None:
+    metrics = GenAIClientMetrics(capture.telemetry.meter_provider, "latest")
+    request = GenAIRequest("chat", "self_hosted", "m", "10.0.0.7", 8081)
+    metrics.record(request, duration=1.0, usage=TokenUsage(12, 30, 8, 0), response_model="m")
+    metrics.record(request, duration=2.0, error_type="upstream_timeout")
+    exported = capture.metrics()
+    assert "gen_ai.client.token.usage" not in exported
+    identity = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "self_hosted",
+        "gen_ai.request.model": "m",
+        "server.address": "10.0.0.7",
+        "server.port": 8081,
+    }
+    answered = {**identity, "gen_ai.response.model": "m", "gen_ai.token.modality": "text"}
+    unknown = {**identity, "gen_ai.token.modality": "unknown"}
+    for name, total in (
+        ("input_tokens", 12),
+        ("output_tokens", 30),
+        ("cache_read.input_tokens", 8),
+        ("reasoning.output_tokens", 0),
+    ):
+        metric = f"gen_ai.client.inference.usage.{name}"
+        assert capture.value(metric, answered) == total, metric
+        assert capture.value(metric, unknown) == 0, metric
+    durations = {
+        p["attributes"].get("error.type"): p["count"]
+        for p in exported["gen_ai.client.inference.duration"]["points"]
+    }
+    assert durations == {None: 1, "upstream_timeout": 1}
+    (inputs,) = exported["gen_ai.client.inference.operation.input_tokens"]["points"]
+    assert (inputs["count"], inputs["sum"]) == (1, 12)
 
 
 def test_message_content_is_captured_only_when_opted_in() -> None:

@@ -39,13 +39,27 @@ SERVER_SPANS = 'span_kind="SPAN_KIND_SERVER"'
 EXEMPLARS = " (exemplars → traces)"
 """Title suffix of the panels whose p95 plots exemplars."""
 
+ENGINE_MODEL = MODEL
+"""The engine panels filter on the model alone: a vLLM fleet mapped onto our names (deploy/prometheus/vllm/)
+has jobs of its own."""
+
 HTTP = s.HTTP_SERVER_REQUEST_DURATION
 TTFT = s.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN
 TPOT = s.GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN
 INFERENCE = s.GEN_AI_SERVER_REQUEST_DURATION
-PROVIDER_CALLS = s.GEN_AI_CLIENT_OPERATION_DURATION
+PROVIDER_CALLS = s.GEN_AI_CLIENT_INFERENCE_DURATION
+"""Provider calls, under the 2026 GenAI name; every GenAI client panel falls back to the pre-2026 one
+(:func:`genai_client`), so the dashboards serve any LLM_TELEMETRY_GENAI_SEMCONV."""
+LEGACY_PROVIDER_CALLS = s.GEN_AI_CLIENT_OPERATION_DURATION
 COST = s.GEN_AI_CLIENT_OPERATION_COST
 TENANT = 'llm_tenant_id=~"$tenant"'
+
+
+def genai_client(latest: str, legacy: str) -> str:
+    """``latest`` where the 2026 GenAI names have data, else ``legacy`` (PromQL ``or`` keeps the left side's
+    series and adds the right side's only for label sets the left lacks): one query for all three settings,
+    and a fleet mid-migration. Under ``both`` the latest series win, so nothing counts twice."""
+    return f"({latest}) or ({legacy})"
 
 
 def _quantiles(spec: MetricSpec, label: str, matchers: str) -> list[Query]:
@@ -72,12 +86,50 @@ def _sum_rate(
     return grouped("sum", labels, rate(series(spec, suffix), matchers), prefix)
 
 
+def _provider_calls(label: str, matchers: str) -> Query:
+    """GenAI client calls per second by ``label`` (under either vocabulary: :func:`genai_client`)."""
+    return Query(
+        genai_client(
+            agg("sum", label, rate(series(PROVIDER_CALLS, "count"), matchers)),
+            agg("sum", label, rate(series(LEGACY_PROVIDER_CALLS, "count"), matchers)),
+        ),
+        f"{{{{{label}}}}}",
+    )
+
+
 def _tokens_per_second(per: str, label: str, matchers: str) -> PanelBuilder:
     return timeseries(
         f"Tokens per second by {per}",
-        f"{s.GEN_AI_CLIENT_TOKEN_USAGE.name} summed per second per {per}, input and output.",
+        f"{s.GEN_AI_CLIENT_INFERENCE_USAGE_INPUT_TOKENS.name} and .output_tokens summed per second per {per} "
+        f"(or {s.GEN_AI_CLIENT_TOKEN_USAGE.name} under the pre-2026 names), and the input tokens the "
+        "provider served from its cache (our pipeline: the engine's prefix cache).",
         "short",
-        _sum_rate(f"{label}, gen_ai_token_type", s.GEN_AI_CLIENT_TOKEN_USAGE, matchers, "sum"),
+        *(
+            Query(
+                genai_client(
+                    agg("sum", label, rate(series(latest), matchers)),
+                    agg(
+                        "sum",
+                        label,
+                        rate(
+                            series(s.GEN_AI_CLIENT_TOKEN_USAGE, "sum"),
+                            f'{matchers}, gen_ai_token_type="{kind}"',
+                        ),
+                    ),
+                ),
+                f"{{{{{label}}}}} {kind}",
+            )
+            for kind, latest in (
+                ("input", s.GEN_AI_CLIENT_INFERENCE_USAGE_INPUT_TOKENS),
+                ("output", s.GEN_AI_CLIENT_INFERENCE_USAGE_OUTPUT_TOKENS),
+            )
+        ),
+        Query(
+            agg(
+                "sum", label, rate(series(s.GEN_AI_CLIENT_INFERENCE_USAGE_CACHE_READ_INPUT_TOKENS), matchers)
+            ),
+            f"{{{{{label}}}}} cached input",
+        ),
         stacked=True,
     )
 
@@ -187,15 +239,24 @@ def _genai() -> list[PanelBuilder]:
         _tokens_per_second("model", "gen_ai_request_model", MODEL),
         timeseries(
             "Provider calls per second",
-            f"{PROVIDER_CALLS.name} count per provider.",
+            f"{PROVIDER_CALLS.name} (or {LEGACY_PROVIDER_CALLS.name}) count per provider.",
             "reqps",
-            _sum_rate("gen_ai_provider_name", PROVIDER_CALLS, PROVIDER, "count"),
+            _provider_calls("gen_ai_provider_name", PROVIDER),
         ),
         timeseries(
             f"Provider call p95{EXEMPLARS}",
-            f"{PROVIDER_CALLS.name} p95 per provider.",
+            f"{PROVIDER_CALLS.name} (or {LEGACY_PROVIDER_CALLS.name}) p95 per provider.",
             "s",
-            _p95(PROVIDER_CALLS, "gen_ai_provider_name", PROVIDER),
+            Query(
+                genai_client(
+                    quantile("0.95", "gen_ai_provider_name", series(PROVIDER_CALLS, "bucket"), PROVIDER),
+                    quantile(
+                        "0.95", "gen_ai_provider_name", series(LEGACY_PROVIDER_CALLS, "bucket"), PROVIDER
+                    ),
+                ),
+                "{{gen_ai_provider_name}}",
+                exemplar=True,
+            ),
         ),
         ratio(
             "Provider error ratio",
@@ -223,10 +284,10 @@ def _tenants() -> list[PanelBuilder]:
     return [
         timeseries(
             "Requests per tenant",
-            f"{PROVIDER_CALLS.name} count per llm.tenant.id (the key file's tenants; _OTHER for none of "
-            "them), at the gateway.",
+            f"{PROVIDER_CALLS.name} (or {LEGACY_PROVIDER_CALLS.name}) count per llm.tenant.id (the key "
+            "file's tenants; _OTHER for none of them), at the gateway.",
             "reqps",
-            _sum_rate("llm_tenant_id", PROVIDER_CALLS, TENANT, "count"),
+            _provider_calls("llm_tenant_id", TENANT),
             stacked=True,
         ),
         _tokens_per_second("tenant", "llm_tenant_id", TENANT),
@@ -240,8 +301,8 @@ def _tenants() -> list[PanelBuilder]:
         timeseries(
             f"Request cost p99 per tenant{EXEMPLARS}",
             f"{COST.name}: the dearest requests' cost per tenant; each exemplar opens an expensive request's "
-            f"trace. A self-hosted request's cost is its share of the GPU time (and energy) of its batches "
-            f"({svc.LLM_INFERENCE_COST.name} at the inference server).",
+            f"trace. A self-hosted request's cost is its share of the GPU time (and energy) of the engine "
+            f"steps it ran in ({svc.LLM_INFERENCE_COST.name} at the inference server).",
             "currencyUSD",
             Query(
                 quantile("0.99", "llm_tenant_id", series(COST, "bucket"), TENANT), "{{llm_tenant_id}}", True
@@ -321,12 +382,12 @@ def _pipeline() -> list[PanelBuilder]:
             Query(select(n.STAGE_ERRORS, JOB), "errors {{llm_stage}}"),
         ),
         timeseries(
-            "Inference batching",
-            "Requests waiting for the batching scheduler, and the p50 / p95 batch size.",
+            "Requests per engine step",
+            f"{svc.LLM_INFERENCE_BATCH_SIZE.name}: the continuous batch's size at each step, p50 / p95 "
+            "(exemplars open the batch's own trace, whose links lead to its requests).",
             "short",
-            grouped("sum", "job", select(series(svc.LLM_INFERENCE_QUEUE_SIZE), JOB), "waiting"),
             Query(quantile("0.50", "", batch, JOB), "batch p50"),
-            Query(quantile("0.95", "", batch, JOB), "batch p95"),
+            Query(quantile("0.95", "", batch, JOB), "batch p95", exemplar=True),
         ),
         timeseries(
             "Inference queue wait p95",
@@ -348,6 +409,107 @@ def _pipeline() -> list[PanelBuilder]:
             f"{svc.LLM_GATEWAY_CACHE_ENTRIES.name} per gateway instance.",
             "short",
             grouped("sum", "job, instance", select(series(svc.LLM_GATEWAY_CACHE_ENTRIES), JOB)),
+        ),
+    ]
+
+
+def _engine() -> list[PanelBuilder]:
+    waiting = 'llm_engine_request_state="waiting"'
+    requests = series(s.LLM_ENGINE_REQUESTS)
+    return [
+        timeseries(
+            "Engine requests running and waiting",
+            f"{s.LLM_ENGINE_REQUESTS.name} by llm.engine.request.state per model: running holds KV blocks, "
+            "waiting queues for admission (preempted requests included). Alert LLMEngineQueueGrowing fires "
+            "when waiting grows while running stays flat.",
+            "short",
+            grouped(
+                "sum",
+                "gen_ai_request_model, llm_engine_request_state",
+                select(series(s.LLM_ENGINE_REQUESTS), ENGINE_MODEL),
+            ),
+        ),
+        ratio(
+            "KV-cache usage",
+            f"{s.LLM_ENGINE_KV_CACHE_USAGE.name}: share of the KV blocks held by requests, per model and "
+            "instance. Alert LLMKVCacheUsageHigh fires above 90 % (the engine is KV-bound: admissions wait, "
+            "running requests get preempted).",
+            grouped(
+                "max",
+                "gen_ai_request_model, instance",
+                select(series(s.LLM_ENGINE_KV_CACHE_USAGE), ENGINE_MODEL),
+            ),
+        ),
+        timeseries(
+            "KV-cache blocks by state",
+            f"{s.LLM_ENGINE_KV_CACHE_BLOCKS.name}: used (held by requests), cached (free, keeping a reusable "
+            "prefix) and free; the stack's height is the pool's size.",
+            "short",
+            grouped(
+                "sum",
+                "gen_ai_request_model, llm_engine_kv_cache_block_state",
+                select(series(s.LLM_ENGINE_KV_CACHE_BLOCKS), ENGINE_MODEL),
+            ),
+            stacked=True,
+        ),
+        ratio(
+            "Prefix-cache hit rate",
+            f"Recording rule {n.PREFIX_CACHE_HIT_RATIO}: prompt tokens served from the prefix cache over "
+            "prompt tokens looked up ({s.LLM_ENGINE_PREFIX_CACHE_HITS.name} / "
+            f"{s.LLM_ENGINE_PREFIX_CACHE_QUERIES.name}).",
+            Query(select(n.PREFIX_CACHE_HIT_RATIO, ENGINE_MODEL), "{{gen_ai_request_model}}"),
+        ),
+        timeseries(
+            "Preemptions per second",
+            f"{s.LLM_ENGINE_PREEMPTIONS.name}: running requests evicted for want of KV blocks (computed "
+            "again later). Alert LLMHighPreemptionRate fires above one per ten finished requests.",
+            "short",
+            _sum_rate("gen_ai_request_model", s.LLM_ENGINE_PREEMPTIONS, ENGINE_MODEL),
+        ),
+        timeseries(
+            "Finished requests by reason, aborted by state",
+            f"{s.LLM_ENGINE_FINISHED_REQUESTS.name} per second by llm.engine.finish_reason (stop, length, "
+            f"abort), and {s.LLM_ENGINE_ABORTED_REQUESTS.name} by where the caller left them (waiting, "
+            "running). A rising `length` share means answers are cut at max_tokens.",
+            "reqps",
+            _sum_rate("llm_engine_finish_reason", s.LLM_ENGINE_FINISHED_REQUESTS, ENGINE_MODEL),
+            _sum_rate(
+                "llm_engine_request_state", s.LLM_ENGINE_ABORTED_REQUESTS, ENGINE_MODEL, prefix="aborted"
+            ),
+        ),
+        timeseries(
+            f"Prompt and generation length p50 / p95{EXEMPLARS}",
+            f"{s.LLM_ENGINE_REQUEST_INPUT_TOKENS.name} and {s.LLM_ENGINE_REQUEST_OUTPUT_TOKENS.name}: the "
+            "workload's shape. Exemplars open the request's trace.",
+            "short",
+            *(
+                Query(quantile(q, "", series(spec, "bucket"), ENGINE_MODEL), f"{what} p{q[2:]}", q == "0.95")
+                for spec, what in (
+                    (s.LLM_ENGINE_REQUEST_INPUT_TOKENS, "prompt"),
+                    (s.LLM_ENGINE_REQUEST_OUTPUT_TOKENS, "generation"),
+                )
+                for q in ("0.50", "0.95")
+            ),
+        ),
+        timeseries(
+            f"Tokens per engine step p50 / p95{EXEMPLARS}",
+            f"{s.LLM_ENGINE_STEP_TOKENS.name}: prefill and decode tokens one step computed. Exemplars open "
+            "the batch's trace: its span links to every request in the batch.",
+            "short",
+            Query(quantile("0.50", "", series(s.LLM_ENGINE_STEP_TOKENS, "bucket"), ENGINE_MODEL), "p50"),
+            Query(
+                quantile("0.95", "", series(s.LLM_ENGINE_STEP_TOKENS, "bucket"), ENGINE_MODEL), "p95", True
+            ),
+        ),
+        ratio(
+            "Waiting share of engine requests",
+            f"{s.LLM_ENGINE_REQUESTS.name}: waiting over running plus waiting, per model; 0 while the "
+            "engine is idle.",
+            Query(
+                f"{agg('sum', 'gen_ai_request_model', select(requests, f'{ENGINE_MODEL}, {waiting}'))}"
+                f" / clamp_min({agg('sum', 'gen_ai_request_model', select(requests, ENGINE_MODEL))}, 1)",
+                "{{gen_ai_request_model}}",
+            ),
         ),
     ]
 
@@ -449,7 +611,8 @@ def build() -> Dashboard:
     return dashboard_model(
         OVERVIEW,
         "Requests, errors and latency per service; TTFT, TPOT and tokens per model and provider; queues, "
-        "shedding and cache; GPUs. Latency panels show exemplars that open the request's trace in Jaeger.",
+        "shedding and cache; the engine's batch and KV cache; GPUs. Latency panels show exemplars that open "
+        "the request's trace in Jaeger.",
         ["llm", "opentelemetry"],
         PIPELINE_HEALTH,
         sections=[
@@ -457,13 +620,24 @@ def build() -> Dashboard:
             ("GenAI: per model and provider", _genai()),
             ("Tenants: requests, tokens, spend, latency and budgets", _tenants()),
             ("Pipeline: queues, shedding, batching, cache", _pipeline()),
+            ("Engine: continuous batching and the KV cache", _engine()),
             ("GPU", _gpu()),
             ("Span metrics and service graph (100 % of spans, before sampling)", _span_metrics()),
         ],
         variables=[
             label_variable("job", "Service", series(HTTP, "count"), "job"),
             label_variable("model", "Model", series(INFERENCE, "count"), "gen_ai_request_model"),
-            label_variable("provider", "Provider", series(PROVIDER_CALLS, "count"), "gen_ai_provider_name"),
-            label_variable("tenant", "Tenant", series(PROVIDER_CALLS, "count"), "llm_tenant_id"),
+            label_variable(
+                "provider",
+                "Provider",
+                f'{{__name__=~"{series(PROVIDER_CALLS, "count")}|{series(LEGACY_PROVIDER_CALLS, "count")}"}}',
+                "gen_ai_provider_name",
+            ),
+            label_variable(
+                "tenant",
+                "Tenant",
+                f'{{__name__=~"{series(PROVIDER_CALLS, "count")}|{series(LEGACY_PROVIDER_CALLS, "count")}"}}',
+                "llm_tenant_id",
+            ),
         ],
     )

@@ -67,7 +67,7 @@ async def test_a_unary_calls_span_ends_when_recording_its_duration_fails() -> No
     with pytest.raises(RuntimeError, match="metric export bug"):  # re-raised under telemetry.testing
         await wrapped.unary_unary("request", _Context())
     (span,) = capture.spans()
-    assert (span["kind"], span["attributes"]["rpc.status_code"]) == ("SERVER", "OK")
+    assert (span["kind"], span["attributes"]["rpc.response.status_code"]) == ("SERVER", "OK")
     assert trace.get_current_span() is trace.INVALID_SPAN  # the call's context was detached
     capture.shutdown()
 
@@ -91,7 +91,7 @@ async def test_a_streaming_calls_span_ends_when_recording_its_duration_fails() -
         await read()
     assert received == ["a", "b"]
     (span,) = capture.spans()
-    assert span["attributes"]["rpc.status_code"] == "OK"
+    assert span["attributes"]["rpc.response.status_code"] == "OK"
     capture.shutdown()
 
 
@@ -114,7 +114,7 @@ async def test_a_stream_closed_by_grpc_is_cancelled_not_failed_and_closes_the_ha
     await stream.aclose()  # what gRPC does when the deadline passes while it sends
     assert closed == [True]
     (span,) = capture.spans()
-    assert span["attributes"]["rpc.status_code"] == "CANCELLED"
+    assert span["attributes"]["rpc.response.status_code"] == "CANCELLED"
     assert "error.type" not in span["attributes"]
     assert [e["name"] for e in span["events"]] == ["rpc.cancelled"]
     capture.shutdown()
