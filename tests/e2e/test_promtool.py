@@ -91,9 +91,7 @@ def test_every_dashboard_query_is_valid_promql(promtool: Path, tmp_path: Path) -
     rules = [{"record": f"grafana:query:{i}", "expr": expr} for i, (_, expr) in enumerate(exprs)]
     path = tmp_path / "queries.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "grafana", "rules": rules}]}))
-    result = subprocess.run(
-        [str(promtool), "check", "rules", str(path)], capture_output=True, text=True, timeout=60, check=False
-    )
+    result = _run(promtool, "check", "rules", str(path))
     output = result.stdout + result.stderr
     # promtool names the failing rule by its index: map it back to the panel.
     bad = sorted({exprs[int(i)][0] for i in re.findall(r"grafana:query:(\d+)", output)})
