@@ -113,8 +113,11 @@ class PipelineError(Exception):
 
 
 # gRPC's codes as HTTP statuses, after google.rpc.Code's mapping: UNAVAILABLE (inference down, or draining
-# at shutdown, so the call never started) is a 503 worth retrying, like RESOURCE_EXHAUSTED.
+# at shutdown, so the call never started) is a 503 worth retrying, like RESOURCE_EXHAUSTED. So is CANCELLED:
+# when we cancel a call it raises CancelledError here, so a CANCELLED status is inference's doing, and a
+# stopping gRPC server gives it to the calls that reached its transport but no handler yet.
 _GRPC_TO_HTTP = {
+    grpc.StatusCode.CANCELLED: (503, ErrorType.UPSTREAM_UNAVAILABLE),
     grpc.StatusCode.NOT_FOUND: (404, ErrorType.MODEL_NOT_FOUND),
     grpc.StatusCode.INVALID_ARGUMENT: (400, ErrorType.INVALID_REQUEST),
     grpc.StatusCode.DEADLINE_EXCEEDED: (504, ErrorType.UPSTREAM_TIMEOUT),
