@@ -19,7 +19,7 @@ from deploy.stack.guarantee import GuaranteeFigures
 from services.common import semconv as service_sc
 from telemetry import semconv as sc
 
-REQUEST_DURATION = "http_server_request_duration_seconds"
+REQUEST_DURATION = sc.HTTP_SERVER_REQUEST_DURATION.prometheus_name
 KEY_ATTRIBUTES = (
     sc.HTTP_ROUTE,
     sc.HTTP_RESPONSE_STATUS_CODE,

@@ -16,12 +16,12 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 
+from deploy.series_names import TAIL_SAMPLED_TRACES_BY_POLICY
 from deploy.stack.clients import ExemplarSeries, JaegerClient, PrometheusClient
+from telemetry.semconv import HTTP_SERVER_REQUEST_DURATION
 
 EVERY_SERIES = '{__name__=~".+"}'
-KEPT_BY_POLICY = "otelcol_processor_tail_sampling_count_traces_sampled"
-"""The tail_sampling processor's decisions per policy (absent without its overlay-tail-sampling.yaml)."""
-REQUEST_DURATION = "http_server_request_duration_seconds"
+REQUEST_DURATION = HTTP_SERVER_REQUEST_DURATION.prometheus_name
 
 Cell = tuple[tuple[tuple[str, str], ...], str, int]
 """(a histogram series' labels but ``le``, the bucket's ``le``, the minute's index)."""
@@ -112,7 +112,7 @@ def measure(
 
 def _kept_by_policy(prometheus: PrometheusClient, start: float, end: float) -> tuple[tuple[str, int], ...]:
     window = max(1, math.ceil(end - start))
-    expr = f'sum by (policy) (increase({KEPT_BY_POLICY}{{sampled="true"}}[{window}s]))'
+    expr = f'sum by (policy) (increase({TAIL_SAMPLED_TRACES_BY_POLICY}{{sampled="true"}}[{window}s]))'
     kept = [(s.labels.get("policy", "?"), round(s.value)) for s in prometheus.query(expr, at=end)]
     return tuple(sorted(kept, key=lambda pair: -pair[1]))
 

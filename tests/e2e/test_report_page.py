@@ -23,10 +23,10 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Page, Request, Route, sync_playwright
 
-from deploy.grafana.generate.names import SPAN_CALLS
 from deploy.local.drilldown import find_slowest
 from deploy.local.report import ReportData, ReportServer, collect, write_report
 from deploy.local.report.collect import SERVICE_HISTOGRAMS, in_window, load_window, wait_until_settled
+from deploy.series_names import SPAN_CALLS
 from deploy.stack import LOOPBACK, Span, poll_until
 from deploy.stack.guarantee import GuaranteeFigures, measure
 from tests.support.ci import missing

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from deploy.grafana.generate import names as n
+from deploy import series_names as n
 from deploy.grafana.generate._build import (
     OVERVIEW,
     PIPELINE_HEALTH,

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from deploy.grafana.generate import names as n
+from deploy import series_names as n
 from deploy.grafana.generate._build import (
     OVERVIEW,
     SLOS,

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from deploy.grafana.generate.names import SPAN_CALLS, SPAN_DURATION_BUCKET
+from deploy.series_names import SPAN_CALLS, SPAN_DURATION_BUCKET
 from deploy.stack import JaegerClient, PrometheusClient, Series, Span
 from deploy.stack.guarantee import GuaranteeFigures, measure
 from telemetry import semconv as sc

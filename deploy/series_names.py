@@ -1,9 +1,10 @@
-"""The series names the dashboards read that telemetry/semconv.py does not define, each written once.
+"""The series names that telemetry/semconv.py does not define, each written once: the dashboards, the
+drilldown report and the exemplar guarantee read them.
 
-Our own metrics are named through their :class:`~telemetry.semconv.MetricSpec` (see ``_build.series``);
-what is here comes from elsewhere: the Collector's connectors and self-metrics (otelcol-llm with
-deploy/collector/config/base.yaml), Prometheus itself, and our recording rules. tests/support/promql.py's
-``known_names`` checks every one against what really reaches Prometheus.
+Our own metrics are named through their :class:`~telemetry.semconv.MetricSpec` (see ``series`` in
+deploy/grafana/generate/_build.py); what is here comes from elsewhere: the Collector's connectors and
+self-metrics (otelcol-llm with deploy/collector/config/base.yaml), Prometheus itself, and our recording
+rules. tests/support/promql.py's ``known_names`` checks every one against what really reaches Prometheus.
 """
 
 from __future__ import annotations
