@@ -32,7 +32,7 @@ from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import NoOpTracerProvider, Span, SpanKind
 from opentelemetry.util.types import AttributeValue
@@ -62,14 +62,18 @@ class CountingSpanExporter(SpanExporter):
         return True
 
 
-def ours_telemetry(service_name: str) -> tuple[Telemetry, CountingSpanExporter, InMemoryMetricReader]:
+def ours_telemetry(
+    service_name: str, *more_processors: SpanProcessor
+) -> tuple[Telemetry, CountingSpanExporter, InMemoryMetricReader]:
     """Our full set-up (``build_telemetry``: views, 100 % sampling, exemplars trace_based), no network."""
     exporter = CountingSpanExporter()
     reader = InMemoryMetricReader()
     built = build_telemetry(
         service_name=service_name,
         gpu=False,
-        advanced=AdvancedOptions(span_processors=[BatchSpanProcessor(exporter)], metric_readers=[reader]),
+        advanced=AdvancedOptions(
+            span_processors=[BatchSpanProcessor(exporter), *more_processors], metric_readers=[reader]
+        ),
     )
     return built, exporter, reader
 

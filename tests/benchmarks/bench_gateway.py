@@ -1,13 +1,13 @@
 """Gateway throughput under uvicorn + wrk: no telemetry vs ours vs stock OpenTelemetry (a benchmark).
 
     .venv/bin/python -m tests.benchmarks.bench_gateway [--reps 3] [--duration 8] [--warmup 2]
-        [--conns 32] [--threads 2] [--scenarios cache,upstream] [--variants none,ours,stock]
+        [--conns 32] [--threads 2] [--scenarios cache,upstream] [--variants none,floor,signals,ours,stock]
         [--no-pin] [--out /tmp/bench_gateway.json]
     .venv/bin/python -m tests.benchmarks.bench_gateway --profile [--requests 3000] [--reps 5]
 
 Needs ``wrk`` (Debian/Ubuntu: ``apt-get install -y wrk``) and ``taskset`` (util-linux) unless ``--no-pin``.
-Everything binds 127.0.0.1. Default run: 3 reps x 3 variants x 2 scenarios x (8 s + 2 s warm-up + start-up),
-about 4 minutes.
+Everything binds 127.0.0.1. Default run: 3 reps x 5 variants x 2 scenarios x (8 s + 2 s warm-up + start-up),
+about 7 minutes.
 
 Request: ``POST /v1/chat/completions`` with ``Authorization: Bearer <key>`` and one fixed JSON body, from
 wrk (``-t2 -c32``, pinned to CPU 1), against ``services.gateway.app.create_app`` under uvicorn, one worker,
@@ -40,6 +40,11 @@ Variants
          avoid: one sampled SERVER span and one ``http.server.request.duration`` record with an exemplar
          per request, with pre-built attributes (``_bench.Floor``, over ``build_telemetry`` providers as
          ``ours``). Our overhead is also printed as a multiple of this one's (paired per rep).
+  signals the ``none`` app + an outermost ASGI middleware replaying exactly what one ``ours`` request emits
+         (its spans with their attributes, events and status; its measurements with their values,
+         attributes and span contexts, so exemplars too), pre-built, over ``ours`` providers
+         (``_replay.Replay``, captured from one in-process request at start-up): the SDK's price of our
+         signal set. ``ours`` minus ``signals`` is what our own code adds to it.
   none+httpx, ours+httpx (upstream scenario, on request: ``--variants none,ours,none+httpx,ours+httpx``)
          the same with the upstream client the gateway had before aiohttp (``httpx.AsyncClient.send``
          over httpcore 1.0.9's pool), for before/after figures from one interleaved run.
@@ -84,6 +89,7 @@ from deploy.stack import PollTimeoutError, free_port, poll_until
 from telemetry import instrument_httpx
 from tests.benchmarks._bench import (
     Children,
+    CountingSpanExporter,
     Floor,
     children,
     floor_multiples,
@@ -100,6 +106,7 @@ from tests.benchmarks._bench import (
     summarize,
     write_json,
 )
+from tests.benchmarks._replay import CapturingSpanProcessor, Replay, captured_measurements
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -108,7 +115,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Stats = Callable[[], dict[str, Any]]
 
-VARIANTS = ("none", "floor", "ours", "stock")
+VARIANTS = ("none", "floor", "signals", "ours", "stock")
 SCENARIOS = ("cache", "upstream")
 API_KEY = "bench-key-0123456789"
 PATH = "/v1/chat/completions"
@@ -193,6 +200,8 @@ def build_gateway(variant: str, scenario: str, upstream_url: str | None) -> tupl
         stats = dict
         if variant == "floor":
             stats = _add_floor(app)
+        elif variant == "signals":
+            stats = _add_replay(app, _capture_signals(settings, scenario))
         elif variant == "stock":
             os.environ["OTEL_SEMCONV_STABILITY_OPT_IN"] = "http"
             from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -254,6 +263,59 @@ def _add_floor(app: Any) -> Stats:
     app.user_middleware.insert(0, Middleware(_FloorMiddleware, floor=floor))
     app.middleware_stack = None
     return lambda: {"spans": floor.spans()}
+
+
+def _capture_signals(settings: Any, scenario: str) -> tuple[Replay, Any, CountingSpanExporter]:
+    """What one request to ``ours`` emits, captured in-process (upstream answered without a socket)."""
+    from services.common.models import load_catalog
+    from services.gateway.app import create_app
+
+    capture = CapturingSpanProcessor()
+    built, exporter, _ = ours_telemetry("gateway", capture)
+    app = create_app(settings, built, load_catalog({}))
+    _answer_in_process(app)
+    if scenario == "cache":
+        _fill_cache(app)
+    capture.recording = True
+    with captured_measurements() as measurements:
+        asyncio.run(_drive(app, 1, 0, None))
+    capture.recording = False
+    built.tracer_provider.force_flush()
+    replay = Replay(built.tracer_provider.get_tracer("bench.replay"), capture.spans, measurements)
+    return replay, built, exporter
+
+
+class _ReplayMiddleware:
+    """Replays one request's signals (``_replay.Replay``) around each HTTP request, nothing else."""
+
+    def __init__(self, app: ASGIApp, replay: Replay) -> None:
+        self.app, self.replay = app, replay
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = self.replay.start()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.replay.end(started)
+
+
+def _add_replay(app: Any, captured: tuple[Replay, Any, CountingSpanExporter]) -> Stats:
+    """The replay as the outermost middleware, where ``instrument_fastapi`` puts ours."""
+    from starlette.middleware import Middleware
+
+    replay, built, exporter = captured
+    print(f"signals replayed per request: {replay.signals()}", file=sys.stderr, flush=True)
+    app.user_middleware.insert(0, Middleware(_ReplayMiddleware, replay=replay))
+    app.middleware_stack = None
+
+    def replay_stats() -> dict[str, Any]:
+        built.tracer_provider.force_flush()
+        return {"spans": exporter.count}
+
+    return replay_stats
 
 
 def _use_httpx_client(app: Any) -> None:
@@ -635,6 +697,13 @@ class _InstantUpstream(httpx.AsyncBaseTransport):
 
 def _inproc_app(variant: str, scenario: str) -> ASGIApp:
     app, _ = build_gateway(variant, scenario, "http://upstream.invalid")
+    _answer_in_process(app)
+    built: ASGIApp = app
+    return built
+
+
+def _answer_in_process(app: Any) -> None:
+    """Point the gateway's upstream client at ``_InstantUpstream``, keeping its instrumentation as it was."""
     gateway = app.state.gateway
     client = gateway.upstream.client
     # httpx has no public way to swap a client's transport: undo ours (if any), swap, then instrument again.
@@ -648,8 +717,6 @@ def _inproc_app(variant: str, scenario: str) -> ASGIApp:
             tracer_provider=gateway.telemetry.tracer_provider,
             meter_provider=gateway.telemetry.meter_provider,
         )
-    built: ASGIApp = app
-    return built
 
 
 async def _drive(app: ASGIApp, n: int, warmup: int, profiler: cProfile.Profile | None) -> tuple[float, float]:
