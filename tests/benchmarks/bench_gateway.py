@@ -227,21 +227,22 @@ def build_gateway(variant: str, scenario: str, upstream_url: str | None) -> tupl
     return app, stats
 
 
-class _FloorMiddleware:
-    """One ``Floor`` per HTTP request: a span and a duration record, nothing else."""
+class _AroundEachRequest:
+    """``signals.start()`` before each HTTP request and ``signals.end(...)`` after it, nothing else: the
+    floor (``Floor``) or the replay of our signals (``Replay``) as the outermost middleware."""
 
-    def __init__(self, app: ASGIApp, floor: Floor) -> None:
-        self.app, self.floor = app, floor
+    def __init__(self, app: ASGIApp, signals: Floor | Replay) -> None:
+        self.app, self.signals = app, signals
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = self.floor.start()
+        started: Any = self.signals.start()
         try:
             await self.app(scope, receive, send)
         finally:
-            self.floor.end(started)
+            self.signals.end(started)
 
 
 def _add_floor(app: Any) -> Stats:
@@ -260,7 +261,7 @@ def _add_floor(app: Any) -> Stats:
         sc.NETWORK_PROTOCOL_VERSION: "1.1",
     }
     floor = Floor("gateway", sc.HTTP_SERVER_REQUEST_DURATION, SpanKind.SERVER, f"POST {PATH}", attributes)
-    app.user_middleware.insert(0, Middleware(_FloorMiddleware, floor=floor))
+    app.user_middleware.insert(0, Middleware(_AroundEachRequest, signals=floor))
     app.middleware_stack = None
     return lambda: {"spans": floor.spans()}
 
@@ -285,30 +286,13 @@ def _capture_signals(settings: Any, scenario: str) -> tuple[Replay, Any, Countin
     return replay, built, exporter
 
 
-class _ReplayMiddleware:
-    """Replays one request's signals (``_replay.Replay``) around each HTTP request, nothing else."""
-
-    def __init__(self, app: ASGIApp, replay: Replay) -> None:
-        self.app, self.replay = app, replay
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = self.replay.start()
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.replay.end(started)
-
-
 def _add_replay(app: Any, captured: tuple[Replay, Any, CountingSpanExporter]) -> Stats:
     """The replay as the outermost middleware, where ``instrument_fastapi`` puts ours."""
     from starlette.middleware import Middleware
 
     replay, built, exporter = captured
     print(f"signals replayed per request: {replay.signals()}", file=sys.stderr, flush=True)
-    app.user_middleware.insert(0, Middleware(_ReplayMiddleware, replay=replay))
+    app.user_middleware.insert(0, Middleware(_AroundEachRequest, signals=replay))
     app.middleware_stack = None
 
     def replay_stats() -> dict[str, Any]:
