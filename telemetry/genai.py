@@ -97,15 +97,18 @@ def set_request_attributes(
     stream: bool | None = None,
 ) -> None:
     """Request-side GenAI span attributes (the model name is kept verbatim on spans: spans are not series)."""
-    span.set_attribute(sc.GEN_AI_OPERATION_NAME, request.operation)
-    span.set_attribute(sc.GEN_AI_PROVIDER_NAME, request.provider)
-    span.set_attribute(sc.GEN_AI_REQUEST_MODEL, request.model)
+    attributes: dict[str, AttributeValue] = {
+        sc.GEN_AI_OPERATION_NAME: request.operation,
+        sc.GEN_AI_PROVIDER_NAME: request.provider,
+        sc.GEN_AI_REQUEST_MODEL: request.model,
+    }
     if max_tokens:
-        span.set_attribute(sc.GEN_AI_REQUEST_MAX_TOKENS, max_tokens)
+        attributes[sc.GEN_AI_REQUEST_MAX_TOKENS] = max_tokens
     if temperature is not None:
-        span.set_attribute(sc.GEN_AI_REQUEST_TEMPERATURE, temperature)
+        attributes[sc.GEN_AI_REQUEST_TEMPERATURE] = temperature
     if stream:
-        span.set_attribute(sc.GEN_AI_REQUEST_STREAM, True)
+        attributes[sc.GEN_AI_REQUEST_STREAM] = True
+    span.set_attributes(attributes)  # one call: the SDK takes its lock once, not once per attribute
 
 
 def set_response_attributes(
@@ -120,22 +123,19 @@ def set_response_attributes(
     cache_read_input_tokens: int | None = None,
     reasoning_output_tokens: int | None = None,
 ) -> None:
-    if response_id:
-        span.set_attribute(sc.GEN_AI_RESPONSE_ID, response_id)
-    if response_model:
-        span.set_attribute(sc.GEN_AI_RESPONSE_MODEL, response_model)
-    if finish_reasons:
-        span.set_attribute(sc.GEN_AI_RESPONSE_FINISH_REASONS, list(finish_reasons))
-    if input_tokens is not None:
-        span.set_attribute(sc.GEN_AI_USAGE_INPUT_TOKENS, input_tokens)
-    if output_tokens is not None:
-        span.set_attribute(sc.GEN_AI_USAGE_OUTPUT_TOKENS, output_tokens)
-    if time_to_first_chunk is not None:
-        span.set_attribute(sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, time_to_first_chunk)
-    if cache_read_input_tokens is not None:
-        span.set_attribute(sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, cache_read_input_tokens)
-    if reasoning_output_tokens is not None:
-        span.set_attribute(sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, reasoning_output_tokens)
+    given: tuple[tuple[str, AttributeValue | None], ...] = (
+        (sc.GEN_AI_RESPONSE_ID, response_id or None),
+        (sc.GEN_AI_RESPONSE_MODEL, response_model or None),
+        (sc.GEN_AI_RESPONSE_FINISH_REASONS, list(finish_reasons) if finish_reasons else None),
+        (sc.GEN_AI_USAGE_INPUT_TOKENS, input_tokens),
+        (sc.GEN_AI_USAGE_OUTPUT_TOKENS, output_tokens),
+        (sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, time_to_first_chunk),
+        (sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, cache_read_input_tokens),
+        (sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, reasoning_output_tokens),
+    )
+    attributes = {key: value for key, value in given if value is not None}
+    if attributes:
+        span.set_attributes(attributes)
 
 
 def content_policy() -> ContentPolicy:

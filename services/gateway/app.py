@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from opentelemetry import baggage, context as otel_context, trace
 from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.util.types import AttributeValue
 from starlette.background import BackgroundTask
 
 from services.common import semconv as service_sc
@@ -248,10 +249,10 @@ def on_behalf_of(caller: Caller) -> Iterator[None]:
 
 
 def _say_caller(caller: Caller) -> None:
-    span = trace.get_current_span()
-    span.set_attribute(service_sc.LLM_TENANT_ID, caller.id)
+    said: dict[str, AttributeValue] = {service_sc.LLM_TENANT_ID: caller.id}
     if caller.team is not None:
-        span.set_attribute(service_sc.LLM_TENANT_TEAM, caller.team)
+        said[service_sc.LLM_TENANT_TEAM] = caller.team
+    trace.get_current_span().set_attributes(said)
 
 
 def trust_boundary(settings: GatewaySettings, admission: Admission) -> TrustBoundary:

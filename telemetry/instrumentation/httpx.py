@@ -114,8 +114,11 @@ class _TracedTransport(httpx.AsyncBaseTransport):
             sc.SERVER_PORT: url.port or (443 if url.scheme == "https" else 80),
             sc.URL_SCHEME: url.scheme,
         }
-        span = self.tracer.start_span(request.method, kind=SpanKind.CLIENT, attributes=attributes)
-        span.set_attribute(sc.URL_FULL, _url_full(url))
+        span = self.tracer.start_span(
+            request.method,
+            kind=SpanKind.CLIENT,
+            attributes={**attributes, sc.URL_FULL: _url_full(url)},  # url.full is the span's alone
+        )
         span_context = trace.set_span_in_context(span)
         self._inject(request.headers, span, span_context)
         finish = _Finish(self, span, span_context, dict(attributes))
