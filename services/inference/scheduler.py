@@ -224,19 +224,16 @@ class ContinuousBatcher:
     # ---- the loop -----------------------------------------------------------------------------------------
     async def _run(self) -> None:
         while True:
-            if not self.running and not self.waiting:
-                self.batches.close()
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            self._make_room()
-            admitted = self._admit()
-            if not self.running:  # nothing fits yet: wait for an abort or a new arrival to change that
-                self.batches.close()
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            await self._step(admitted)
+            if self.running or self.waiting:
+                self._make_room()
+                admitted = self._admit()
+                if self.running:
+                    await self._step(admitted)
+                    continue
+            # Idle, or nothing fits yet: wait for a new arrival or an abort to change that.
+            self.batches.close()
+            self._wake.clear()
+            await self._wake.wait()
 
     def _make_room(self) -> None:
         """Every running sequence gets the blocks for the token it computes next, preempting the most
@@ -330,7 +327,7 @@ class ContinuousBatcher:
         finally:
             share = self.gpu.stop(occupancy)
         now = time_ns()
-        parts = self._parts(stepping, prompts, prefill_seconds, decode_seconds)
+        parts = self._parts(stepping, prompts, decoding, prefill_seconds, decode_seconds)
         for sequence, part in zip(stepping, parts, strict=True):
             if sequence.done:  # aborted during the step: its part is nobody's
                 continue
@@ -345,7 +342,12 @@ class ContinuousBatcher:
                 self._finish(sequence, reason)
 
     def _parts(
-        self, stepping: list[Sequence], prompts: list[int], prefill_seconds: float, decode_seconds: float
+        self,
+        stepping: list[Sequence],
+        prompts: list[int],
+        decoding: int,
+        prefill_seconds: float,
+        decode_seconds: float,
     ) -> list[float]:
         """Each stepping sequence's part of the step's GPU time (they sum to 1) by the step's time model:
         a prefilling one its computed prompt tokens' part of the prefill, a decoding one an equal part of
@@ -353,7 +355,6 @@ class ContinuousBatcher:
         total = prefill_seconds + decode_seconds
         if total <= 0:
             return [1 / len(stepping)] * len(stepping)
-        decoding = sum(1 for s in stepping if s.computed)
         per_decoder = decode_seconds / decoding / total if decoding else 0.0
         per_prompt_token = self.model.prefill_seconds_per_token / total
         return [
