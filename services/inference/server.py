@@ -339,9 +339,13 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         self.tracer.start_span(
             "queue", start_time=enqueued_ns, attributes={sc.LLM_ENGINE_ADMISSION_WAITING: event.waiting}
         ).end(end_time=event.at_ns)
-        span.set_attribute(sc.LLM_ENGINE_BATCH_REQUESTS, event.batch_requests)
-        span.set_attribute(sc.LLM_ENGINE_ADMISSION_KV_CACHE_USAGE, round(event.kv_cache_usage, 4))
-        span.set_attribute(sc.LLM_ENGINE_ADMISSION_WAITING, event.waiting)
+        span.set_attributes(
+            {
+                sc.LLM_ENGINE_BATCH_REQUESTS: event.batch_requests,
+                sc.LLM_ENGINE_ADMISSION_KV_CACHE_USAGE: round(event.kv_cache_usage, 4),
+                sc.LLM_ENGINE_ADMISSION_WAITING: event.waiting,
+            }
+        )
 
     def _price(self, model: ModelSpec, generation: Generation) -> None:
         """Price its GPU share once, when it ends (a request that never ran a step has none):
@@ -359,19 +363,16 @@ class InferenceServicer(pb_grpc.InferenceServicer):
             attributes[sc.GEN_AI_USAGE_COST_AMOUNT] = generation.cost
             attributes[sc.GEN_AI_USAGE_COST_CURRENCY] = "USD"
             attributes[sc.GEN_AI_USAGE_COST_SOURCE] = sc.COST_SOURCE_LOCAL
-            points: dict[str, AttributeValue] = {sc.GEN_AI_REQUEST_MODEL: model.name}
-            if generation.tenant is not None:
-                points[sc.LLM_TENANT_ID] = generation.tenant
-            self.cost.record(generation.cost, points, context=trace.set_span_in_context(span))
+            self.cost.record(
+                generation.cost, _model_points(model, generation), context=trace.set_span_in_context(span)
+            )
         span.set_attributes(attributes)
 
     def _record(self, model: ModelSpec, generation: Generation) -> None:
         """Whatever the ending: the tokens it used, its cost, the GPU after it, and the gen_ai.server.*
         metrics."""
         self._price(model, generation)
-        model_attr: dict[str, AttributeValue] = {sc.GEN_AI_REQUEST_MODEL: model.name}
-        if generation.tenant is not None:
-            model_attr[sc.LLM_TENANT_ID] = generation.tenant
+        model_attr = _model_points(model, generation)
         self.tokens.add(len(generation.prompt), {**model_attr, sc.GEN_AI_TOKEN_TYPE: sc.TOKEN_TYPE_INPUT})
         self.tokens.add(generation.output_tokens, {**model_attr, sc.GEN_AI_TOKEN_TYPE: sc.TOKEN_TYPE_OUTPUT})
         self._annotate_gpu(generation.span, "end")
@@ -389,6 +390,14 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         # A no-op without NVML: the span then simply carries no GPU attributes.
         if self.telemetry.settings.gpu is not False:
             annotate_span(span, phase, index=self.gpu_index)
+
+
+def _model_points(model: ModelSpec, generation: Generation) -> dict[str, AttributeValue]:
+    """A request's point attributes on the server's own metrics: its model, and its tenant if it has one."""
+    points: dict[str, AttributeValue] = {sc.GEN_AI_REQUEST_MODEL: model.name}
+    if generation.tenant is not None:
+        points[sc.LLM_TENANT_ID] = generation.tenant
+    return points
 
 
 @dataclass
